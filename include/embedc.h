@@ -1,0 +1,103 @@
+/*
+ * embedc public C API: load a Hugging Face embedding model (local directory or
+ * hub-cache repo id) and turn text into embedding vectors that match
+ * sentence-transformers. Flat functions over opaque handles; every function
+ * that can fail returns emb_status and fills an emb_error naming what failed.
+ */
+#ifndef EMBEDC_H
+#define EMBEDC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+    EMB_OK = 0,
+    EMB_ERR_INVALID_ARG,   /* caller passed something unusable */
+    EMB_ERR_IO,            /* a file could not be opened, read or written */
+    EMB_ERR_FORMAT,        /* a model or input file is malformed */
+    EMB_ERR_UNSUPPORTED,   /* well-formed but not something embedc runs (yet) */
+    EMB_ERR_NOMEM,         /* host allocation failed */
+    EMB_ERR_DEVICE,        /* CUDA / cuBLAS / NCCL failure */
+    EMB_ERR_DEVICE_OOM,    /* device memory exhausted */
+    EMB_ERR_INTERNAL
+} emb_status;
+
+typedef struct {
+    emb_status code;
+    char message[1024];
+} emb_error;
+
+const char *emb_status_name(emb_status s);
+
+typedef enum { EMB_DEVICE_AUTO = 0, EMB_DEVICE_CPU, EMB_DEVICE_CUDA } emb_device;
+typedef enum { EMB_DTYPE_AUTO = 0, EMB_DTYPE_F32, EMB_DTYPE_F16, EMB_DTYPE_BF16 } emb_dtype;
+
+/* Pooling modes; a model may combine several (concatenated in this order,
+ * like sentence-transformers). */
+enum {
+    EMB_POOL_CLS = 1 << 0,
+    EMB_POOL_MAX = 1 << 1,
+    EMB_POOL_MEAN = 1 << 2,
+    EMB_POOL_MEAN_SQRT_LEN = 1 << 3,
+    EMB_POOL_WEIGHTED_MEAN = 1 << 4,
+    EMB_POOL_LAST_TOKEN = 1 << 5
+};
+
+typedef struct emb_model emb_model;
+
+typedef struct {
+    emb_device device;      /* AUTO: CUDA when a GPU is usable, else CPU */
+    emb_dtype dtype;        /* GPU weights/activations; AUTO = model's dtype (f32 models -> f16) */
+    int threads;            /* CPU threads (0 = all cores) */
+    int max_length;         /* 0 = model's max_seq_length */
+    int verbose;            /* notices on stderr */
+} emb_model_options;
+
+emb_model_options emb_model_default_options(void);
+
+/* path: a model directory, or a repo id ("org/name") looked up in the
+ * Hugging Face cache ($HF_HOME/hub or ~/.cache/huggingface/hub). */
+emb_status emb_model_load(const char *path, const emb_model_options *opts,
+                          emb_model **out, emb_error *err);
+void emb_model_free(emb_model *m);
+
+typedef struct {
+    const char *prompt;       /* literal prompt prepended to each text, or NULL */
+    const char *prompt_name;  /* name from config_sentence_transformers.json, or NULL
+                                 (NULL + NULL = the model's default prompt, if any) */
+    int normalize;            /* -1 model default (Normalize module), 0 off, 1 on */
+    int truncate_dim;         /* 0 = full; Matryoshka truncation (renormalized when normalizing) */
+    int pooling;              /* 0 = model's pooling, else EMB_POOL_* bit set */
+    int layer;                /* 0 = last; K>0 = output of encoder layer K (1-based); K<0 from the end */
+} emb_encode_options;
+
+emb_encode_options emb_encode_default_options(void);
+
+/* Output dimension for these options (after pooling, Dense, truncation). */
+int emb_model_dim(const emb_model *m, const emb_encode_options *opts);
+
+typedef struct {
+    uint64_t documents;
+    uint64_t tokens;            /* real tokens (with specials) fed to the encoder */
+    uint64_t truncated;         /* documents cut to max_length */
+    uint64_t invalid_utf8;      /* documents whose invalid UTF-8 was replaced */
+} emb_encode_stats;
+
+/* Embeds n texts (lens[i] bytes each; lens may be NULL for NUL-terminated
+ * strings) into out[n * dim], dim = emb_model_dim(). Invalid UTF-8 is
+ * replaced like Python's errors="replace"; over-long texts are truncated. */
+emb_status emb_encode(emb_model *m, const char *const *texts, const size_t *lens, size_t n,
+                      const emb_encode_options *opts, float *out, emb_encode_stats *stats,
+                      emb_error *err);
+
+/* Describes the loaded model in a few human-readable lines (caller frees). */
+char *emb_model_describe(const emb_model *m);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,21 @@
+/* Helpers shared by the Criterion suites: paths to the source tree and the
+ * default model, and small file utilities. */
+#ifndef EMBEDC_TEST_SUPPORT_H
+#define EMBEDC_TEST_SUPPORT_H
+
+#include <stddef.h>
+
+/* Absolute path of a file in the source tree (static buffer per call site is
+ * not needed: result is malloc'ed, caller frees). */
+char *ts_src_path(const char *rel);
+/* Directory of the default model (models/all-MiniLM-L6-v2), or NULL if it
+ * has not been fetched (tools/fetch-model). */
+const char *ts_default_model(void);
+/* Reads a whole file; NULL on failure. */
+char *ts_read_file(const char *path, size_t *len);
+/* Writes a whole file; 0 on success. */
+int ts_write_file(const char *path, const void *data, size_t len);
+/* A fresh temporary directory (malloc'ed path). */
+char *ts_tmpdir(void);
+
+#endif
