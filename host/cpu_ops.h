@@ -44,8 +44,11 @@ void cpu_linear(float *y, const float *x, const float *w, const float *b,
 /* Segmented pooling: hidden [total, dim] -> out [nseq, dim * popcount(modes)],
  * modes concatenated in sentence-transformers order (cls, max, mean,
  * mean_sqrt_len, weightedmean, lasttoken). skip[s] (may be NULL) leading
- * tokens of sequence s are excluded (include_prompt = false) from every mode
- * except cls. */
+ * tokens of sequence s are excluded (include_prompt = false) from every mode;
+ * as in sentence-transformers 6.x, cls then takes the first kept token (token
+ * 0 if none is kept) and weightedmean keeps the tokens' original 1-based
+ * positions as weights. With no kept token: max gives -inf, mean variants
+ * and lasttoken give 0. */
 void cpu_pool(float *out, const float *hidden, const int32_t *cu_seqlens, int nseq, int dim,
               int modes, const int32_t *skip);
 

@@ -1,0 +1,386 @@
+/*
+ * The CPU backend's building blocks in plain fp32 (see cpu_ops.h). These are
+ * the references the CUDA kernels are tested against, so each one is a
+ * readable function over the packed layout (tokens of all sequences
+ * concatenated, cu_seqlens prefix offsets) rather than a clever one; speed
+ * comes from OpenBLAS for every GEMM and OpenMP over independent rows/heads.
+ *
+ * Threading: Debian's libopenblas is the pthread build (openblas_get_parallel()
+ * == 1), which keeps its own thread pool and knows nothing of OpenMP. Calling
+ * it from inside an OpenMP region would oversubscribe the cores (each OpenMP
+ * thread asking OpenBLAS for all cores), so we keep the two apart: big GEMMs
+ * (cpu_linear) are called from serial code and let OpenBLAS thread them; the
+ * many small per-(sequence, head) GEMMs of attention run inside an OpenMP
+ * region with OpenBLAS switched to one thread for the duration. Elementwise
+ * and normalization loops use OpenMP. The number of threads of both is set
+ * by the caller (the CPU backend sets it from its `threads` argument).
+ */
+#include "cpu_ops.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* Rows shorter than this are not worth waking the thread pool for. */
+#define PAR_MIN_ELEMS 16384
+
+/* ---- activations ------------------------------------------------------ */
+
+static inline float act_apply(float x, emb_act act) {
+    switch (act) {
+    case EMB_ACT_IDENTITY: return x;
+    case EMB_ACT_GELU: return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
+    case EMB_ACT_GELU_TANH: {
+        /* torch's approximate="tanh": sqrt(2/pi) * (x + 0.044715 x^3) */
+        float u = 0.79788456080286536f * (x + 0.044715f * x * x * x);
+        return 0.5f * x * (1.0f + tanhf(u));
+    }
+    case EMB_ACT_RELU: return x > 0.0f ? x : 0.0f;
+    case EMB_ACT_SILU: return x / (1.0f + expf(-x));
+    case EMB_ACT_TANH: return tanhf(x);
+    case EMB_ACT_SIGMOID: return 1.0f / (1.0f + expf(-x));
+    }
+    return x;
+}
+
+/* ---- normalization ---------------------------------------------------- */
+
+/* LayerNorm of one row in place. Two passes with double accumulators: the
+ * reference should be the most accurate thing in the project, and at
+ * hidden <= 4096 the cost is noise next to the GEMMs. */
+static void layernorm_row(float *x, const float *g, const float *b, int dim, float eps) {
+    double sum = 0.0;
+    for (int c = 0; c < dim; c++) sum += x[c];
+    const double mean = sum / dim;
+    double var = 0.0;
+    for (int c = 0; c < dim; c++) {
+        double d = x[c] - mean;
+        var += d * d;
+    }
+    var /= dim; /* biased variance, like torch.nn.LayerNorm */
+    const float m = (float)mean;
+    const float rstd = (float)(1.0 / sqrt(var + (double)eps));
+    for (int c = 0; c < dim; c++) x[c] = (x[c] - m) * rstd * g[c] + b[c];
+}
+
+/* Index of the sequence holding token t (cu_seqlens is sorted). */
+static int seq_of(const int32_t *cu_seqlens, int nseq, int t) {
+    int lo = 0, hi = nseq - 1;
+    while (lo < hi) {
+        int mid = (lo + hi + 1) / 2;
+        if (cu_seqlens[mid] <= t) lo = mid;
+        else hi = mid - 1;
+    }
+    return lo;
+}
+
+void cpu_embed_layernorm(float *out, const int32_t *ids, const int32_t *type_ids,
+                         const int32_t *cu_seqlens, int nseq,
+                         const float *word, const float *position, const float *token_type,
+                         const float *g, const float *b, int hidden, float eps) {
+    if (nseq <= 0) return;
+    const int total = cu_seqlens[nseq];
+    /* One flat loop over tokens (balanced whatever the sequence lengths);
+     * positions restart at 0 in every sequence of a packed batch. */
+#pragma omp parallel for schedule(static) if ((size_t)total * hidden >= PAR_MIN_ELEMS)
+    for (int t = 0; t < total; t++) {
+        const int p = t - cu_seqlens[seq_of(cu_seqlens, nseq, t)];
+        const float *we = word + (size_t)ids[t] * hidden;
+        const float *pe = position + (size_t)p * hidden;
+        const float *te = token_type + (size_t)(type_ids ? type_ids[t] : 0) * hidden;
+        float *o = out + (size_t)t * hidden;
+        for (int c = 0; c < hidden; c++) o[c] = we[c] + pe[c] + te[c];
+        layernorm_row(o, g, b, hidden, eps);
+    }
+}
+
+void cpu_bias_residual_layernorm(float *x, const float *bias, const float *residual,
+                                 const float *g, const float *b, int rows, int dim, float eps) {
+#pragma omp parallel for schedule(static) if ((size_t)rows * dim >= PAR_MIN_ELEMS)
+    for (int r = 0; r < rows; r++) {
+        float *row = x + (size_t)r * dim;
+        if (bias)
+            for (int c = 0; c < dim; c++) row[c] += bias[c];
+        if (residual) {
+            const float *res = residual + (size_t)r * dim;
+            for (int c = 0; c < dim; c++) row[c] += res[c];
+        }
+        layernorm_row(row, g, b, dim, eps);
+    }
+}
+
+void cpu_rmsnorm(float *x, const float *residual, const float *g, int rows, int dim, float eps) {
+#pragma omp parallel for schedule(static) if ((size_t)rows * dim >= PAR_MIN_ELEMS)
+    for (int r = 0; r < rows; r++) {
+        float *row = x + (size_t)r * dim;
+        if (residual) {
+            const float *res = residual + (size_t)r * dim;
+            for (int c = 0; c < dim; c++) row[c] += res[c];
+        }
+        double ss = 0.0;
+        for (int c = 0; c < dim; c++) ss += (double)row[c] * row[c];
+        const float rstd = (float)(1.0 / sqrt(ss / dim + (double)eps));
+        for (int c = 0; c < dim; c++) row[c] = row[c] * rstd * g[c];
+    }
+}
+
+void cpu_l2_normalize(float *x, int rows, int dim) {
+    /* F.normalize: x / max(||x||, 1e-12), so an all-zero row stays zero. */
+    for (int r = 0; r < rows; r++) {
+        float *row = x + (size_t)r * dim;
+        double ss = 0.0;
+        for (int c = 0; c < dim; c++) ss += (double)row[c] * row[c];
+        double n = sqrt(ss);
+        const float inv = (float)(1.0 / (n > 1e-12 ? n : 1e-12));
+        for (int c = 0; c < dim; c++) row[c] *= inv;
+    }
+}
+
+/* ---- elementwise ------------------------------------------------------ */
+
+void cpu_bias_act(float *x, const float *bias, int rows, int cols, emb_act act) {
+#pragma omp parallel for schedule(static) if ((size_t)rows * cols >= PAR_MIN_ELEMS)
+    for (int r = 0; r < rows; r++) {
+        float *row = x + (size_t)r * cols;
+        for (int c = 0; c < cols; c++) row[c] = act_apply(row[c] + (bias ? bias[c] : 0.0f), act);
+    }
+}
+
+void cpu_gated_act(float *out, const float *x, int rows, int cols, emb_act act) {
+#pragma omp parallel for schedule(static) if ((size_t)rows * cols >= PAR_MIN_ELEMS)
+    for (int r = 0; r < rows; r++) {
+        const float *gate = x + (size_t)r * 2 * cols, *up = gate + cols;
+        float *o = out + (size_t)r * cols;
+        for (int c = 0; c < cols; c++) o[c] = act_apply(gate[c], act) * up[c];
+    }
+}
+
+/* ---- GEMM ------------------------------------------------------------- */
+
+void cpu_linear(float *y, const float *x, const float *w, const float *b,
+                int rows, int in, int out) {
+    if (rows <= 0 || out <= 0) return;
+    /* Seed y with the bias and let the GEMM accumulate onto it (beta = 1):
+     * one pass over y instead of a separate bias pass afterwards. */
+    float beta = 0.0f;
+    if (b) {
+        for (int r = 0; r < rows; r++) memcpy(y + (size_t)r * out, b, (size_t)out * sizeof *b);
+        beta = 1.0f;
+    }
+    if (in <= 0) {
+        if (!b) memset(y, 0, (size_t)rows * out * sizeof *y);
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, in,
+                1.0f, x, in, w, in, beta, y, out);
+}
+
+/* ---- attention -------------------------------------------------------- */
+
+/* Query rows per work item: bounds the score buffer to QBLOCK x seqlen per
+ * thread (2 MiB at 4096 tokens) while keeping the GEMMs big enough to be
+ * efficient, and gives OpenMP (sequence, head, query block) items to balance. */
+#define QBLOCK 64
+
+/* Grow-only per-thread score buffer: the OpenMP pool's threads persist, so
+ * after the first batch of the longest length this never allocates again. */
+static _Thread_local float *tl_scores;
+static _Thread_local size_t tl_scores_cap;
+
+static float *scores_buffer(size_t n) {
+    if (n > tl_scores_cap) {
+        float *p = realloc(tl_scores, n * sizeof *p);
+        if (!p) return NULL;
+        tl_scores = p;
+        tl_scores_cap = n;
+    }
+    return tl_scores;
+}
+
+/* In-place softmax of one score row over its first n entries. */
+static void softmax_row(float *s, int n) {
+    float mx = -INFINITY;
+    for (int j = 0; j < n; j++) mx = s[j] > mx ? s[j] : mx;
+    float sum = 0.0f;
+    for (int j = 0; j < n; j++) {
+        s[j] = expf(s[j] - mx);
+        sum += s[j];
+    }
+    const float inv = 1.0f / sum;
+    for (int j = 0; j < n; j++) s[j] *= inv;
+}
+
+/* One (sequence, head, query block): S = scale Q K^T, softmax, O = P V. */
+static void attention_block(float *out, const float *qkv, int start, int len, int q0, int nq,
+                            int h, int heads, int head_dim, float scale, int causal) {
+    const int ld_qkv = 3 * heads * head_dim, ld_out = heads * head_dim;
+    const float *q = qkv + (size_t)(start + q0) * ld_qkv + (size_t)h * head_dim;
+    const float *k = qkv + (size_t)start * ld_qkv + (size_t)(heads + h) * head_dim;
+    const float *v = qkv + (size_t)start * ld_qkv + (size_t)(2 * heads + h) * head_dim;
+    float *o = out + (size_t)(start + q0) * ld_out + (size_t)h * head_dim;
+    /* Causal: no query of this block sees a key past its last query. */
+    const int nk = causal ? q0 + nq : len;
+
+    float *s = scores_buffer((size_t)nq * nk);
+    if (!s) {
+        /* No way to report from here: poison the output so it cannot pass
+         * for a result (every test and the parity check would catch it). */
+        for (int i = 0; i < nq; i++)
+            for (int d = 0; d < head_dim; d++) o[(size_t)i * ld_out + d] = NAN;
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, head_dim,
+                scale, q, ld_qkv, k, ld_qkv, 0.0f, s, nk);
+    for (int i = 0; i < nq; i++) {
+        float *row = s + (size_t)i * nk;
+        const int visible = causal ? q0 + i + 1 : nk;
+        softmax_row(row, visible);
+        for (int j = visible; j < nk; j++) row[j] = 0.0f;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, head_dim, nk,
+                1.0f, s, nk, v, ld_qkv, 0.0f, o, ld_out);
+}
+
+void cpu_attention_varlen(float *out, const float *qkv, const int32_t *cu_seqlens, int nseq,
+                          int heads, int head_dim, float scale, int causal) {
+    /* Work items: every (sequence, query block, head). Counted up front so
+     * one flat OpenMP loop can balance long and short sequences. */
+    long items = 0;
+    for (int s = 0; s < nseq; s++) {
+        int len = cu_seqlens[s + 1] - cu_seqlens[s];
+        items += (long)((len + QBLOCK - 1) / QBLOCK) * heads;
+    }
+    if (items == 0) return;
+
+    /* See the file comment: OpenBLAS single-threaded inside our region. */
+    const int blas_threads = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+
+#pragma omp parallel
+    {
+        /* Each thread walks the item list with its own cursor: items are
+         * numbered in (sequence, block, head) order and taken round-robin. */
+        int nth = 1, tid = 0;
+#ifdef _OPENMP
+        nth = omp_get_num_threads();
+        tid = omp_get_thread_num();
+#endif
+        long item = 0;
+        for (int s = 0; s < nseq; s++) {
+            const int start = cu_seqlens[s], len = cu_seqlens[s + 1] - start;
+            for (int q0 = 0; q0 < len; q0 += QBLOCK) {
+                const int nq = len - q0 < QBLOCK ? len - q0 : QBLOCK;
+                for (int h = 0; h < heads; h++, item++) {
+                    if (item % nth != tid) continue;
+                    attention_block(out, qkv, start, len, q0, nq, h, heads, head_dim, scale,
+                                    causal);
+                }
+            }
+        }
+    }
+
+    openblas_set_num_threads(blas_threads);
+}
+
+/* ---- pooling ---------------------------------------------------------- */
+
+/* Pooling follows sentence-transformers 6.x Pooling._forward_padded with the
+ * prompt tokens' attention mask zeroed (include_prompt = false), which for a
+ * sequence of len tokens of which the first k are excluded means:
+ *   cls          the first non-excluded token (token 0 when all are excluded)
+ *   max          max over the kept tokens; -inf when none is kept
+ *   mean         sum / max(count, 1e-9)      (0 when none is kept)
+ *   mean_sqrt    sum / sqrt(max(count, 1e-9))
+ *   weightedmean weights are 1-based positions in the sequence (prompt
+ *                positions count), sum(w h) / max(sum(w), 1e-9)
+ *   lasttoken    the last kept token; zeros when none is kept */
+
+static void pool_cls(float *o, const float *h, int len, int k, int dim) {
+    if (len == 0) {
+        memset(o, 0, (size_t)dim * sizeof *o);
+        return;
+    }
+    memcpy(o, h + (size_t)(k < len ? k : 0) * dim, (size_t)dim * sizeof *o);
+}
+
+static void pool_max(float *o, const float *h, int len, int k, int dim) {
+    for (int c = 0; c < dim; c++) o[c] = -INFINITY;
+    for (int t = k; t < len; t++) {
+        const float *row = h + (size_t)t * dim;
+        for (int c = 0; c < dim; c++) o[c] = row[c] > o[c] ? row[c] : o[c];
+    }
+}
+
+/* Weighted column sums of the kept tokens; returns the total weight. */
+static double pool_sum(float *o, const float *h, int len, int k, int dim, int weighted) {
+    memset(o, 0, (size_t)dim * sizeof *o);
+    double wsum = 0.0;
+    for (int t = k; t < len; t++) {
+        const float *row = h + (size_t)t * dim;
+        const float w = weighted ? (float)(t + 1) : 1.0f;
+        for (int c = 0; c < dim; c++) o[c] += w * row[c];
+        wsum += w;
+    }
+    return wsum;
+}
+
+static void scale_row(float *o, int dim, double denom) {
+    const float inv = (float)(1.0 / denom);
+    for (int c = 0; c < dim; c++) o[c] *= inv;
+}
+
+static void pool_last(float *o, const float *h, int len, int k, int dim) {
+    if (len > k) memcpy(o, h + (size_t)(len - 1) * dim, (size_t)dim * sizeof *o);
+    else memset(o, 0, (size_t)dim * sizeof *o);
+}
+
+void cpu_pool(float *out, const float *hidden, const int32_t *cu_seqlens, int nseq, int dim,
+              int modes, const int32_t *skip) {
+    int nmodes = 0;
+    for (int m = modes; m; m &= m - 1) nmodes++;
+    const size_t width = (size_t)dim * nmodes;
+
+#pragma omp parallel for schedule(dynamic, 1) if (nseq > 1)
+    for (int s = 0; s < nseq; s++) {
+        const int start = cu_seqlens[s], len = cu_seqlens[s + 1] - start;
+        int k = skip ? skip[s] : 0;
+        if (k < 0) k = 0;
+        if (k > len) k = len;
+        const float *h = hidden + (size_t)start * dim;
+        float *o = out + (size_t)s * width;
+        const double kept = len - k;
+
+        if (modes & EMB_POOL_CLS) {
+            pool_cls(o, h, len, k, dim);
+            o += dim;
+        }
+        if (modes & EMB_POOL_MAX) {
+            pool_max(o, h, len, k, dim);
+            o += dim;
+        }
+        if (modes & EMB_POOL_MEAN) {
+            pool_sum(o, h, len, k, dim, 0);
+            scale_row(o, dim, kept > 1e-9 ? kept : 1e-9);
+            o += dim;
+        }
+        if (modes & EMB_POOL_MEAN_SQRT_LEN) {
+            pool_sum(o, h, len, k, dim, 0);
+            scale_row(o, dim, sqrt(kept > 1e-9 ? kept : 1e-9));
+            o += dim;
+        }
+        if (modes & EMB_POOL_WEIGHTED_MEAN) {
+            double w = pool_sum(o, h, len, k, dim, 1);
+            scale_row(o, dim, w > 1e-9 ? w : 1e-9);
+            o += dim;
+        }
+        if (modes & EMB_POOL_LAST_TOKEN) {
+            pool_last(o, h, len, k, dim);
+            o += dim;
+        }
+    }
+}
