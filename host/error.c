@@ -33,12 +33,19 @@ emb_status emb_fail(emb_error *err, emb_status code, const char *fmt, ...) {
 
 emb_status emb_fail_prefix(emb_error *err, const char *fmt, ...) {
     if (!err) return EMB_ERR_INTERNAL;
-    char prefix[512], old[sizeof err->message];
+    char msg[sizeof err->message];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    int n = vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    memcpy(old, err->message, sizeof old);
-    snprintf(err->message, sizeof err->message, "%s: %s", prefix, old);
+    size_t k = n < 0 ? 0 : (size_t)n;
+    if (k > sizeof msg - 3) k = sizeof msg - 3;
+    memcpy(msg + k, ": ", 2);
+    k += 2;
+    size_t old = strnlen(err->message, sizeof err->message - 1);
+    if (old > sizeof msg - 1 - k) old = sizeof msg - 1 - k;
+    memcpy(msg + k, err->message, old);
+    msg[k + old] = 0;
+    memcpy(err->message, msg, sizeof msg);
     return err->code;
 }
