@@ -1,0 +1,508 @@
+/*
+ * The embedc command line: encode (bulk embedding of a file or stdin),
+ * tokenize, info, similarity and bench. A thin layer over the library and
+ * the engine: parsing flags, progress on a terminal, a summary at the end.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "embedc.h"
+#include "engine.h"
+#include "error.h"
+#include "io.h"
+
+#define DEFAULT_MODEL "models/all-MiniLM-L6-v2"
+
+typedef struct {
+    const char *model, *input, *output, *format, *input_format, *field, *summary_json;
+    const char *device, *dtype;
+    size_t batch_tokens;
+    int max_length, threads, quiet, tokens;
+    emb_encode_options eo;
+} cli_opts;
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void usage(FILE *f) {
+    fprintf(f,
+        "usage: embedc <command> [options]\n"
+        "\n"
+        "commands:\n"
+        "  encode      embed documents (one per line, or a JSONL field) into .npy/.fvecs/JSONL\n"
+        "  tokenize    write each document's token ids as JSONL\n"
+        "  info        describe a model: embedc info [MODEL]\n"
+        "  similarity  embed the texts given as arguments and print their cosine similarities\n"
+        "  bench       measure throughput on a corpus\n"
+        "\n"
+        "common options:\n"
+        "  -m, --model DIR|ORG/NAME   model directory or Hugging Face cache repo id\n"
+        "                             (default: $EMBEDC_MODEL, else " DEFAULT_MODEL ")\n"
+        "  -i, --input FILE           input, '-' for stdin (default '-')\n"
+        "      --input-format text|jsonl   (default: from the file name; text = one document per line)\n"
+        "      --field NAME           JSONL key holding the text (default \"text\")\n"
+        "  -o, --output FILE          output, '-' for stdout (default '-', JSONL)\n"
+        "  -f, --format npy|npy16|fvecs|jsonl   (default: from the output name, else npy)\n"
+        "      --batch-tokens N       token budget of one packed batch (default 16384)\n"
+        "      --max-length N         truncate documents to N tokens (default: the model's)\n"
+        "      --prompt TEXT          prepend TEXT to every document\n"
+        "      --prompt-name NAME     prepend the model's prompt NAME (config_sentence_transformers.json)\n"
+        "      --normalize / --no-normalize   L2-normalize output (default: as the model says)\n"
+        "      --truncate-dim N       keep the first N dimensions (Matryoshka), renormalized when normalizing\n"
+        "      --pooling MODES        comma list of cls,mean,max,mean_sqrt_len_tokens,weightedmean,lasttoken\n"
+        "      --layer K              use the output of encoder layer K (negative counts from the end)\n"
+        "      --device auto|cuda|cpu (default auto)\n"
+        "      --dtype auto|f16|bf16  GPU precision (default: from the model)\n"
+        "      --threads N            CPU threads (default: all cores)\n"
+        "      --tokens               tokenize: also write the token strings\n"
+        "      --summary-json FILE    write the run's summary as JSON\n"
+        "  -q, --quiet                no progress bar or summary\n");
+}
+
+static int parse_pooling(const char *s, int *out) {
+    static const struct { const char *name; int bit; } names[] = {
+        {"cls", EMB_POOL_CLS}, {"max", EMB_POOL_MAX}, {"mean", EMB_POOL_MEAN},
+        {"mean_sqrt_len_tokens", EMB_POOL_MEAN_SQRT_LEN}, {"mean_sqrt_len", EMB_POOL_MEAN_SQRT_LEN},
+        {"weightedmean", EMB_POOL_WEIGHTED_MEAN}, {"lasttoken", EMB_POOL_LAST_TOKEN}};
+    int bits = 0;
+    char *copy = strdup(s), *save = NULL;
+    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        int found = 0;
+        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+            if (!strcmp(tok, names[i].name)) { bits |= names[i].bit; found = 1; }
+        if (!found) { fprintf(stderr, "embedc: unknown pooling mode \"%s\"\n", tok); free(copy); return -1; }
+    }
+    free(copy);
+    *out = bits;
+    return bits ? 0 : -1;
+}
+
+static int parse_int(const char *flag, const char *s, long lo, long hi, long *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || end == s || v < lo || v > hi) {
+        fprintf(stderr, "embedc: %s expects an integer in %ld..%ld, got \"%s\"\n", flag, lo, hi, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+enum { O_INFMT = 256, O_FIELD, O_BATCH, O_MAXLEN, O_PROMPT, O_PROMPT_NAME, O_NORM, O_NONORM,
+       O_TRUNC, O_POOL, O_LAYER, O_DEVICE, O_DTYPE, O_THREADS, O_TOKENS, O_SUMMARY };
+
+static int parse_opts(int argc, char **argv, cli_opts *o) {
+    static const struct option longopts[] = {
+        {"model", required_argument, 0, 'm'}, {"input", required_argument, 0, 'i'},
+        {"output", required_argument, 0, 'o'}, {"format", required_argument, 0, 'f'},
+        {"input-format", required_argument, 0, O_INFMT}, {"field", required_argument, 0, O_FIELD},
+        {"batch-tokens", required_argument, 0, O_BATCH}, {"max-length", required_argument, 0, O_MAXLEN},
+        {"prompt", required_argument, 0, O_PROMPT}, {"prompt-name", required_argument, 0, O_PROMPT_NAME},
+        {"normalize", no_argument, 0, O_NORM}, {"no-normalize", no_argument, 0, O_NONORM},
+        {"truncate-dim", required_argument, 0, O_TRUNC}, {"pooling", required_argument, 0, O_POOL},
+        {"layer", required_argument, 0, O_LAYER}, {"device", required_argument, 0, O_DEVICE},
+        {"dtype", required_argument, 0, O_DTYPE}, {"threads", required_argument, 0, O_THREADS},
+        {"tokens", no_argument, 0, O_TOKENS}, {"summary-json", required_argument, 0, O_SUMMARY},
+        {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    memset(o, 0, sizeof *o);
+    o->eo = emb_encode_default_options();
+    o->model = getenv("EMBEDC_MODEL") && *getenv("EMBEDC_MODEL") ? getenv("EMBEDC_MODEL") : DEFAULT_MODEL;
+    o->input = "-";
+    o->output = "-";
+    o->field = "text";
+    int c;
+    long v;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "m:i:o:f:qh", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'm': o->model = optarg; break;
+        case 'i': o->input = optarg; break;
+        case 'o': o->output = optarg; break;
+        case 'f': o->format = optarg; break;
+        case 'q': o->quiet = 1; break;
+        case 'h': usage(stdout); exit(0);
+        case O_INFMT: o->input_format = optarg; break;
+        case O_FIELD: o->field = optarg; break;
+        case O_BATCH: if (parse_int("--batch-tokens", optarg, 1, 1L << 30, &v)) return -1; o->batch_tokens = (size_t)v; break;
+        case O_MAXLEN: if (parse_int("--max-length", optarg, 2, 1 << 20, &v)) return -1; o->max_length = (int)v; break;
+        case O_PROMPT: o->eo.prompt = optarg; break;
+        case O_PROMPT_NAME: o->eo.prompt_name = optarg; break;
+        case O_NORM: o->eo.normalize = 1; break;
+        case O_NONORM: o->eo.normalize = 0; break;
+        case O_TRUNC: if (parse_int("--truncate-dim", optarg, 1, 1 << 20, &v)) return -1; o->eo.truncate_dim = (int)v; break;
+        case O_POOL: if (parse_pooling(optarg, &o->eo.pooling)) return -1; break;
+        case O_LAYER: if (parse_int("--layer", optarg, -1000, 1000, &v)) return -1; o->eo.layer = (int)v; break;
+        case O_DEVICE: o->device = optarg; break;
+        case O_DTYPE: o->dtype = optarg; break;
+        case O_THREADS: if (parse_int("--threads", optarg, 0, 4096, &v)) return -1; o->threads = (int)v; break;
+        case O_TOKENS: o->tokens = 1; break;
+        case O_SUMMARY: o->summary_json = optarg; break;
+        default: usage(stderr); return -1;
+        }
+    }
+    return 0;
+}
+
+static emb_model *load_model(const cli_opts *o, emb_error *err) {
+    emb_model_options mo = emb_model_default_options();
+    mo.threads = o->threads;
+    mo.max_length = o->max_length;
+    mo.verbose = !o->quiet;
+    if (o->device) {
+        if (!strcmp(o->device, "cpu")) mo.device = EMB_DEVICE_CPU;
+        else if (!strcmp(o->device, "cuda") || !strcmp(o->device, "gpu")) mo.device = EMB_DEVICE_CUDA;
+        else if (!strcmp(o->device, "auto")) mo.device = EMB_DEVICE_AUTO;
+        else { emb_fail(err, EMB_ERR_INVALID_ARG, "--device %s: expected auto, cuda or cpu", o->device); return NULL; }
+    }
+    if (o->dtype) {
+        if (!strcmp(o->dtype, "f16") || !strcmp(o->dtype, "fp16") || !strcmp(o->dtype, "float16")) mo.dtype = EMB_DTYPE_F16;
+        else if (!strcmp(o->dtype, "bf16") || !strcmp(o->dtype, "bfloat16")) mo.dtype = EMB_DTYPE_BF16;
+        else if (!strcmp(o->dtype, "f32") || !strcmp(o->dtype, "float32")) mo.dtype = EMB_DTYPE_F32;
+        else if (strcmp(o->dtype, "auto")) { emb_fail(err, EMB_ERR_INVALID_ARG, "--dtype %s: expected auto, f16, bf16 or f32", o->dtype); return NULL; }
+    }
+    emb_model *m = NULL;
+    if (emb_model_load(o->model, &mo, &m, err) != EMB_OK) return NULL;
+    return m;
+}
+
+/* ---- progress --------------------------------------------------------- */
+
+typedef struct {
+    double t0, last;
+    io_reader *reader;
+    int enabled;
+} progress_state;
+
+static void fmt_hms(double s, char *buf, size_t n) {
+    if (!(s >= 0) || s > 1e7) { snprintf(buf, n, "--:--"); return; }
+    long t = (long)(s + 0.5);
+    if (t >= 3600) snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, (t / 60) % 60, t % 60);
+    else snprintf(buf, n, "%02ld:%02ld", t / 60, t % 60);
+}
+
+static void on_progress(void *ud, uint64_t docs, uint64_t tokens) {
+    progress_state *p = ud;
+    double t = now_s();
+    if (!p->enabled || t - p->last < 0.2) return;
+    p->last = t;
+    double el = t - p->t0;
+    uint64_t used = 0, size = 0;
+    if (p->reader) io_reader_progress(p->reader, &used, &size);
+    /* The reader runs up to a window ahead of the encoder: estimate the share
+     * of the input that is done from the bytes read per document so far. */
+    double frac = -1;
+    if (size > 0 && used > 0) {
+        frac = (double)used / (double)size;
+        frac = frac > 1 ? 1 : frac;
+    }
+    char eta[32] = "--:--";
+    int width = 24, filled = 0;
+    if (frac > 0 && docs > 0) {
+        double est_total = (double)docs / frac;   /* upper bound on docs read */
+        (void)est_total;
+        filled = (int)(frac * width);
+        fmt_hms(el / frac - el, eta, sizeof eta);
+    }
+    char bar[64];
+    for (int i = 0; i < width; i++) bar[i] = i < filled ? '#' : '.';
+    bar[width] = 0;
+    fprintf(stderr, "\r[%s] %llu docs  %.0f tok/s  %.0f docs/s  ETA %s   ", bar, (unsigned long long)docs,
+            el > 0 ? tokens / el : 0.0, el > 0 ? docs / el : 0.0, eta);
+    fflush(stderr);
+}
+
+static int write_summary_json(const char *path, const emb_encode_stats *s, double secs, const emb_model *m,
+                              int dim) {
+    FILE *f = fopen(path, "w");
+    if (!f) { fprintf(stderr, "embedc: cannot write %s: %s\n", path, strerror(errno)); return -1; }
+    fprintf(f, "{\"documents\": %llu, \"tokens\": %llu, \"truncated\": %llu, \"invalid_utf8\": %llu, "
+               "\"seconds\": %.6f, \"tokens_per_second\": %.1f, \"documents_per_second\": %.1f, "
+               "\"dim\": %d, \"backend\": \"%s\"}\n",
+            (unsigned long long)s->documents, (unsigned long long)s->tokens, (unsigned long long)s->truncated,
+            (unsigned long long)s->invalid_utf8, secs, secs > 0 ? s->tokens / secs : 0.0,
+            secs > 0 ? s->documents / secs : 0.0, dim, m->be->name);
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+/* ---- commands ---------------------------------------------------------- */
+
+static int open_input(const cli_opts *o, io_reader **r, emb_error *err) {
+    io_in_format inf = io_guess_in_format(o->input);
+    if (o->input_format) {
+        if (!strcmp(o->input_format, "jsonl")) inf = IO_IN_JSONL;
+        else if (!strcmp(o->input_format, "text") || !strcmp(o->input_format, "txt")) inf = IO_IN_TEXT;
+        else { emb_fail(err, EMB_ERR_INVALID_ARG, "--input-format %s: expected text or jsonl", o->input_format); return -1; }
+    }
+    return io_reader_open(o->input, inf, o->field, r, err) == EMB_OK ? 0 : -1;
+}
+
+static int cmd_encode(const cli_opts *o) {
+    emb_error err = {0};
+    io_out_format fmt;
+    if (io_parse_out_format(o->format, o->output, &fmt)) {
+        fprintf(stderr, "embedc: --format %s: expected npy, npy16, fvecs or jsonl\n", o->format);
+        return 2;
+    }
+    io_reader *r = NULL;
+    io_writer *w = NULL;
+    emb_model *m = NULL;
+    int rc = 1;
+    if (open_input(o, &r, &err)) goto fail;
+    m = load_model(o, &err);
+    if (!m) goto fail;
+    int dim = emb_model_dim(m, &o->eo);
+    emb_job job;
+    if (eng_make_job(m, &o->eo, &job, &err) != EMB_OK) goto fail;
+    if (io_writer_open(o->output, fmt, dim, &w, &err) != EMB_OK) goto fail;
+
+    progress_state ps = {now_s(), 0, r, !o->quiet && isatty(2)};
+    eng_run_options ro = {o->batch_tokens, 0, on_progress, &ps};
+    emb_encode_stats stats;
+    double t0 = now_s();
+    if (eng_run(m, &o->eo, &ro, io_reader_next, r, io_writer_write, w, &stats, &err) != EMB_OK) goto fail;
+    if (io_writer_commit(w, &err) != EMB_OK) goto fail;
+    double secs = now_s() - t0;
+    if (ps.enabled) fprintf(stderr, "\r%*s\r", 90, "");
+    if (!o->quiet)
+        fprintf(stderr, "embedc: %llu documents, %llu tokens in %.2f s: %.0f tokens/s, %.1f docs/s "
+                        "(%llu truncated, %llu with invalid UTF-8 replaced) [%s, dim %d]\n",
+                (unsigned long long)stats.documents, (unsigned long long)stats.tokens, secs,
+                secs > 0 ? stats.tokens / secs : 0.0, secs > 0 ? stats.documents / secs : 0.0,
+                (unsigned long long)stats.truncated, (unsigned long long)stats.invalid_utf8, m->be->name, dim);
+    if (o->summary_json && write_summary_json(o->summary_json, &stats, secs, m, dim)) goto done;
+    rc = 0;
+    goto done;
+fail:
+    fprintf(stderr, "\nembedc: error: %s\n", err.message);
+done:
+    io_writer_close(w);
+    io_reader_close(r);
+    emb_model_free(m);
+    return rc;
+}
+
+static void json_string(FILE *f, const char *s) {
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\') fprintf(f, "\\%c", *p);
+        else if (*p < 0x20) fprintf(f, "\\u%04x", *p);
+        else fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
+static int cmd_tokenize(const cli_opts *o) {
+    emb_error err = {0};
+    io_reader *r = NULL;
+    emb_model *m = NULL;
+    FILE *out = stdout;
+    int rc = 1;
+    char *tmp = NULL;
+    tok_encoding enc;
+    tok_encoding_init(&enc);
+    if (open_input(o, &r, &err)) goto fail;
+    cli_opts co = *o;
+    co.device = "cpu";
+    m = load_model(&co, &err);
+    if (!m) goto fail;
+    eng_prompt p;
+    if (eng_resolve_prompt(m, &o->eo, &p, &err) != EMB_OK) goto fail;
+    if (strcmp(o->output, "-")) {
+        tmp = malloc(strlen(o->output) + 32);
+        sprintf(tmp, "%s.partial-%ld", o->output, (long)getpid());
+        out = fopen(tmp, "w");
+        if (!out) { emb_fail(&err, EMB_ERR_IO, "cannot create output %s: %s", o->output, strerror(errno)); out = stdout; goto fail; }
+    }
+    const char *text;
+    size_t len;
+    int got;
+    uint64_t idx = 0;
+    while ((got = io_reader_next(r, &text, &len, &err)) == 1) {
+        int inv, tr;
+        if (eng_tokenize(m, &p, text, len, &enc, &inv, &tr, &err) != EMB_OK) {
+            emb_fail_prefix(&err, "document %llu", (unsigned long long)idx);
+            goto fail;
+        }
+        fprintf(out, "{\"index\": %llu, \"ids\": [", (unsigned long long)idx);
+        for (size_t k = 0; k < enc.len; k++) fprintf(out, "%s%d", k ? ", " : "", enc.ids[k]);
+        fprintf(out, "]");
+        if (o->tokens) {
+            fprintf(out, ", \"tokens\": [");
+            for (size_t k = 0; k < enc.len; k++) {
+                if (k) fprintf(out, ", ");
+                const char *t = tok_id_to_token(m->tok, enc.ids[k]);
+                json_string(out, t ? t : "");
+            }
+            fprintf(out, "]");
+        }
+        if (tr) fprintf(out, ", \"truncated\": true");
+        fprintf(out, "}\n");
+        idx++;
+    }
+    if (got < 0) goto fail;
+    if (out != stdout) {
+        if (fflush(out) || fsync(fileno(out)) || ferror(out)) { emb_fail(&err, EMB_ERR_IO, "writing %s: %s", o->output, strerror(errno)); goto fail; }
+        fclose(out);
+        out = stdout;
+        if (rename(tmp, o->output)) { emb_fail(&err, EMB_ERR_IO, "cannot move output into place as %s: %s", o->output, strerror(errno)); goto fail; }
+        free(tmp);
+        tmp = NULL;
+    } else if (fflush(stdout)) {
+        emb_fail(&err, EMB_ERR_IO, "writing standard output: %s", strerror(errno));
+        goto fail;
+    }
+    rc = 0;
+    goto done;
+fail:
+    fprintf(stderr, "embedc: error: %s\n", err.message);
+done:
+    if (out != stdout) fclose(out);
+    if (tmp) { unlink(tmp); free(tmp); }
+    tok_encoding_free(&enc);
+    io_reader_close(r);
+    emb_model_free(m);
+    return rc;
+}
+
+static int cmd_info(const cli_opts *o, int argc, char **argv) {
+    cli_opts co = *o;
+    co.device = co.device ? co.device : "cpu";
+    if (optind < argc) co.model = argv[optind];
+    emb_error err = {0};
+    emb_model *m = load_model(&co, &err);
+    if (!m) { fprintf(stderr, "embedc: error: %s\n", err.message); return 1; }
+    char *d = emb_model_describe(m);
+    fputs(d ? d : "", stdout);
+    free(d);
+    emb_model_free(m);
+    return 0;
+}
+
+static int cmd_similarity(const cli_opts *o, int argc, char **argv) {
+    int n = argc - optind;
+    if (n < 1) { fprintf(stderr, "embedc similarity: give the texts to compare as arguments\n"); return 2; }
+    emb_error err = {0};
+    emb_model *m = load_model(o, &err);
+    if (!m) { fprintf(stderr, "embedc: error: %s\n", err.message); return 1; }
+    int dim = emb_model_dim(m, &o->eo);
+    float *v = malloc((size_t)n * (size_t)dim * sizeof *v);
+    int rc = 1;
+    if (!v || emb_encode(m, (const char *const *)argv + optind, NULL, (size_t)n, &o->eo, v, NULL, &err) != EMB_OK) {
+        fprintf(stderr, "embedc: error: %s\n", v ? err.message : "out of memory");
+        goto done;
+    }
+    printf("cosine similarity (%s, dim %d)\n\n      ", m->be->name, dim);
+    for (int j = 0; j < n; j++) printf(" %6d", j + 1);
+    printf("\n");
+    for (int i = 0; i < n; i++) {
+        printf("%5d ", i + 1);
+        for (int j = 0; j < n; j++) {
+            double dot = 0, ni = 0, nj = 0;
+            for (int k = 0; k < dim; k++) {
+                double a = v[(size_t)i * dim + k], b = v[(size_t)j * dim + k];
+                dot += a * b; ni += a * a; nj += b * b;
+            }
+            printf(" %6.3f", ni > 0 && nj > 0 ? dot / sqrt(ni * nj) : 0.0);
+        }
+        printf("   %.60s\n", argv[optind + i]);
+    }
+    rc = 0;
+done:
+    free(v);
+    emb_model_free(m);
+    return rc;
+}
+
+/* bench: embeds the input (whole file in memory) `repeat` times and reports
+ * the best pass, so disk and page-cache effects stay out of the figure. */
+static int cmd_bench(const cli_opts *o) {
+    emb_error err = {0};
+    io_reader *r = NULL;
+    emb_model *m = NULL;
+    char **texts = NULL;
+    size_t *lens = NULL, n = 0, cap = 0;
+    float *out = NULL;
+    int rc = 1;
+    cli_opts co = *o;
+    if (!strcmp(co.input, "-")) co.input = "bench/corpus.jsonl";
+    if (open_input(&co, &r, &err)) goto fail;
+    const char *t;
+    size_t l;
+    int got;
+    while ((got = io_reader_next(r, &t, &l, &err)) == 1) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 1024;
+            texts = realloc(texts, cap * sizeof *texts);
+            lens = realloc(lens, cap * sizeof *lens);
+            if (!texts || !lens) { emb_fail(&err, EMB_ERR_NOMEM, "out of memory"); goto fail; }
+        }
+        texts[n] = malloc(l + 1);
+        memcpy(texts[n], t, l);
+        texts[n][l] = 0;
+        lens[n++] = l;
+    }
+    if (got < 0) goto fail;
+    m = load_model(&co, &err);
+    if (!m) goto fail;
+    int dim = emb_model_dim(m, &co.eo);
+    out = malloc(n * (size_t)dim * sizeof *out);
+    if (!out && n) { emb_fail(&err, EMB_ERR_NOMEM, "out of memory"); goto fail; }
+    double best = 1e30;
+    emb_encode_stats st = {0};
+    for (int rep = 0; rep < 3; rep++) {
+        double t0 = now_s();
+        if (emb_encode(m, (const char *const *)texts, lens, n, &co.eo, out, &st, &err) != EMB_OK) goto fail;
+        double s = now_s() - t0;
+        if (s < best) best = s;
+    }
+    printf("bench: %s, backend %s, %zu documents, %llu tokens (max length %d)\n", co.input, m->be->name, n,
+           (unsigned long long)st.tokens, m->max_length);
+    printf("bench: best of 3: %.3f s, %.0f tokens/s, %.1f documents/s, padding ratio 1.00 (packed)\n", best,
+           st.tokens / best, n / best);
+    rc = 0;
+    goto done;
+fail:
+    fprintf(stderr, "embedc: error: %s\n", err.message);
+done:
+    for (size_t i = 0; i < n; i++) free(texts[i]);
+    free(texts);
+    free(lens);
+    free(out);
+    io_reader_close(r);
+    emb_model_free(m);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
+        printf("embedc 0.1.0\n");
+        return 0;
+    }
+    const char *cmd = argv[1];
+    cli_opts o;
+    if (parse_opts(argc - 1, argv + 1, &o)) return 2;
+    /* getopt ran over argv + 1: positional arguments start at optind there. */
+    argc -= 1;
+    argv += 1;
+    if (!strcmp(cmd, "encode")) return cmd_encode(&o);
+    if (!strcmp(cmd, "tokenize")) return cmd_tokenize(&o);
+    if (!strcmp(cmd, "info")) return cmd_info(&o, argc, argv);
+    if (!strcmp(cmd, "similarity")) return cmd_similarity(&o, argc, argv);
+    if (!strcmp(cmd, "bench")) return cmd_bench(&o);
+    fprintf(stderr, "embedc: unknown command \"%s\" (try embedc --help)\n", cmd);
+    return 2;
+}
