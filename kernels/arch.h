@@ -1,0 +1,179 @@
+/* kernels/arch.h: the only project header a kernel includes.
+ *
+ * Every kernel is compiled twice: by nvcc for the GPU, and by the host C++
+ * compiler against the CUDA simulator in tests/sim (when EMBEDC_SIM is
+ * defined). This header is the seam between the two. It gives kernels
+ *   - EMB_LAUNCH(kernel, grid, block, smem_bytes, stream)(args...): the only
+ *     way to launch; nvcc's <<<...>>> or a simulator launch;
+ *   - EMB_SHARED(type, name, count) / EMB_DYNAMIC_SHARED(type, name): the only
+ *     way to declare shared memory (the simulator puts it in a checked arena);
+ *   - small wrappers around the PTX instructions kernels may need (mma.sync,
+ *     ldmatrix, cp.async), so that no kernel body contains inline PTX: each has
+ *     an nvcc body and a simulator body that follows the PTX ISA's per-lane
+ *     fragment layouts.
+ * Everything else (threadIdx, __syncthreads, shuffles, atomics, __half, ...)
+ * is plain CUDA; under the simulator it comes from tests/sim/embsim_device.h.
+ *
+ * Launching a templated kernel whose template arguments contain a comma: take
+ * a pointer first (auto k = my_kernel<float, 4>; EMB_LAUNCH(k, ...)(...)),
+ * since a preprocessor argument cannot contain a bare comma.
+ */
+#ifndef EMBEDC_KERNELS_ARCH_H
+#define EMBEDC_KERNELS_ARCH_H
+
+#include <stdint.h>
+
+#if defined(EMBEDC_SIM)
+
+#include <embsim_device.h>
+
+#else /* nvcc */
+
+#include <cuda_runtime.h>
+#include <cuda_fp16.h>
+#include <cuda_bf16.h>
+
+#define EMB_LAUNCH(kernel, grid, block, smem_bytes, stream) \
+    kernel<<<(grid), (block), (smem_bytes), (stream)>>>
+
+/* `count` may carry further dimensions: EMB_SHARED(float, tile, 32][33). */
+#define EMB_SHARED(type, name, count) __shared__ type name[count]
+
+/* One extern array name of one type for the whole program: nvcc rejects the
+ * same extern __shared__ name declared with different types in two kernels. */
+#define EMB_DYNAMIC_SHARED(type, name)                                  \
+    extern __shared__ __align__(16) unsigned char emb_dynamic_smem_[]; \
+    type *const name = reinterpret_cast<type *>(emb_dynamic_smem_)
+
+/* mma.sync.m16n8k16, row.col, fp32 accumulate. Fragment layout (PTX ISA,
+ * "Matrix Fragments for mma.m16n8k16"): with g = lane / 4, t = lane % 4,
+ *   a[0] = A[g][2t..2t+1]      a[1] = A[g+8][2t..2t+1]
+ *   a[2] = A[g][2t+8..2t+9]    a[3] = A[g+8][2t+8..2t+9]
+ *   b[0] = B[2t..2t+1][g]      b[1] = B[2t+8..2t+9][g]
+ *   c/d[0,1] = C[g][2t..2t+1]  c/d[2,3] = C[g+8][2t..2t+1]
+ * (each uint32_t holds two 16-bit elements, lower column/row in the low half). */
+__device__ __forceinline__ void emb_mma_m16n8k16_f16f32(float d[4], const uint32_t a[4],
+                                                        const uint32_t b[2], const float c[4])
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+                 "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%10,%11,%12,%13};\n"
+                 : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]),
+                   "f"(c[0]), "f"(c[1]), "f"(c[2]), "f"(c[3]));
+#else
+    __trap();
+#endif
+}
+
+__device__ __forceinline__ void emb_mma_m16n8k16_bf16f32(float d[4], const uint32_t a[4],
+                                                         const uint32_t b[2], const float c[4])
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+                 "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%10,%11,%12,%13};\n"
+                 : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]),
+                   "f"(c[0]), "f"(c[1]), "f"(c[2]), "f"(c[3]));
+#else
+    __trap();
+#endif
+}
+
+/* ldmatrix.sync.m8n8.b16: lanes 8i..8i+7 give the row addresses (16 bytes
+ * each, shared memory) of matrix i; lane l receives r[i] = row l/4, elements
+ * 2(l%4), 2(l%4)+1 of matrix i (.trans: of its transpose). x2 uses the
+ * addresses of lanes 0..15; lanes 16..31 must still pass a valid pointer. */
+__device__ __forceinline__ void emb_ldmatrix_x4(uint32_t r[4], const void *smem_ptr)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(smem_ptr));
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+#else
+    __trap();
+#endif
+}
+
+__device__ __forceinline__ void emb_ldmatrix_x2(uint32_t r[2], const void *smem_ptr)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(smem_ptr));
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n"
+                 : "=r"(r[0]), "=r"(r[1])
+                 : "r"(addr));
+#else
+    __trap();
+#endif
+}
+
+__device__ __forceinline__ void emb_ldmatrix_x4_trans(uint32_t r[4], const void *smem_ptr)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(smem_ptr));
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+#else
+    __trap();
+#endif
+}
+
+__device__ __forceinline__ void emb_ldmatrix_x2_trans(uint32_t r[2], const void *smem_ptr)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(smem_ptr));
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];\n"
+                 : "=r"(r[0]), "=r"(r[1])
+                 : "r"(addr));
+#else
+    __trap();
+#endif
+}
+
+/* cp.async.cg: 16 bytes global -> shared, bypassing L1. Both addresses must
+ * be 16-byte aligned. The data is visible to the issuing thread only after a
+ * wait covering its group; other threads also need a __syncthreads. */
+__device__ __forceinline__ void emb_cp_async_16(void *smem_dst, const void *gmem_src)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(smem_dst));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(addr), "l"(gmem_src));
+#else
+    __trap();
+#endif
+}
+
+__device__ __forceinline__ void emb_cp_async_commit(void)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.commit_group;\n" ::);
+#else
+    __trap();
+#endif
+}
+
+__device__ __forceinline__ void emb_cp_async_wait_all(void)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.wait_all;\n" ::);
+#else
+    __trap();
+#endif
+}
+
+/* Wait until at most N of this thread's committed groups are still pending. */
+template <int N>
+__device__ __forceinline__ void emb_cp_async_wait_group(void)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+#else
+    __trap();
+#endif
+}
+
+#endif /* EMBEDC_SIM */
+
+#endif /* EMBEDC_KERNELS_ARCH_H */
