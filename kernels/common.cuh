@@ -1,0 +1,169 @@
+/*
+ * Helpers shared by the kernel families: element-type traits (fp32, fp16,
+ * bf16 loads and stores through fp32), warp and block reductions, and the
+ * dtype dispatch used by every launcher. Only CUDA features that the
+ * simulator provides are used here (see kernels/arch.h and DESIGN.md §4):
+ * explicit-mask shuffles, shared memory passed in from the __global__
+ * function, no inline PTX.
+ */
+#ifndef EMBEDC_KERNELS_COMMON_CUH
+#define EMBEDC_KERNELS_COMMON_CUH
+
+#include <stdint.h>
+#include <math.h>
+#include <cuda_fp16.h>
+#include <cuda_bf16.h>
+#include "arch.h"
+#include "kernels.h"
+
+#define EMB_FULL_MASK 0xffffffffu
+
+/* Element traits: every kernel computes in fp32 and converts at the edges. */
+template <typename T> struct emb_elem;
+template <> struct emb_elem<float> {
+    static __device__ __forceinline__ float to_f(float x) { return x; }
+    static __device__ __forceinline__ float from_f(float x) { return x; }
+};
+template <> struct emb_elem<__half> {
+    static __device__ __forceinline__ float to_f(__half x) { return __half2float(x); }
+    static __device__ __forceinline__ __half from_f(float x) { return __float2half_rn(x); }
+};
+template <> struct emb_elem<__nv_bfloat16> {
+    static __device__ __forceinline__ float to_f(__nv_bfloat16 x) { return __bfloat162float(x); }
+    static __device__ __forceinline__ __nv_bfloat16 from_f(float x) { return __float2bfloat16_rn(x); }
+};
+
+template <typename T> __device__ __forceinline__ float emb_ld(const T *p) {
+    return emb_elem<T>::to_f(*p);
+}
+template <typename T> __device__ __forceinline__ void emb_st(T *p, float v) {
+    *p = emb_elem<T>::from_f(v);
+}
+
+/* Two adjacent elements (dims are even in every model we run): one 4- or
+ * 8-byte access instead of two, which halves the load instructions of the
+ * memory-bound kernels. */
+template <typename T> struct alignas(2 * sizeof(T)) emb_pair { T x, y; };
+
+template <typename T> __device__ __forceinline__ void emb_ld2(const T *p, float &a, float &b) {
+    emb_pair<T> v = *reinterpret_cast<const emb_pair<T> *>(p);
+    a = emb_elem<T>::to_f(v.x);
+    b = emb_elem<T>::to_f(v.y);
+}
+template <typename T> __device__ __forceinline__ void emb_st2(T *p, float a, float b) {
+    emb_pair<T> v;
+    v.x = emb_elem<T>::from_f(a);
+    v.y = emb_elem<T>::from_f(b);
+    *reinterpret_cast<emb_pair<T> *>(p) = v;
+}
+
+__device__ __forceinline__ float emb_warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(EMB_FULL_MASK, v, o);
+    return v;
+}
+__device__ __forceinline__ float emb_warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(EMB_FULL_MASK, v, o));
+    return v;
+}
+
+/* Sum over the block; `red` is a shared array of at least 33 floats owned by
+ * the caller (shared memory is declared only in __global__ bodies). Every
+ * thread of the block must call it; all get the result. The reduction order
+ * is fixed, so results do not depend on thread scheduling. */
+__device__ __forceinline__ float emb_block_sum(float v, float *red) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int nwarps = (blockDim.x + 31) >> 5;
+    v = emb_warp_sum(v);
+    if (lane == 0) red[warp] = v;
+    __syncthreads();
+    if (warp == 0) {
+        float w = lane < nwarps ? red[lane] : 0.0f;
+        w = emb_warp_sum(w);
+        if (lane == 0) red[32] = w;
+    }
+    __syncthreads();
+    float r = red[32];
+    __syncthreads();  /* red may be reused right after */
+    return r;
+}
+
+/* Activation functions in fp32, matching the CPU backend's definitions. */
+__device__ __forceinline__ float emb_act_f(float x, int act) {
+    switch (act) {
+    case EMB_KACT_GELU: return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
+    case EMB_KACT_GELU_TANH: {
+        const float k = 0.79788456080286536f; /* sqrt(2/pi) */
+        return 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x)));
+    }
+    case EMB_KACT_RELU: return x > 0.0f ? x : 0.0f;
+    case EMB_KACT_SILU: return x / (1.0f + expf(-x));
+    case EMB_KACT_TANH: return tanhf(x);
+    case EMB_KACT_SIGMOID: return 1.0f / (1.0f + expf(-x));
+    default: return x;
+    }
+}
+
+/* Index of the sequence holding packed token t: cu_seqlens is sorted, so a
+ * binary search (log2(nseq) steps, cached loads) beats passing a per-token
+ * sequence map from the host. */
+__device__ __forceinline__ int emb_seq_of(const int32_t *cu_seqlens, int nseq, int t) {
+    int lo = 0, hi = nseq - 1;
+    while (lo < hi) {
+        int mid = (lo + hi + 1) >> 1;
+        if (cu_seqlens[mid] <= t) lo = mid; else hi = mid - 1;
+    }
+    return lo;
+}
+
+/* Row kernels (norms, embedding) run one CTA per row; each thread keeps up to
+ * EMB_ROW_PAIRS element pairs of the row in registers, so a row is read once
+ * and the statistics are exact two-pass fp32 (mean, then squared deviations). */
+#define EMB_ROW_PAIRS 4
+
+__host__ __device__ static inline int emb_row_threads(int dim) {
+    int pairs = dim / 2;
+    int t = (pairs + 1) / 2;             /* two pairs per thread when rows are short */
+    t = (t + 31) / 32 * 32;
+    if (t < 32) t = 32;
+    if (t > 1024) t = 1024;
+    return t;
+}
+
+template <int P>
+__device__ __forceinline__ void emb_row_layernorm_stats(const float (&v)[P][2], int pairs, int dim,
+                                                        float eps, float *red, float &mean,
+                                                        float &rstd) {
+    float s = 0.0f;
+#pragma unroll
+    for (int i = 0; i < P; i++) {
+        int p = threadIdx.x + i * blockDim.x;
+        if (p < pairs) s += v[i][0] + v[i][1];
+    }
+    mean = emb_block_sum(s, red) / (float)dim;
+    float q = 0.0f;
+#pragma unroll
+    for (int i = 0; i < P; i++) {
+        int p = threadIdx.x + i * blockDim.x;
+        if (p < pairs) {
+            float a = v[i][0] - mean, b = v[i][1] - mean;
+            q += a * a + b * b;
+        }
+    }
+    float var = emb_block_sum(q, red) / (float)dim;
+    rstd = 1.0f / sqrtf(var + eps);
+}
+
+static inline cudaError_t emb_launch_status(void) { return cudaGetLastError(); }
+
+/* Calls F<T>() for the element type `dt`; unknown types are a caller bug. */
+#define EMB_DISPATCH_DT(dt, T, ...)                                             \
+    do {                                                                        \
+        switch (dt) {                                                           \
+        case EMB_KDT_F32: { typedef float T; __VA_ARGS__; } break;              \
+        case EMB_KDT_F16: { typedef __half T; __VA_ARGS__; } break;             \
+        case EMB_KDT_BF16: { typedef __nv_bfloat16 T; __VA_ARGS__; } break;     \
+        default: return cudaErrorInvalidValue;                                  \
+        }                                                                       \
+    } while (0)
+
+#endif

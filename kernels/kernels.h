@@ -1,0 +1,129 @@
+/*
+ * The CUDA kernels' C interface: one extern "C" launcher per kernel, callable
+ * from the C11 host code (host/cuda/). Launchers check their arguments, queue
+ * the kernel on `stream` and return the launch status; they never allocate,
+ * synchronize or touch host memory. Under the simulator (tests/sim/) the very
+ * same .cu files are compiled by the host C++ compiler with -DEMBEDC_SIM.
+ *
+ * Layouts (all row-major, tokens of all sequences packed back to back):
+ *   hidden states   [total, hidden]            element type `dt`
+ *   fused QKV       [total, 3, heads, head_dim] (one GEMM with W = [Wq; Wk; Wv],
+ *                   so token t's Q, K, V heads sit at row t, column blocks
+ *                   0, hidden, 2*hidden: attention reads them with row
+ *                   stride 3*hidden; identical to cpu_attention_varlen)
+ *   attention out   [total, heads, head_dim] == [total, hidden]
+ *   cu_seqlens      int32 [nseq + 1], prefix offsets, cu_seqlens[0] == 0
+ *   pooled output   float [nseq, out_dim]
+ * Each kernel's CPU twin is the function of host/cpu_ops.h named in its comment.
+ */
+#ifndef EMBEDC_KERNELS_H
+#define EMBEDC_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <cuda_runtime_api.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Element type of device activations and weights. */
+typedef enum { EMB_KDT_F32 = 0, EMB_KDT_F16 = 1, EMB_KDT_BF16 = 2 } emb_kdtype;
+
+/* Activation codes: the same values as emb_act in host/model.h (kept in sync
+ * by a static assert in host/cuda/), repeated here so kernels see no host header. */
+enum {
+    EMB_KACT_IDENTITY = 0,
+    EMB_KACT_GELU = 1,       /* exact erf form */
+    EMB_KACT_GELU_TANH = 2,
+    EMB_KACT_RELU = 3,
+    EMB_KACT_SILU = 4,
+    EMB_KACT_TANH = 5,
+    EMB_KACT_SIGMOID = 6
+};
+
+/* Output quantization of the pooling kernel. */
+enum {
+    EMB_KQUANT_NONE = 0,
+    EMB_KQUANT_INT8 = 1,     /* int8 per row: q = round(x / scale), scale = max|x| / 127 */
+    EMB_KQUANT_BINARY = 2    /* packed sign bits, numpy.packbits order (MSB first), x > 0 -> 1 */
+};
+
+/* Largest row width the norm kernels accept (rows are staged in shared memory). */
+#define EMB_KERNEL_MAX_NORM_DIM 8192
+
+/* --- embed.cu -------------------------------------------------------------
+ * out[t] = LayerNorm(word[ids[t]] + position[t - start(seq(t))] + token_type[type_ids[t]])
+ * Twin: cpu_embed_layernorm. type_ids or token_type may be NULL (type 0 / none). */
+cudaError_t emb_launch_embed_layernorm(void *out, emb_kdtype dt, const int32_t *ids,
+                                       const int32_t *type_ids, const int32_t *cu_seqlens,
+                                       int nseq, int total, const void *word,
+                                       const void *position, const void *token_type,
+                                       const void *g, const void *b, int hidden, float eps,
+                                       cudaStream_t stream);
+
+/* --- norm.cu --------------------------------------------------------------
+ * out[i] = LayerNorm(x[i] + bias + residual[i]) * g + b, statistics in fp32.
+ * Twin: cpu_bias_residual_layernorm. bias/residual may be NULL; out may alias x. */
+cudaError_t emb_launch_bias_residual_layernorm(void *out, emb_kdtype dt, const void *x,
+                                               const void *bias, const void *residual,
+                                               const void *g, const void *b, int rows, int dim,
+                                               float eps, cudaStream_t stream);
+
+/* out[i] = RMSNorm(x[i] + residual[i]) * g. Twin: cpu_rmsnorm. residual may be NULL;
+ * out may alias x. */
+cudaError_t emb_launch_rmsnorm(void *out, emb_kdtype dt, const void *x, const void *residual,
+                               const void *g, int rows, int dim, float eps,
+                               cudaStream_t stream);
+
+/* --- act.cu ---------------------------------------------------------------
+ * x[r][c] = act(x[r][c] + bias[c]) in place (bias may be NULL). Twin: cpu_bias_act. */
+cudaError_t emb_launch_bias_act(void *x, emb_kdtype dt, const void *bias, int rows, int cols,
+                                int act, cudaStream_t stream);
+
+/* out[r][c] = act(x[r][c]) * x[r][cols + c], x is [rows, 2*cols]. Twin: cpu_gated_act. */
+cudaError_t emb_launch_gated_act(void *out, emb_kdtype dt, const void *x, int rows, int cols,
+                                 int act, cudaStream_t stream);
+
+/* --- attention.cu ---------------------------------------------------------
+ * Varlen fused attention (FlashAttention-2 style, online softmax in fp32,
+ * tensor cores via mma.sync). qkv [total, 3, heads, head_dim], out [total,
+ * heads, head_dim]. dt is F16 or BF16; head_dim 32, 64 or 128.
+ * Twin: cpu_attention_varlen. */
+cudaError_t emb_launch_attention_varlen(void *out, emb_kdtype dt, const void *qkv,
+                                        const int32_t *cu_seqlens, int nseq, int max_seqlen,
+                                        int heads, int head_dim, float scale, int causal,
+                                        cudaStream_t stream);
+
+/* --- pool.cu --------------------------------------------------------------
+ * Segmented pooling, one CTA per sequence: hidden [total, dim] -> the
+ * concatenation of the `modes` (cls, max, mean, mean_sqrt_len, weightedmean,
+ * lasttoken; width dim * popcount(modes)), cut to out_dim columns (Matryoshka;
+ * out_dim <= dim * popcount(modes)), L2-normalized over those columns when
+ * `normalize`, written as fp32 to out [nseq, out_dim]. skip[s] (may be NULL)
+ * leading tokens are excluded from every mode except cls. When quant is not
+ * NONE the quantized row also goes to qout (int8: [nseq, out_dim] int8 and
+ * qscale[nseq]; binary: [nseq, ceil(out_dim / 8)] bytes).
+ * Twin: cpu_pool (+ cpu_l2_normalize). */
+cudaError_t emb_launch_pool(float *out, const void *hidden, emb_kdtype dt,
+                            const int32_t *cu_seqlens, const int32_t *skip, int nseq, int dim,
+                            int modes, int out_dim, int normalize, int quant, void *qout,
+                            float *qscale, cudaStream_t stream);
+
+/* The same tail for rows already pooled (after Dense modules): out[r] = the
+ * first out_dim columns of x[r] (x is [rows, in_dim] fp32), L2-normalized when
+ * `normalize`, quantized to qout as above. out may alias x only when
+ * out_dim == in_dim. Twin: cpu_l2_normalize. */
+cudaError_t emb_launch_finalize(float *out, const float *x, int rows, int in_dim, int out_dim,
+                                int normalize, int quant, void *qout, float *qscale,
+                                cudaStream_t stream);
+
+/* --- convert.cu -----------------------------------------------------------
+ * dst[i] = (float) src[i] for n elements (device hidden states back to fp32). */
+cudaError_t emb_launch_to_f32(float *dst, const void *src, emb_kdtype dt, size_t n,
+                              cudaStream_t stream);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
