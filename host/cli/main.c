@@ -470,6 +470,7 @@ static int cmd_bench(const cli_opts *o) {
            (unsigned long long)st.tokens, m->max_length);
     printf("bench: best of 3: %.3f s, %.0f tokens/s, %.1f documents/s, padding ratio 1.00 (packed)\n", best,
            st.tokens / best, n / best);
+    if (co.summary_json && write_summary_json(co.summary_json, &st, best, m, dim)) goto done;
     rc = 0;
     goto done;
 fail:
