@@ -598,7 +598,12 @@ inline void emb_cp_async_16(void *smem_dst, const void *gmem_src, ::embsim::Site
     ::embsim::cp_async(smem_dst, gmem_src, 16, s);
 }
 inline void emb_cp_async_commit(void) { ::embsim::cp_async_commit(); }
-inline void emb_cp_async_wait_all(void) { ::embsim::cp_async_wait(0); }
+/* PTX: cp.async.wait_all is commit_group followed by wait_group 0. */
+inline void emb_cp_async_wait_all(void)
+{
+    ::embsim::cp_async_commit();
+    ::embsim::cp_async_wait(0);
+}
 template <int N>
 inline void emb_cp_async_wait_group(void) { ::embsim::cp_async_wait(N); }
 

@@ -1,0 +1,63 @@
+/* internal.h: what the simulator's parts (scheduler, runtime, cuBLAS, NCCL)
+ * share. Not seen by kernels or by host code under test. */
+#ifndef EMBSIM_INTERNAL_H
+#define EMBSIM_INTERNAL_H
+
+#include "embsim_device.h"
+
+#include <cstdarg>
+#include <string>
+
+namespace embsim {
+
+/* ---- configuration (env vars read once, then changed by embsim_set_*) ---- */
+struct Config {
+    embsim_order order = EMBSIM_FORWARD;
+    uint64_t seed = 1;
+    uint8_t poison = 0xff;
+    int devices = 1;
+    bool ucontext_fibers = false;
+    bool record_errors = false;
+};
+Config &config();
+
+/* ---- reports --------------------------------------------------------------- */
+/* Prints the message; aborts unless errors are being recorded. */
+void report(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void vreport(const char *fmt, va_list ap);
+std::string format(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+std::string site_str(const Site &s);
+
+/* ---- kernels ------------------------------------------------------------------ */
+struct KernelLaunch {
+    const char *name;
+    const void *func;
+    dim3 grid, block;
+    size_t smem;
+    std::function<void()> body;
+    LaunchArgsInfo info;
+};
+
+/* Runs every block of the grid; false when a fatal report abandoned it. */
+bool run_kernel(const KernelLaunch &k);
+
+/* Shared-memory limits of the simulated device (H100). */
+constexpr size_t kStaticSharedLimit = 48 * 1024;
+constexpr size_t kMaxSharedPerBlock = 227 * 1024;
+
+/* Dynamic shared memory limit set by cudaFuncSetAttribute (default 48 KB). */
+size_t dynamic_shared_limit(const void *func);
+
+/* Pointer-argument hazard check: called by the runtime before a kernel runs. */
+void check_kernel_pointer_hazards(const KernelLaunch &k, cudaStream_t stream);
+
+/* 64-bit poison pattern for values that are undefined (a shuffle reading a
+ * lane outside the mask): NaN as float, half, bfloat16 and double. */
+constexpr uint64_t kUndefined = 0xffbadbadffbadbadull;
+
+/* Set on the thread running a stream op when its kernel failed. */
+extern thread_local bool tls_launch_failed;
+
+} // namespace embsim
+
+#endif
