@@ -304,7 +304,7 @@ static emb_status check_layout(st_file *f, size_t data_start, emb_error *err) {
     char sb[256];
     for (size_t i = 0; i < n && s == EMB_OK; i++) {
         const st_tensor *t = order[i];
-        size_t need;
+        size_t need = 0;
         if (t->end < t->begin) {
             s = emb_fail(err, EMB_ERR_FORMAT, "%s: tensor \"%s\": data_offsets [%llu, %llu] end before begin",
                          f->origin, t->name, (unsigned long long)t->begin, (unsigned long long)t->end);
