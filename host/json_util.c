@@ -13,6 +13,8 @@
  * refuse it rather than reading gigabytes into memory. */
 #define JU_MAX_FILE (64u << 20)
 
+static const char *find_duplicate(const cJSON *v, const char **parent, int *oom);
+
 emb_status ju_read_file(const char *path, const char *shown, cJSON **out, emb_error *err) {
     *out = NULL;
     FILE *f = fopen(path, "rb");
@@ -69,8 +71,43 @@ emb_status ju_read_file(const char *path, const char *shown, cJSON **out, emb_er
         }
     }
     free(buf);
+    if (j) {
+        int oom = 0;
+        const char *parent = NULL;
+        const char *dup = find_duplicate(j, &parent, &oom);
+        if (oom) s = emb_fail(err, EMB_ERR_NOMEM, "%s: out of memory", shown);
+        else if (dup && parent)
+            s = emb_fail(err, EMB_ERR_FORMAT, "%s: duplicate key \"%s\" in \"%s\"", shown, dup, parent);
+        else if (dup)
+            s = emb_fail(err, EMB_ERR_FORMAT, "%s: duplicate key \"%s\"", shown, dup);
+        if (s) {
+            cJSON_Delete(j);
+            j = NULL;
+        }
+    }
     *out = j;
     return s;
+}
+
+/* Python's json keeps the last of duplicate keys and cJSON's lookup the
+ * first, so a config file with a repeated key would mean one thing to
+ * transformers and another to us: refuse it. Returns the first duplicate
+ * found (depth-first) and the key of the object holding it. */
+static const char *find_duplicate(const cJSON *v, const char **parent, int *oom) {
+    if (cJSON_IsObject(v)) {
+        const char *dup = ju_duplicate_key(v, oom);
+        if (dup || *oom) {
+            *parent = v->string;
+            return dup;
+        }
+    }
+    if (cJSON_IsObject(v) || cJSON_IsArray(v)) {
+        for (const cJSON *c = v->child; c; c = c->next) {
+            const char *dup = find_duplicate(c, parent, oom);
+            if (dup || *oom) return dup;
+        }
+    }
+    return NULL;
 }
 
 static int cmp_str_ptr(const void *a, const void *b) {

@@ -333,14 +333,9 @@ static emb_status open_sharded(const char *dir, const char *index_path, mf_priv 
     emb_status s = ju_read_file(index_path, shown, &j, err);
     if (s) return s;
     const cJSON *wm = cJSON_GetObjectItemCaseSensitive(j, "weight_map");
-    int oom = 0;
-    const char *dup = NULL;
-    if (!cJSON_IsObject(j) || !cJSON_IsObject(wm)) {
+    /* ju_read_file already refused duplicate keys, so each tensor maps to one shard. */
+    if (!cJSON_IsObject(j) || !cJSON_IsObject(wm))
         s = emb_fail(err, EMB_ERR_FORMAT, "%s: missing object \"weight_map\"", shown);
-    } else if ((dup = ju_duplicate_key(wm, &oom)) != NULL || oom) {
-        s = oom ? emb_fail(err, EMB_ERR_NOMEM, "out of memory")
-                : emb_fail(err, EMB_ERR_FORMAT, "%s: weight_map: duplicate tensor \"%s\"", shown, dup);
-    }
     size_t n = s ? 0 : (size_t)cJSON_GetArraySize(wm);
     if (!s && n == 0) s = emb_fail(err, EMB_ERR_FORMAT, "%s: weight_map is empty", shown);
     if (!s && !(p->index = calloc(n, sizeof *p->index))) s = emb_fail(err, EMB_ERR_NOMEM, "out of memory");

@@ -454,6 +454,8 @@ Test(mf_config, wrong_fields) {
         {"\"pad_token_id\": 0", "\"pad_token_id\": -3", EMB_ERR_FORMAT, "field \"pad_token_id\" is -3"},
         {"\"torch_dtype\": \"float32\"\n}", "\"torch_dtype\": \"float32\",\n}", EMB_ERR_FORMAT,
          "config.json: invalid JSON"},
+        {"\"hidden_size\": 8,", "\"hidden_size\": 8, \"hidden_size\": 16,", EMB_ERR_FORMAT,
+         "config.json: duplicate key \"hidden_size\""},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         write_config_repl(dir, cases[i].from, cases[i].to);
@@ -641,7 +643,7 @@ Test(mf_sharded, missing_shard_and_bad_index) {
     expect_fail(dir, EMB_ERR_FORMAT, "model.safetensors.index.json: missing object \"weight_map\"");
     write_text(dir, "model.safetensors.index.json",
                "{\"weight_map\": {\"a\": \"model-00001-of-00002.safetensors\", \"a\": \"x.safetensors\"}}");
-    expect_fail(dir, EMB_ERR_FORMAT, "weight_map: duplicate tensor \"a\"");
+    expect_fail(dir, EMB_ERR_FORMAT, "model.safetensors.index.json: duplicate key \"a\" in \"weight_map\"");
     write_text(dir, "model.safetensors.index.json", "{\"weight_map\": {\"a\": 3}}");
     expect_fail(dir, EMB_ERR_FORMAT, "weight_map: shard of tensor \"a\" must be a string");
     free(dir);
