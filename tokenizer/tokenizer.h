@@ -36,12 +36,16 @@ typedef struct {
 void tok_encoding_init(tok_encoding *e);
 void tok_encoding_free(tok_encoding *e);
 
+/* max_length value that disables truncation, whatever tokenizer.json says. */
+#define TOK_NO_TRUNCATION ((size_t)-1)
+
 /* Encodes valid UTF-8 `text` (callers repair invalid UTF-8 first with
  * tok_utf8_repair; invalid input is rejected with an error).
  * add_special: apply the post-processor (e.g. [CLS] ... [SEP]).
  * max_length 0 = use the tokenizer.json truncation setting (if any);
  * >0 = truncate to this many tokens including specials (right side unless
- * tokenizer.json says left), like HF with truncation enabled.
+ * tokenizer.json says left), like HF with truncation enabled;
+ * TOK_NO_TRUNCATION = never truncate.
  * Returns 0 on success, -1 on error. */
 int  tok_encode(const tok_tokenizer *t, const char *text, size_t len, int add_special,
                 size_t max_length, tok_encoding *e, tok_error *err);
@@ -56,9 +60,6 @@ int32_t tok_pad_id(const tok_tokenizer *t);                        /* padding se
  * maximal invalid subpart).  Returns the number of replacements; *out is
  * malloc'ed and NUL-terminated (NULL and 0 on allocation failure). */
 size_t tok_utf8_repair(const char *in, size_t len, char **out, size_t *out_len);
-
-/* Pool of tokenizing threads sharing one tokenizer (for the engine's reader
- * stage).  See tok_pool_* in tokenizer_pool.h once available. */
 
 #ifdef __cplusplus
 }
