@@ -1013,3 +1013,30 @@ Test(mf_resolve, directories_and_bad_names) {
     cr_assert_null(dir);
     free(tmp);
 }
+
+Test(mf_tiny, stored_dtype_wins_over_config) {
+    /* config.json says float16, the file holds F32: backends must read what
+     * is stored, so cfg.torch_dtype reports the storage dtype. */
+    char *dir = tiny_model();
+    write_config_repl(dir, "\"float32\"", "\"float16\"");
+    emb_model_files mf;
+    load_ok(dir, &mf);
+    cr_assert_eq(mf.cfg.torch_dtype, EMB_DTYPE_F32);
+    emb_mf_free(&mf);
+    free(dir);
+}
+
+Test(mf_st, module_order) {
+    char *dir = dense_model(DENSE_CFG, "F32", 4);
+    write_text(dir, "modules.json",
+               "[{\"path\": \"\", \"type\": \"sentence_transformers.models.Transformer\"},"
+               " {\"path\": \"1_Pooling\", \"type\": \"sentence_transformers.models.Pooling\"},"
+               " {\"path\": \"3_Normalize\", \"type\": \"sentence_transformers.models.Normalize\"},"
+               " {\"path\": \"2_Dense\", \"type\": \"sentence_transformers.models.Dense\"}]");
+    expect_fail(dir, EMB_ERR_UNSUPPORTED, "modules.json: module 3: Dense must come after Pooling and before Normalize");
+    write_text(dir, "modules.json",
+               "[{\"path\": \"1_Pooling\", \"type\": \"sentence_transformers.models.Pooling\"},"
+               " {\"path\": \"\", \"type\": \"sentence_transformers.models.Transformer\"}]");
+    expect_fail(dir, EMB_ERR_UNSUPPORTED, "modules.json: module 0: Pooling must follow the Transformer");
+    free(dir);
+}
