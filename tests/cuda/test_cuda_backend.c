@@ -1,0 +1,352 @@
+/*
+ * The whole CUDA backend against the CPU backend (the fp32 reference) and
+ * the golden sentence-transformers vectors: a small random BERT built in
+ * memory (odd sequence lengths, type ids, prompt skips, Dense, truncation,
+ * every pooling mode, the chunked/OOM-split path) and, when fetched, the real
+ * all-MiniLM-L6-v2. Every vector must reach cos >= 0.9995 in fp16 and bf16.
+ */
+#include <criterion/criterion.h>
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "embedc.h"
+#include "model_files.h"
+#include "npy.h"
+#include "test_support.h"
+
+#define MIN_COS 0.9995
+
+static uint64_t rng = 0x2545f4914f6cdd1dull;
+static float urand(float amp) {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return amp * (float)((double)(rng >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+}
+
+/* ---- a random BERT in memory ---------------------------------------------- */
+
+typedef struct {
+    emb_model_files mf;
+    float **bufs;
+    int nbufs;
+} toy_model;
+
+static emb_tensor toy_tensor(toy_model *t, int64_t d0, int64_t d1, float amp, float center) {
+    size_t n = (size_t)d0 * (size_t)(d1 ? d1 : 1);
+    float *x = malloc(n * sizeof *x);
+    for (size_t i = 0; i < n; i++) x[i] = center + urand(amp);
+    t->bufs = realloc(t->bufs, (size_t)(t->nbufs + 1) * sizeof *t->bufs);
+    t->bufs[t->nbufs++] = x;
+    emb_tensor e = {.data = x, .dtype = EMB_DTYPE_F32, .ndim = d1 ? 2 : 1, .name = "toy"};
+    e.shape[0] = d0;
+    e.shape[1] = d1;
+    return e;
+}
+
+static void toy_build(toy_model *t, int hidden, int heads, int layers, int inter, int dense_out) {
+    memset(t, 0, sizeof *t);
+    emb_bert_config *c = &t->mf.cfg;
+    snprintf(c->model_type, sizeof c->model_type, "bert");
+    c->vocab_size = 97;
+    c->hidden = hidden;
+    c->layers = layers;
+    c->heads = heads;
+    c->head_dim = hidden / heads;
+    c->intermediate = inter;
+    c->max_position = 160;
+    c->type_vocab_size = 2;
+    c->layer_norm_eps = 1e-12f;
+    c->hidden_act = EMB_ACT_GELU;
+    c->torch_dtype = EMB_DTYPE_F32;
+    const float wa = 1.5f / sqrtf((float)hidden);
+    emb_bert_weights *w = &t->mf.w;
+    w->word = toy_tensor(t, c->vocab_size, hidden, 1.0f, 0);
+    w->position = toy_tensor(t, c->max_position, hidden, 0.3f, 0);
+    w->token_type = toy_tensor(t, 2, hidden, 0.3f, 0);
+    w->ln_g = toy_tensor(t, hidden, 0, 0.2f, 1.0f);
+    w->ln_b = toy_tensor(t, hidden, 0, 0.1f, 0);
+    w->layer = calloc((size_t)layers, sizeof *w->layer);
+    for (int l = 0; l < layers; l++) {
+        emb_bert_layer *L = &w->layer[l];
+        L->wq = toy_tensor(t, hidden, hidden, wa * 2, 0);
+        L->wk = toy_tensor(t, hidden, hidden, wa * 2, 0);
+        L->wv = toy_tensor(t, hidden, hidden, wa, 0);
+        L->bq = toy_tensor(t, hidden, 0, 0.1f, 0);
+        L->bk = toy_tensor(t, hidden, 0, 0.1f, 0);
+        L->bv = toy_tensor(t, hidden, 0, 0.1f, 0);
+        L->wo = toy_tensor(t, hidden, hidden, wa, 0);
+        L->bo = toy_tensor(t, hidden, 0, 0.1f, 0);
+        L->ln_attn_g = toy_tensor(t, hidden, 0, 0.2f, 1.0f);
+        L->ln_attn_b = toy_tensor(t, hidden, 0, 0.1f, 0);
+        L->w_in = toy_tensor(t, inter, hidden, wa, 0);
+        L->b_in = toy_tensor(t, inter, 0, 0.1f, 0);
+        L->w_out = toy_tensor(t, hidden, inter, 1.5f / sqrtf((float)inter), 0);
+        L->b_out = toy_tensor(t, hidden, 0, 0.1f, 0);
+        L->ln_ffn_g = toy_tensor(t, hidden, 0, 0.2f, 1.0f);
+        L->ln_ffn_b = toy_tensor(t, hidden, 0, 0.1f, 0);
+    }
+    emb_st_config *st = &t->mf.st;
+    st->pooling_modes = EMB_POOL_MEAN;
+    st->include_prompt = 1;
+    st->pooling_dim = hidden;
+    st->normalize = 1;
+    if (dense_out) {
+        st->dense = calloc(1, sizeof *st->dense);
+        st->n_dense = 1;
+        st->dense->in_features = hidden;
+        st->dense->out_features = dense_out;
+        st->dense->has_bias = 1;
+        st->dense->act = EMB_ACT_TANH;
+        st->dense->w = toy_tensor(t, dense_out, hidden, wa, 0);
+        st->dense->b = toy_tensor(t, dense_out, 0, 0.1f, 0);
+    }
+}
+
+static void toy_free(toy_model *t) {
+    for (int i = 0; i < t->nbufs; i++) free(t->bufs[i]);
+    free(t->bufs);
+    free(t->mf.w.layer);
+    free(t->mf.st.dense);
+}
+
+/* ---- batches and comparison ------------------------------------------------- */
+
+typedef struct {
+    emb_batch b;
+    int32_t *ids, *types, *cu, *skip;
+} test_batch;
+
+static void make_batch(test_batch *tb, const int *lens, int nseq, int vocab, int with_skip) {
+    int total = 0, maxlen = 0;
+    for (int i = 0; i < nseq; i++) {
+        total += lens[i];
+        if (lens[i] > maxlen) maxlen = lens[i];
+    }
+    tb->ids = malloc((size_t)total * 4);
+    tb->types = malloc((size_t)total * 4);
+    tb->cu = malloc(((size_t)nseq + 1) * 4);
+    tb->skip = with_skip ? malloc((size_t)nseq * 4) : NULL;
+    tb->cu[0] = 0;
+    for (int i = 0; i < nseq; i++) {
+        tb->cu[i + 1] = tb->cu[i] + lens[i];
+        if (with_skip) tb->skip[i] = lens[i] > 3 ? 2 : 0;
+    }
+    for (int t = 0; t < total; t++) {
+        tb->ids[t] = (int32_t)((urand(1.0f) * 0.5f + 0.5f) * (vocab - 1));
+        tb->types[t] = (t % 5) == 1;
+    }
+    tb->b = (emb_batch){tb->ids, tb->types, tb->cu, tb->skip, nseq, total, maxlen};
+}
+
+static void free_batch(test_batch *tb) {
+    free(tb->ids);
+    free(tb->types);
+    free(tb->cu);
+    free(tb->skip);
+}
+
+/* Worst per-vector cosine between two [n, dim] arrays. */
+static double worst_cos(const float *a, const float *b, int n, int dim, int *worst_i) {
+    double worst = 1.0;
+    for (int i = 0; i < n; i++) {
+        double dot = 0, na = 0, nb = 0;
+        for (int j = 0; j < dim; j++) {
+            double x = a[(size_t)i * dim + j], y = b[(size_t)i * dim + j];
+            cr_assert(!isnan(x), "vector %d element %d is NaN", i, j);
+            dot += x * y;
+            na += x * x;
+            nb += y * y;
+        }
+        double c = (na == 0 && nb == 0) ? 1.0 : dot / sqrt(na * nb);
+        if (c < worst) {
+            worst = c;
+            if (worst_i) *worst_i = i;
+        }
+    }
+    return worst;
+}
+
+static emb_job make_job(const emb_model_files *mf, int modes, int layer, int dense, int normalize,
+                        int trunc) {
+    int width = 0;
+    for (int m = modes; m; m &= m - 1) width++;
+    width *= mf->cfg.hidden;
+    if (dense && mf->st.n_dense) width = mf->st.dense[mf->st.n_dense - 1].out_features;
+    emb_job j = {modes, layer, dense, normalize, trunc, trunc ? trunc : width};
+    return j;
+}
+
+/* CUDA (dtype) vs CPU on one batch and job. */
+static void compare_backends(const emb_model_files *mf, emb_dtype dt, const emb_batch *b,
+                             const emb_job *job, size_t budget, const char *what) {
+    emb_backend *cpu = NULL, *gpu = NULL;
+    emb_error err = {0};
+    cr_assert_eq(emb_cpu_backend_create(mf, 1, &cpu, &err), EMB_OK, "%s", err.message);
+    cr_assert_eq(emb_cuda_backend_create(mf, dt, 0, budget, &gpu, &err), EMB_OK, "%s", err.message);
+    const size_t n = (size_t)b->nseq * job->out_dim;
+    float *want = malloc(n * sizeof *want), *got = malloc(n * sizeof *got);
+    for (size_t i = 0; i < n; i++) got[i] = NAN;
+    cr_assert_eq(cpu->encode(cpu, b, job, want, &err), EMB_OK, "%s", err.message);
+    cr_assert_eq(gpu->encode(gpu, b, job, got, &err), EMB_OK, "%s", err.message);
+    int wi = 0;
+    double c = worst_cos(got, want, b->nseq, job->out_dim, &wi);
+    cr_log_info("%s %s: %d vectors, worst cos %.7f (#%d)", what, dt == EMB_DTYPE_BF16 ? "bf16" : "f16",
+                b->nseq, c, wi);
+    cr_expect_geq(c, MIN_COS, "%s %s: cos %.7f for vector %d", what,
+                  dt == EMB_DTYPE_BF16 ? "bf16" : "f16", c, wi);
+    free(want);
+    free(got);
+    gpu->destroy(gpu);
+    cpu->destroy(cpu);
+}
+
+static const emb_dtype DTYPES[] = {EMB_DTYPE_F16, EMB_DTYPE_BF16};
+
+Test(cuda_backend, toy_bert_all_modes, .timeout = 1200) {
+    toy_model t;
+    toy_build(&t, 64, 2, 2, 128, 0);
+    const int lens[] = {1, 31, 33, 127, 3, 64};
+    test_batch tb;
+    make_batch(&tb, lens, 6, t.mf.cfg.vocab_size, 1);
+    for (int d = 0; d < 2; d++) {
+        emb_job j = make_job(&t.mf, EMB_POOL_MEAN, 2, 0, 1, 0);
+        compare_backends(&t.mf, DTYPES[d], &tb.b, &j, 0, "toy mean");
+        j = make_job(&t.mf, EMB_POOL_CLS | EMB_POOL_MEAN_SQRT_LEN | EMB_POOL_WEIGHTED_MEAN | EMB_POOL_LAST_TOKEN,
+                     2, 0, 0, 100);
+        compare_backends(&t.mf, DTYPES[d], &tb.b, &j, 0, "toy cls+sqrt+weighted+last, truncated");
+        j = make_job(&t.mf, EMB_POOL_MAX, 1, 0, 1, 0);
+        compare_backends(&t.mf, DTYPES[d], &tb.b, &j, 0, "toy max, layer 1");
+    }
+    free_batch(&tb);
+    toy_free(&t);
+}
+
+Test(cuda_backend, toy_bert_dense_head_dim_64) {
+    toy_model t;
+    toy_build(&t, 128, 2, 1, 256, 48);
+    const int lens[] = {5, 33, 17};
+    test_batch tb;
+    make_batch(&tb, lens, 3, t.mf.cfg.vocab_size, 0);
+    for (int d = 0; d < 2; d++) {
+        emb_job j = make_job(&t.mf, EMB_POOL_MEAN, 1, 1, 1, 32);
+        compare_backends(&t.mf, DTYPES[d], &tb.b, &j, 0, "toy dense+truncate");
+    }
+    free_batch(&tb);
+    toy_free(&t);
+}
+
+/* A batch bigger than the token budget runs as several pipelined chunks. */
+Test(cuda_backend, chunked_over_budget) {
+    toy_model t;
+    toy_build(&t, 64, 2, 1, 128, 0);
+    int lens[40];
+    for (int i = 0; i < 40; i++) lens[i] = 1 + (i * 37) % 150;
+    test_batch tb;
+    make_batch(&tb, lens, 40, t.mf.cfg.vocab_size, 1);
+    emb_job j = make_job(&t.mf, EMB_POOL_MEAN, 1, 0, 1, 0);
+    compare_backends(&t.mf, EMB_DTYPE_F16, &tb.b, &j, 512, "toy chunked");
+    free_batch(&tb);
+    toy_free(&t);
+}
+
+Test(cuda_backend, rejects_bad_input) {
+    toy_model t;
+    toy_build(&t, 64, 2, 1, 128, 0);
+    emb_backend *gpu = NULL;
+    emb_error err = {0};
+    cr_assert_eq(emb_cuda_backend_create(&t.mf, EMB_DTYPE_F16, 0, 0, &gpu, &err), EMB_OK, "%s", err.message);
+    const int lens[] = {4};
+    test_batch tb;
+    make_batch(&tb, lens, 1, t.mf.cfg.vocab_size, 0);
+    tb.ids[2] = 5000;
+    emb_job j = make_job(&t.mf, EMB_POOL_MEAN, 1, 0, 1, 0);
+    float out[64];
+    cr_assert_eq(gpu->encode(gpu, &tb.b, &j, out, &err), EMB_ERR_INVALID_ARG);
+    cr_assert(strstr(err.message, "id 5000"), "%s", err.message);
+    gpu->destroy(gpu);
+    t.mf.cfg.head_dim = 48;
+    cr_assert_eq(emb_cuda_backend_create(&t.mf, EMB_DTYPE_F16, 0, 0, &gpu, &err), EMB_ERR_UNSUPPORTED);
+    free_batch(&tb);
+    toy_free(&t);
+}
+
+/* ---- the real model ---------------------------------------------------------- */
+
+Test(cuda_backend, minilm_vs_cpu, .timeout = 1200) {
+    const char *dir = ts_default_model();
+    if (!dir) cr_skip_test("default model not fetched (tools/fetch-model)");
+    emb_model_files mf;
+    emb_error err = {0};
+    cr_assert_eq(emb_mf_load(dir, &mf, &err), EMB_OK, "%s", err.message);
+    const int lens[] = {7, 31, 33, 128};
+    test_batch tb;
+    make_batch(&tb, lens, 4, mf.cfg.vocab_size, 0);
+    for (int i = 0; i < 4; i++) tb.ids[tb.cu[i]] = 101, tb.ids[tb.cu[i + 1] - 1] = 102; /* [CLS] .. [SEP] */
+    for (int t = 0; t < tb.b.total; t++) tb.types[t] = 0;
+    for (int d = 0; d < 2; d++) {
+        emb_job j = make_job(&mf, EMB_POOL_MEAN, mf.cfg.layers, 1, 1, 0);
+        compare_backends(&mf, DTYPES[d], &tb.b, &j, 0, "all-MiniLM-L6-v2");
+    }
+    free_batch(&tb);
+    emb_mf_free(&mf);
+}
+
+/* Through the public API with --device cuda, against sentence-transformers. */
+Test(cuda_backend, minilm_golden, .timeout = 1200) {
+    const char *dir = ts_default_model();
+    if (!dir) cr_skip_test("default model not fetched (tools/fetch-model)");
+    char *cpath = ts_src_path("tests/data/corpus/texts.jsonl");
+    char *data = ts_read_file(cpath, NULL);
+    free(cpath);
+    cr_assert_not_null(data);
+    char *gpath = ts_src_path("tests/golden/minilm/default.npy");
+    size_t rows, cols;
+    float *want = npy_load(gpath, &rows, &cols);
+    free(gpath);
+    cr_assert_not_null(want);
+    /* The first texts of the corpus (golden "default" covers texts 0..). */
+    enum { N = 12 };
+    char *texts[N];
+    int n = 0;
+    for (char *line = data; n < N && line && *line; n++) {
+        char *nl = strchr(line, '\n');
+        if (nl) *nl = 0;
+        cJSON *o = cJSON_Parse(line);
+        cJSON *tx = cJSON_GetObjectItem(o, "text");
+        cr_assert(cJSON_IsString(tx), "bad corpus line %d", n + 1);
+        texts[n] = strdup(tx->valuestring);
+        cJSON_Delete(o);
+        line = nl ? nl + 1 : NULL;
+    }
+    for (int d = 0; d < 2; d++) {
+        emb_model_options mo = emb_model_default_options();
+        mo.device = EMB_DEVICE_CUDA;
+        mo.dtype = DTYPES[d];
+        emb_model *m = NULL;
+        emb_error err = {0};
+        cr_assert_eq(emb_model_load(dir, &mo, &m, &err), EMB_OK, "%s", err.message);
+        emb_encode_options eo = emb_encode_default_options();
+        cr_assert_eq((size_t)emb_model_dim(m, &eo), cols);
+        double worst = 1;
+        int checked = 0;
+        for (int i = 0; i < n; i++) {
+            float got[1024];
+            const char *one[1] = {texts[i]};
+            cr_assert_eq(emb_encode(m, one, NULL, 1, &eo, got, NULL, &err), EMB_OK, "%s", err.message);
+            double c = worst_cos(got, want + (size_t)i * cols, 1, (int)cols, NULL);
+            if (c < worst) worst = c;
+            checked++;
+        }
+        cr_log_info("golden %s: %d texts, worst cos %.7f", d ? "bf16" : "f16", checked, worst);
+        cr_expect_geq(worst, MIN_COS, "golden %s: worst cos %.7f", d ? "bf16" : "f16", worst);
+        emb_model_free(m);
+    }
+    for (int i = 0; i < n; i++) free(texts[i]);
+    free(want);
+    free(data);
+}

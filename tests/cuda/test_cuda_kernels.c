@@ -1,0 +1,416 @@
+/*
+ * Every CUDA kernel against its CPU twin (host/cpu_ops.h) on random non-zero
+ * inputs of awkward sizes (1, 31, 33, 127, 513 tokens; the head counts and
+ * widths of the real models), with outputs poisoned before each launch and
+ * every element checked written. Under the simulator each launch is repeated
+ * in forward, reverse and shuffled thread/block order and must give
+ * bit-identical results; on a real GPU (tools/gpu-check) the same checks run
+ * once on the device.
+ */
+#include <stdio.h>
+
+#include "kt_util.h"
+#include "cpu_ops.h"
+
+static const emb_kdtype DTS[] = {EMB_KDT_F16, EMB_KDT_BF16};
+static const char *dt_name(emb_kdtype dt) {
+    return dt == EMB_KDT_F16 ? "f16" : dt == EMB_KDT_BF16 ? "bf16" : "f32";
+}
+
+/* cu_seqlens for the given lengths. */
+static int32_t *make_cu(const int *lens, int n, int *total, int *maxlen) {
+    int32_t *cu = malloc(((size_t)n + 1) * sizeof *cu);
+    cu[0] = 0;
+    *maxlen = 0;
+    for (int i = 0; i < n; i++) {
+        cu[i + 1] = cu[i] + lens[i];
+        if (lens[i] > *maxlen) *maxlen = lens[i];
+    }
+    *total = cu[n];
+    return cu;
+}
+
+static const int AWKWARD[] = {1, 31, 33, 127, 513};
+#define NAWK 5
+
+/* ---- embedding + LayerNorm ---------------------------------------------- */
+
+typedef struct {
+    void *out;
+    emb_kdtype dt;
+    int32_t *ids, *types, *cu;
+    int nseq, total, hidden;
+    void *word, *pos, *tt, *g, *b;
+} embed_args;
+
+static void embed_launch(void *ud) {
+    embed_args *a = ud;
+    kt_poison(a->out, (size_t)a->total * a->hidden * kt_esz(a->dt));
+    KT_CHECK(emb_launch_embed_layernorm(a->out, a->dt, a->ids, a->types, a->cu, a->nseq, a->total,
+                                        a->word, a->pos, a->tt, a->g, a->b, a->hidden, 1e-12f, 0));
+}
+
+Test(cuda_kernels, embed_layernorm) {
+    const int hiddens[] = {384, 768};
+    for (int di = 0; di < 2; di++)
+        for (int hi = 0; hi < 2; hi++) {
+            emb_kdtype dt = DTS[di];
+            int H = hiddens[hi], vocab = 50, maxpos = 520, ntypes = 2, total, maxlen;
+            int32_t *cu = make_cu(AWKWARD, NAWK, &total, &maxlen);
+            int32_t *ids = malloc((size_t)total * 4), *types = malloc((size_t)total * 4);
+            for (int t = 0; t < total; t++) {
+                ids[t] = (int)kt_uniform(0, vocab - 0.01f);
+                types[t] = t % 3 == 0;
+            }
+            float *word = kt_rand((size_t)vocab * H, 1.0f, dt), *pos = kt_rand((size_t)maxpos * H, 0.5f, dt);
+            float *tt = kt_rand((size_t)ntypes * H, 0.3f, dt), *g = kt_rand(H, 1.5f, dt), *b = kt_rand(H, 0.5f, dt);
+            float *ref = malloc((size_t)total * H * sizeof *ref);
+            cpu_embed_layernorm(ref, ids, types, cu, NAWK, word, pos, tt, g, b, H, 1e-12f);
+            embed_args a = {kt_poisoned((size_t)total * H * 2), dt, kt_upload_bytes(ids, (size_t)total * 4),
+                            kt_upload_bytes(types, (size_t)total * 4), kt_upload_bytes(cu, (NAWK + 1) * 4),
+                            NAWK, total, H, kt_upload(word, (size_t)vocab * H, dt),
+                            kt_upload(pos, (size_t)maxpos * H, dt), kt_upload(tt, (size_t)ntypes * H, dt),
+                            kt_upload(g, H, dt), kt_upload(b, H, dt)};
+            kt_run_orders(embed_launch, &a, a.out, (size_t)total * H * 2);
+            float *got = kt_download(a.out, (size_t)total * H, dt), atol, rtol;
+            kt_tol(dt, &atol, &rtol);
+            char what[64];
+            snprintf(what, sizeof what, "embed_layernorm %s H=%d", dt_name(dt), H);
+            kt_compare(what, got, ref, (size_t)total * H, atol, rtol);
+            cudaFree(a.out); cudaFree(a.ids); cudaFree(a.types); cudaFree(a.cu); cudaFree(a.word);
+            cudaFree(a.pos); cudaFree(a.tt); cudaFree(a.g); cudaFree(a.b);
+            free(cu); free(ids); free(types); free(word); free(pos); free(tt); free(g); free(b);
+            free(ref); free(got);
+        }
+}
+
+/* ---- bias + residual + LayerNorm, RMSNorm --------------------------------- */
+
+typedef struct {
+    void *out, *x, *bias, *res, *g, *b;
+    const float *x_host;
+    emb_kdtype dt;
+    int rows, dim, rms;
+} norm_args;
+
+static void norm_launch(void *ud) {
+    norm_args *a = ud;
+    /* In place, like the backend: restore the input, the output is x itself. */
+    void *fresh = kt_upload(a->x_host, (size_t)a->rows * a->dim, a->dt);
+    KT_CHECK(cudaMemcpy(a->x, fresh, (size_t)a->rows * a->dim * kt_esz(a->dt), cudaMemcpyDeviceToDevice));
+    cudaFree(fresh);
+    if (a->rms)
+        KT_CHECK(emb_launch_rmsnorm(a->x, a->dt, a->x, a->res, a->g, a->rows, a->dim, 1e-6f, 0));
+    else
+        KT_CHECK(emb_launch_bias_residual_layernorm(a->x, a->dt, a->x, a->bias, a->res, a->g, a->b,
+                                                    a->rows, a->dim, 1e-12f, 0));
+}
+
+/* Out-of-place too: every output element must be written (poisoned target). */
+static void norm_launch_oop(void *ud) {
+    norm_args *a = ud;
+    kt_poison(a->out, (size_t)a->rows * a->dim * kt_esz(a->dt));
+    if (a->rms)
+        KT_CHECK(emb_launch_rmsnorm(a->out, a->dt, a->x, a->res, a->g, a->rows, a->dim, 1e-6f, 0));
+    else
+        KT_CHECK(emb_launch_bias_residual_layernorm(a->out, a->dt, a->x, a->bias, a->res, a->g,
+                                                    a->b, a->rows, a->dim, 1e-12f, 0));
+}
+
+static void norm_case(emb_kdtype dt, int rows, int dim, int rms, int with_bias, int with_res) {
+    const size_t n = (size_t)rows * dim;
+    float *x = kt_rand(n, 2.0f, dt), *res = kt_rand(n, 1.0f, dt), *bias = kt_rand(dim, 0.5f, dt);
+    float *g = kt_rand(dim, 1.5f, dt), *b = kt_rand(dim, 0.5f, dt);
+    float *ref = malloc(n * sizeof *ref);
+    memcpy(ref, x, n * sizeof *ref);
+    if (rms) cpu_rmsnorm(ref, with_res ? res : NULL, g, rows, dim, 1e-6f);
+    else cpu_bias_residual_layernorm(ref, with_bias ? bias : NULL, with_res ? res : NULL, g, b, rows, dim, 1e-12f);
+    norm_args a = {kt_poisoned(n * kt_esz(dt)), kt_upload(x, n, dt),
+                   with_bias ? kt_upload(bias, dim, dt) : NULL, with_res ? kt_upload(res, n, dt) : NULL,
+                   kt_upload(g, dim, dt), kt_upload(b, dim, dt), x, dt, rows, dim, rms};
+    float atol, rtol;
+    kt_tol(dt, &atol, &rtol);
+    char what[96];
+    snprintf(what, sizeof what, "%s %s rows=%d dim=%d bias=%d res=%d", rms ? "rmsnorm" : "layernorm",
+             dt_name(dt), rows, dim, with_bias, with_res);
+    kt_run_orders(norm_launch_oop, &a, a.out, n * kt_esz(dt));
+    float *got = kt_download(a.out, n, dt);
+    kt_compare(what, got, ref, n, atol, rtol);
+    free(got);
+    kt_run_orders(norm_launch, &a, a.x, n * kt_esz(dt));
+    got = kt_download(a.x, n, dt);
+    kt_compare(what, got, ref, n, atol, rtol);
+    free(got);
+    cudaFree(a.out); cudaFree(a.x); cudaFree(a.bias); cudaFree(a.res); cudaFree(a.g); cudaFree(a.b);
+    free(x); free(res); free(bias); free(g); free(b); free(ref);
+}
+
+Test(cuda_kernels, bias_residual_layernorm) {
+    for (int di = 0; di < 2; di++)
+        for (int r = 0; r < NAWK; r++) norm_case(DTS[di], AWKWARD[r], r % 2 ? 768 : 384, 0, 1, 1);
+    norm_case(EMB_KDT_F16, 33, 1024, 0, 0, 1);
+    norm_case(EMB_KDT_BF16, 31, 4096, 0, 1, 0);
+    norm_case(EMB_KDT_F32, 33, 384, 0, 1, 1);
+    norm_case(EMB_KDT_F16, 3, 34, 0, 1, 1);   /* width not a multiple of 64 */
+}
+
+Test(cuda_kernels, rmsnorm) {
+    for (int di = 0; di < 2; di++)
+        for (int r = 0; r < NAWK; r++) norm_case(DTS[di], AWKWARD[r], 384, 1, 0, r % 2);
+    norm_case(EMB_KDT_BF16, 31, 4096, 1, 0, 1);
+}
+
+/* ---- bias + activation, gated activations ------------------------------- */
+
+typedef struct {
+    void *x, *out, *bias;
+    const float *x_host;
+    emb_kdtype dt;
+    int rows, cols, act, gated;
+} act_args;
+
+static void act_launch(void *ud) {
+    act_args *a = ud;
+    if (a->gated) {
+        kt_poison(a->out, (size_t)a->rows * a->cols * kt_esz(a->dt));
+        KT_CHECK(emb_launch_gated_act(a->out, a->dt, a->x, a->rows, a->cols, a->act, 0));
+    } else {
+        /* In place: restore the input first, then poison nothing (x is the output,
+         * and its fresh copy is non-NaN, so an unwritten element keeps x + 0). The
+         * comparison catches it since act(x + bias) != x for these inputs. */
+        void *fresh = kt_upload(a->x_host, (size_t)a->rows * a->cols, a->dt);
+        KT_CHECK(cudaMemcpy(a->x, fresh, (size_t)a->rows * a->cols * kt_esz(a->dt), cudaMemcpyDeviceToDevice));
+        cudaFree(fresh);
+        KT_CHECK(emb_launch_bias_act(a->x, a->dt, a->bias, a->rows, a->cols, a->act, 0));
+    }
+}
+
+static void act_case(emb_kdtype dt, int rows, int cols, int act, int gated) {
+    const size_t nin = (size_t)rows * cols * (gated ? 2 : 1), nout = (size_t)rows * cols;
+    float *x = kt_rand(nin, 3.0f, dt), *bias = kt_rand(cols, 0.5f, dt);
+    float *ref = malloc(nin * sizeof *ref);
+    if (gated) cpu_gated_act(ref, x, rows, cols, act);
+    else {
+        memcpy(ref, x, nin * sizeof *ref);
+        cpu_bias_act(ref, bias, rows, cols, act);
+    }
+    act_args a = {kt_upload(x, nin, dt), gated ? kt_poisoned(nout * kt_esz(dt)) : NULL,
+                  kt_upload(bias, cols, dt), x, dt, rows, cols, act, gated};
+    void *res = gated ? a.out : a.x;
+    kt_run_orders(act_launch, &a, res, nout * kt_esz(dt));
+    float *got = kt_download(res, nout, dt), atol, rtol;
+    kt_tol(dt, &atol, &rtol);
+    char what[96];
+    snprintf(what, sizeof what, "%s act=%d %s rows=%d cols=%d", gated ? "gated" : "bias_act", act,
+             dt_name(dt), rows, cols);
+    kt_compare(what, got, ref, nout, atol, rtol);
+    cudaFree(a.x); cudaFree(a.out); cudaFree(a.bias);
+    free(x); free(bias); free(ref); free(got);
+}
+
+Test(cuda_kernels, bias_act) {
+    for (int act = EMB_KACT_IDENTITY; act <= EMB_KACT_SIGMOID; act++)
+        for (int di = 0; di < 2; di++) act_case(DTS[di], AWKWARD[act % NAWK], act % 2 ? 1536 : 1152, act, 0);
+    act_case(EMB_KDT_F32, 33, 768, EMB_KACT_TANH, 0);   /* Dense modules run in fp32 */
+    act_case(EMB_KDT_F16, 1, 2, EMB_KACT_GELU, 0);
+}
+
+Test(cuda_kernels, gated_act) {
+    const int acts[] = {EMB_KACT_GELU, EMB_KACT_GELU_TANH, EMB_KACT_SILU};
+    for (int i = 0; i < 3; i++)
+        for (int di = 0; di < 2; di++) act_case(DTS[di], AWKWARD[i + 1], 1024 + 2 * i, acts[i], 1);
+}
+
+/* ---- varlen attention ---------------------------------------------------- */
+
+typedef struct {
+    void *out, *qkv;
+    int32_t *cu;
+    emb_kdtype dt;
+    int nseq, total, maxlen, heads, hd, causal;
+} attn_args;
+
+static void attn_launch(void *ud) {
+    attn_args *a = ud;
+    kt_poison(a->out, (size_t)a->total * a->heads * a->hd * kt_esz(a->dt));
+    KT_CHECK(emb_launch_attention_varlen(a->out, a->dt, a->qkv, a->cu, a->nseq, a->maxlen, a->heads,
+                                         a->hd, 1.0f / sqrtf((float)a->hd), a->causal, 0));
+}
+
+static void attn_case(emb_kdtype dt, const int *lens, int nseq, int heads, int hd, int causal) {
+    int total, maxlen;
+    int32_t *cu = make_cu(lens, nseq, &total, &maxlen);
+    const size_t nqkv = (size_t)total * 3 * heads * hd, nout = (size_t)total * heads * hd;
+    float *qkv = kt_rand(nqkv, 2.0f, dt), *ref = malloc(nout * sizeof *ref);
+    cpu_attention_varlen(ref, qkv, cu, nseq, heads, hd, 1.0f / sqrtf((float)hd), causal);
+    attn_args a = {kt_poisoned(nout * 2), kt_upload(qkv, nqkv, dt),
+                   kt_upload_bytes(cu, ((size_t)nseq + 1) * 4), dt, nseq, total, maxlen, heads, hd, causal};
+    kt_run_orders(attn_launch, &a, a.out, nout * 2);
+    float *got = kt_download(a.out, nout, dt);
+    /* P is rounded to 16 bits before P V (as in FlashAttention). */
+    float atol = dt == EMB_KDT_F16 ? 6e-3f : 3e-2f, rtol = dt == EMB_KDT_F16 ? 6e-3f : 2e-2f;
+    char what[96];
+    snprintf(what, sizeof what, "attention %s heads=%d hd=%d causal=%d total=%d", dt_name(dt), heads,
+             hd, causal, total);
+    kt_compare(what, got, ref, nout, atol, rtol);
+    cudaFree(a.out); cudaFree(a.qkv); cudaFree(a.cu);
+    free(cu); free(qkv); free(ref); free(got);
+}
+
+Test(cuda_kernels, attention_awkward_lengths) {
+    /* Every awkward length in one packed batch, both dtypes, both masks. */
+    for (int di = 0; di < 2; di++)
+        for (int causal = 0; causal < 2; causal++) attn_case(DTS[di], AWKWARD, NAWK, 1, 64, causal);
+}
+
+Test(cuda_kernels, attention_head_dims) {
+    const int lens[] = {33, 1, 70};
+    for (int di = 0; di < 2; di++) {
+        attn_case(DTS[di], lens, 3, 12, 32, 0);    /* all-MiniLM-L6-v2 */
+        attn_case(DTS[di], lens, 3, 12, 64, 0);    /* BERT-base */
+        attn_case(DTS[di], lens, 3, 2, 128, 1);
+        attn_case(DTS[di], lens, 3, 2, 128, 0);
+    }
+    const int one[] = {127};
+    attn_case(EMB_KDT_F16, one, 1, 3, 32, 1);
+}
+
+/* ---- pooling + normalize + truncate + quantize ----------------------------- */
+
+typedef struct {
+    float *out;
+    void *hidden, *qout;
+    float *qscale;
+    int32_t *cu, *skip;
+    emb_kdtype dt;
+    int nseq, dim, modes, out_dim, normalize, quant;
+} pool_args;
+
+static void pool_launch(void *ud) {
+    pool_args *a = ud;
+    kt_poison(a->out, (size_t)a->nseq * a->out_dim * 4);
+    KT_CHECK(emb_launch_pool(a->out, a->hidden, a->dt, a->cu, a->skip, a->nseq, a->dim, a->modes,
+                             a->out_dim, a->normalize, a->quant, a->qout, a->qscale, 0));
+}
+
+static int popc(int m) {
+    int n = 0;
+    for (; m; m &= m - 1) n++;
+    return n;
+}
+
+static void pool_case(emb_kdtype dt, int modes, int use_skip, int trunc, int normalize, int quant) {
+    const int lens[] = {1, 31, 33, 127, 5, 2}, nseq = 6, dim = 384;
+    int total, maxlen;
+    int32_t *cu = make_cu(lens, nseq, &total, &maxlen);
+    int32_t skip[6] = {0, 3, 33, 1, 0, 1};    /* 33 of 33: nothing kept */
+    const int width = dim * popc(modes), out_dim = trunc ? trunc : width;
+    float *h = kt_rand((size_t)total * dim, 2.0f, dt);
+    float *full = malloc((size_t)nseq * width * sizeof *full);
+    cpu_pool(full, h, cu, nseq, dim, modes, use_skip ? skip : NULL);
+    float *ref = malloc((size_t)nseq * out_dim * sizeof *ref);
+    for (int s = 0; s < nseq; s++) memcpy(ref + (size_t)s * out_dim, full + (size_t)s * width, (size_t)out_dim * 4);
+    if (normalize) cpu_l2_normalize(ref, nseq, out_dim);
+    const size_t qbytes = quant == EMB_KQUANT_BINARY ? (size_t)nseq * ((out_dim + 7) / 8) : (size_t)nseq * out_dim;
+    pool_args a = {kt_poisoned((size_t)nseq * out_dim * 4), kt_upload(h, (size_t)total * dim, dt),
+                   quant ? kt_poisoned(qbytes) : NULL, quant ? kt_poisoned(nseq * 4) : NULL,
+                   kt_upload_bytes(cu, ((size_t)nseq + 1) * 4), use_skip ? kt_upload_bytes(skip, sizeof skip) : NULL,
+                   dt, nseq, dim, modes, out_dim, normalize, quant};
+    kt_run_orders(pool_launch, &a, a.out, (size_t)nseq * out_dim * 4);
+    float *got = kt_download(a.out, (size_t)nseq * out_dim, EMB_KDT_F32);
+    char what[96];
+    snprintf(what, sizeof what, "pool %s modes=%#x skip=%d trunc=%d norm=%d", dt_name(dt), modes,
+             use_skip, trunc, normalize);
+    /* Inputs are exact in both; only fp32 summation order differs. */
+    kt_compare(what, got, ref, (size_t)nseq * out_dim, 2e-5f, 2e-5f);
+    if (quant) {
+        unsigned char *q = malloc(qbytes);
+        float sc[6];
+        KT_CHECK(cudaMemcpy(q, a.qout, qbytes, cudaMemcpyDeviceToHost));
+        KT_CHECK(cudaMemcpy(sc, a.qscale, sizeof sc, cudaMemcpyDeviceToHost));
+        for (int s = 0; s < nseq; s++) {
+            const float *r = ref + (size_t)s * out_dim;
+            if (quant == EMB_KQUANT_BINARY) {
+                for (int i = 0; i < out_dim; i++) {
+                    int bit = (q[(size_t)s * ((out_dim + 7) / 8) + i / 8] >> (7 - i % 8)) & 1;
+                    if (fabsf(r[i]) > 1e-5f) cr_assert_eq(bit, r[i] > 0, "binary s=%d i=%d", s, i);
+                }
+            } else {
+                float m = 0;
+                for (int i = 0; i < out_dim; i++) m = fmaxf(m, fabsf(r[i]));
+                cr_assert_float_eq(sc[s], m > 0 ? m / 127 : 1, 1e-5f * (m + 1), "int8 scale s=%d", s);
+                for (int i = 0; i < out_dim; i++) {
+                    int want = (int)rintf(r[i] / sc[s]);
+                    int gotq = (int8_t)q[(size_t)s * out_dim + i];
+                    cr_assert(abs(gotq - want) <= 1, "int8 s=%d i=%d got %d want %d", s, i, gotq, want);
+                }
+            }
+        }
+        free(q);
+    }
+    cudaFree(a.out); cudaFree(a.hidden); cudaFree(a.qout); cudaFree(a.qscale); cudaFree(a.cu); cudaFree(a.skip);
+    free(cu); free(h); free(full); free(ref); free(got);
+}
+
+Test(cuda_kernels, pool_modes) {
+    for (int m = 0; m < 6; m++)
+        for (int di = 0; di < 2; di++) pool_case(DTS[di], 1 << m, m % 2, 0, 0, 0);
+}
+
+Test(cuda_kernels, pool_combined_normalized_truncated) {
+    /* max pooling with nothing kept is -inf, which normalization would turn
+     * into NaN; the combinations that normalize leave MAX out or keep tokens. */
+    pool_case(EMB_KDT_F16, EMB_POOL_CLS | EMB_POOL_MEAN, 1, 0, 1, 0);
+    pool_case(EMB_KDT_BF16, EMB_POOL_MEAN, 1, 128, 1, 0);
+    pool_case(EMB_KDT_F16, EMB_POOL_CLS | EMB_POOL_MEAN_SQRT_LEN | EMB_POOL_WEIGHTED_MEAN | EMB_POOL_LAST_TOKEN,
+              0, 1000, 1, 0);
+    pool_case(EMB_KDT_F16, 63, 0, 0, 1, 0);
+    pool_case(EMB_KDT_F16, EMB_POOL_MEAN, 0, 77, 1, EMB_KQUANT_INT8);
+    pool_case(EMB_KDT_BF16, EMB_POOL_MEAN, 0, 0, 1, EMB_KQUANT_BINARY);
+    pool_case(EMB_KDT_F16, EMB_POOL_CLS, 0, 61, 0, EMB_KQUANT_BINARY);
+}
+
+typedef struct {
+    float *out, *x;
+    int rows, in, out_dim, normalize;
+} fin_args;
+
+static void fin_launch(void *ud) {
+    fin_args *a = ud;
+    kt_poison(a->out, (size_t)a->rows * a->out_dim * 4);
+    KT_CHECK(emb_launch_finalize(a->out, a->x, a->rows, a->in, a->out_dim, a->normalize,
+                                 EMB_KQUANT_NONE, NULL, NULL, 0));
+}
+
+Test(cuda_kernels, finalize) {
+    const int rows = 33, in = 768, outs[] = {768, 256, 1};
+    for (int i = 0; i < 3; i++) {
+        float *x = kt_rand((size_t)rows * in, 1.0f, EMB_KDT_F32);
+        float *ref = malloc((size_t)rows * outs[i] * 4);
+        for (int r = 0; r < rows; r++) memcpy(ref + (size_t)r * outs[i], x + (size_t)r * in, (size_t)outs[i] * 4);
+        cpu_l2_normalize(ref, rows, outs[i]);
+        fin_args a = {kt_poisoned((size_t)rows * outs[i] * 4), kt_upload(x, (size_t)rows * in, EMB_KDT_F32),
+                      rows, in, outs[i], 1};
+        kt_run_orders(fin_launch, &a, a.out, (size_t)rows * outs[i] * 4);
+        float *got = kt_download(a.out, (size_t)rows * outs[i], EMB_KDT_F32);
+        kt_compare("finalize", got, ref, (size_t)rows * outs[i], 1e-6f, 1e-5f);
+        cudaFree(a.out); cudaFree(a.x);
+        free(x); free(ref); free(got);
+    }
+}
+
+/* ---- argument checking ----------------------------------------------------- */
+
+Test(cuda_kernels, launchers_reject_bad_arguments) {
+    cr_assert_eq(emb_launch_attention_varlen(NULL, EMB_KDT_F16, NULL, NULL, 1, 8, 1, 96, 1.0f, 0, 0),
+                 cudaErrorInvalidValue);
+    cr_assert_eq(emb_launch_attention_varlen(NULL, EMB_KDT_F32, NULL, NULL, 1, 8, 1, 64, 1.0f, 0, 0),
+                 cudaErrorInvalidValue);
+    cr_assert_eq(emb_launch_bias_residual_layernorm(NULL, EMB_KDT_F16, NULL, NULL, NULL, NULL, NULL, 1,
+                                                    3, 1e-5f, 0),
+                 cudaErrorInvalidValue);
+    cr_assert_eq(emb_launch_pool(NULL, NULL, EMB_KDT_F16, NULL, NULL, 1, 64, EMB_POOL_MEAN, 65, 0, 0,
+                                 NULL, NULL, 0),
+                 cudaErrorInvalidValue);
+    cr_assert_eq(emb_launch_bias_act(NULL, EMB_KDT_F16, NULL, 1, 64, 99, 0), cudaErrorInvalidValue);
+}
