@@ -127,8 +127,9 @@ static int finish(const tok_tokenizer *t, struct tok_scratch *s, int add_special
     size_t limit = max_length ? max_length : t->trunc_max;
     size_t first = 0, n = s->n_ids;
     e->untruncated_len = n + n_added;
-    if (limit && limit != TOK_NO_TRUNCATION) {
-        size_t room = limit > n_added ? limit - n_added : 0;
+    /* The reference skips truncation when the specials alone exceed the limit. */
+    if (limit && limit != TOK_NO_TRUNCATION && limit >= n_added) {
+        size_t room = limit - n_added;
         if (n > room) {
             if (t->trunc_left)
                 first = n - room;
