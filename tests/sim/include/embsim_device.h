@@ -202,6 +202,13 @@ inline T from_u64(uint64_t u)
 
 } // namespace embsim
 
+/* cuda_runtime.h only declares the kernel-pointer overloads for nvcc. */
+template <typename... P>
+inline cudaError_t cudaFuncSetAttribute(void (*kernel)(P...), cudaFuncAttribute attr, int value)
+{
+    return ::cudaFuncSetAttribute(reinterpret_cast<const void *>(kernel), attr, value);
+}
+
 #define threadIdx (static_cast<const uint3 &>(::embsim::tls_view->thread_idx))
 #define blockIdx (static_cast<const uint3 &>(::embsim::tls_view->block_idx))
 #define blockDim (static_cast<const dim3 &>(::embsim::tls_view->block_dim))

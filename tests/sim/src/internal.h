@@ -48,8 +48,10 @@ constexpr size_t kMaxSharedPerBlock = 227 * 1024;
 /* Dynamic shared memory limit set by cudaFuncSetAttribute (default 48 KB). */
 size_t dynamic_shared_limit(const void *func);
 
-/* Pointer-argument hazard check: called by the runtime before a kernel runs. */
-void check_kernel_pointer_hazards(const KernelLaunch &k, cudaStream_t stream);
+/* Queues work on a stream (0 and the special handles mean the current
+ * device's legacy stream), as a kernel launch would. */
+void enqueue_op(cudaStream_t stream, const char *what, std::function<cudaError_t()> fn);
+int stream_device(cudaStream_t stream);
 
 /* 64-bit poison pattern for values that are undefined (a shuffle reading a
  * lane outside the mask): NaN as float, half, bfloat16 and double. */

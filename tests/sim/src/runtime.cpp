@@ -317,6 +317,13 @@ static uint64_t enqueue(cudaStream_t s, const char *what, std::function<cudaErro
     return ++s->enqueued;
 }
 
+void enqueue_op(cudaStream_t stream, const char *what, std::function<cudaError_t()> fn)
+{
+    enqueue(resolve(stream), what, std::move(fn));
+}
+
+int stream_device(cudaStream_t stream) { return resolve(stream)->device; }
+
 /* ---- kernels --------------------------------------------------------------------------- */
 
 size_t dynamic_shared_limit(const void *func)

@@ -1,0 +1,265 @@
+/* cublas.cpp: the cuBLAS subset the project uses, on the CPU.
+ *
+ * cublasGemmEx and cublasGemmStridedBatchedEx for fp16, bf16 and fp32
+ * operands with fp32 compute, every transpose; products accumulated in
+ * double and rounded once to the output type, so the result is at least as
+ * accurate as the GPU's and tests can compare against it with a tolerance.
+ * Like the real library, a call only queues the work on the handle's stream,
+ * and beta == 0 never reads C (which may hold NaN).
+ */
+#include "internal.h"
+
+#include <cublas_v2.h>
+
+#include <array>
+#include <cstdio>
+
+struct cublasContext {
+    cudaStream_t stream = nullptr;
+    cublasMath_t math = CUBLAS_DEFAULT_MATH;
+    cublasPointerMode_t pointer_mode = CUBLAS_POINTER_MODE_HOST;
+    void *workspace = nullptr;
+    size_t workspace_bytes = 0;
+};
+
+namespace {
+
+bool supported_type(cudaDataType t) { return t == CUDA_R_16F || t == CUDA_R_16BF || t == CUDA_R_32F; }
+
+size_t type_size(cudaDataType t) { return t == CUDA_R_32F ? 4 : 2; }
+
+float load(const void *p, size_t i, cudaDataType t)
+{
+    switch (t) {
+    case CUDA_R_16F: return __half2float(static_cast<const __half *>(p)[i]);
+    case CUDA_R_16BF: return __bfloat162float(static_cast<const __nv_bfloat16 *>(p)[i]);
+    default: return static_cast<const float *>(p)[i];
+    }
+}
+
+void store(void *p, size_t i, cudaDataType t, double v)
+{
+    switch (t) {
+    case CUDA_R_16F: static_cast<__half *>(p)[i] = __double2half(v); break;
+    case CUDA_R_16BF: static_cast<__nv_bfloat16 *>(p)[i] = __double2bfloat16(v); break;
+    default: static_cast<float *>(p)[i] = static_cast<float>(v); break;
+    }
+}
+
+struct Gemm {
+    cublasOperation_t ta, tb;
+    int m, n, k;
+    const void *alpha, *beta;
+    bool device_scalars;
+    const void *A;
+    cudaDataType at;
+    int lda;
+    long long sa;
+    const void *B;
+    cudaDataType bt;
+    int ldb;
+    long long sb;
+    void *C;
+    cudaDataType ct;
+    int ldc;
+    long long sc;
+    int batch;
+};
+
+/* Column-major, as cuBLAS: C[i + j*ldc] = alpha * sum_p op(A)[i][p] op(B)[p][j] + beta * C. */
+void run_gemm(const Gemm &g)
+{
+    float alpha = *static_cast<const float *>(g.alpha);
+    float beta = *static_cast<const float *>(g.beta);
+    std::vector<double> a(static_cast<size_t>(g.m) * g.k), b(static_cast<size_t>(g.n) * g.k);
+    for (int z = 0; z < g.batch; z++) {
+        const char *A = static_cast<const char *>(g.A) + z * g.sa * static_cast<long long>(type_size(g.at));
+        const char *B = static_cast<const char *>(g.B) + z * g.sb * static_cast<long long>(type_size(g.bt));
+        char *C = static_cast<char *>(g.C) + z * g.sc * static_cast<long long>(type_size(g.ct));
+        /* Gather op(A) by rows and op(B) by columns so the dot product is contiguous. */
+        for (int i = 0; i < g.m; i++)
+            for (int p = 0; p < g.k; p++) {
+                size_t idx = g.ta == CUBLAS_OP_N ? static_cast<size_t>(i) + static_cast<size_t>(p) * g.lda
+                                                 : static_cast<size_t>(p) + static_cast<size_t>(i) * g.lda;
+                a[static_cast<size_t>(i) * g.k + p] = load(A, idx, g.at);
+            }
+        for (int j = 0; j < g.n; j++)
+            for (int p = 0; p < g.k; p++) {
+                size_t idx = g.tb == CUBLAS_OP_N ? static_cast<size_t>(p) + static_cast<size_t>(j) * g.ldb
+                                                 : static_cast<size_t>(j) + static_cast<size_t>(p) * g.ldb;
+                b[static_cast<size_t>(j) * g.k + p] = load(B, idx, g.bt);
+            }
+        for (int j = 0; j < g.n; j++)
+            for (int i = 0; i < g.m; i++) {
+                const double *ar = &a[static_cast<size_t>(i) * g.k];
+                const double *bc = &b[static_cast<size_t>(j) * g.k];
+                double acc = 0;
+                for (int p = 0; p < g.k; p++)
+                    acc += ar[p] * bc[p];
+                size_t ci = static_cast<size_t>(i) + static_cast<size_t>(j) * g.ldc;
+                double v = static_cast<double>(alpha) * acc;
+                if (beta != 0.0f)
+                    v += static_cast<double>(beta) * load(C, ci, g.ct);
+                store(C, ci, g.ct, v);
+            }
+    }
+}
+
+cublasStatus_t enqueue_gemm(cublasHandle_t h, Gemm g, cublasComputeType_t compute)
+{
+    if (!h)
+        return CUBLAS_STATUS_NOT_INITIALIZED;
+    if (g.m < 0 || g.n < 0 || g.k < 0 || g.batch < 0 || !g.alpha || !g.beta)
+        return CUBLAS_STATUS_INVALID_VALUE;
+    bool ok_ops = (g.ta == CUBLAS_OP_N || g.ta == CUBLAS_OP_T || g.ta == CUBLAS_OP_C) &&
+                  (g.tb == CUBLAS_OP_N || g.tb == CUBLAS_OP_T || g.tb == CUBLAS_OP_C);
+    if (!ok_ops)
+        return CUBLAS_STATUS_INVALID_VALUE;
+    int rows_a = g.ta == CUBLAS_OP_N ? g.m : g.k;
+    int rows_b = g.tb == CUBLAS_OP_N ? g.k : g.n;
+    if (g.lda < std::max(1, rows_a) || g.ldb < std::max(1, rows_b) || g.ldc < std::max(1, g.m))
+        return CUBLAS_STATUS_INVALID_VALUE;
+    if (!supported_type(g.at) || !supported_type(g.bt) || !supported_type(g.ct) || g.at != g.bt)
+        return CUBLAS_STATUS_NOT_SUPPORTED;
+    switch (compute) {
+    case CUBLAS_COMPUTE_32F: case CUBLAS_COMPUTE_32F_PEDANTIC: case CUBLAS_COMPUTE_32F_FAST_16F:
+    case CUBLAS_COMPUTE_32F_FAST_16BF: case CUBLAS_COMPUTE_32F_FAST_TF32:
+        break;
+    default:
+        return CUBLAS_STATUS_NOT_SUPPORTED;
+    }
+    if (g.m == 0 || g.n == 0 || g.batch == 0)
+        return CUBLAS_STATUS_SUCCESS;
+    /* Host-mode scalars are read at the call, device-mode ones when it runs. */
+    auto scalars = std::make_shared<std::array<float, 2>>();
+    if (!g.device_scalars) {
+        (*scalars)[0] = *static_cast<const float *>(g.alpha);
+        (*scalars)[1] = *static_cast<const float *>(g.beta);
+        g.alpha = &(*scalars)[0];
+        g.beta = &(*scalars)[1];
+    }
+    embsim::enqueue_op(h->stream, "cublasGemmEx", [g, scalars]() -> cudaError_t {
+        run_gemm(g);
+        return cudaSuccess;
+    });
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+} // namespace
+
+extern "C" {
+
+cublasStatus_t cublasCreate_v2(cublasHandle_t *handle)
+{
+    *handle = new cublasContext();
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasDestroy_v2(cublasHandle_t handle)
+{
+    delete handle;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasSetStream_v2(cublasHandle_t handle, cudaStream_t stream)
+{
+    if (!handle)
+        return CUBLAS_STATUS_NOT_INITIALIZED;
+    handle->stream = stream;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasGetStream_v2(cublasHandle_t handle, cudaStream_t *stream)
+{
+    if (!handle)
+        return CUBLAS_STATUS_NOT_INITIALIZED;
+    *stream = handle->stream;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasSetMathMode(cublasHandle_t handle, cublasMath_t mode)
+{
+    if (!handle)
+        return CUBLAS_STATUS_NOT_INITIALIZED;
+    handle->math = mode;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasGetMathMode(cublasHandle_t handle, cublasMath_t *mode)
+{
+    if (!handle)
+        return CUBLAS_STATUS_NOT_INITIALIZED;
+    *mode = handle->math;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasSetPointerMode_v2(cublasHandle_t handle, cublasPointerMode_t mode)
+{
+    if (!handle)
+        return CUBLAS_STATUS_NOT_INITIALIZED;
+    handle->pointer_mode = mode;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasGetPointerMode_v2(cublasHandle_t handle, cublasPointerMode_t *mode)
+{
+    if (!handle)
+        return CUBLAS_STATUS_NOT_INITIALIZED;
+    *mode = handle->pointer_mode;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasSetWorkspace_v2(cublasHandle_t handle, void *workspace, size_t bytes)
+{
+    if (!handle)
+        return CUBLAS_STATUS_NOT_INITIALIZED;
+    handle->workspace = workspace;
+    handle->workspace_bytes = bytes;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+const char *cublasGetStatusString(cublasStatus_t status)
+{
+    switch (status) {
+    case CUBLAS_STATUS_SUCCESS: return "CUBLAS_STATUS_SUCCESS";
+    case CUBLAS_STATUS_NOT_INITIALIZED: return "CUBLAS_STATUS_NOT_INITIALIZED";
+    case CUBLAS_STATUS_INVALID_VALUE: return "CUBLAS_STATUS_INVALID_VALUE";
+    case CUBLAS_STATUS_NOT_SUPPORTED: return "CUBLAS_STATUS_NOT_SUPPORTED";
+    case CUBLAS_STATUS_EXECUTION_FAILED: return "CUBLAS_STATUS_EXECUTION_FAILED";
+    default: return "CUBLAS_STATUS_UNKNOWN";
+    }
+}
+
+const char *cublasGetStatusName(cublasStatus_t status) { return cublasGetStatusString(status); }
+
+cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb, int m, int n, int k,
+                            const void *alpha, const void *A, cudaDataType Atype, int lda, const void *B,
+                            cudaDataType Btype, int ldb, const void *beta, void *C, cudaDataType Ctype, int ldc,
+                            cublasComputeType_t computeType, cublasGemmAlgo_t)
+{
+    Gemm g{transa, transb, m, n, k, alpha, beta, handle && handle->pointer_mode == CUBLAS_POINTER_MODE_DEVICE,
+           A, Atype, lda, 0, B, Btype, ldb, 0, C, Ctype, ldc, 0, 1};
+    return enqueue_gemm(handle, g, computeType);
+}
+
+cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb, int m,
+                                          int n, int k, const void *alpha, const void *A, cudaDataType Atype, int lda,
+                                          long long int strideA, const void *B, cudaDataType Btype, int ldb,
+                                          long long int strideB, const void *beta, void *C, cudaDataType Ctype, int ldc,
+                                          long long int strideC, int batchCount, cublasComputeType_t computeType,
+                                          cublasGemmAlgo_t)
+{
+    Gemm g{transa, transb, m, n, k, alpha, beta, handle && handle->pointer_mode == CUBLAS_POINTER_MODE_DEVICE,
+           A, Atype, lda, strideA, B, Btype, ldb, strideB, C, Ctype, ldc, strideC, batchCount};
+    return enqueue_gemm(handle, g, computeType);
+}
+
+cublasStatus_t cublasSgemm_v2(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb, int m, int n,
+                              int k, const float *alpha, const float *A, int lda, const float *B, int ldb,
+                              const float *beta, float *C, int ldc)
+{
+    return cublasGemmEx(handle, transa, transb, m, n, k, alpha, A, CUDA_R_32F, lda, B, CUDA_R_32F, ldb, beta, C,
+                        CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+}
+
+} // extern "C"

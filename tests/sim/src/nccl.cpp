@@ -1,0 +1,2 @@
+/* nccl.cpp: the NCCL subset over the simulator's virtual devices (pending). */
+#include "internal.h"

@@ -1,0 +1,1 @@
+/* Criterion provides main(); the suites live in a whole-archive library. */
