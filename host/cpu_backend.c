@@ -47,7 +47,7 @@ typedef struct {
     int n_dense;
 
     /* Workspace, grow-only. Token buffers hold ws_tokens rows; the pooled
-     * buffers hold ws_rows floats each (nseq x widest vector). */
+     * buffers hold ws_vec floats each (nseq x widest vector). */
     size_t ws_tokens;
     float *x, *qkv, *ctx, *h1, *ffn;
     size_t ws_vec;
