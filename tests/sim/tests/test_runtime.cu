@@ -1,1 +1,175 @@
+/* test_runtime.cu: the fake CUDA runtime: memory, streams that run only at
+ * synchronisation points, events, the legacy default stream, graphs,
+ * devices and error codes. */
 #include "helpers.h"
+
+__global__ void scale_kernel(const float *in, float *out, float k, int n)
+{
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n)
+        out[i] = in[i] * k;
+}
+
+Test(runtime, malloc_poisons_and_memset_clears)
+{
+    DevBuf<uint32_t> b(16);
+    std::vector<uint32_t> h = b.get();
+    uint32_t poison = 0x01010101u * embsim_get_poison();
+    for (uint32_t v : h)
+        cr_assert_eq(v, poison);
+    CUDA_OK(cudaMemset(b.d, 0, 16 * sizeof(uint32_t)));
+    for (uint32_t v : b.get())
+        cr_assert_eq(v, 0u);
+}
+
+/* Work queued on a stream happens only when the host waits for it. */
+Test(runtime, stream_work_runs_at_synchronisation)
+{
+    const int n = 100;
+    float *hin, *hout;
+    CUDA_OK(cudaMallocHost(reinterpret_cast<void **>(&hin), n * sizeof(float)));
+    CUDA_OK(cudaMallocHost(reinterpret_cast<void **>(&hout), n * sizeof(float)));
+    for (int i = 0; i < n; i++) {
+        hin[i] = static_cast<float>(i);
+        hout[i] = -1.0f;
+    }
+    DevBuf<float> din(n), dout(n);
+    cudaStream_t s;
+    CUDA_OK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    CUDA_OK(cudaMemcpyAsync(din.d, hin, n * sizeof(float), cudaMemcpyHostToDevice, s));
+    EMB_LAUNCH(scale_kernel, 1, 128, 0, s)(din.d, dout.d, 2.0f, n);
+    CUDA_OK(cudaMemcpyAsync(hout, dout.d, n * sizeof(float), cudaMemcpyDeviceToHost, s));
+    for (int i = 0; i < n; i++)
+        cr_assert_eq(hout[i], -1.0f, "nothing ran before the synchronisation");
+    hin[0] = 1000.0f; /* pinned source: the queued copy reads it when it runs */
+    CUDA_OK(cudaStreamSynchronize(s));
+    cr_assert_eq(hout[0], 2000.0f);
+    for (int i = 1; i < n; i++)
+        cr_assert_eq(hout[i], 2.0f * static_cast<float>(i));
+    CUDA_OK(cudaStreamDestroy(s));
+    CUDA_OK(cudaFreeHost(hin));
+    CUDA_OK(cudaFreeHost(hout));
+}
+
+/* Two streams ordered by an event: the copy runs before the kernel. */
+Test(runtime, event_orders_two_streams_and_times_them)
+{
+    embsim_set_record_errors(1);
+    const int n = 64;
+    std::vector<float> h(n, 3.0f);
+    float *pinned;
+    CUDA_OK(cudaMallocHost(reinterpret_cast<void **>(&pinned), n * sizeof(float)));
+    memcpy(pinned, h.data(), n * sizeof(float));
+    DevBuf<float> din(n), dout(n);
+    cudaStream_t copy, compute;
+    cudaEvent_t ready, t0, t1;
+    CUDA_OK(cudaStreamCreate(&copy));
+    CUDA_OK(cudaStreamCreate(&compute));
+    CUDA_OK(cudaEventCreate(&ready));
+    CUDA_OK(cudaEventCreate(&t0));
+    CUDA_OK(cudaEventCreate(&t1));
+    CUDA_OK(cudaEventRecord(t0, compute));
+    CUDA_OK(cudaMemcpyAsync(din.d, pinned, n * sizeof(float), cudaMemcpyHostToDevice, copy));
+    CUDA_OK(cudaEventRecord(ready, copy));
+    CUDA_OK(cudaStreamWaitEvent(compute, ready, 0));
+    EMB_LAUNCH(scale_kernel, 1, 64, 0, compute)(din.d, dout.d, 0.5f, n);
+    CUDA_OK(cudaEventRecord(t1, compute));
+    float ms = -1;
+    cr_assert_eq(cudaEventElapsedTime(&ms, t0, t1), cudaErrorNotReady);
+    CUDA_OK(cudaEventSynchronize(t1));
+    CUDA_OK(cudaEventElapsedTime(&ms, t0, t1));
+    cr_assert(ms >= 0.0f);
+    for (float v : dout.get())
+        cr_assert_eq(v, 1.5f);
+    cr_assert_eq(embsim_error_count(), 0, "no hazard: %s", embsim_first_error());
+    CUDA_OK(cudaFreeHost(pinned));
+}
+
+/* The legacy default stream orders against blocking streams. */
+Test(runtime, legacy_default_stream_orders_blocking_streams)
+{
+    const int n = 32;
+    DevBuf<float> a(std::vector<float>(n, 1.0f)), b(n), c(n);
+    cudaStream_t s;
+    CUDA_OK(cudaStreamCreate(&s));
+    EMB_LAUNCH(scale_kernel, 1, 32, 0, s)(a.d, b.d, 4.0f, n);
+    EMB_LAUNCH(scale_kernel, 1, 32, 0, 0)(b.d, c.d, 0.25f, n); /* waits for s */
+    for (float v : c.get())                                    /* blocking copy waits for stream 0 */
+        cr_assert_eq(v, 1.0f);
+    CUDA_OK(cudaStreamDestroy(s));
+}
+
+/* A captured sequence replays with its captured arguments. */
+__global__ void add_kernel(float *x, float v, int n)
+{
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n)
+        x[i] += v;
+}
+
+Test(runtime, graph_capture_and_replay)
+{
+    const int n = 50;
+    DevBuf<float> x(std::vector<float>(n, 0.0f));
+    cudaStream_t s;
+    CUDA_OK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    CUDA_OK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+    cudaStreamCaptureStatus st;
+    CUDA_OK(cudaStreamIsCapturing(s, &st));
+    cr_assert_eq(st, cudaStreamCaptureStatusActive);
+    EMB_LAUNCH(add_kernel, 1, 64, 0, s)(x.d, 1.0f, n);
+    EMB_LAUNCH(add_kernel, 1, 64, 0, s)(x.d, 10.0f, n);
+    cudaGraph_t g;
+    cudaGraphExec_t ge;
+    CUDA_OK(cudaStreamEndCapture(s, &g));
+    CUDA_OK(cudaGraphInstantiate(&ge, g, 0));
+    CUDA_OK(cudaStreamSynchronize(s));
+    for (float v : x.get())
+        cr_assert_eq(v, 0.0f, "capturing does not run the work");
+    CUDA_OK(cudaGraphLaunch(ge, s));
+    CUDA_OK(cudaGraphLaunch(ge, s));
+    CUDA_OK(cudaStreamSynchronize(s));
+    for (float v : x.get())
+        cr_assert_eq(v, 22.0f);
+    CUDA_OK(cudaGraphExecDestroy(ge));
+    CUDA_OK(cudaGraphDestroy(g));
+    CUDA_OK(cudaStreamDestroy(s));
+}
+
+Test(runtime, devices_and_properties)
+{
+    int count = 0;
+    CUDA_OK(cudaGetDeviceCount(&count));
+    cr_assert(count >= 1);
+    const char *env = getenv("EMBSIM_DEVICES");
+    if (env)
+        cr_assert_eq(count, atoi(env));
+    cr_assert_eq(cudaSetDevice(count), cudaErrorInvalidDevice);
+    CUDA_OK(cudaSetDevice(count - 1));
+    int d = -1;
+    CUDA_OK(cudaGetDevice(&d));
+    cr_assert_eq(d, count - 1);
+    cudaDeviceProp p;
+    CUDA_OK(cudaGetDeviceProperties(&p, 0));
+    cr_assert_eq(p.major, 9);
+    cr_assert_eq(p.warpSize, 32);
+    cr_assert_eq(p.sharedMemPerBlock, 48u * 1024u);
+    cr_assert_eq(p.sharedMemPerBlockOptin, 227u * 1024u);
+    cr_assert_eq(p.multiProcessorCount, 132);
+    int v = 0;
+    CUDA_OK(cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, 0));
+    cr_assert_eq(v, 227 * 1024);
+    cr_assert_str_eq(cudaGetErrorString(cudaErrorInvalidValue), "invalid argument");
+}
+
+Test(runtime, bad_copies_are_reported_with_error_codes)
+{
+    embsim_set_record_errors(1);
+    DevBuf<float> d(8);
+    std::vector<float> h(16, 1.0f);
+    cr_assert_eq(cudaMemcpy(d.d, h.data(), 16 * sizeof(float), cudaMemcpyHostToDevice), cudaErrorInvalidValue);
+    cr_assert_eq(embsim_errors_matching("past the end"), 1);
+    cr_assert_eq(cudaMemcpy(h.data(), h.data() + 8, 8 * sizeof(float), cudaMemcpyDeviceToHost), cudaErrorInvalidValue);
+    cr_assert_eq(embsim_errors_matching("is not device memory"), 1);
+    cr_assert_eq(cudaFree(h.data()), cudaErrorInvalidDevicePointer);
+}
