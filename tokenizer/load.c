@@ -11,6 +11,7 @@
 
 #include "internal.h"
 
+int  tok_vocab_load_object(tok_vocab *v, const cJSON *vocab, const char *origin, tok_error *err);
 int  tok_bpe_load(tok_model *m, const cJSON *j, const char *origin, tok_error *err);
 int  tok_unigram_load(tok_model *m, const cJSON *j, const char *origin, tok_error *err);
 int  tok_regex_compile(const char *pattern, size_t len, bool literal, struct tok_regex **out, tok_error *err);
@@ -286,7 +287,7 @@ void tok_pretokenizer_free(tok_pretokenizer *p)
 
 /* ---- model ---------------------------------------------------------------- */
 /* vocab as {"token": id, ...}: ids must be unique and dense (0..n-1). */
-static int load_vocab_object(tok_vocab *v, const cJSON *vocab, const char *origin, tok_error *err)
+int tok_vocab_load_object(tok_vocab *v, const cJSON *vocab, const char *origin, tok_error *err)
 {
     if (!cJSON_IsObject(vocab))
         FAIL("%s: field 'model.vocab' must be an object of token -> id", origin);
@@ -323,7 +324,7 @@ static int load_vocab_object(tok_vocab *v, const cJSON *vocab, const char *origi
 static int load_wordpiece(tok_model *m, const cJSON *j, const char *origin, tok_error *err)
 {
     m->type = TOK_MODEL_WORDPIECE;
-    if (load_vocab_object(&m->vocab, field(j, "vocab"), origin, err))
+    if (tok_vocab_load_object(&m->vocab, field(j, "vocab"), origin, err))
         return -1;
     const char *unk = get_str(j, "unk_token");
     const char *prefix = get_str(j, "continuing_subword_prefix");
