@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cuda_runtime_api.h>
+
 #include "backend.h"
 #include "embedc.h"
 #include "model_files.h"
@@ -19,6 +21,18 @@
 #include "test_support.h"
 
 #define MIN_COS 0.9995
+
+/* Real-GPU builds skip when no device is usable (the simulator has one). */
+static void need_device(void) {
+#ifndef EMBEDC_SIM
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
+        cudaGetLastError();
+        cr_skip_test("no CUDA device");
+    }
+#endif
+}
+TestSuite(cuda_backend, .init = need_device);
 
 static uint64_t rng = 0x2545f4914f6cdd1dull;
 static float urand(float amp) {

@@ -12,6 +12,8 @@
 #include "kt_util.h"
 #include "cpu_ops.h"
 
+TestSuite(cuda_kernels, .init = kt_need_device);
+
 static const emb_kdtype DTS[] = {EMB_KDT_F16, EMB_KDT_BF16};
 static const char *dt_name(emb_kdtype dt) {
     return dt == EMB_KDT_F16 ? "f16" : dt == EMB_KDT_BF16 ? "bf16" : "f32";
