@@ -310,6 +310,12 @@ static void fiber_main()
     abort(); /* an exited fiber is never resumed */
 }
 
+static const char *short_file(const char *f)
+{
+    const char *slash = f ? strrchr(f, '/') : nullptr;
+    return slash ? slash + 1 : f ? f : "?";
+}
+
 /* ---- reports naming the kernel, block and thread ----------------------------- */
 
 static std::string where(const Block &b)
@@ -322,11 +328,19 @@ static std::string tid_str(const SimThread *t)
     return format("thread (%u,%u,%u)", t->view.thread_idx.x, t->view.thread_idx.y, t->view.thread_idx.z);
 }
 
-/* A report from inside a fiber that the block cannot survive. */
-[[noreturn]] static void fatal_in_fiber(const std::string &msg)
+/* A report from inside a fiber that the block cannot survive. The fiber is
+ * never unwound, so nothing it owns may live on the heap: format into a
+ * buffer on its stack. */
+[[noreturn]] static void fatal_in_fiber(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void fatal_in_fiber(const char *fmt, ...)
 {
     Sched &s = tls_sched;
-    report("%s, %s: %s", where(*s.block).c_str(), tid_str(s.current).c_str(), msg.c_str());
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    report("%s, %s: %s", where(*s.block).c_str(), tid_str(s.current).c_str(), msg);
     s.block->aborted = true;
     yield(false);
     abort(); /* the scheduler never resumes a thread of an aborted block */
@@ -413,14 +427,14 @@ void warp_rendezvous(Op op, unsigned mask, LaneIO *io, Site site)
         mask |= me;
     }
     if (is_shuffle(op) && (io->width < 1 || io->width > 32 || (io->width & (io->width - 1)) != 0))
-        fatal_in_fiber(format("%s at %s with width %d: width must be a power of two in [1, 32]",
-                              op_name(op), site_str(site).c_str(), io->width));
+        fatal_in_fiber("%s at %s:%u with width %d: width must be a power of two in [1, 32]",
+                              op_name(op), short_file(site.file), site.line, io->width);
     if (op == Op::Ldmatrix) {
         const void *p = io->p[0];
         bool used = t->lane < 8 * io->arg;
         if (used && (!in_arena(p, 16) || (reinterpret_cast<uintptr_t>(p) & 15) != 0))
-            fatal_in_fiber(format("emb_ldmatrix at %s: row address %p is not a 16-byte aligned shared-memory address",
-                                  site_str(site).c_str(), p));
+            fatal_in_fiber("emb_ldmatrix at %s:%u: row address %p is not a 16-byte aligned shared-memory address",
+                                  short_file(site.file), site.line, p);
     }
     t->state = TState::AtWarp;
     t->op = op;
@@ -861,18 +875,23 @@ void *shared_static(size_t bytes, size_t align, Site site)
 {
     self_or_die("EMB_SHARED");
     Block &b = *tls_sched.block;
+    /* The first thread to arrive allocates and poisons; for the others that
+     * counts as done before the kernel, not as a racing write. */
     for (const SharedAlloc &a : b.statics)
-        if (same_site(a.site, site) && a.bytes == bytes)
+        if (same_site(a.site, site) && a.bytes == bytes) {
+            tsan_acquire(a.ptr);
             return a.ptr;
+        }
     char *p = align_up(b.cursor, std::max<size_t>(align, 16));
     if (b.static_bytes + bytes > kStaticSharedLimit)
-        fatal_in_fiber(format("EMB_SHARED at %s: static shared memory of the kernel exceeds %zu bytes",
-                              site_str(site).c_str(), kStaticSharedLimit));
+        fatal_in_fiber("EMB_SHARED at %s:%u: static shared memory of the kernel exceeds %zu bytes",
+                              short_file(site.file), site.line, kStaticSharedLimit);
     if (b.static_bytes + bytes + b.dyn_bytes > kMaxSharedPerBlock || p + bytes + kRedZone > tls_sched.arena + kArenaSize)
-        fatal_in_fiber(format("EMB_SHARED at %s: static plus dynamic shared memory exceeds the %zu bytes of a block",
-                              site_str(site).c_str(), kMaxSharedPerBlock));
+        fatal_in_fiber("EMB_SHARED at %s:%u: static plus dynamic shared memory exceeds the %zu bytes of a block",
+                              short_file(site.file), site.line, kMaxSharedPerBlock);
     unpoison_range(p, bytes);
     memset(p, config().poison, bytes);
+    tsan_release(p);
     b.statics.push_back(SharedAlloc{site, p, bytes});
     b.static_bytes += bytes;
     b.cursor = p + bytes + kRedZone;
@@ -925,8 +944,8 @@ void cp_async(void *dst, const void *src, size_t bytes, Site site)
 {
     SimThread *t = self_or_die("emb_cp_async_16");
     if (!in_arena(dst, bytes) || (reinterpret_cast<uintptr_t>(dst) & 15) || (reinterpret_cast<uintptr_t>(src) & 15))
-        fatal_in_fiber(format("emb_cp_async_16 at %s: destination %p must be 16-byte aligned shared memory and source %p 16-byte aligned",
-                              site_str(site).c_str(), dst, src));
+        fatal_in_fiber("emb_cp_async_16 at %s:%u: destination %p must be 16-byte aligned shared memory and source %p 16-byte aligned",
+                              short_file(site.file), site.line, dst, src);
     t->cp_pending.push_back(CpAsyncCopy{dst, src, bytes});
 }
 
@@ -954,7 +973,7 @@ void cp_async_wait(int allowed)
 void trap(Site site)
 {
     self_or_die("__trap");
-    fatal_in_fiber(format("__trap() at %s", site_str(site).c_str()));
+    fatal_in_fiber("__trap() at %s:%u", short_file(site.file), site.line);
 }
 
 unsigned long long clock_tick()

@@ -82,6 +82,11 @@ Test(runtime, event_orders_two_streams_and_times_them)
     for (float v : dout.get())
         cr_assert_eq(v, 1.5f);
     cr_assert_eq(embsim_error_count(), 0, "no hazard: %s", embsim_first_error());
+    CUDA_OK(cudaEventDestroy(ready));
+    CUDA_OK(cudaEventDestroy(t0));
+    CUDA_OK(cudaEventDestroy(t1));
+    CUDA_OK(cudaStreamDestroy(copy));
+    CUDA_OK(cudaStreamDestroy(compute));
     CUDA_OK(cudaFreeHost(pinned));
 }
 
