@@ -66,10 +66,13 @@ static int encoding_reserve(tok_encoding *e, size_t n)
 /* Replaces every text piece of s->p1 by its normalized form (appended to the arena). */
 static int normalize_pieces(const tok_tokenizer *t, struct tok_scratch *s, tok_error *err)
 {
+    size_t k = 0;
     for (size_t i = 0; i < s->p1.n; i++) {
         tok_piece *p = &s->p1.v[i];
-        if (p->id >= 0)
+        if (p->id >= 0) {
+            s->p1.v[k++] = *p;
             continue;
+        }
         s->t1.len = 0;
         if (tok_normalize(&t->normalizer, s->arena.data + p->off, p->len, &s->t1, s, err))
             return -1;
@@ -81,7 +84,11 @@ static int normalize_pieces(const tok_tokenizer *t, struct tok_scratch *s, tok_e
         p->len = (uint32_t)s->t1.len;
         if (tok_buf_append(&s->arena, s->t1.data, s->t1.len))
             return -1;
+        /* a piece normalized to nothing disappears, as in the reference */
+        if (p->len)
+            s->p1.v[k++] = *p;
     }
+    s->p1.n = k;
     return 0;
 }
 

@@ -197,6 +197,9 @@ void tok_set_error(tok_error *err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
+int  tok_charsmap_load(const char *b64, size_t len, struct tok_charsmap **out, const char *origin, tok_error *err);
+int  tok_charsmap_apply(const struct tok_charsmap *m, const char *in, size_t len, tok_buf *out);
+void tok_charsmap_free(struct tok_charsmap *m);
 int  tok_normalize(const tok_normalizer *n, const char *in, size_t len, tok_buf *out, struct tok_scratch *s, tok_error *err);
 void tok_normalizer_free(tok_normalizer *n);
 int  tok_pretokenize(const tok_pretokenizer *p, struct tok_scratch *s, tok_error *err);  /* p1 -> p1 */
