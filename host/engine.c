@@ -57,7 +57,8 @@ static emb_status create_backend(emb_model *m, emb_error *err) {
                                                 ENG_DEFAULT_BATCH_TOKENS, &m->be, err);
         if (st == EMB_OK) return EMB_OK;
         if (dev == EMB_DEVICE_CUDA) return st;
-        fprintf(stderr, "embedc: no usable GPU (%s); running on the CPU\n", err->message);
+        if (m->opts.verbose)
+            fprintf(stderr, "embedc: no usable GPU (%s); running on the CPU\n", err->message);
     }
 #else
     if (dev == EMB_DEVICE_CUDA)
