@@ -204,9 +204,7 @@ static int load_pretok(tok_pretokenizer *p, const cJSON *j, const char *origin, 
     if (!strcmp(type, "BertPreTokenizer")) p->type = TOK_PT_BERT;
     else if (!strcmp(type, "WhitespaceSplit")) p->type = TOK_PT_WHITESPACE_SPLIT;
     else if (!strcmp(type, "Whitespace")) {
-        p->type = TOK_PT_WHITESPACE;
-        if (tok_regex_compile("\\w+|[^\\w\\s]+", 13, false, &p->re, err))
-            return -1;
+        p->type = TOK_PT_WHITESPACE;   /* hand-written: Rust regex classes, see pretokenizer.c */
     } else if (!strcmp(type, "Punctuation")) {
         p->type = TOK_PT_PUNCTUATION;
         if (parse_behavior(j, TOK_SPLIT_ISOLATED, &p->behavior, origin, ctx, err))

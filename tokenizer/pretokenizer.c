@@ -55,6 +55,28 @@ static int bert_split(struct tok_scratch *s, const tok_piece *in, tok_pieces *ou
     return emit(out, in, (uint32_t)word, (uint32_t)end);
 }
 
+/* Whitespace: the reference keeps the matches of \w+|[^\w\s]+ (Rust regex
+ * classes) and drops the rest, i.e. runs of word characters and runs of
+ * other non-space characters, with whitespace removed. */
+static int whitespace_split(struct tok_scratch *s, const tok_piece *in, tok_pieces *out)
+{
+    const unsigned char *t = (const unsigned char *)s->arena.data;
+    size_t i = in->off, end = (size_t)in->off + in->len, run = i;
+    int kind = 0;   /* 0 none, 1 word run, 2 other run */
+    while (i < end) {
+        size_t at = i;
+        uint32_t c = tok_utf8_next(t, &i);
+        int k = tok_is_whitespace(c) ? 0 : tok_is_word_char(c) ? 1 : 2;
+        if (k != kind) {
+            if (kind && emit(out, in, (uint32_t)run, (uint32_t)at))
+                return -1;
+            run = at;
+            kind = k;
+        }
+    }
+    return kind ? emit(out, in, (uint32_t)run, (uint32_t)end) : 0;
+}
+
 /* Events for a character predicate: each matching char is one match. */
 static int char_events(const char *arena, const tok_piece *in, bool (*pred)(uint32_t), tok_pieces *ev)
 {
@@ -163,13 +185,14 @@ static int split_one(const tok_pretokenizer *p, struct tok_scratch *s, const tok
             return -1;
         return apply_behavior(p->individual_digits ? TOK_SPLIT_ISOLATED : TOK_SPLIT_CONTIGUOUS, ev, in, out);
     case TOK_PT_WHITESPACE:
+        return whitespace_split(s, in, out);
     case TOK_PT_SPLIT:
         ev->n = 0;
         if (tok_regex_events(p->re, s->arena.data + in->off, in->len, p->invert, ev, err))
             return -1;
         for (size_t i = 0; i < ev->n; i++)
             ev->v[i].off += in->off;
-        return apply_behavior(p->type == TOK_PT_WHITESPACE ? TOK_SPLIT_REMOVED : p->behavior, ev, in, out);
+        return apply_behavior(p->behavior, ev, in, out);
     case TOK_PT_METASPACE:
         return tok_metaspace(p, s, in, out);
     case TOK_PT_BYTELEVEL:

@@ -105,11 +105,18 @@ bool tok_is_alphanumeric(uint32_t c)
 
 bool tok_is_word_char(uint32_t c)
 {
+    /* Rust regex's \w: Alphabetic, M*, Nd, Pc, Join_Control.  Alphabetic is
+     * L*, Nl and Other_Alphabetic; the latter is M* except for the circled
+     * and squared letters below (category So). */
     if (c < 0x80)
         return c == '_' || tok_is_alphanumeric(c);
+    if (c == 0x200C || c == 0x200D || (c >= 0x24B6 && c <= 0x24E9) || (c >= 0x1F130 && c <= 0x1F149) ||
+        (c >= 0x1F150 && c <= 0x1F169) || (c >= 0x1F170 && c <= 0x1F189))
+        return true;
     utf8proc_category_t k = cat(c);
-    return tok_is_alphanumeric(c) || k == UTF8PROC_CATEGORY_MN || k == UTF8PROC_CATEGORY_MC ||
-           k == UTF8PROC_CATEGORY_ME || k == UTF8PROC_CATEGORY_PC || c == 0x200C || c == 0x200D;
+    return (k >= UTF8PROC_CATEGORY_LU && k <= UTF8PROC_CATEGORY_LO) || k == UTF8PROC_CATEGORY_NL ||
+           (k >= UTF8PROC_CATEGORY_MN && k <= UTF8PROC_CATEGORY_ME) || k == UTF8PROC_CATEGORY_ND ||
+           k == UTF8PROC_CATEGORY_PC;
 }
 
 int tok_lowercase_cp(uint32_t c, tok_buf *out)

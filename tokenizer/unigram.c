@@ -11,7 +11,14 @@
 
 #include "internal.h"
 
+/* Byte trie for the prefix search: edges (node, byte) -> child in one
+ * open-addressing table, so each step is one probe and the search stops at
+ * the first byte no piece continues with. */
+typedef struct { uint64_t key; int32_t child; } edge;
+
 struct tok_unigram {
+    edge *edges; size_t edge_mask;
+    int32_t *node_token; size_t n_nodes, cap_nodes;
     double *score;
     int32_t unk_id;
     bool byte_fallback;
@@ -20,9 +27,62 @@ struct tok_unigram {
     int32_t byte_id[256];
 };
 
-typedef struct { double score; int32_t start; int32_t id; } node;
+typedef struct { double score; int32_t start; int32_t id; } vnode;
 
 #define FAIL(...) do { tok_set_error(err, __VA_ARGS__); return -1; } while (0)
+
+static size_t edge_slot(const struct tok_unigram *u, uint64_t key)
+{
+    uint64_t h = key * 0x9E3779B97F4A7C15ULL;
+    return (size_t)(h ^ (h >> 29)) & u->edge_mask;
+}
+
+static int32_t child_of(const struct tok_unigram *u, int32_t node, unsigned char b)
+{
+    uint64_t key = ((uint64_t)(uint32_t)node << 8 | b) + 1;
+    for (size_t i = edge_slot(u, key);; i = (i + 1) & u->edge_mask) {
+        if (u->edges[i].key == key)
+            return u->edges[i].child;
+        if (u->edges[i].key == 0)
+            return -1;
+    }
+}
+
+static int trie_build(struct tok_unigram *u, const tok_vocab *v)
+{
+    size_t total = 1;
+    for (size_t i = 0; i < v->n; i++)
+        total += v->lens[i];
+    size_t cap = 16;
+    while (cap < total * 2)
+        cap *= 2;
+    u->edges = calloc(cap, sizeof *u->edges);
+    u->node_token = malloc(total * sizeof *u->node_token);
+    if (!u->edges || !u->node_token)
+        return -1;
+    u->edge_mask = cap - 1;
+    u->n_nodes = 1;
+    u->node_token[0] = -1;
+    for (size_t id = 0; id < v->n; id++) {
+        int32_t node = 0;
+        for (size_t k = 0; k < v->lens[id]; k++) {
+            unsigned char b = (unsigned char)v->tokens[id][k];
+            int32_t c = child_of(u, node, b);
+            if (c < 0) {
+                uint64_t key = ((uint64_t)(uint32_t)node << 8 | b) + 1;
+                size_t i = edge_slot(u, key);
+                while (u->edges[i].key)
+                    i = (i + 1) & u->edge_mask;
+                c = (int32_t)u->n_nodes;
+                u->node_token[u->n_nodes++] = -1;
+                u->edges[i] = (edge){key, c};
+            }
+            node = c;
+        }
+        u->node_token[node] = (int32_t)id;
+    }
+    return 0;
+}
 
 int tok_unigram_load(tok_model *m, const cJSON *j, const char *origin, tok_error *err)
 {
@@ -72,6 +132,8 @@ int tok_unigram_load(tok_model *m, const cJSON *j, const char *origin, tok_error
             FAIL("%s: field 'model.unk_id' must be an id below the vocabulary size %zu", origin, n);
         u->unk_id = (int32_t)unk->valuedouble;
     }
+    if (trie_build(u, &m->vocab))
+        FAIL("%s: out of memory", origin);
     u->byte_fallback = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "byte_fallback"));
     for (unsigned k = 0; k < 256; k++) {
         static const char hex[] = "0123456789ABCDEF";
@@ -86,6 +148,8 @@ void tok_unigram_free(struct tok_unigram *u)
     if (!u)
         return;
     free(u->score);
+    free(u->edges);
+    free(u->node_token);
     free(u);
 }
 
@@ -118,7 +182,7 @@ int tok_unigram_encode(const tok_model *m, const char *w, size_t len, struct tok
     const struct tok_unigram *u = m->uni;
     if (len > (size_t)INT32_MAX / 2)
         return -1;
-    size_t need = (len + 1) * sizeof(node);
+    size_t need = (len + 1) * sizeof(vnode);
     if (need > s->model_scratch_cap) {
         void *p = realloc(s->model_scratch, need);
         if (!p)
@@ -126,35 +190,36 @@ int tok_unigram_encode(const tok_model *m, const char *w, size_t len, struct tok
         s->model_scratch = p;
         s->model_scratch_cap = need;
     }
-    node *best = s->model_scratch;
+    vnode *best = s->model_scratch;
     for (size_t i = 0; i <= len; i++)
-        best[i] = (node){0.0, -1, -1};
+        best[i] = (vnode){0.0, -1, -1};
     for (size_t st = 0; st < len;) {
         size_t j = st;
         tok_utf8_next((const unsigned char *)w, &j);
         size_t mblen = j - st;
         double here = best[st].score;
         bool single = false;
-        /* every piece starting here, shortest first (pieces end on characters) */
-        for (size_t e = j; e <= len && e - st <= u->max_len;) {
-            int32_t id = tok_map_get(&m->vocab.map, w + st, e - st);
+        /* every piece starting here, shortest first */
+        int32_t nd = 0;
+        for (size_t e = st; e < len;) {
+            nd = child_of(u, nd, (unsigned char)w[e++]);
+            if (nd < 0)
+                break;
+            int32_t id = u->node_token[nd];
             if (id >= 0) {
                 double cand = u->score[id] + here;
                 if (best[e].start < 0 || cand > best[e].score)
-                    best[e] = (node){cand, (int32_t)st, id};
+                    best[e] = (vnode){cand, (int32_t)st, id};
                 if (e - st == mblen)
                     single = true;
             }
-            if (e == len)
-                break;
-            tok_utf8_next((const unsigned char *)w, &e);
         }
         if (!single) {
             if (u->unk_id < 0)
                 return -1;
             double cand = u->unk_score + here;
             if (best[j].start < 0 || cand > best[j].score)
-                best[j] = (node){cand, (int32_t)st, u->unk_id};
+                best[j] = (vnode){cand, (int32_t)st, u->unk_id};
         }
         st = j;
     }
@@ -162,7 +227,7 @@ int tok_unigram_encode(const tok_model *m, const char *w, size_t len, struct tok
      * collected in reverse as (start, end, id) triples, then emitted. */
     size_t mark = s->n_ids, cnt = 0;
     for (size_t e = len; e > 0;) {
-        const node *nd = &best[e];
+        const vnode *nd = &best[e];
         size_t st = (size_t)nd->start;
         bool is_unk = u->unk_id >= 0 && nd->id == u->unk_id;
         if (is_unk) {
