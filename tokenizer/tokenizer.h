@@ -61,6 +61,20 @@ int32_t tok_pad_id(const tok_tokenizer *t);                        /* padding se
  * malloc'ed and NUL-terminated (NULL and 0 on allocation failure). */
 size_t tok_utf8_repair(const char *in, size_t len, char **out, size_t *out_len);
 
+/* A pool of encoder threads sharing one tokenizer, for the engine's reader
+ * stage.  tok_pool_encode encodes texts[0..n) into encs[0..n) (each
+ * initialized by the caller with tok_encoding_init and reused across calls;
+ * the calling thread works too) and returns when all are done.  It returns 0
+ * when every text encoded; otherwise -1, err naming the first failing text's
+ * index, and the failed encodings have len 0.  One call at a time per pool
+ * (concurrent calls are serialized).  n_threads <= 0 means one per CPU. */
+typedef struct tok_pool tok_pool;
+int  tok_pool_create(const tok_tokenizer *t, int n_threads, tok_pool **out, tok_error *err);
+int  tok_pool_encode(tok_pool *p, const char *const *texts, const size_t *lens, size_t n, int add_special,
+                     size_t max_length, tok_encoding *encs, tok_error *err);
+int  tok_pool_threads(const tok_pool *p);
+void tok_pool_free(tok_pool *p);
+
 #ifdef __cplusplus
 }
 #endif

@@ -4,6 +4,7 @@
  * tokenizer family under tests/data/tokenizer/. */
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -50,3 +51,38 @@ Test(parity, every_family)
     closedir(d);
     cr_log_info("%d further families checked", n);
 }
+
+/* The pool (4 threads sharing one tokenizer) gives what serial encoding
+ * gives for every text; serial encoding is checked against HF above. */
+static void pool_matches_serial(const char *family)
+{
+    char path[1024];
+    tok_tokenizer *t;
+    tok_error err;
+    tok_pool *pool;
+    snprintf(path, sizeof path, TOK_REPO_ROOT "/tests/data/tokenizer/%s/tokenizer.json", family);
+    cr_assert_eq(tok_load_file(path, &t, &err), 0, "%s", err.message);
+    cr_assert_eq(tok_pool_create(t, 4, &pool, &err), 0);
+    cr_assert_eq(tok_pool_threads(pool), 4);
+    tok_encoding *encs = calloc(corpus.n, sizeof *encs), one;
+    tok_encoding_init(&one);
+    for (int round = 0; round < 2; round++) {   /* the second round reuses the encodings */
+        cr_assert_eq(tok_pool_encode(pool, (const char *const *)corpus.text, corpus.len, corpus.n, 1, 0, encs, &err),
+                     0, "%s", err.message);
+        for (size_t i = 0; i < corpus.n; i++) {
+            cr_assert_eq(tok_encode(t, corpus.text[i], corpus.len[i], 1, 0, &one, &err), 0);
+            cr_assert_eq(encs[i].len, one.len, "text %zu", i);
+            cr_assert(memcmp(encs[i].ids, one.ids, one.len * sizeof *one.ids) == 0, "text %zu", i);
+        }
+    }
+    for (size_t i = 0; i < corpus.n; i++)
+        tok_encoding_free(&encs[i]);
+    free(encs);
+    tok_encoding_free(&one);
+    tok_pool_free(pool);
+    tok_free(t);
+}
+
+Test(parity, pool_minilm) { pool_matches_serial("minilm"); }
+Test(parity, pool_xlmr) { pool_matches_serial("xlmr"); }
+Test(parity, pool_qwen3) { pool_matches_serial("qwen3"); }
