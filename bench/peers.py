@@ -51,10 +51,10 @@ def bench_embedc(args, texts, tmp):
             f.write(json.dumps({"text": t}) + "\n")
     summary = os.path.join(tmp, "embedc.json")
     cmd = [args.embedc, "bench", "-m", args.model, "-i", path, "--device", "cpu", "--threads", str(args.threads),
-           "--summary-json", summary, "-q"]
+           "--summary-json", summary, "--fixed-lengths", "none", "-q"]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     with open(summary) as f:
-        return json.load(f)["seconds"]
+        return json.load(f)["workloads"][0]["seconds"]
 
 
 def bench_st(args, texts):

@@ -37,6 +37,13 @@ typedef struct emb_backend emb_backend;
 struct emb_backend {
     const char *name;
     void *ctx;
+    /* encode() takes batches of any size and cuts them into device-sized,
+     * pipelined chunks itself (the next chunk's upload overlapping this
+     * chunk's compute): the engine then hands it a whole sorted window. */
+    int chunks_internally;
+    /* Dense fp16/bf16 tensor-core peak of the device in FLOP/s (0 unknown),
+     * for MFU figures. */
+    double peak_flops;
     /* out: [nseq, job->out_dim] floats on the host. */
     emb_status (*encode)(emb_backend *be, const emb_batch *b, const emb_job *job,
                          float *out, emb_error *err);

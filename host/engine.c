@@ -54,7 +54,7 @@ static emb_status create_backend(emb_model *m, emb_error *err) {
 #ifdef EMBEDC_HAVE_CUDA_BACKEND
     if (dev == EMB_DEVICE_CUDA || dev == EMB_DEVICE_AUTO) {
         emb_status st = emb_cuda_backend_create(&m->mf, m->opts.dtype, 0,
-                                                ENG_DEFAULT_BATCH_TOKENS, &m->be, err);
+                                                m->opts.batch_tokens, &m->be, err);
         if (st == EMB_OK) return EMB_OK;
         if (dev == EMB_DEVICE_CUDA) return st;
         if (m->opts.verbose)
@@ -416,9 +416,17 @@ static int cmp_len_desc(const void *a, const void *b, void *lens) {
     return *(const int32_t *)a - *(const int32_t *)b;   /* stable: input order */
 }
 
+/* Model FLOPs of one sequence of len tokens through `layers` encoder layers:
+ * 2 per multiply-add of the weight matmuls, plus QK^T and PV (4 L^2 H). */
+static double seq_flops(const emb_bert_config *c, int layers, double len) {
+    double h = c->hidden, weights = 4.0 * h * h + 2.0 * h * c->intermediate;
+    return layers * (2.0 * weights * len + 4.0 * len * len * h);
+}
+
 static emb_status encode_window(eng_pipe *p, eng_window *w, const emb_job *job,
                                 size_t batch_tokens, eng_scratch *s, const eng_run_options *ro,
-                                uint64_t *docs_done, uint64_t *tokens_done, emb_error *err) {
+                                uint64_t *docs_done, uint64_t *tokens_done, double *flops,
+                                emb_error *err) {
     emb_model *m = p->m;
     size_t maxlen = (size_t)m->max_length;
     for (size_t i = 0; i < w->n; i++) s->order[i] = (int32_t)i;
@@ -436,6 +444,7 @@ static emb_status encode_window(eng_pipe *p, eng_window *w, const emb_job *job,
             memcpy(s->ids + total, w->ids + (size_t)d * maxlen, l * sizeof *s->ids);
             memcpy(s->types + total, w->types + (size_t)d * maxlen, l * sizeof *s->types);
             s->skip[nseq] = p->prompt.skip;
+            *flops += seq_flops(&m->mf.cfg, job->layer, (double)l);
             total += l;
             if ((int)l > max_seqlen) max_seqlen = (int)l;
             nseq++;
@@ -477,11 +486,15 @@ emb_status eng_run(emb_model *m, const emb_encode_options *opts, const eng_run_o
     st = eng_resolve_prompt(m, opts, &p.prompt, err);
     if (st != EMB_OK) return st;
     size_t maxlen = (size_t)m->max_length;
-    size_t batch_tokens = ropts->batch_tokens ? ropts->batch_tokens : ENG_DEFAULT_BATCH_TOKENS;
+    size_t batch_tokens = ropts->batch_tokens ? ropts->batch_tokens
+                          : m->opts.batch_tokens ? m->opts.batch_tokens : ENG_DEFAULT_BATCH_TOKENS;
     if (batch_tokens < maxlen) batch_tokens = maxlen;
     p.window_docs = ropts->window_docs ? ropts->window_docs : ENG_DEFAULT_WINDOW_DOCS;
     if (p.window_docs * maxlen > ENG_WINDOW_TOKEN_CAP) p.window_docs = ENG_WINDOW_TOKEN_CAP / maxlen;
     if (p.window_docs < 1) p.window_docs = 1;
+    /* A backend that chunks and pipelines by itself gets the whole sorted
+     * window at once, so its uploads overlap its compute. */
+    if (m->be->chunks_internally) batch_tokens = p.window_docs * maxlen;
 
     eng_scratch s = {0};
     size_t wd = p.window_docs, dim = (size_t)job.out_dim;
@@ -497,6 +510,7 @@ emb_status eng_run(emb_model *m, const emb_encode_options *opts, const eng_run_o
     s.bout = malloc(wd * dim * sizeof *s.bout);
     pthread_t th;
     int started = 0;
+    emb_encode_stats tot = {0};
     if (!ok || !s.ids || !s.types || !s.cu || !s.skip || !s.order || !s.vec || !s.bout) {
         st = emb_fail(err, EMB_ERR_NOMEM, "out of memory allocating the pipeline (%zu documents per window)", wd);
         goto done;
@@ -509,7 +523,6 @@ emb_status eng_run(emb_model *m, const emb_encode_options *opts, const eng_run_o
     }
     started = 1;
 
-    emb_encode_stats tot = {0};
     uint64_t docs_done = 0, tokens_done = 0;
     for (int k = 0;; k ^= 1) {
         pthread_mutex_lock(&p.mu);
@@ -522,7 +535,8 @@ emb_status eng_run(emb_model *m, const emb_encode_options *opts, const eng_run_o
             if (err) *err = w->err;
         }
         if (st == EMB_OK && w->n) {
-            st = encode_window(&p, w, &job, batch_tokens, &s, ropts, &docs_done, &tokens_done, err);
+            st = encode_window(&p, w, &job, batch_tokens, &s, ropts, &docs_done, &tokens_done,
+                               &tot.flops, err);
             if (st == EMB_OK) st = write(write_ud, w->first, w->n, s.vec, job.out_dim, err);
             tot.documents += w->n;
             tot.tokens += w->tokens;

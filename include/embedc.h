@@ -54,6 +54,7 @@ typedef struct {
     emb_dtype dtype;        /* GPU weights/activations; AUTO = model's dtype (f32 models -> f16) */
     int threads;            /* CPU threads (0 = all cores) */
     int max_length;         /* 0 = model's max_seq_length */
+    size_t batch_tokens;    /* tokens per packed batch / device chunk (0 = default) */
     int verbose;            /* notices on stderr */
 } emb_model_options;
 
@@ -85,6 +86,7 @@ typedef struct {
     uint64_t tokens;            /* real tokens (with specials) fed to the encoder */
     uint64_t truncated;         /* documents cut to max_length */
     uint64_t invalid_utf8;      /* documents whose invalid UTF-8 was replaced */
+    double flops;               /* model FLOPs computed (matmuls + attention), for MFU */
 } emb_encode_stats;
 
 /* Embeds n texts (lens[i] bytes each; lens may be NULL for NUL-terminated

@@ -22,7 +22,7 @@
 
 typedef struct {
     const char *model, *input, *output, *format, *input_format, *field, *summary_json;
-    const char *device, *dtype;
+    const char *device, *dtype, *fixed_lengths;
     size_t batch_tokens;
     int max_length, threads, quiet, tokens;
     emb_encode_options eo;
@@ -65,6 +65,7 @@ static void usage(FILE *f) {
         "      --dtype auto|f16|bf16  GPU precision (default: from the model)\n"
         "      --threads N            CPU threads (default: all cores)\n"
         "      --tokens               tokenize: also write the token strings\n"
+        "      --fixed-lengths LIST   bench: fixed-length workloads after the corpus (default 32,128,512; none)\n"
         "      --summary-json FILE    write the run's summary as JSON\n"
         "  -q, --quiet                no progress bar or summary\n");
 }
@@ -100,7 +101,7 @@ static int parse_int(const char *flag, const char *s, long lo, long hi, long *ou
 }
 
 enum { O_INFMT = 256, O_FIELD, O_BATCH, O_MAXLEN, O_PROMPT, O_PROMPT_NAME, O_NORM, O_NONORM,
-       O_TRUNC, O_POOL, O_LAYER, O_DEVICE, O_DTYPE, O_THREADS, O_TOKENS, O_SUMMARY };
+       O_TRUNC, O_POOL, O_LAYER, O_DEVICE, O_DTYPE, O_THREADS, O_TOKENS, O_SUMMARY, O_FIXED };
 
 static int parse_opts(int argc, char **argv, cli_opts *o) {
     static const struct option longopts[] = {
@@ -113,7 +114,7 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
         {"truncate-dim", required_argument, 0, O_TRUNC}, {"pooling", required_argument, 0, O_POOL},
         {"layer", required_argument, 0, O_LAYER}, {"device", required_argument, 0, O_DEVICE},
         {"dtype", required_argument, 0, O_DTYPE}, {"threads", required_argument, 0, O_THREADS},
-        {"tokens", no_argument, 0, O_TOKENS}, {"summary-json", required_argument, 0, O_SUMMARY},
+        {"tokens", no_argument, 0, O_TOKENS}, {"fixed-lengths", required_argument, 0, O_FIXED}, {"summary-json", required_argument, 0, O_SUMMARY},
         {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     o->eo = emb_encode_default_options();
@@ -148,6 +149,7 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
         case O_THREADS: if (parse_int("--threads", optarg, 0, 4096, &v)) return -1; o->threads = (int)v; break;
         case O_TOKENS: o->tokens = 1; break;
         case O_SUMMARY: o->summary_json = optarg; break;
+        case O_FIXED: o->fixed_lengths = optarg; break;
         default: usage(stderr); return -1;
         }
     }
@@ -158,6 +160,7 @@ static emb_model *load_model(const cli_opts *o, emb_error *err) {
     emb_model_options mo = emb_model_default_options();
     mo.threads = o->threads;
     mo.max_length = o->max_length;
+    mo.batch_tokens = o->batch_tokens;
     mo.verbose = !o->quiet;
     if (o->device) {
         if (!strcmp(o->device, "cpu")) mo.device = EMB_DEVICE_CPU;
@@ -424,61 +427,147 @@ done:
     return rc;
 }
 
-/* bench: embeds the input (whole file in memory) `repeat` times and reports
- * the best pass, so disk and page-cache effects stay out of the figure. */
+/* ---- bench ------------------------------------------------------------ */
+
+typedef struct {
+    char name[48];
+    char **texts;
+    size_t *lens;
+    size_t n;
+} bench_set;
+
+static void bench_set_free(bench_set *b) {
+    for (size_t i = 0; i < b->n; i++) free(b->texts[i]);
+    free(b->texts);
+    free(b->lens);
+}
+
+static int bench_push(bench_set *b, const char *t, size_t l, size_t *cap) {
+    if (b->n == *cap) {
+        *cap = *cap ? *cap * 2 : 1024;
+        char **nt = realloc(b->texts, *cap * sizeof *nt);
+        size_t *nl = nt ? realloc(b->lens, *cap * sizeof *nl) : NULL;
+        if (nt) b->texts = nt;
+        if (!nt || !nl) return -1;
+        b->lens = nl;
+    }
+    if (!(b->texts[b->n] = malloc(l + 1))) return -1;
+    memcpy(b->texts[b->n], t, l);
+    b->texts[b->n][l] = 0;
+    b->lens[b->n++] = l;
+    return 0;
+}
+
+/* Documents of exactly `len` tokens for BERT-style tokenizers: len - 2 copies
+ * of a word that is one token, between the two special tokens. */
+static int bench_fixed(bench_set *b, int len, size_t total_tokens) {
+    snprintf(b->name, sizeof b->name, "fixed %d", len);
+    size_t n = total_tokens / (size_t)len, cap = 0;
+    if (n < 8) n = 8;
+    size_t words = len > 2 ? (size_t)len - 2 : 1;
+    char *doc = malloc(words * 6 + 1);
+    if (!doc) return -1;
+    for (size_t i = 0; i < words; i++) memcpy(doc + i * 6, "hello ", 6);
+    doc[words * 6 - 1] = 0;
+    for (size_t i = 0; i < n; i++)
+        if (bench_push(b, doc, words * 6 - 1, &cap)) { free(doc); return -1; }
+    free(doc);
+    return 0;
+}
+
+/* bench: for each workload (the input corpus as a realistic length mix, then
+ * fixed lengths 32/128/512), embeds every document `repeat` times and
+ * reports the best pass, so warm-up, disk and page-cache effects stay out.
+ * Packed batches compute no padding: the padding ratio (tokens computed /
+ * real tokens) is 1 by construction; it is printed so figures line up with
+ * padded engines'. */
 static int cmd_bench(const cli_opts *o) {
     emb_error err = {0};
-    io_reader *r = NULL;
     emb_model *m = NULL;
-    char **texts = NULL;
-    size_t *lens = NULL, n = 0, cap = 0;
+    bench_set sets[8];
+    int nsets = 0, rc = 1;
+    memset(sets, 0, sizeof sets);
     float *out = NULL;
-    int rc = 1;
     cli_opts co = *o;
-    if (!strcmp(co.input, "-")) co.input = "bench/corpus.jsonl";
+    if (!strcmp(co.input, "-")) co.input = "tests/data/corpus/texts.jsonl";
+    io_reader *r = NULL;
     if (open_input(&co, &r, &err)) goto fail;
+    snprintf(sets[0].name, sizeof sets[0].name, "corpus mix");
+    size_t cap = 0;
     const char *t;
     size_t l;
     int got;
-    while ((got = io_reader_next(r, &t, &l, &err)) == 1) {
-        if (n == cap) {
-            cap = cap ? cap * 2 : 1024;
-            texts = realloc(texts, cap * sizeof *texts);
-            lens = realloc(lens, cap * sizeof *lens);
-            if (!texts || !lens) { emb_fail(&err, EMB_ERR_NOMEM, "out of memory"); goto fail; }
-        }
-        texts[n] = malloc(l + 1);
-        memcpy(texts[n], t, l);
-        texts[n][l] = 0;
-        lens[n++] = l;
-    }
+    while ((got = io_reader_next(r, &t, &l, &err)) == 1)
+        if (bench_push(&sets[0], t, l, &cap)) { emb_fail(&err, EMB_ERR_NOMEM, "out of memory"); goto fail; }
     if (got < 0) goto fail;
+    nsets = 1;
     m = load_model(&co, &err);
     if (!m) goto fail;
-    int dim = emb_model_dim(m, &co.eo);
-    out = malloc(n * (size_t)dim * sizeof *out);
-    if (!out && n) { emb_fail(&err, EMB_ERR_NOMEM, "out of memory"); goto fail; }
-    double best = 1e30;
-    emb_encode_stats st = {0};
-    for (int rep = 0; rep < 3; rep++) {
-        double t0 = now_s();
-        if (emb_encode(m, (const char *const *)texts, lens, n, &co.eo, out, &st, &err) != EMB_OK) goto fail;
-        double s = now_s() - t0;
-        if (s < best) best = s;
+    int gpu = m->be->peak_flops > 0 || strcmp(m->be->name, "cpu") != 0;
+    size_t fixed_tokens = gpu ? (size_t)1 << 22 : (size_t)1 << 15;
+    const char *fl = co.fixed_lengths ? co.fixed_lengths : "32,128,512";
+    for (const char *q = fl; strcmp(fl, "none") && *q && nsets < 8; nsets++) {
+        char *end;
+        long len = strtol(q, &end, 10);
+        if (end == q || len < 2 || len > 1 << 20) {
+            emb_fail(&err, EMB_ERR_INVALID_ARG, "--fixed-lengths %s: expected a comma list of lengths >= 2, or none", fl);
+            goto fail;
+        }
+        if (bench_fixed(&sets[nsets], (int)len, fixed_tokens)) { emb_fail(&err, EMB_ERR_NOMEM, "out of memory"); goto fail; }
+        q = *end == ',' ? end + 1 : end;
     }
-    printf("bench: %s, backend %s, %zu documents, %llu tokens (max length %d)\n", co.input, m->be->name, n,
-           (unsigned long long)st.tokens, m->max_length);
-    printf("bench: best of 3: %.3f s, %.0f tokens/s, %.1f documents/s, padding ratio 1.00 (packed)\n", best,
-           st.tokens / best, n / best);
-    if (co.summary_json && write_summary_json(co.summary_json, &st, best, m, dim)) goto done;
+    int dim = emb_model_dim(m, &co.eo);
+    int repeat = gpu ? 5 : 2;
+    printf("embedc bench: model %s, backend %s, max length %d, %d threads, best of %d passes\n",
+           m->mf.dir, m->be->name, m->max_length, co.threads, repeat);
+    if (m->be->peak_flops > 0) printf("device peak (dense fp16/bf16): %.1f TFLOP/s\n", m->be->peak_flops / 1e12);
+    printf("\n| workload | docs | tokens | mean len | seconds | tokens/s | docs/s | padding | MFU |\n"
+           "|---|---|---|---|---|---|---|---|---|\n");
+    FILE *js = NULL;
+    if (co.summary_json && !(js = fopen(co.summary_json, "w"))) {
+        emb_fail(&err, EMB_ERR_IO, "cannot write %s: %s", co.summary_json, strerror(errno));
+        goto fail;
+    }
+    if (js) fprintf(js, "{\"backend\": \"%s\", \"peak_flops\": %.6g, \"workloads\": [", m->be->name, m->be->peak_flops);
+    for (int k = 0; k < nsets; k++) {
+        bench_set *b = &sets[k];
+        free(out);
+        out = malloc((b->n ? b->n : 1) * (size_t)dim * sizeof *out);
+        if (!out) { emb_fail(&err, EMB_ERR_NOMEM, "out of memory"); if (js) fclose(js); goto fail; }
+        double best = 1e30;
+        emb_encode_stats st = {0};
+        for (int rep = 0; rep < repeat; rep++) {
+            double t0 = now_s();
+            if (emb_encode(m, (const char *const *)b->texts, b->lens, b->n, &co.eo, out, &st, &err) != EMB_OK) {
+                if (js) fclose(js);
+                goto fail;
+            }
+            double s = now_s() - t0;
+            if (s < best) best = s;
+        }
+        double mfu = m->be->peak_flops > 0 ? st.flops / best / m->be->peak_flops : -1;
+        char mfus[32] = "n/a";
+        if (mfu >= 0) snprintf(mfus, sizeof mfus, "%.1f%%", 100 * mfu);
+        printf("| %s | %zu | %llu | %.1f | %.3f | %.0f | %.1f | 1.00 | %s |\n", b->name, b->n,
+               (unsigned long long)st.tokens, b->n ? (double)st.tokens / b->n : 0.0, best, st.tokens / best,
+               b->n / best, mfus);
+        fflush(stdout);
+        if (js)
+            fprintf(js, "%s{\"workload\": \"%s\", \"documents\": %zu, \"tokens\": %llu, \"seconds\": %.6f, "
+                        "\"tokens_per_second\": %.1f, \"documents_per_second\": %.2f, \"flops\": %.6g, \"mfu\": %.6f}",
+                    k ? ", " : "", b->name, b->n, (unsigned long long)st.tokens, best, st.tokens / best, b->n / best,
+                    st.flops, mfu);
+    }
+    if (js) {
+        fprintf(js, "]}\n");
+        if (fclose(js)) { emb_fail(&err, EMB_ERR_IO, "writing %s: %s", co.summary_json, strerror(errno)); goto fail; }
+    }
     rc = 0;
     goto done;
 fail:
     fprintf(stderr, "embedc: error: %s\n", err.message);
 done:
-    for (size_t i = 0; i < n; i++) free(texts[i]);
-    free(texts);
-    free(lens);
+    for (int k = 0; k < 8; k++) bench_set_free(&sets[k]);
     free(out);
     io_reader_close(r);
     emb_model_free(m);

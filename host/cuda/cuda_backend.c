@@ -728,6 +728,22 @@ emb_status emb_cuda_device_usable(int device, char *why, size_t why_len) {
     return EMB_OK;
 }
 
+/* Dense fp16/bf16 tensor-core FLOP/s with fp32 accumulation: SMs x clock x
+ * FLOP per clock per SM (A100 2048; A10/L4/L40S and other sm_86/89 parts
+ * 1024; H100/H200 4096). The clock is the boost clock the driver reports. */
+static double device_peak_flops(int device) {
+    int sms = 0, khz = 0, major = 0, minor = 0;
+    if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    double per_sm = major >= 9 ? 4096 : (major == 8 && minor == 0) ? 2048 : 1024;
+    return (double)sms * khz * 1e3 * per_sm;
+}
+
 static emb_status check_model(const emb_model_files *mf, emb_error *err) {
     const emb_bert_config *cfg = &mf->cfg;
     if (cfg->head_dim != 32 && cfg->head_dim != 64 && cfg->head_dim != 128)
@@ -770,6 +786,8 @@ emb_status emb_cuda_backend_create(const struct emb_model_files *mf, emb_dtype d
     }
     be->name = "cuda";
     be->ctx = c;
+    be->chunks_internally = 1;
+    be->peak_flops = device_peak_flops(device);
     be->encode = cuda_encode;
     be->token_embeddings = cuda_token_embeddings;
     be->destroy = cuda_destroy;
