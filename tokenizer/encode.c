@@ -147,9 +147,11 @@ static int finish(const tok_tokenizer *t, struct tok_scratch *s, int add_special
         return -1;
     e->len = 0;
     if (!post) {
-        memcpy(e->ids, s->ids + first, n * sizeof *e->ids);
-        memset(e->type_ids, 0, n * sizeof *e->type_ids);
-        memcpy(e->special_mask, s->special + first, n);
+        if (n) {
+            memcpy(e->ids, s->ids + first, n * sizeof *e->ids);
+            memset(e->type_ids, 0, n * sizeof *e->type_ids);
+            memcpy(e->special_mask, s->special + first, n);
+        }
         e->len = n;
         return 0;
     }

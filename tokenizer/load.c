@@ -407,6 +407,7 @@ static int load_added(tok_tokenizer *t, const cJSON *arr, tok_error *err)
         a->content = dup_n(content, a->len);
         if (!a->content)
             FAIL("%s: out of memory", origin);
+        t->n_added = k + 1;   /* owned from here on, freed by tok_free on any later error */
         a->id = (int32_t)id;
         /* A token the model knows keeps the model's id (a mismatch is an error). */
         int32_t mid = tok_map_get(&t->model.vocab.map, a->content, a->len);
@@ -424,7 +425,6 @@ static int load_added(tok_tokenizer *t, const cJSON *arr, tok_error *err)
         if (tok_map_put(&t->added_map, a->content, a->len, a->id) < 0)
             FAIL("%s: out of memory", origin);
         k++;
-        t->n_added = k;
     }
     return 0;
 }
