@@ -92,6 +92,13 @@ int tok_charsmap_load(const char *b64, size_t len, struct tok_charsmap **out, co
     memcpy(m->strings, blob + 4 + trie_size, m->n_strings);
     m->strings[m->n_strings] = 0;   /* a final string without NUL still ends */
     free(blob);
+    /* replacements are spliced into the text: they must be UTF-8 (as the
+     * reference requires of the whole string table) */
+    if (!tok_utf8_valid(m->strings, m->n_strings, NULL)) {
+        tok_charsmap_free(m);
+        tok_set_error(err, "%s: field 'precompiled_charsmap': replacement strings are not valid UTF-8", origin);
+        return -1;
+    }
     *out = m;
     return 0;
 }

@@ -143,7 +143,8 @@ static int finish(const tok_tokenizer *t, struct tok_scratch *s, int add_special
             n = room;
         }
     }
-    if (encoding_reserve(e, n + n_added))
+    size_t copies = post ? t->post.seq_single : 1;
+    if (n > (SIZE_MAX - n_added) / (copies ? copies : 1) || encoding_reserve(e, n * copies + n_added))
         return -1;
     e->len = 0;
     if (!post) {
@@ -157,8 +158,10 @@ static int finish(const tok_tokenizer *t, struct tok_scratch *s, int add_special
     }
     for (size_t k = 0; k < t->post.n_single; k++) {
         const tok_tmpl_item *it = &t->post.single[k];
-        const int32_t *src = it->is_special ? it->ids : s->ids + first;
         size_t cnt = it->is_special ? it->n_ids : n;
+        if (cnt == 0)
+            continue;   /* s->ids may still be NULL */
+        const int32_t *src = it->is_special ? it->ids : s->ids + first;
         for (size_t i = 0; i < cnt; i++) {
             e->ids[e->len] = src[i];
             e->type_ids[e->len] = it->type_id;

@@ -144,6 +144,7 @@ typedef struct {
     bool present;
     tok_tmpl_item *single; size_t n_single;
     size_t added_single;   /* number of special ids the template adds */
+    size_t seq_single;     /* times the sequence appears (1 in every real file) */
 } tok_postproc;
 
 /* ---- added tokens --------------------------------------------------------- */

@@ -31,6 +31,16 @@ static char *dup_n(const char *s, size_t n)
     return p;
 }
 
+/* Strings that end up inside the text must be valid UTF-8: the pipeline
+ * decodes without re-validating. */
+static int check_utf8(const char *s, size_t len, const char *origin, const char *ctx, const char *name,
+                      tok_error *err)
+{
+    if (!tok_utf8_valid(s, len, NULL))
+        FAIL("%s: field '%s.%s' is not valid UTF-8", origin, ctx, name);
+    return 0;
+}
+
 static const cJSON *field(const cJSON *o, const char *name)
 {
     return cJSON_GetObjectItemCaseSensitive(o, name);
@@ -84,6 +94,8 @@ static int load_pattern(const cJSON *pat, char **out, size_t *len, bool *is_rege
     if (!s)
         FAIL("%s: field '%s.pattern' must be {\"String\": ...} or {\"Regex\": ...}", origin, ctx);
     *len = strlen(s);
+    if (check_utf8(s, *len, origin, ctx, "pattern", err))
+        return -1;
     *out = dup_n(s, *len);
     if (!*out)
         FAIL("%s: out of memory", origin);
@@ -119,6 +131,8 @@ static int load_normalizer(tok_normalizer *n, const cJSON *j, const char *origin
             FAIL("%s: field '%s.prepend' must be a string", origin, ctx);
         n->type = TOK_NORM_PREPEND;
         n->prepend.len = strlen(p);
+        if (check_utf8(p, n->prepend.len, origin, ctx, "prepend", err))
+            return -1;
         n->prepend.prepend = dup_n(p, n->prepend.len);
         if (!n->prepend.prepend)
             FAIL("%s: out of memory", origin);
@@ -132,6 +146,8 @@ static int load_normalizer(tok_normalizer *n, const cJSON *j, const char *origin
                          err))
             return -1;
         n->replace.content_len = strlen(content);
+        if (check_utf8(content, n->replace.content_len, origin, ctx, "content", err))
+            return -1;
         n->replace.content = dup_n(content, n->replace.content_len);
         if (!n->replace.content)
             FAIL("%s: out of memory", origin);
@@ -216,7 +232,7 @@ static int load_pretok(tok_pretokenizer *p, const cJSON *j, const char *origin, 
         const char *r = get_str(j, "replacement");
         const char *scheme = get_str(j, "prepend_scheme");
         p->type = TOK_PT_METASPACE;
-        if (!r || !*r || strlen(r) > 4 || tok_utf8_count(r, strlen(r)) != 1)
+        if (!r || !*r || strlen(r) > 4 || !tok_utf8_valid(r, strlen(r), NULL) || tok_utf8_count(r, strlen(r)) != 1)
             FAIL("%s: field '%s.replacement' must be a single character", origin, ctx);
         p->replacement_len = strlen(r);
         memcpy(p->replacement, r, p->replacement_len);
@@ -476,6 +492,8 @@ static int tmpl_push(tok_postproc *pp, bool special, const int32_t *ids, size_t 
         it->n_ids = n_ids;
         pp->added_single += n_ids;
     }
+    if (!special)
+        pp->seq_single++;
     return 0;
 }
 

@@ -228,6 +228,8 @@ int tok_unigram_encode(const tok_model *m, const char *w, size_t len, struct tok
     size_t mark = s->n_ids, cnt = 0;
     for (size_t e = len; e > 0;) {
         const vnode *nd = &best[e];
+        if (nd->start < 0)
+            return -1;   /* unreachable end: only a malformed vocabulary gets here */
         size_t st = (size_t)nd->start;
         bool is_unk = u->unk_id >= 0 && nd->id == u->unk_id;
         if (is_unk) {

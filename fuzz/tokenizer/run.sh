@@ -11,7 +11,8 @@ cmake --build "$BUILD" -j 2 > /dev/null
 WORK=$(mktemp -d)
 cp -r fuzz/tokenizer/seeds/load "$WORK/load"
 cp -r fuzz/tokenizer/seeds/encode "$WORK/encode"
-"$BUILD/fuzz_load" -max_total_time="$SECS" -max_len=65536 -timeout=10 -rss_limit_mb=2048 "$WORK/load"
-"$BUILD/fuzz_encode" -max_total_time="$SECS" -max_len=4096 -timeout=10 -rss_limit_mb=2048 "$WORK/encode"
+mkdir -p "$BUILD/artifacts"
+"$BUILD/fuzz_load" -artifact_prefix="$BUILD/artifacts/" -max_total_time="$SECS" -max_len=65536 -timeout=10 -rss_limit_mb=2048 "$WORK/load"
+"$BUILD/fuzz_encode" -artifact_prefix="$BUILD/artifacts/" -max_total_time="$SECS" -max_len=4096 -timeout=10 -rss_limit_mb=2048 "$WORK/encode"
 rm -rf "$WORK"
 echo "tokenizer fuzzers: no crash in ${SECS}s each"

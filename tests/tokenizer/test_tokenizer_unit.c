@@ -143,6 +143,31 @@ Test(loader, errors_name_the_field)
     expect_load_error("{\"model\": {\"type\": \"Magic\", \"vocab\": {\"a\": 0}}}", "model.type");
 }
 
+#define WP "\"model\": {\"type\": \"WordPiece\", \"vocab\": {\"a\": 0, \"[UNK]\": 1}}"
+
+Test(loader, hardening)
+{
+    expect_load_error("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1}, \"merges\": [\"a c\"]}}",
+                      "model.merges[0]");
+    expect_load_error("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1}, \"merges\": [[\"a\", \"b\"]]}}",
+                      "merged token");
+    expect_load_error("{\"model\": {\"type\": \"Unigram\", \"vocab\": [[\"a\", -1.0]], \"unk_id\": 5}}",
+                      "model.unk_id");
+    expect_load_error("{\"model\": {\"type\": \"Unigram\", \"vocab\": [[\"a\", -1.0], [\"a\", -2.0]]}}",
+                      "appears twice");
+    expect_load_error("{" WP ", \"normalizer\": {\"type\": \"Precompiled\", \"precompiled_charsmap\": \"AAAA\"}}",
+                      "precompiled_charsmap");
+    expect_load_error("{" WP ", \"normalizer\": {\"type\": \"Precompiled\", \"precompiled_charsmap\": \"!!\"}}",
+                      "base64");
+    expect_load_error("{" WP ", \"post_processor\": {\"type\": \"TemplateProcessing\", \"single\": "
+                      "[{\"SpecialToken\": {\"id\": \"X\", \"type_id\": 0}}], \"special_tokens\": "
+                      "{\"X\": {\"id\": \"X\", \"ids\": [99], \"tokens\": [\"X\"]}}}}", "not below the vocabulary size");
+    expect_load_error("{" WP ", \"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"Regex\": \"(\"}, "
+                      "\"behavior\": \"Isolated\"}}", "regex");
+    expect_load_error("{" WP ", \"normalizer\": {\"type\": \"Replace\", \"pattern\": {\"String\": \"a\"}, "
+                      "\"content\": \"\xff\"}}", "not valid UTF-8");
+}
+
 Test(loader, missing_file)
 {
     tok_tokenizer *t;
