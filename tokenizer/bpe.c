@@ -283,7 +283,62 @@ static long initial_symbols(const tok_model *m, const char *w, size_t len, struc
     return (long)n;
 }
 
+/* Per-encoding cache of short words, like the reference's word cache: real
+ * text repeats words, and a hit skips the merge loop.  Direct-mapped, owned
+ * by one tok_encoding (so no locking), reset when the model changes. */
+#define CACHE_SLOTS 4096
+#define CACHE_WORD 22
+#define CACHE_IDS 8
+typedef struct { uint64_t hash; uint8_t wlen, nids; char word[CACHE_WORD]; int32_t ids[CACHE_IDS]; } cache_slot;
+typedef struct { const tok_model *owner; cache_slot slot[CACHE_SLOTS]; } word_cache;
+
+static cache_slot *cache_find(struct tok_scratch *s, const tok_model *m, const char *w, size_t len, bool *hit)
+{
+    *hit = false;
+    if (len == 0 || len > CACHE_WORD)
+        return NULL;
+    word_cache *c = s->word_cache;
+    if (!c) {
+        c = s->word_cache = calloc(1, sizeof *c);
+        if (!c)
+            return NULL;
+    }
+    if (c->owner != m) {
+        memset(c, 0, sizeof *c);
+        c->owner = m;
+    }
+    uint64_t h = tok_hash(w, len) | 1;
+    cache_slot *sl = &c->slot[h & (CACHE_SLOTS - 1)];
+    *hit = sl->hash == h && sl->wlen == len && !memcmp(sl->word, w, len);
+    return sl;
+}
+
+static int bpe_merge(const tok_model *m, const char *w, size_t len, struct tok_scratch *s);
+
 int tok_bpe_encode(const tok_model *m, const char *w, size_t len, struct tok_scratch *s)
+{
+    bool hit;
+    cache_slot *sl = cache_find(s, m, w, len, &hit);
+    if (hit) {
+        for (size_t i = 0; i < sl->nids; i++)
+            if (tok_scratch_push_id(s, sl->ids[i], 0))
+                return -1;
+        return 0;
+    }
+    size_t mark = s->n_ids;
+    if (bpe_merge(m, w, len, s))
+        return -1;
+    if (sl && s->n_ids - mark <= CACHE_IDS) {
+        sl->hash = tok_hash(w, len) | 1;
+        sl->wlen = (uint8_t)len;
+        sl->nids = (uint8_t)(s->n_ids - mark);
+        memcpy(sl->word, w, len);
+        memcpy(sl->ids, s->ids + mark, sl->nids * sizeof *sl->ids);
+    }
+    return 0;
+}
+
+static int bpe_merge(const tok_model *m, const char *w, size_t len, struct tok_scratch *s)
 {
     const struct tok_bpe *b = m->bpe;
     if (b->ignore_merges) {
@@ -291,9 +346,8 @@ int tok_bpe_encode(const tok_model *m, const char *w, size_t len, struct tok_scr
         if (id >= 0)
             return tok_scratch_push_id(s, id, 0);
     }
-    tok_buf tmp = {0};
-    long ln = initial_symbols(m, w, len, s, &tmp);
-    tok_buf_free(&tmp);
+    /* t3 is free once normalization is over */
+    long ln = initial_symbols(m, w, len, s, &s->t3);
     if (ln < 0)
         return -1;
     size_t n = (size_t)ln, hn = 0;

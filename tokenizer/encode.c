@@ -27,6 +27,7 @@ static void scratch_free(struct tok_scratch *s)
     free(s->special);
     free(s->model_scratch);
     free(s->model_scratch2);
+    free(s->word_cache);
     free(s);
 }
 

@@ -189,6 +189,7 @@ struct tok_scratch {
     uint8_t *special; 
     void *model_scratch; size_t model_scratch_cap;
     void *model_scratch2; size_t model_scratch2_cap;
+    void *word_cache;         /* BPE: recent words -> ids, see bpe.c */
 };
 int tok_scratch_push_id(struct tok_scratch *s, int32_t id, uint8_t special);
 
