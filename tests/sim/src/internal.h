@@ -52,6 +52,12 @@ size_t dynamic_shared_limit(const void *func);
  * device's legacy stream), as a kernel launch would. */
 void enqueue_op(cudaStream_t stream, const char *what, std::function<cudaError_t()> fn);
 int stream_device(cudaStream_t stream);
+/* Runs everything queued on the stream (0: current device's legacy stream). */
+cudaError_t drain_stream(cudaStream_t stream);
+/* Same, unless another thread is running it right now: then false. */
+bool try_drain_stream(cudaStream_t stream);
+/* The stream a handle means on the current device (0 -> its legacy stream). */
+cudaStream_t resolve_stream(cudaStream_t stream);
 
 /* 64-bit poison pattern for values that are undefined (a shuffle reading a
  * lane outside the mask): NaN as float, half, bfloat16 and double. */

@@ -202,7 +202,8 @@ struct CUstream_st {
     bool legacy = false;
     std::deque<embsim::StreamOp> q;
     uint64_t enqueued = 0, executed = 0;
-    std::recursive_mutex mu;
+    std::recursive_mutex mu; /* held while running the stream's work */
+    std::mutex qmu;          /* guards q and enqueued: queueing never waits for running work */
     CUgraph_st *capture = nullptr; /* non-null while capturing */
     cudaStream_t capture_origin = nullptr;
 };
@@ -269,9 +270,15 @@ static cudaError_t run_until(cudaStream_t s, uint64_t seq)
     std::lock_guard<std::recursive_mutex> g(s->mu);
     int saved = tls_device;
     tls_device = s->device;
-    while (s->executed < seq && !s->q.empty()) {
-        StreamOp op = std::move(s->q.front());
-        s->q.pop_front();
+    for (;;) {
+        StreamOp op;
+        {
+            std::lock_guard<std::mutex> qg(s->qmu);
+            if (s->executed >= seq || s->q.empty())
+                break;
+            op = std::move(s->q.front());
+            s->q.pop_front();
+        }
         cudaError_t e = op.fn();
         s->executed++;
         if (e != cudaSuccess && result == cudaSuccess)
@@ -283,7 +290,12 @@ static cudaError_t run_until(cudaStream_t s, uint64_t seq)
 
 static cudaError_t drain(cudaStream_t s)
 {
-    return run_until(s, s->enqueued);
+    uint64_t target;
+    {
+        std::lock_guard<std::mutex> qg(s->qmu);
+        target = s->enqueued;
+    }
+    return run_until(s, target);
 }
 
 /* The legacy default stream waits for all blocking streams of its device and
@@ -312,7 +324,7 @@ static uint64_t enqueue(cudaStream_t s, const char *what, std::function<cudaErro
         return 0;
     }
     implicit_legacy_sync(s);
-    std::lock_guard<std::recursive_mutex> g(s->mu);
+    std::lock_guard<std::mutex> g(s->qmu);
     s->q.push_back(StreamOp{std::move(fn), what});
     return ++s->enqueued;
 }
@@ -323,6 +335,20 @@ void enqueue_op(cudaStream_t stream, const char *what, std::function<cudaError_t
 }
 
 int stream_device(cudaStream_t stream) { return resolve(stream)->device; }
+
+cudaError_t drain_stream(cudaStream_t stream) { return drain(resolve(stream)); }
+
+cudaStream_t resolve_stream(cudaStream_t stream) { return resolve(stream); }
+
+bool try_drain_stream(cudaStream_t stream)
+{
+    cudaStream_t s = resolve(stream);
+    std::unique_lock<std::recursive_mutex> lk(s->mu, std::try_to_lock);
+    if (!lk.owns_lock())
+        return false;
+    drain(s);
+    return true;
+}
 
 /* ---- kernels --------------------------------------------------------------------------- */
 
@@ -843,7 +869,10 @@ cudaError_t cudaStreamDestroy(cudaStream_t s)
     v.erase(std::remove(v.begin(), v.end(), s), v.end());
     for (auto it = g_waits.begin(); it != g_waits.end();)
         it = (it->first.first == s || it->second.on == s) ? g_waits.erase(it) : std::next(it);
-    delete s;
+    /* Kept, not freed: another rank's thread may still be about to look at
+     * it while helping a collective along (see nccl.cpp). */
+    static std::vector<std::unique_ptr<CUstream_st>> retired;
+    retired.emplace_back(s);
     return cudaSuccess;
 }
 
