@@ -5,12 +5,14 @@
  * LayerNorm, then per layer: fused QKV projection, varlen attention, output
  * projection + residual + LayerNorm, FFN with GELU + residual + LayerNorm),
  * pooling, the Dense modules, truncation and normalization, each step one
- * call into cpu_ops.c. Activations live in a workspace that only grows, so
- * steady-state batches allocate nothing.
+ * call into cpu_ops.c or cpu_gemm.c. Every GEMM weight is packed once here
+ * into cpu_gemm's panel layout (the fp32 copy is then dropped), and the
+ * projections fuse their bias (and the FFN its activation) into the GEMM.
+ * Activations live in a workspace that only grows, so steady-state batches
+ * allocate nothing.
  */
 #include "backend.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,23 +21,23 @@
 #include <omp.h>
 #endif
 
+#include "cpu_gemm.h"
 #include "cpu_ops.h"
 #include "error.h"
 #include "model_files.h"
 
 typedef struct {
-    float *wqkv, *bqkv;   /* [3 hidden, hidden], [3 hidden]: Q, K, V rows stacked */
-    float *wo, *bo;
-    float *ln1_g, *ln1_b;
-    float *w_in, *b_in;   /* [intermediate, hidden] */
-    float *w_out, *b_out; /* [hidden, intermediate] */
-    float *ln2_g, *ln2_b;
+    cpu_gemm_weight wqkv; /* [3 hidden, hidden]: Q, K, V rows stacked */
+    cpu_gemm_weight wo, w_in, w_out; /* [hidden, hidden], [inter, hidden], [hidden, inter] */
+    float *bqkv, *bo, *b_in, *b_out;
+    float *ln1_g, *ln1_b, *ln2_g, *ln2_b;
 } cpu_layer;
 
 typedef struct {
     int in, out;
     emb_act act;
-    float *w, *b; /* b NULL when the module has no bias */
+    cpu_gemm_weight w;
+    float *b; /* NULL when the module has no bias */
 } cpu_dense;
 
 typedef struct {
@@ -73,26 +75,48 @@ static emb_status load_new(float **dst, const emb_tensor *t, size_t n, emb_error
     return load_into(*dst, t, n, err);
 }
 
+/* Loads an [n, k] weight and packs it for cpu_gemm; the fp32 copy is only
+ * a staging buffer. */
+static emb_status load_packed(cpu_gemm_weight *dst, const emb_tensor *t, size_t n, size_t k,
+                              emb_error *err) {
+    float *w = NULL;
+    emb_status st = load_new(&w, t, n * k, err);
+    if (!st && cpu_gemm_weight_pack(dst, w, (int)n, (int)k) != 0)
+        st = emb_fail(err, EMB_ERR_NOMEM, "cpu backend: packing %s",
+                      t->name ? t->name : "(missing)");
+    free(w);
+    return st;
+}
+
 static emb_status load_layer(cpu_layer *L, const emb_bert_layer *src, size_t h, size_t inter,
                              emb_error *err) {
     emb_status st;
     /* Q, K and V stacked into one [3h, h] matrix: one GEMM yields the
      * [tokens, 3, heads, head_dim] layout cpu_attention_varlen reads. */
-    if (!(L->wqkv = malloc(3 * h * h * sizeof(float))) || !(L->bqkv = malloc(3 * h * sizeof(float))))
+    float *wqkv = malloc(3 * h * h * sizeof(float));
+    if (!wqkv || !(L->bqkv = malloc(3 * h * sizeof(float)))) {
+        free(wqkv);
         return emb_fail(err, EMB_ERR_NOMEM, "cpu backend: allocating QKV weights");
-    if ((st = load_into(L->wqkv, &src->wq, h * h, err)) ||
-        (st = load_into(L->wqkv + h * h, &src->wk, h * h, err)) ||
-        (st = load_into(L->wqkv + 2 * h * h, &src->wv, h * h, err)) ||
-        (st = load_into(L->bqkv, &src->bq, h, err)) ||
+    }
+    if ((st = load_into(wqkv, &src->wq, h * h, err)) ||
+        (st = load_into(wqkv + h * h, &src->wk, h * h, err)) ||
+        (st = load_into(wqkv + 2 * h * h, &src->wv, h * h, err))) {
+        free(wqkv);
+        return st;
+    }
+    const int packed = cpu_gemm_weight_pack(&L->wqkv, wqkv, (int)(3 * h), (int)h);
+    free(wqkv);
+    if (packed != 0) return emb_fail(err, EMB_ERR_NOMEM, "cpu backend: packing QKV weights");
+    if ((st = load_into(L->bqkv, &src->bq, h, err)) ||
         (st = load_into(L->bqkv + h, &src->bk, h, err)) ||
         (st = load_into(L->bqkv + 2 * h, &src->bv, h, err)))
         return st;
-    if ((st = load_new(&L->wo, &src->wo, h * h, err)) || (st = load_new(&L->bo, &src->bo, h, err)) ||
+    if ((st = load_packed(&L->wo, &src->wo, h, h, err)) || (st = load_new(&L->bo, &src->bo, h, err)) ||
         (st = load_new(&L->ln1_g, &src->ln_attn_g, h, err)) ||
         (st = load_new(&L->ln1_b, &src->ln_attn_b, h, err)) ||
-        (st = load_new(&L->w_in, &src->w_in, inter * h, err)) ||
+        (st = load_packed(&L->w_in, &src->w_in, inter, h, err)) ||
         (st = load_new(&L->b_in, &src->b_in, inter, err)) ||
-        (st = load_new(&L->w_out, &src->w_out, h * inter, err)) ||
+        (st = load_packed(&L->w_out, &src->w_out, h, inter, err)) ||
         (st = load_new(&L->b_out, &src->b_out, h, err)) ||
         (st = load_new(&L->ln2_g, &src->ln_ffn_g, h, err)) ||
         (st = load_new(&L->ln2_b, &src->ln_ffn_b, h, err)))
@@ -101,8 +125,9 @@ static emb_status load_layer(cpu_layer *L, const emb_bert_layer *src, size_t h, 
 }
 
 static void free_layer(cpu_layer *L) {
-    float *all[] = {L->wqkv, L->bqkv, L->wo,    L->bo,   L->ln1_g, L->ln1_b,
-                    L->w_in, L->b_in, L->w_out, L->b_out, L->ln2_g, L->ln2_b};
+    cpu_gemm_weight_free(&L->wqkv), cpu_gemm_weight_free(&L->wo);
+    cpu_gemm_weight_free(&L->w_in), cpu_gemm_weight_free(&L->w_out);
+    float *all[] = {L->bqkv, L->bo, L->b_in, L->b_out, L->ln1_g, L->ln1_b, L->ln2_g, L->ln2_b};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) free(all[i]);
 }
 
@@ -115,7 +140,7 @@ static void cpu_destroy(emb_backend *be) {
             for (int i = 0; i < c->cfg.layers; i++) free_layer(&c->layers[i]);
         free(c->layers);
         if (c->dense)
-            for (int i = 0; i < c->n_dense; i++) free(c->dense[i].w), free(c->dense[i].b);
+            for (int i = 0; i < c->n_dense; i++) cpu_gemm_weight_free(&c->dense[i].w), free(c->dense[i].b);
         free(c->dense);
         free(c->x), free(c->qkv), free(c->ctx), free(c->h1), free(c->ffn);
         free(c->vec_a), free(c->vec_b);
@@ -146,7 +171,7 @@ static emb_status load_weights(cpu_ctx *c, const emb_model_files *mf, emb_error 
         const emb_dense *d = &mf->st.dense[i];
         cpu_dense *cd = &c->dense[i];
         cd->in = d->in_features, cd->out = d->out_features, cd->act = d->act;
-        if ((st = load_new(&cd->w, &d->w, (size_t)cd->in * cd->out, err)) ||
+        if ((st = load_packed(&cd->w, &d->w, (size_t)cd->out, (size_t)cd->in, err)) ||
             (d->has_bias && (st = load_new(&cd->b, &d->b, (size_t)cd->out, err))))
             return emb_fail_prefix(err, "Dense module %d", i);
     }
@@ -190,14 +215,14 @@ static emb_status ensure_vec(cpu_ctx *c, size_t n, emb_error *err) {
 
 /* ---- forward ------------------------------------------------------------ */
 
-/* Both thread pools to `threads` for this call: the OpenMP setting is per
- * calling thread (the engine may call from a worker thread, not the one that
- * created us) and OpenBLAS's is global, so both are set on every call. */
+/* The OpenMP setting is per calling thread (the engine may call from a
+ * worker thread, not the one that created us), so it is set on every call. */
 static void set_threads(const cpu_ctx *c) {
 #ifdef _OPENMP
     omp_set_num_threads(c->threads);
+#else
+    (void)c;
 #endif
-    openblas_set_num_threads(c->threads);
 }
 
 /* A batch comes from the engine, but a bad one would index out of the weight
@@ -230,20 +255,20 @@ static emb_status check_batch(const cpu_ctx *c, const emb_batch *b, emb_error *e
 /* One encoder layer, post-LayerNorm BERT: x <- LN(h1 + FFN(h1)) with
  * h1 = LN(x + Attn(x)). */
 static void encoder_layer(cpu_ctx *c, const cpu_layer *L, const emb_batch *b) {
-    /* not "I": cblas.h pulls in <complex.h>, where I is a macro */
     const int T = b->total, H = c->cfg.hidden, inter = c->cfg.intermediate;
     const float eps = c->cfg.layer_norm_eps;
     const float scale = 1.0f / sqrtf((float)c->cfg.head_dim);
 
-    cpu_linear(c->qkv, c->x, L->wqkv, L->bqkv, T, H, 3 * H);
+    /* Bias fused into the QKV GEMM, bias + activation into the FFN-in GEMM;
+     * the other two biases ride the residual + LayerNorm pass. */
+    cpu_gemm_linear(c->qkv, 3 * H, c->x, H, T, &L->wqkv, L->bqkv, EMB_ACT_IDENTITY, 0);
     cpu_attention_varlen(c->ctx, c->qkv, b->cu_seqlens, b->nseq, c->cfg.heads, c->cfg.head_dim,
                          scale, 0);
-    cpu_linear(c->h1, c->ctx, L->wo, NULL, T, H, H);
+    cpu_gemm_linear(c->h1, H, c->ctx, H, T, &L->wo, NULL, EMB_ACT_IDENTITY, 0);
     cpu_bias_residual_layernorm(c->h1, L->bo, c->x, L->ln1_g, L->ln1_b, T, H, eps);
 
-    cpu_linear(c->ffn, c->h1, L->w_in, NULL, T, H, inter);
-    cpu_bias_act(c->ffn, L->b_in, T, inter, c->cfg.hidden_act);
-    cpu_linear(c->x, c->ffn, L->w_out, NULL, T, inter, H);
+    cpu_gemm_linear(c->ffn, inter, c->h1, H, T, &L->w_in, L->b_in, c->cfg.hidden_act, 0);
+    cpu_gemm_linear(c->x, H, c->ffn, inter, T, &L->w_out, NULL, EMB_ACT_IDENTITY, 0);
     cpu_bias_residual_layernorm(c->x, L->b_out, c->h1, L->ln2_g, L->ln2_b, T, H, eps);
 }
 
@@ -312,8 +337,7 @@ static emb_status cpu_encode(emb_backend *be, const emb_batch *b, const emb_job 
     if (job->apply_dense)
         for (int i = 0; i < c->n_dense; i++) {
             const cpu_dense *d = &c->dense[i];
-            cpu_linear(spare, v, d->w, d->b, b->nseq, d->in, d->out);
-            cpu_bias_act(spare, NULL, b->nseq, d->out, d->act);
+            cpu_gemm_linear(spare, d->out, v, d->in, b->nseq, &d->w, d->b, d->act, 0);
             float *t = v;
             v = spare, spare = t;
             width = d->out;

@@ -3,24 +3,24 @@
  * the references the CUDA kernels are tested against, so each one is a
  * readable function over the packed layout (tokens of all sequences
  * concatenated, cu_seqlens prefix offsets) rather than a clever one; speed
- * comes from OpenBLAS for every GEMM and OpenMP over independent rows/heads.
+ * comes from our own GEMM (cpu_gemm.c: packed panels, AVX-512/AVX2
+ * micro-kernels), vector exp/erf (cpu_vmath.c) and OpenMP over independent
+ * rows/heads.
  *
- * Threading: Debian's libopenblas is the pthread build (openblas_get_parallel()
- * == 1), which keeps its own thread pool and knows nothing of OpenMP. Calling
- * it from inside an OpenMP region would oversubscribe the cores (each OpenMP
- * thread asking OpenBLAS for all cores), so we keep the two apart: big GEMMs
- * (cpu_linear) are called from serial code and let OpenBLAS thread them; the
- * many small per-(sequence, head) GEMMs of attention run inside an OpenMP
- * region with OpenBLAS switched to one thread for the duration. Elementwise
- * and normalization loops use OpenMP. The number of threads of both is set
- * by the caller (the CPU backend sets it from its `threads` argument).
+ * Threading: the big GEMMs (cpu_linear) thread themselves with OpenMP over
+ * blocks of the output; attention runs one OpenMP loop over (sequence, query
+ * block, head) items whose small GEMMs are serial. Elementwise and
+ * normalization loops use OpenMP. The number of threads is set by the caller
+ * (the CPU backend sets it from its `threads` argument).
  */
 #include "cpu_ops.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "cpu_gemm.h"
+#include "cpu_vmath.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -28,25 +28,6 @@
 
 /* Rows shorter than this are not worth waking the thread pool for. */
 #define PAR_MIN_ELEMS 16384
-
-/* ---- activations ------------------------------------------------------ */
-
-static inline float act_apply(float x, emb_act act) {
-    switch (act) {
-    case EMB_ACT_IDENTITY: return x;
-    case EMB_ACT_GELU: return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
-    case EMB_ACT_GELU_TANH: {
-        /* torch's approximate="tanh": sqrt(2/pi) * (x + 0.044715 x^3) */
-        float u = 0.79788456080286536f * (x + 0.044715f * x * x * x);
-        return 0.5f * x * (1.0f + tanhf(u));
-    }
-    case EMB_ACT_RELU: return x > 0.0f ? x : 0.0f;
-    case EMB_ACT_SILU: return x / (1.0f + expf(-x));
-    case EMB_ACT_TANH: return tanhf(x);
-    case EMB_ACT_SIGMOID: return 1.0f / (1.0f + expf(-x));
-    }
-    return x;
-}
 
 /* ---- normalization ---------------------------------------------------- */
 
@@ -145,10 +126,7 @@ void cpu_l2_normalize(float *x, int rows, int dim) {
 
 void cpu_bias_act(float *x, const float *bias, int rows, int cols, emb_act act) {
 #pragma omp parallel for schedule(static) if ((size_t)rows * cols >= PAR_MIN_ELEMS)
-    for (int r = 0; r < rows; r++) {
-        float *row = x + (size_t)r * cols;
-        for (int c = 0; c < cols; c++) row[c] = act_apply(row[c] + (bias ? bias[c] : 0.0f), act);
-    }
+    for (int r = 0; r < rows; r++) cpu_vm_bias_act(x + (size_t)r * cols, bias, cols, act);
 }
 
 void cpu_gated_act(float *out, const float *x, int rows, int cols, emb_act act) {
@@ -156,7 +134,9 @@ void cpu_gated_act(float *out, const float *x, int rows, int cols, emb_act act) 
     for (int r = 0; r < rows; r++) {
         const float *gate = x + (size_t)r * 2 * cols, *up = gate + cols;
         float *o = out + (size_t)r * cols;
-        for (int c = 0; c < cols; c++) o[c] = act_apply(gate[c], act) * up[c];
+        memcpy(o, gate, (size_t)cols * sizeof *o);
+        cpu_vm_bias_act(o, NULL, cols, act);
+        for (int c = 0; c < cols; c++) o[c] *= up[c];
     }
 }
 
@@ -165,19 +145,21 @@ void cpu_gated_act(float *out, const float *x, int rows, int cols, emb_act act) 
 void cpu_linear(float *y, const float *x, const float *w, const float *b,
                 int rows, int in, int out) {
     if (rows <= 0 || out <= 0) return;
-    /* Seed y with the bias and let the GEMM accumulate onto it (beta = 1):
-     * one pass over y instead of a separate bias pass afterwards. */
-    float beta = 0.0f;
-    if (b) {
-        for (int r = 0; r < rows; r++) memcpy(y + (size_t)r * out, b, (size_t)out * sizeof *b);
-        beta = 1.0f;
-    }
-    if (in <= 0) {
-        if (!b) memset(y, 0, (size_t)rows * out * sizeof *y);
+    /* The backend packs its weights once (cpu_gemm_weight_pack) and calls
+     * cpu_gemm_linear; this unpacked form packs per call. */
+    cpu_gemm_weight pw;
+    if (cpu_gemm_weight_pack(&pw, w, out, in) == 0) {
+        cpu_gemm_linear(y, out, x, in, rows, &pw, b, EMB_ACT_IDENTITY, 0);
+        cpu_gemm_weight_free(&pw);
         return;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, in,
-                1.0f, x, in, w, in, beta, y, out);
+    /* Out of memory for the panels: the same sums, unblocked. */
+    for (int r = 0; r < rows; r++)
+        for (int o = 0; o < out; o++) {
+            float acc = 0.0f;
+            for (int i = 0; i < in; i++) acc += x[(size_t)r * in + i] * w[(size_t)o * in + i];
+            y[(size_t)r * out + o] = acc + (b ? b[o] : 0.0f);
+        }
 }
 
 /* ---- attention -------------------------------------------------------- */
@@ -204,15 +186,9 @@ static float *scores_buffer(size_t n) {
 
 /* In-place softmax of one score row over its first n entries. */
 static void softmax_row(float *s, int n) {
-    float mx = -INFINITY;
-    for (int j = 0; j < n; j++) mx = s[j] > mx ? s[j] : mx;
-    float sum = 0.0f;
-    for (int j = 0; j < n; j++) {
-        s[j] = expf(s[j] - mx);
-        sum += s[j];
-    }
-    const float inv = 1.0f / sum;
-    for (int j = 0; j < n; j++) s[j] *= inv;
+    const float mx = cpu_vm_max(s, n);
+    const float sum = cpu_vm_exp_sub_sum(s, n, mx);
+    cpu_vm_scale(s, n, 1.0f / sum);
 }
 
 /* One (sequence, head, query block): S = scale Q K^T, softmax, O = P V. */
@@ -234,16 +210,14 @@ static void attention_block(float *out, const float *qkv, int start, int len, in
             for (int d = 0; d < head_dim; d++) o[(size_t)i * ld_out + d] = NAN;
         return;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, head_dim,
-                scale, q, ld_qkv, k, ld_qkv, 0.0f, s, nk);
+    cpu_gemm(1, nq, nk, head_dim, scale, q, ld_qkv, k, ld_qkv, 0.0f, s, nk);
     for (int i = 0; i < nq; i++) {
         float *row = s + (size_t)i * nk;
         const int visible = causal ? q0 + i + 1 : nk;
         softmax_row(row, visible);
         for (int j = visible; j < nk; j++) row[j] = 0.0f;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, head_dim, nk,
-                1.0f, s, nk, v, ld_qkv, 0.0f, o, ld_out);
+    cpu_gemm(0, nq, head_dim, nk, 1.0f, s, nk, v, ld_qkv, 0.0f, o, ld_out);
 }
 
 void cpu_attention_varlen(float *out, const float *qkv, const int32_t *cu_seqlens, int nseq,
@@ -256,10 +230,6 @@ void cpu_attention_varlen(float *out, const float *qkv, const int32_t *cu_seqlen
         items += (long)((len + QBLOCK - 1) / QBLOCK) * heads;
     }
     if (items == 0) return;
-
-    /* See the file comment: OpenBLAS single-threaded inside our region. */
-    const int blas_threads = openblas_get_num_threads();
-    openblas_set_num_threads(1);
 
 #pragma omp parallel
     {
@@ -283,8 +253,6 @@ void cpu_attention_varlen(float *out, const float *qkv, const int32_t *cu_seqlen
             }
         }
     }
-
-    openblas_set_num_threads(blas_threads);
 }
 
 /* ---- pooling ---------------------------------------------------------- */
