@@ -333,7 +333,8 @@ int tok_bpe_encode(const tok_model *m, const char *w, size_t len, struct tok_scr
         sl->wlen = (uint8_t)len;
         sl->nids = (uint8_t)(s->n_ids - mark);
         memcpy(sl->word, w, len);
-        memcpy(sl->ids, s->ids + mark, sl->nids * sizeof *sl->ids);
+        if (sl->nids)   /* s->ids is NULL while nothing was ever pushed */
+            memcpy(sl->ids, s->ids + mark, sl->nids * sizeof *sl->ids);
     }
     return 0;
 }

@@ -247,7 +247,8 @@ int tok_unigram_encode(const tok_model *m, const char *w, size_t len, struct tok
     int32_t *tri = malloc(bytes ? bytes : 1);
     if (!tri)
         return -1;
-    memcpy(tri, s->ids + mark, bytes);
+    if (bytes)
+        memcpy(tri, s->ids + mark, bytes);
     s->n_ids = mark;
     int rc = 0;
     for (size_t k = cnt; rc == 0 && k-- > 0;) {
