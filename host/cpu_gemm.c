@@ -4,17 +4,22 @@
  * Blocking (the GotoBLAS/BLIS scheme, sized for one core's 48 KiB L1 and
  * 1-2 MiB L2): B is stored in panels of NR = 32 columns, each panel k-major
  * ([k][32]), so a micro-kernel reads 32 consecutive floats per k. C is cut
- * into blocks of up to MC rows x NC columns, the unit of OpenMP work. For
- * each block, K is walked in slices of at most KC: the MC x KC slice of A is
- * packed into row groups of MR ([k][MR], rows past M zero) so the kernel
- * broadcasts MR consecutive floats per k; then for every NR-wide panel of the
- * block and every MR-row group, the micro-kernel adds A(MR x KC) B(KC x NR)
- * into an MR x NR tile of C held in registers. The KC x NR B micro-panel
- * (32 KiB at KC = 256) stays in L1 while the kernel sweeps the MR groups, the
- * packed A slice (96 KiB) stays in L2, and the KC x NC slice of B (384 KiB)
- * is shared through L2/L3 by all row blocks. Micro-tiles: AVX-512 8 x 32
- * (16 zmm accumulators), AVX2 4 x 32 as two 4 x 16 halves (8 ymm), portable
- * 4 x 32. K is accumulated in order, one k at a time, in fp32.
+ * into blocks of up to MC rows x (a share of) N columns, the unit of OpenMP
+ * work. For each block, K is walked in slices of at most KC; for every
+ * NR-wide panel of the block and every MR-row group, the micro-kernel adds
+ * A(MR x KC) B(KC x NR) into an MR x NR tile of C held in registers. The
+ * KC x NR B micro-panel (32 KiB at KC = 256) stays in L1 while the kernel
+ * sweeps the MR groups, and the MC x KC slice of A (96 KiB) stays in L2.
+ * Micro-tiles: AVX-512 8 x 32 (16 zmm accumulators), AVX2 4 x 32 as two
+ * 4 x 16 halves (8 ymm), portable 4 x 32. K is accumulated in order, one k
+ * at a time, in fp32.
+ *
+ * A is not packed: the kernel broadcasts A[i][k] straight from MR row
+ * streams, which the hardware prefetchers follow as well as one packed
+ * stream, and packing (a transpose, one scalar move per element) cost as
+ * much as the products themselves in attention's short, K = 32 GEMMs. B is
+ * read in place too when it already has the panel shape (not transposed, N
+ * a multiple of 32: attention's V).
  *
  * Bias and activation run on each C block right after its last K slice,
  * while the block is still in L2 (cpu_vm_bias_act), instead of in another
@@ -29,6 +34,10 @@
 
 #include "cpu_vmath.h"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 #define TARGET_AVX512 __attribute__((target("avx512f")))
@@ -36,16 +45,15 @@
 #endif
 
 #define NR 32
-#define MC 96  /* multiple of every MR */
+#define MC 96 /* multiple of every MR */
 #define KC 256
-#define NC 384
-#define MR_MAX 8
 #define ALIGN 64
 
 /* Micro-kernel: C[0:m, 0:n] = alpha A B (+ C when accumulate), for m <= MR
- * and n <= NR; a is [kc][MR], b is [kc][NR]. */
-typedef void (*ukernel_fn)(int kc, const float *a, const float *b, float *c, int ldc, int m,
-                           int n, float alpha, int accumulate);
+ * and n <= NR; A row i at a + i lda, B row k at b + k ldb (NR floats, all
+ * readable even past n). Rows of A past m are never read. */
+typedef void (*ukernel_fn)(int kc, const float *a, int lda, const float *b, int ldb, float *c,
+                           int ldc, int m, int n, float alpha, int accumulate);
 
 typedef struct {
     int mr;
@@ -54,13 +62,15 @@ typedef struct {
 
 /* ---- micro-kernels ------------------------------------------------------ */
 
-static void kernel_portable(int kc, const float *a, const float *b, float *c, int ldc, int m,
-                            int n, float alpha, int accumulate) {
+static void kernel_portable(int kc, const float *a, int lda, const float *b, int ldb, float *c,
+                            int ldc, int m, int n, float alpha, int accumulate) {
     enum { MR = 4 };
     float acc[MR][NR] = {{0}};
-    for (int k = 0; k < kc; k++, a += MR, b += NR)
-        for (int i = 0; i < MR; i++)
-            for (int j = 0; j < NR; j++) acc[i][j] += a[i] * b[j];
+    for (int i = 0; i < m; i++) {
+        const float *ai = a + (size_t)i * lda;
+        for (int k = 0; k < kc; k++)
+            for (int j = 0; j < NR; j++) acc[i][j] += ai[k] * b[(size_t)k * ldb + j];
+    }
     for (int i = 0; i < m; i++) {
         float *ci = c + (size_t)i * ldc;
         for (int j = 0; j < n; j++) ci[j] = alpha * acc[i][j] + (accumulate ? ci[j] : 0.0f);
@@ -74,17 +84,25 @@ static inline __mmask16 lanes16(int n) {
     return n >= 16 ? (__mmask16)0xffff : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1u);
 }
 
-static void TARGET_AVX512 kernel_avx512(int kc, const float *a, const float *b, float *c,
-                                        int ldc, int m, int n, float alpha, int accumulate) {
+/* Row pointers of an MR-row group; rows past m repeat the last real row
+ * (computed, never stored) so no tail row is read out of bounds. */
+#define ROW_POINTERS(ar, MR, a, lda, m)                                                    \
+    const float *ar[MR];                                                                 \
+    for (int i_ = 0; i_ < MR; i_++) ar[i_] = (a) + (size_t)(i_ < (m) ? i_ : (m) - 1) * (lda)
+
+static void TARGET_AVX512 kernel_avx512(int kc, const float *a, int lda, const float *b, int ldb,
+                                        float *c, int ldc, int m, int n, float alpha,
+                                        int accumulate) {
     enum { MR = 8 };
+    ROW_POINTERS(ar, MR, a, lda, m);
     __m512 acc[MR][2];
 #pragma GCC unroll 8
     for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
-    for (int k = 0; k < kc; k++, a += MR, b += NR) {
+    for (int k = 0; k < kc; k++, b += ldb) {
         const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
 #pragma GCC unroll 8
         for (int i = 0; i < MR; i++) {
-            const __m512 ai = _mm512_set1_ps(a[i]);
+            const __m512 ai = _mm512_set1_ps(ar[i][k]);
             acc[i][0] = _mm512_fmadd_ps(ai, b0, acc[i][0]);
             acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);
         }
@@ -112,17 +130,19 @@ static inline __m256i TARGET_AVX2 lanes8(int n) {
 }
 
 /* One 4 x 16 half of the AVX2 tile: 8 accumulators, so no spills in 16 ymm. */
-static inline void TARGET_AVX2 half_avx2(int kc, const float *a, const float *b, float *c,
-                                         int ldc, int m, int n, float alpha, int accumulate) {
+static inline void TARGET_AVX2 half_avx2(int kc, const float *a, int lda, const float *b,
+                                         int ldb, float *c, int ldc, int m, int n, float alpha,
+                                         int accumulate) {
     enum { MR = 4 };
+    ROW_POINTERS(ar, MR, a, lda, m);
     __m256 acc[MR][2];
 #pragma GCC unroll 4
     for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
-    for (int k = 0; k < kc; k++, a += MR, b += NR) {
+    for (int k = 0; k < kc; k++, b += ldb) {
         const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
 #pragma GCC unroll 4
         for (int i = 0; i < MR; i++) {
-            const __m256 ai = _mm256_broadcast_ss(a + i);
+            const __m256 ai = _mm256_broadcast_ss(ar[i] + k);
             acc[i][0] = _mm256_fmadd_ps(ai, b0, acc[i][0]);
             acc[i][1] = _mm256_fmadd_ps(ai, b1, acc[i][1]);
         }
@@ -143,10 +163,10 @@ static inline void TARGET_AVX2 half_avx2(int kc, const float *a, const float *b,
     }
 }
 
-static void TARGET_AVX2 kernel_avx2(int kc, const float *a, const float *b, float *c, int ldc,
-                                    int m, int n, float alpha, int accumulate) {
-    half_avx2(kc, a, b, c, ldc, m, n, alpha, accumulate);
-    if (n > 16) half_avx2(kc, a, b + 16, c + 16, ldc, m, n - 16, alpha, accumulate);
+static void TARGET_AVX2 kernel_avx2(int kc, const float *a, int lda, const float *b, int ldb,
+                                    float *c, int ldc, int m, int n, float alpha, int accumulate) {
+    half_avx2(kc, a, lda, b, ldb, c, ldc, m, n, alpha, accumulate);
+    if (n > 16) half_avx2(kc, a, lda, b + 16, ldb, c + 16, ldc, m, n - 16, alpha, accumulate);
 }
 
 #endif /* __x86_64__ */
@@ -167,20 +187,6 @@ static ukernel select_kernel(void) {
 static float *alloc_floats(size_t n) {
     size_t bytes = (n * sizeof(float) + ALIGN - 1) / ALIGN * ALIGN;
     return aligned_alloc(ALIGN, bytes ? bytes : ALIGN);
-}
-
-/* A[0:mc, 0:kc] (rows lda apart) into groups of mr rows, [k][mr] each. */
-static void pack_a(float *dst, const float *A, int lda, int mc, int kc, int mr) {
-    for (int i0 = 0; i0 < mc; i0 += mr) {
-        const int rows = mc - i0 < mr ? mc - i0 : mr;
-        for (int i = 0; i < rows; i++) {
-            const float *src = A + (size_t)(i0 + i) * lda;
-            for (int k = 0; k < kc; k++) dst[(size_t)k * mr + i] = src[k];
-        }
-        for (int i = rows; i < mr; i++)
-            for (int k = 0; k < kc; k++) dst[(size_t)k * mr + i] = 0.0f;
-        dst += (size_t)kc * mr;
-    }
 }
 
 /* op(B) [K, N] into NR-column panels [K][NR]; transb: B is [N, K]. */
@@ -214,15 +220,10 @@ void cpu_gemm_weight_free(cpu_gemm_weight *p) {
 
 /* ---- drivers ------------------------------------------------------------ */
 
-/* Grow-only per-thread packing buffers: OpenMP's threads persist, so after
- * warm-up nothing is allocated per call. */
-static _Thread_local float *tl_apack, *tl_bpack;
+/* Grow-only per-thread buffer for packing B in cpu_gemm: OpenMP's threads
+ * persist, so after warm-up nothing is allocated per call. */
+static _Thread_local float *tl_bpack;
 static _Thread_local size_t tl_bpack_cap;
-
-static float *apack_buffer(void) {
-    if (!tl_apack) tl_apack = alloc_floats((size_t)MC * KC);
-    return tl_apack;
-}
 
 static float *bpack_buffer(size_t n) {
     if (n > tl_bpack_cap) {
@@ -240,23 +241,29 @@ static int slice_k(int K) {
     return (K + nk - 1) / nk;
 }
 
-/* One block of C: rows [0, mc) (mc <= MC), columns [0, nc) whose B panels
- * start at bpan (panel stride pstride floats, panels hold all K rows). */
+/* B in panel form: row k of panel p (columns 32p .. 32p + 31) at
+ * base + p pstride + k ldb. Packed panels: pstride = K NR, ldb = NR. */
+typedef struct {
+    const float *base;
+    size_t pstride;
+    int ldb;
+} bview;
+
+/* One block of C: rows [0, mc), columns [0, nc) (B's panels from the block's
+ * first column). */
 static void gemm_block(const ukernel *uk, int mc, int nc, int K, float alpha, const float *A,
-                       int lda, const float *bpan, size_t pstride, float *C, int ldc,
-                       int accumulate, float *abuf) {
+                       int lda, bview B, float *C, int ldc, int accumulate) {
     const int kc_max = slice_k(K);
     for (int k0 = 0; k0 < K; k0 += kc_max) {
         const int kc = K - k0 < kc_max ? K - k0 : kc_max;
         const int acc = accumulate || k0 > 0;
-        pack_a(abuf, A + k0, lda, mc, kc, uk->mr);
         for (int j = 0; j < nc; j += NR) {
-            const float *bp = bpan + (size_t)(j / NR) * pstride + (size_t)k0 * NR;
+            const float *bp = B.base + (size_t)(j / NR) * B.pstride + (size_t)k0 * B.ldb;
             const int n = nc - j < NR ? nc - j : NR;
             for (int i = 0; i < mc; i += uk->mr) {
                 const int m = mc - i < uk->mr ? mc - i : uk->mr;
-                uk->fn(kc, abuf + (size_t)i * kc, bp, C + (size_t)i * ldc + j, ldc, m, n, alpha,
-                       acc);
+                uk->fn(kc, A + (size_t)i * lda + k0, lda, bp, B.ldb, C + (size_t)i * ldc + j, ldc,
+                       m, n, alpha, acc);
             }
         }
     }
@@ -273,40 +280,47 @@ static void fill_nan(float *C, int ldc, int M, int N) {
         for (int j = 0; j < N; j++) C[(size_t)i * ldc + j] = NAN;
 }
 
+/* Columns per block so that there are enough blocks to balance the threads
+ * (rows alone give few blocks for small batches); a multiple of NR. */
+static int column_block(int mblocks, int N) {
+    int nth = 1;
+#ifdef _OPENMP
+    nth = omp_in_parallel() ? 1 : omp_get_max_threads();
+#endif
+    int nblocks = 1;
+    while (mblocks * nblocks < 4 * nth && (N + NR - 1) / NR >= 2 * nblocks) nblocks *= 2;
+    const int panels = (N + NR - 1) / NR;
+    return (panels + nblocks - 1) / nblocks * NR;
+}
+
 void cpu_gemm_linear(float *y, int ldy, const float *x, int ldx, int rows,
                      const cpu_gemm_weight *w, const float *bias, emb_act act, int accumulate) {
     const int N = w->n, K = w->k;
     if (rows <= 0 || N <= 0) return;
     if (K <= 0) {
         scale_c(y, ldy, rows, N, accumulate ? 1.0f : 0.0f);
-    } else {
-        const ukernel uk = select_kernel();
-        const int mblocks = (rows + MC - 1) / MC, nblocks = (N + NC - 1) / NC;
-        const long items = (long)mblocks * nblocks;
-        const size_t pstride = (size_t)K * NR;
-        /* Small products (a Dense head on a few pooled vectors) stay serial. */
-        const double flops = 2.0 * rows * N * K;
-#pragma omp parallel for schedule(dynamic, 1) if (items > 1 && flops > 4e6)
-        for (long it = 0; it < items; it++) {
-            const int i0 = (int)(it / nblocks) * MC, j0 = (int)(it % nblocks) * NC;
-            const int mc = rows - i0 < MC ? rows - i0 : MC, nc = N - j0 < NC ? N - j0 : NC;
-            float *abuf = apack_buffer();
-            float *cb = y + (size_t)i0 * ldy + j0;
-            if (!abuf) {
-                fill_nan(cb, ldy, mc, nc);
-                continue;
-            }
-            gemm_block(&uk, mc, nc, K, 1.0f, x + (size_t)i0 * ldx, ldx,
-                       w->panels + (size_t)(j0 / NR) * pstride, pstride, cb, ldy, accumulate,
-                       abuf);
-            if (bias || act != EMB_ACT_IDENTITY)
-                for (int r = 0; r < mc; r++)
-                    cpu_vm_bias_act(cb + (size_t)r * ldy, bias ? bias + j0 : NULL, nc, act);
-        }
+        if (bias || act != EMB_ACT_IDENTITY)
+            for (int r = 0; r < rows; r++) cpu_vm_bias_act(y + (size_t)r * ldy, bias, N, act);
         return;
     }
-    if (bias || act != EMB_ACT_IDENTITY)
-        for (int r = 0; r < rows; r++) cpu_vm_bias_act(y + (size_t)r * ldy, bias, N, act);
+    const ukernel uk = select_kernel();
+    const int mblocks = (rows + MC - 1) / MC, nc_max = column_block(mblocks, N);
+    const int nblocks = (N + nc_max - 1) / nc_max;
+    const long items = (long)mblocks * nblocks;
+    const size_t pstride = (size_t)K * NR;
+    /* Small products (a Dense head on a few pooled vectors) stay serial. */
+    const double flops = 2.0 * rows * N * K;
+#pragma omp parallel for schedule(dynamic, 1) if (items > 1 && flops > 4e6)
+    for (long it = 0; it < items; it++) {
+        const int i0 = (int)(it / nblocks) * MC, j0 = (int)(it % nblocks) * nc_max;
+        const int mc = rows - i0 < MC ? rows - i0 : MC, nc = N - j0 < nc_max ? N - j0 : nc_max;
+        float *cb = y + (size_t)i0 * ldy + j0;
+        const bview B = {w->panels + (size_t)(j0 / NR) * pstride, pstride, NR};
+        gemm_block(&uk, mc, nc, K, 1.0f, x + (size_t)i0 * ldx, ldx, B, cb, ldy, accumulate);
+        if (bias || act != EMB_ACT_IDENTITY)
+            for (int r = 0; r < mc; r++)
+                cpu_vm_bias_act(cb + (size_t)r * ldy, bias ? bias + j0 : NULL, nc, act);
+    }
 }
 
 void cpu_gemm(int transb, int M, int N, int K, float alpha, const float *A, int lda,
@@ -319,17 +333,20 @@ void cpu_gemm(int transb, int M, int N, int K, float alpha, const float *A, int 
     /* The kernels overwrite or add; any other beta pre-scales C. */
     if (beta != 0.0f && beta != 1.0f) scale_c(C, ldc, M, N, beta);
     const ukernel uk = select_kernel();
-    const size_t pstride = (size_t)K * NR;
-    float *bp = bpack_buffer((size_t)((N + NR - 1) / NR) * pstride);
-    float *abuf = apack_buffer();
-    if (!bp || !abuf) {
-        fill_nan(C, ldc, M, N);
-        return;
+    bview bv = {B, NR, ldb};
+    if (transb || N % NR) {
+        const size_t pstride = (size_t)K * NR;
+        float *bp = bpack_buffer((size_t)((N + NR - 1) / NR) * pstride);
+        if (!bp) {
+            fill_nan(C, ldc, M, N);
+            return;
+        }
+        pack_b(bp, B, ldb, transb, N, K);
+        bv = (bview){bp, pstride, NR};
     }
-    pack_b(bp, B, ldb, transb, N, K);
     for (int i0 = 0; i0 < M; i0 += MC) {
         const int mc = M - i0 < MC ? M - i0 : MC;
-        gemm_block(&uk, mc, N, K, alpha, A + (size_t)i0 * lda, lda, bp, pstride,
-                   C + (size_t)i0 * ldc, ldc, beta != 0.0f, abuf);
+        gemm_block(&uk, mc, N, K, alpha, A + (size_t)i0 * lda, lda, bv, C + (size_t)i0 * ldc,
+                   ldc, beta != 0.0f);
     }
 }

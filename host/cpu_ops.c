@@ -165,9 +165,10 @@ void cpu_linear(float *y, const float *x, const float *w, const float *b,
 /* ---- attention -------------------------------------------------------- */
 
 /* Query rows per work item: bounds the score buffer to QBLOCK x seqlen per
- * thread (2 MiB at 4096 tokens) while keeping the GEMMs big enough to be
- * efficient, and gives OpenMP (sequence, head, query block) items to balance. */
-#define QBLOCK 64
+ * thread (2 MiB at 4096 tokens) and gives OpenMP (sequence, head, query
+ * block) items to balance; large enough that sequences up to BERT's 512
+ * positions are cut in few blocks, each of which transposes K again. */
+#define QBLOCK 128
 
 /* Grow-only per-thread score buffer: the OpenMP pool's threads persist, so
  * after the first batch of the longest length this never allocates again. */
