@@ -190,7 +190,8 @@ static float gelu_erf(float x) {
 /* 0.5 x (1 + tanh(u)) == x sigmoid(2u) == x / (1 + e^-2u): one exp, no
  * cancellation for negative u. */
 static float gelu_tanh(float x) {
-    const float u = GELU_TANH_C * (x + GELU_TANH_A * x * x * x);
+    const float x3 = x * x * x;
+    const float u = GELU_TANH_C * (x + GELU_TANH_A * x3);
     return x / (1.0f + cpu_expf(-2.0f * u));
 }
 
