@@ -1,22 +1,44 @@
 /*
- * Kernel microbenchmark ladders (llm.c style): for each kernel family a naive
- * version and the production kernel from kernels/, each validated against the
- * CPU twin (host/cpu_ops.c) before it is timed, then timed with CUDA events
- * and reported as achieved TFLOP/s (attention) or GB/s (memory-bound kernels)
- * against the device's peak. Needs a GPU; built and run by tools/gpu-check:
- *   bench_kernels [--quick]
- * Ladder:
- *   attention v0  one thread per (query, head), fp32 scalar online softmax
- *   attention v1  kernels/attention.cu: FA2 tiles, mma.sync, online softmax
- *   layernorm v0  one thread per row, three passes over global memory
- *   layernorm v1  kernels/norm.cu: one CTA per row, values in registers
+ * Kernel microbenchmark ladders (llm.c style): for each kernel family a naive,
+ * bench-local version (v0) and the production launcher from kernels/kernels.h
+ * (v1), each validated against the CPU twin (host/cpu_ops.c) before it is
+ * timed, then timed with CUDA events (L2 flushed before every repetition, the
+ * median reported) as achieved TFLOP/s (attention) or GB/s (memory-bound
+ * kernels) against the device's peak. Needs a GPU; built with the tree and run
+ * by tools/gpu-check:
+ *   bench_kernels [--quick] [--only FAMILY[,FAMILY...]]
+ * Families and ladders (see bench/kernels/README.md):
+ *   attention  v0 one thread per (query, head), fp32 scalar online softmax
+ *              v1 kernels/attention.cu: FA2 tiles, mma.sync, online softmax
+ *   embed      v0 one thread per token, three passes over the gathered rows
+ *              v1 kernels/embed.cu: one CTA per token, row in registers
+ *   layernorm  v0 one thread per row, three passes over global memory
+ *              v1 kernels/norm.cu: one CTA per row, values in registers
+ *   rmsnorm    v0 one thread per row, two passes
+ *              v1 kernels/norm.cu: one CTA per row, values in registers
+ *   act        v0 one thread per element, scalar loads (bias + GELU erf/tanh)
+ *              v1 kernels/act.cu: grid-stride over element pairs
+ *   gated      v0 one thread per output element (GeGLU, SwiGLU)
+ *              v1 kernels/act.cu: grid-stride over element pairs
+ *   pool       v0 one thread per (sequence, column), then a thread-per-row
+ *                 L2-normalize kernel
+ *              v1 kernels/pool.cu: one CTA per sequence, pooling and the
+ *                 normalize tail fused
+ *   convert    v0 one thread per element
+ *              v1 kernels/convert.cu: grid-stride loop
+ * Bytes are the compulsory DRAM traffic of the operation (every input element
+ * read once, every output written once, gathered tables counted by the rows
+ * used); FLOPs of attention are 4 * len^2 * head_dim per (sequence, head).
  */
 #include <cuda_runtime.h>
 #include <cuda_fp16.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <algorithm>
 #include <functional>
 #include <vector>
 
@@ -34,11 +56,15 @@ extern "C" {
             exit(1);                                                                       \
         }                                                                                  \
     } while (0)
+/* After a raw <<<...>>> launch of a bench-local kernel. */
+#define CKL() CK(cudaGetLastError())
 
-static float frand() { return (float)rand() / RAND_MAX * 2.0f - 1.0f; }
+/* ======================================================================== */
+/* Naive kernels (v0 of each ladder)                                         */
+/* ======================================================================== */
 
 /* ---- attention v0 ---------------------------------------------------------- */
-__global__ void attn_v0(__half *out, const __half *qkv, const int *cu, int nseq, int heads, int D,
+__global__ void attn_v0(__half *out, const __half *qkv, const int *cu, int heads, int D,
                         float scale) {
     int s = blockIdx.y, h = blockIdx.z;
     int start = cu[s], len = cu[s + 1] - start;
@@ -63,7 +89,34 @@ __global__ void attn_v0(__half *out, const __half *qkv, const int *cu, int nseq,
     for (int d = 0; d < D; d++) o[d] = __float2half(acc[d] / l);
 }
 
-/* ---- layernorm v0 ---------------------------------------------------------- */
+/* ---- embedding gather + LayerNorm v0 ----------------------------------------- */
+__global__ void embed_v0(__half *out, const int *ids, const int *types, const int *cu, int nseq,
+                         int total, const __half *word, const __half *pos, const __half *ttab,
+                         const __half *g, const __half *b, int hidden, float eps) {
+    int t = blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= total) return;
+    int s = 0;
+    while (s + 1 < nseq && cu[s + 1] <= t) s++;   /* linear search: naive on purpose */
+    const __half *w = word + (size_t)ids[t] * hidden;
+    const __half *p = pos + (size_t)(t - cu[s]) * hidden;
+    const __half *ty = ttab + (size_t)types[t] * hidden;
+    __half *o = out + (size_t)t * hidden;
+    float mean = 0, var = 0;
+    for (int c = 0; c < hidden; c++)
+        mean += __half2float(w[c]) + __half2float(p[c]) + __half2float(ty[c]);
+    mean /= hidden;
+    for (int c = 0; c < hidden; c++) {
+        float d = __half2float(w[c]) + __half2float(p[c]) + __half2float(ty[c]) - mean;
+        var += d * d;
+    }
+    float rstd = 1.0f / sqrtf(var / hidden + eps);
+    for (int c = 0; c < hidden; c++) {
+        float v = __half2float(w[c]) + __half2float(p[c]) + __half2float(ty[c]);
+        o[c] = __float2half((v - mean) * rstd * __half2float(g[c]) + __half2float(b[c]));
+    }
+}
+
+/* ---- bias + residual + layernorm v0 ------------------------------------------ */
 __global__ void ln_v0(__half *x, const __half *bias, const __half *res, const __half *g,
                       const __half *b, int rows, int dim, float eps) {
     int r = blockIdx.x * blockDim.x + threadIdx.x;
@@ -84,147 +137,645 @@ __global__ void ln_v0(__half *x, const __half *bias, const __half *res, const __
     }
 }
 
-/* ---- helpers ------------------------------------------------------------------ */
-static __half *up(const std::vector<float> &x) {
-    std::vector<__half> h(x.size());
-    for (size_t i = 0; i < x.size(); i++) h[i] = __float2half(x[i]);
-    __half *d;
-    CK(cudaMalloc(&d, h.size() * 2));
-    CK(cudaMemcpy(d, h.data(), h.size() * 2, cudaMemcpyHostToDevice));
-    return d;
+/* ---- residual + RMSNorm v0 ---------------------------------------------------- */
+__global__ void rms_v0(__half *out, const __half *x, const __half *res, const __half *g, int rows,
+                       int dim, float eps) {
+    int r = blockIdx.x * blockDim.x + threadIdx.x;
+    if (r >= rows) return;
+    const __half *xr = x + (size_t)r * dim, *rr = res + (size_t)r * dim;
+    __half *o = out + (size_t)r * dim;
+    float ss = 0;
+    for (int c = 0; c < dim; c++) {
+        float v = __half2float(xr[c]) + __half2float(rr[c]);
+        ss += v * v;
+    }
+    float rrms = 1.0f / sqrtf(ss / dim + eps);
+    for (int c = 0; c < dim; c++)
+        o[c] = __float2half((__half2float(xr[c]) + __half2float(rr[c])) * rrms * __half2float(g[c]));
 }
-static std::vector<float> down(const __half *d, size_t n) {
+
+/* ---- activations v0 ------------------------------------------------------------ */
+__device__ float act_v0_f(float x, int act) {
+    switch (act) {
+    case EMB_KACT_GELU: return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
+    case EMB_KACT_GELU_TANH:
+        return 0.5f * x * (1.0f + tanhf(0.79788456080286536f * (x + 0.044715f * x * x * x)));
+    case EMB_KACT_SILU: return x / (1.0f + expf(-x));
+    default: return x;
+    }
+}
+
+__global__ void bias_act_v0(__half *x, const __half *bias, size_t n, int cols, int act) {
+    size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    x[i] = __float2half(act_v0_f(__half2float(x[i]) + __half2float(bias[i % cols]), act));
+}
+
+__global__ void gated_v0(__half *out, const __half *x, size_t n, int cols, int act) {
+    size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    size_t r = i / cols, c = i % cols;
+    const __half *row = x + r * 2 * cols;
+    out[i] = __float2half(act_v0_f(__half2float(row[c]), act) * __half2float(row[cols + c]));
+}
+
+/* ---- pooling v0: pool, then a separate normalize pass -------------------------- */
+__global__ void pool_v0(float *out, const __half *h, const int *cu, int dim, int mode) {
+    int s = blockIdx.y, c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= dim) return;
+    int start = cu[s], len = cu[s + 1] - start;
+    const __half *col = h + (size_t)start * dim + c;
+    float v;
+    if (mode == EMB_POOL_CLS) {
+        v = len > 0 ? __half2float(col[0]) : 0.0f;
+    } else if (mode == EMB_POOL_MAX) {
+        v = -INFINITY;
+        for (int t = 0; t < len; t++) v = fmaxf(v, __half2float(col[(size_t)t * dim]));
+    } else {
+        v = 0;
+        for (int t = 0; t < len; t++) v += __half2float(col[(size_t)t * dim]);
+        v = len > 0 ? v / len : 0.0f;
+    }
+    out[(size_t)s * dim + c] = v;
+}
+
+__global__ void l2norm_v0(float *x, int rows, int dim) {
+    int r = blockIdx.x * blockDim.x + threadIdx.x;
+    if (r >= rows) return;
+    float *row = x + (size_t)r * dim;
+    float ss = 0;
+    for (int c = 0; c < dim; c++) ss += row[c] * row[c];
+    float inv = 1.0f / fmaxf(sqrtf(ss), 1e-12f);
+    for (int c = 0; c < dim; c++) row[c] *= inv;
+}
+
+/* ---- fp16 -> fp32 conversion v0 -------------------------------------------------- */
+__global__ void to_f32_v0(float *dst, const __half *src, size_t n) {
+    size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    if (i < n) dst[i] = __half2float(src[i]);
+}
+
+/* ---- L2 flush: read (never write) a buffer twice the L2 size, so the timed
+ * kernel starts from a cold cache with no dirty lines to write back. ------------ */
+__global__ void l2_flush(const int4 *p, size_t n, unsigned *sink) {
+    unsigned acc = 0;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x) {
+        int4 v = p[i];
+        acc ^= (unsigned)(v.x ^ v.y ^ v.z ^ v.w);
+    }
+    if (acc == 0x9e3779b9u) *sink = acc;   /* the buffer is zero: never taken, keeps the loads */
+}
+
+/* ======================================================================== */
+/* Harness                                                                   */
+/* ======================================================================== */
+
+static struct {
+    bool quick;
+    const char *only;
+    double peak_tflops, peak_gbs;
+    int sms;
+    int4 *flush;
+    size_t flush_n;
+    unsigned *sink;
+    int fails;
+} B;
+
+/* xorshift64*: fast enough for the ~10^9 inputs of a full run, reproducible. */
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+static float frand() {
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    uint64_t r = rng_state * 0x2545F4914F6CDD1Dull;
+    return (float)(r >> 40) * (2.0f / 16777216.0f) - 1.0f;   /* [-1, 1) */
+}
+static int irand(int n) { return (int)((frand() + 1.0f) * 0.5f * n) % n; }
+
+static std::vector<__half> rand_half(size_t n, float scale) {
     std::vector<__half> h(n);
-    CK(cudaMemcpy(h.data(), d, n * 2, cudaMemcpyDeviceToHost));
-    std::vector<float> x(n);
-    for (size_t i = 0; i < n; i++) x[i] = __half2float(h[i]);
-    return x;
+    for (size_t i = 0; i < n; i++) h[i] = __float2half(frand() * scale);
+    return h;
 }
-static void round_f16(std::vector<float> &x) {
-    for (auto &v : x) v = __half2float(__float2half(v));
+static std::vector<float> to_float(const __half *h, size_t n) {
+    std::vector<float> f(n);
+    for (size_t i = 0; i < n; i++) f[i] = __half2float(h[i]);
+    return f;
 }
-static bool validate(const char *name, const std::vector<float> &got, const std::vector<float> &ref,
-                     float tol) {
+static std::vector<float> to_float(const std::vector<__half> &h) { return to_float(h.data(), h.size()); }
+
+/* Owned device buffer. */
+template <typename T> struct Dev {
+    T *p = nullptr;
+    size_t n = 0;
+    explicit Dev(size_t count) : n(count) { CK(cudaMalloc(&p, (count ? count : 1) * sizeof(T))); }
+    explicit Dev(const std::vector<T> &h) : Dev(h.size()) {
+        CK(cudaMemcpy(p, h.data(), n * sizeof(T), cudaMemcpyHostToDevice));
+    }
+    ~Dev() { cudaFree(p); }
+    Dev(const Dev &) = delete;
+    Dev &operator=(const Dev &) = delete;
+    size_t bytes() const { return n * sizeof(T); }
+    void poison() { CK(cudaMemset(p, 0xff, bytes())); }   /* NaN as fp16 and fp32 */
+    void copy_from(const Dev &o) { CK(cudaMemcpy(p, o.p, bytes(), cudaMemcpyDeviceToDevice)); }
+};
+static std::vector<float> down(const Dev<__half> &d) {
+    std::vector<__half> h(d.n);
+    CK(cudaMemcpy(h.data(), d.p, d.bytes(), cudaMemcpyDeviceToHost));
+    return to_float(h);
+}
+static std::vector<float> down(const Dev<float> &d) {
+    std::vector<float> h(d.n);
+    CK(cudaMemcpy(h.data(), d.p, d.bytes(), cudaMemcpyDeviceToHost));
+    return h;
+}
+
+/* Scaled error |got - ref| / (atol + rtol |ref|): 1.0 is the limit; NaN (an
+ * element never written over the poison) fails. */
+static bool validate(const char *name, const float *got, const float *ref, size_t n, double atol,
+                     double rtol) {
     double worst = 0;
-    for (size_t i = 0; i < ref.size(); i++) {
-        double d = fabs((double)got[i] - ref[i]) / (tol + fabs((double)ref[i]));
-        if (!(d <= worst)) worst = isnan(d) ? INFINITY : d > worst ? d : worst;
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - (double)ref[i]);
+        double e = d == 0 ? 0 : d / (atol + rtol * fabs((double)ref[i]));
+        if (!(e <= worst)) {   /* also taken for NaN */
+            worst = isnan(e) ? INFINITY : e;
+            at = i;
+            if (isinf(worst)) break;
+        }
     }
     bool ok = worst <= 1.0;
-    printf("  %-14s validate: %s (worst scaled error %.3f)\n", name, ok ? "ok" : "FAILED", worst);
+    printf("  %-16s validate: %s (worst scaled error %.3f", name, ok ? "ok" : "FAILED", worst);
+    if (!ok) printf(" at %zu: got %g, want %g", at, (double)got[at], (double)ref[at]);
+    printf(")\n");
     return ok;
 }
-template <typename F> static float time_ms(F f, int iters) {
-    cudaEvent_t a, b;
-    CK(cudaEventCreate(&a));
-    CK(cudaEventCreate(&b));
-    f();
+static bool validate(const char *name, const std::vector<float> &got, const std::vector<float> &ref,
+                     double atol, double rtol) {
+    if (got.size() != ref.size()) {
+        printf("  %-16s validate: FAILED (size %zu, want %zu)\n", name, got.size(), ref.size());
+        return false;
+    }
+    return validate(name, got.data(), ref.data(), ref.size(), atol, rtol);
+}
+
+/* Median over `reps` of one call's device time in microseconds, each call
+ * preceded by an L2 flush outside the timed interval. */
+static float time_us(const std::function<void()> &f, int reps) {
+    f();   /* warm-up (module load, first-touch) */
     CK(cudaDeviceSynchronize());
-    CK(cudaEventRecord(a));
-    for (int i = 0; i < iters; i++) f();
-    CK(cudaEventRecord(b));
-    CK(cudaEventSynchronize(b));
-    float ms;
-    CK(cudaEventElapsedTime(&ms, a, b));
-    return ms / iters;
+    std::vector<cudaEvent_t> ev(2 * reps);
+    for (auto &e : ev) CK(cudaEventCreate(&e));
+    for (int i = 0; i < reps; i++) {
+        l2_flush<<<B.sms * 4, 512>>>(B.flush, B.flush_n, B.sink);
+        CKL();
+        CK(cudaEventRecord(ev[2 * i]));
+        f();
+        CK(cudaEventRecord(ev[2 * i + 1]));
+    }
+    CK(cudaEventSynchronize(ev.back()));
+    std::vector<float> t(reps);
+    for (int i = 0; i < reps; i++) CK(cudaEventElapsedTime(&t[i], ev[2 * i], ev[2 * i + 1]));
+    for (auto &e : ev) CK(cudaEventDestroy(e));
+    std::sort(t.begin(), t.end());
+    return 1e3f * t[reps / 2];
+}
+
+struct Rung {
+    const char *name;
+    std::function<void()> run;   /* one call; checks its own launch */
+    bool slow;                   /* naive rung: fewer repetitions */
+};
+
+/* Runs each rung once after reset(), validates with check(name), and times
+ * the ones that pass. work is FLOPs (flops) or bytes per call. */
+static void ladder(const std::vector<Rung> &rungs, const std::function<void()> &reset,
+                   const std::function<bool(const char *)> &check, double work, bool flops) {
+    for (const Rung &r : rungs) {
+        reset();
+        r.run();
+        CK(cudaDeviceSynchronize());
+        if (!check(r.name)) {
+            B.fails++;
+            continue;
+        }
+        const int reps = r.slow ? (B.quick ? 1 : 3) : (B.quick ? 5 : 25);
+        const float us = time_us(r.run, reps);
+        const double rate = work / (us * 1e-6);
+        if (flops)
+            printf("  %-16s %10.1f us  %8.1f TFLOP/s  %5.1f%% of peak\n", r.name, us, rate / 1e12,
+                   B.peak_tflops > 0 ? 100 * rate / 1e12 / B.peak_tflops : 0.0);
+        else
+            printf("  %-16s %10.1f us  %8.1f GB/s     %5.1f%% of peak\n", r.name, us, rate / 1e9,
+                   B.peak_gbs > 0 ? 100 * rate / 1e9 / B.peak_gbs : 0.0);
+    }
+}
+
+static bool want(const char *family) {
+    if (!B.only) return true;
+    size_t n = strlen(family);
+    for (const char *p = B.only; *p;) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len == n && !strncmp(p, family, n)) return true;
+        if (!e) break;
+        p = e + 1;
+    }
+    return false;
+}
+
+static std::vector<int> prefix(const std::vector<int> &lens) {
+    std::vector<int> cu(lens.size() + 1, 0);
+    for (size_t i = 0; i < lens.size(); i++) cu[i + 1] = cu[i] + lens[i];
+    return cu;
+}
+
+/* Mixed lengths (32..512, BERT-like spread) cut to exactly `total` tokens. */
+static std::vector<int> mixed_lens(int total) {
+    std::vector<int> lens;
+    for (int i = 0, sum = 0; sum < total; i++) {
+        int l = 32 + (i * 97) % 481;
+        if (l > total - sum) l = total - sum;
+        lens.push_back(l);
+        sum += l;
+    }
+    return lens;
+}
+
+/* ======================================================================== */
+/* Families                                                                  */
+/* ======================================================================== */
+
+/* Varlen attention, f16. The reference runs on at most `nval` sequences spread
+ * over the batch (every output row depends only on its own sequence), so big
+ * batches validate in seconds on the CPU. */
+static void bench_attention(const char *what, const std::vector<int> &lens, int heads, int D,
+                            int nval) {
+    const int nseq = (int)lens.size();
+    const std::vector<int> cu = prefix(lens);
+    const int total = cu[nseq];
+    const int maxlen = *std::max_element(lens.begin(), lens.end());
+    const size_t ld = (size_t)3 * heads * D, ldo = (size_t)heads * D;
+    const float scale = 1.0f / sqrtf((float)D);
+    std::vector<__half> qkv = rand_half((size_t)total * ld, 1.0f);
+
+    /* Sub-batch of validated sequences, packed like the real one. */
+    std::vector<int> pick;
+    const int step = nseq > nval ? (nseq + nval - 1) / nval : 1;
+    for (int s = 0; s < nseq; s += step) pick.push_back(s);
+    if (pick.back() != nseq - 1) pick.push_back(nseq - 1);
+    std::vector<int> sub_lens;
+    for (int s : pick) sub_lens.push_back(lens[s]);
+    const std::vector<int> sub_cu = prefix(sub_lens);
+    std::vector<float> sub_qkv((size_t)sub_cu.back() * ld);
+    for (size_t i = 0; i < pick.size(); i++)
+        for (size_t e = 0; e < (size_t)sub_lens[i] * ld; e++)
+            sub_qkv[(size_t)sub_cu[i] * ld + e] = __half2float(qkv[(size_t)cu[pick[i]] * ld + e]);
+    std::vector<float> ref((size_t)sub_cu.back() * ldo);
+    cpu_attention_varlen(ref.data(), sub_qkv.data(), sub_cu.data(), (int)pick.size(), heads, D,
+                         scale, 0);
+    sub_qkv = std::vector<float>();
+
+    Dev<__half> dq(qkv), dout((size_t)total * ldo);
+    Dev<int> dcu(cu);
+    qkv = std::vector<__half>();
+    double flops = 0;
+    for (int l : lens) flops += 4.0 * l * l * D * heads;
+    printf("attention f16 %s: heads=%d head_dim=%d, %d sequences, %d tokens (max %d); "
+           "checked on %zu sequences\n", what, heads, D, nseq, total, maxlen, pick.size());
+
+    std::vector<Rung> rungs = {
+        {"v0 naive", [&] {
+             attn_v0<<<dim3((maxlen + 63) / 64, nseq, heads), 64>>>(dout.p, dq.p, dcu.p, heads, D,
+                                                                    scale);
+             CKL();
+         }, true},
+        {"v1 flash-mma", [&] {
+             CK(emb_launch_attention_varlen(dout.p, EMB_KDT_F16, dq.p, dcu.p, nseq, maxlen, heads,
+                                            D, scale, 0, 0));
+         }, false},
+    };
+    auto check = [&](const char *name) {
+        std::vector<__half> h(ref.size());
+        for (size_t i = 0; i < pick.size(); i++)
+            CK(cudaMemcpy(h.data() + (size_t)sub_cu[i] * ldo, dout.p + (size_t)cu[pick[i]] * ldo,
+                          (size_t)sub_lens[i] * ldo * sizeof(__half), cudaMemcpyDeviceToHost));
+        return validate(name, to_float(h), ref, 1e-3, 1e-2);
+    };
+    ladder(rungs, [&] { dout.poison(); }, check, flops, true);
+}
+
+/* Word + position + token-type gather, LayerNorm, f16, BERT vocabulary. */
+static void bench_embed(int total, int hidden) {
+    const int vocab = 30522, maxpos = 512, ntypes = 2;
+    const float eps = 1e-12f;
+    const std::vector<int> lens = mixed_lens(total);
+    const std::vector<int> cu = prefix(lens);
+    const int nseq = (int)lens.size();
+    std::vector<int> ids(total), types(total);
+    for (int s = 0; s < nseq; s++)
+        for (int i = 0; i < lens[s]; i++) {
+            ids[cu[s] + i] = irand(vocab);
+            types[cu[s] + i] = i >= lens[s] / 2;   /* a sentence pair */
+        }
+    std::vector<__half> word = rand_half((size_t)vocab * hidden, 1.0f),
+                        pos = rand_half((size_t)maxpos * hidden, 0.5f),
+                        ttab = rand_half((size_t)ntypes * hidden, 0.5f),
+                        g = rand_half(hidden, 1.0f), b = rand_half(hidden, 1.0f);
+    std::vector<float> ref((size_t)total * hidden);
+    {
+        std::vector<float> wf = to_float(word), pf = to_float(pos), tf = to_float(ttab),
+                           gf = to_float(g), bf = to_float(b);
+        cpu_embed_layernorm(ref.data(), ids.data(), types.data(), cu.data(), nseq, wf.data(),
+                            pf.data(), tf.data(), gf.data(), bf.data(), hidden, eps);
+    }
+    Dev<__half> dword(word), dpos(pos), dtt(ttab), dg(g), db(b), dout((size_t)total * hidden);
+    Dev<int> dids(ids), dtypes(types), dcu(cu);
+    const int maxlen = *std::max_element(lens.begin(), lens.end());
+    const double bytes = 2.0 * total * hidden * 2                 /* gathered word rows, output */
+                         + ((double)maxlen + ntypes + 2) * hidden * 2   /* position/type rows, g, b */
+                         + 2.0 * total * 4 + (nseq + 1) * 4.0;       /* ids, type ids, cu_seqlens */
+    printf("embedding gather + LayerNorm f16: %d tokens in %d sequences, hidden=%d, vocab=%d\n",
+           total, nseq, hidden, vocab);
+    std::vector<Rung> rungs = {
+        {"v0 thread/token", [&] {
+             embed_v0<<<(total + 127) / 128, 128>>>(dout.p, dids.p, dtypes.p, dcu.p, nseq, total,
+                                                    dword.p, dpos.p, dtt.p, dg.p, db.p, hidden, eps);
+             CKL();
+         }, true},
+        {"v1 cta/token", [&] {
+             CK(emb_launch_embed_layernorm(dout.p, EMB_KDT_F16, dids.p, dtypes.p, dcu.p, nseq,
+                                           total, dword.p, dpos.p, dtt.p, dg.p, db.p, hidden, eps,
+                                           0));
+         }, false},
+    };
+    ladder(rungs, [&] { dout.poison(); },
+           [&](const char *name) { return validate(name, down(dout), ref, 2e-3, 4e-3); }, bytes,
+           false);
+}
+
+/* Bias + residual + LayerNorm in place (BERT's post-attention / post-FFN step). */
+static void bench_layernorm(int rows, int dim) {
+    const float eps = 1e-12f;
+    std::vector<__half> x = rand_half((size_t)rows * dim, 1.0f), res = rand_half(x.size(), 1.0f),
+                        bias = rand_half(dim, 1.0f), g = rand_half(dim, 1.0f),
+                        b = rand_half(dim, 1.0f);
+    std::vector<float> ref = to_float(x);
+    {
+        std::vector<float> rf = to_float(res), biasf = to_float(bias), gf = to_float(g),
+                           bf = to_float(b);
+        cpu_bias_residual_layernorm(ref.data(), biasf.data(), rf.data(), gf.data(), bf.data(), rows,
+                                    dim, eps);
+    }
+    Dev<__half> dx(x), dres(res), dbias(bias), dg(g), db(b), dwork(x.size());
+    const double bytes = 3.0 * rows * dim * 2 + 3.0 * dim * 2;   /* x, residual, out; bias, g, b */
+    printf("bias+residual+LayerNorm f16 (in place): rows=%d dim=%d\n", rows, dim);
+    std::vector<Rung> rungs = {
+        {"v0 thread/row", [&] {
+             ln_v0<<<(rows + 127) / 128, 128>>>(dwork.p, dbias.p, dres.p, dg.p, db.p, rows, dim, eps);
+             CKL();
+         }, true},
+        /* Timed in place on already-normalized rows: same traffic. */
+        {"v1 cta/row", [&] {
+             CK(emb_launch_bias_residual_layernorm(dwork.p, EMB_KDT_F16, dwork.p, dbias.p, dres.p,
+                                                   dg.p, db.p, rows, dim, eps, 0));
+         }, false},
+    };
+    ladder(rungs, [&] { dwork.copy_from(dx); },
+           [&](const char *name) { return validate(name, down(dwork), ref, 2e-3, 4e-3); }, bytes,
+           false);
+}
+
+/* Residual + RMSNorm, out of place (pre-norm architectures). */
+static void bench_rmsnorm(int rows, int dim) {
+    const float eps = 1e-6f;
+    std::vector<__half> x = rand_half((size_t)rows * dim, 1.0f), res = rand_half(x.size(), 1.0f),
+                        g = rand_half(dim, 1.0f);
+    std::vector<float> ref = to_float(x);
+    {
+        std::vector<float> rf = to_float(res), gf = to_float(g);
+        cpu_rmsnorm(ref.data(), rf.data(), gf.data(), rows, dim, eps);
+    }
+    Dev<__half> dx(x), dres(res), dg(g), dout(x.size());
+    const double bytes = 3.0 * rows * dim * 2 + dim * 2.0;
+    printf("residual+RMSNorm f16: rows=%d dim=%d\n", rows, dim);
+    std::vector<Rung> rungs = {
+        {"v0 thread/row", [&] {
+             rms_v0<<<(rows + 127) / 128, 128>>>(dout.p, dx.p, dres.p, dg.p, rows, dim, eps);
+             CKL();
+         }, true},
+        {"v1 cta/row", [&] {
+             CK(emb_launch_rmsnorm(dout.p, EMB_KDT_F16, dx.p, dres.p, dg.p, rows, dim, eps, 0));
+         }, false},
+    };
+    ladder(rungs, [&] { dout.poison(); },
+           [&](const char *name) { return validate(name, down(dout), ref, 2e-3, 4e-3); }, bytes,
+           false);
+}
+
+static const char *act_name(int act) {
+    return act == EMB_KACT_GELU ? "GELU erf" : act == EMB_KACT_GELU_TANH ? "GELU tanh"
+                                             : act == EMB_KACT_SILU ? "SiLU" : "?";
+}
+
+/* Bias + activation in place over the FFN's first GEMM output. Timing repeats
+ * the in-place update on its own output; bias is small so values stay O(1). */
+static void bench_bias_act(int rows, int cols, int act) {
+    const size_t n = (size_t)rows * cols;
+    std::vector<__half> x = rand_half(n, 2.0f), bias = rand_half(cols, 0.1f);
+    std::vector<float> ref = to_float(x);
+    {
+        std::vector<float> biasf = to_float(bias);
+        cpu_bias_act(ref.data(), biasf.data(), rows, cols, (emb_act)act);
+    }
+    Dev<__half> dx(x), dbias(bias), dwork(n);
+    const double bytes = 2.0 * n * 2 + cols * 2.0;
+    printf("bias+%s f16 (in place): rows=%d cols=%d\n", act_name(act), rows, cols);
+    std::vector<Rung> rungs = {
+        {"v0 thread/elem", [&] {
+             bias_act_v0<<<(unsigned)((n + 255) / 256), 256>>>(dwork.p, dbias.p, n, cols, act);
+             CKL();
+         }, true},
+        {"v1 pairs", [&] {
+             CK(emb_launch_bias_act(dwork.p, EMB_KDT_F16, dbias.p, rows, cols, act, 0));
+         }, false},
+    };
+    ladder(rungs, [&] { dwork.copy_from(dx); },
+           [&](const char *name) { return validate(name, down(dwork), ref, 1e-3, 4e-3); }, bytes,
+           false);
+}
+
+/* Gated FFN: x [rows, 2*cols] -> act(gate) * up [rows, cols]. */
+static void bench_gated(int rows, int cols, int act) {
+    const size_t n = (size_t)rows * cols;
+    std::vector<__half> x = rand_half(2 * n, 2.0f);
+    std::vector<float> ref(n);
+    {
+        std::vector<float> xf = to_float(x);
+        cpu_gated_act(ref.data(), xf.data(), rows, cols, (emb_act)act);
+    }
+    Dev<__half> dx(x), dout(n);
+    const double bytes = 3.0 * n * 2;
+    printf("gated %s (%s) f16: rows=%d cols=%d (input %d wide)\n",
+           act == EMB_KACT_SILU ? "SwiGLU" : "GeGLU", act_name(act), rows, cols, 2 * cols);
+    std::vector<Rung> rungs = {
+        {"v0 thread/elem", [&] {
+             gated_v0<<<(unsigned)((n + 255) / 256), 256>>>(dout.p, dx.p, n, cols, act);
+             CKL();
+         }, true},
+        {"v1 pairs", [&] {
+             CK(emb_launch_gated_act(dout.p, EMB_KDT_F16, dx.p, rows, cols, act, 0));
+         }, false},
+    };
+    ladder(rungs, [&] { dout.poison(); },
+           [&](const char *name) { return validate(name, down(dout), ref, 1e-3, 4e-3); }, bytes,
+           false);
+}
+
+/* Segmented pooling + L2 normalization to fp32 vectors, one mode at a time. */
+static void bench_pool(int nseq, int dim) {
+    std::vector<int> lens(nseq);
+    for (int i = 0; i < nseq; i++) lens[i] = 1 + (i * 97 + 13) % 512;   /* 1..512, shuffled */
+    const std::vector<int> cu = prefix(lens);
+    const int total = cu[nseq];
+    std::vector<__half> h = rand_half((size_t)total * dim, 1.0f);
+    std::vector<float> hf = to_float(h);
+    Dev<__half> dh(h);
+    Dev<int> dcu(cu);
+    Dev<float> dout((size_t)nseq * dim);
+    h = std::vector<__half>();
+    const int modes[] = {EMB_POOL_MEAN, EMB_POOL_MAX, EMB_POOL_CLS};
+    const char *names[] = {"mean", "max", "cls"};
+    for (int mi = 0; mi < 3; mi++) {
+        const int mode = modes[mi];
+        std::vector<float> ref((size_t)nseq * dim);
+        cpu_pool(ref.data(), hf.data(), cu.data(), nseq, dim, mode, nullptr);
+        cpu_l2_normalize(ref.data(), nseq, dim);
+        /* cls needs one row per sequence; mean and max every token. */
+        const double in_rows = mode == EMB_POOL_CLS ? nseq : total;
+        const double bytes = in_rows * dim * 2 + (double)nseq * dim * 4 + (nseq + 1) * 4.0;
+        printf("pool %s + L2 normalize, f16 -> f32: %d sequences (1..512 tokens), %d tokens, "
+               "dim=%d\n", names[mi], nseq, total, dim);
+        std::vector<Rung> rungs = {
+            {"v0 thread/col", [&] {
+                 pool_v0<<<dim3((dim + 255) / 256, nseq), 256>>>(dout.p, dh.p, dcu.p, dim, mode);
+                 CKL();
+                 l2norm_v0<<<(nseq + 127) / 128, 128>>>(dout.p, nseq, dim);
+                 CKL();
+             }, true},
+            {"v1 cta/seq", [&] {
+                 CK(emb_launch_pool(dout.p, dh.p, EMB_KDT_F16, dcu.p, nullptr, nseq, dim, mode, dim,
+                                    1, EMB_KQUANT_NONE, nullptr, nullptr, 0));
+             }, false},
+        };
+        ladder(rungs, [&] { dout.poison(); },
+               [&](const char *name) { return validate(name, down(dout), ref, 1e-5, 1e-3); },
+               bytes, false);
+    }
+}
+
+/* fp16 hidden states back to fp32 (token embeddings output). */
+static void bench_convert(size_t n) {
+    std::vector<__half> src = rand_half(n, 4.0f);
+    std::vector<float> ref = to_float(src);
+    Dev<__half> dsrc(src);
+    Dev<float> dout(n);
+    const double bytes = n * (2.0 + 4.0);
+    printf("convert f16 -> f32: %zu elements\n", n);
+    std::vector<Rung> rungs = {
+        {"v0 thread/elem", [&] {
+             to_f32_v0<<<(unsigned)((n + 255) / 256), 256>>>(dout.p, dsrc.p, n);
+             CKL();
+         }, true},
+        {"v1 grid-stride", [&] { CK(emb_launch_to_f32(dout.p, dsrc.p, EMB_KDT_F16, n, 0)); }, false},
+    };
+    ladder(rungs, [&] { dout.poison(); },
+           [&](const char *name) { return validate(name, down(dout), ref, 0.0, 0.0); }, bytes,
+           false);
+}
+
+/* ======================================================================== */
+
+static double now_s() {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
 }
 
 int main(int argc, char **argv) {
-    const bool quick = argc > 1 && !strcmp(argv[1], "--quick");
+    setvbuf(stdout, nullptr, _IOLBF, 0);   /* progress survives a timeout */
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--quick")) B.quick = true;
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc) B.only = argv[++i];
+        else {
+            fprintf(stderr, "usage: %s [--quick] [--only attention,embed,layernorm,rmsnorm,act,"
+                            "gated,pool,convert]\n", argv[0]);
+            return 2;
+        }
+    }
+    const double t0 = now_s();
     cudaDeviceProp p;
     CK(cudaGetDeviceProperties(&p, 0));
-    /* Peak dense fp16 tensor FLOP/s and DRAM bandwidth: looked up for the parts
-     * DESIGN.md §5 names, bandwidth from the device's own clock and bus width. */
-    double peak_tflops = p.major == 9 ? 989.0 : (p.major == 8 && p.minor == 0 ? 312.0 : 0.0);
-    if (p.major == 9 && strstr(p.name, "PCIe")) peak_tflops = 756.0;
-    int mem_clock_khz = 0, bus_bits = 0;
-    cudaDeviceGetAttribute(&mem_clock_khz, cudaDevAttrMemoryClockRate, 0);
-    cudaDeviceGetAttribute(&bus_bits, cudaDevAttrGlobalMemoryBusWidth, 0);
-    double peak_gbs = 2.0 * mem_clock_khz * 1e3 * (bus_bits / 8) / 1e9;
-    printf("device: %s (sm_%d%d), peak fp16 dense %.0f TFLOP/s, DRAM %.0f GB/s\n", p.name, p.major,
-           p.minor, peak_tflops, peak_gbs);
-    int fails = 0;
+    /* Peaks computed as the CUDA backend does (host/cuda/cuda_backend.c,
+     * device_peak_flops), so this and `embedc bench` report the same MFU:
+     * dense fp16 tensor FLOP/s = SMs x max SM clock x FLOP/clock/SM (4096 on
+     * sm_90, 2048 on sm_80, 1024 on other sm_8x); DRAM = 2 (double data rate)
+     * x memory clock x bus width. */
+    int sms = 0, clk_khz = 0, mem_khz = 0, bus_bits = 0;
+    CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+    CK(cudaDeviceGetAttribute(&clk_khz, cudaDevAttrClockRate, 0));
+    CK(cudaDeviceGetAttribute(&mem_khz, cudaDevAttrMemoryClockRate, 0));
+    CK(cudaDeviceGetAttribute(&bus_bits, cudaDevAttrGlobalMemoryBusWidth, 0));
+    const int per_sm = p.major >= 9 ? 4096 : (p.major == 8 && p.minor == 0) ? 2048 : 1024;
+    B.sms = sms;
+    B.peak_tflops = (double)sms * clk_khz * 1e3 * per_sm / 1e12;
+    B.peak_gbs = 2.0 * mem_khz * 1e3 * (bus_bits / 8) / 1e9;
+    printf("device: %s (sm_%d%d), %d SMs, L2 %d MiB%s\n", p.name, p.major, p.minor, sms,
+           p.l2CacheSize >> 20, B.quick ? ", --quick" : "");
+    printf("peak: fp16 dense = %d SMs x %.0f MHz x %d FLOP/clk/SM = %.0f TFLOP/s; "
+           "DRAM = 2 x %.0f MHz x %d bit / 8 = %.0f GB/s\n", sms, clk_khz / 1e3, per_sm,
+           B.peak_tflops, mem_khz / 1e3, bus_bits, B.peak_gbs);
+    printf("timing: median of per-call CUDA event times, L2 flushed before each call\n");
 
-    /* Attention: BERT-base shape (12 heads x 64), packed mix of lengths. */
-    {
-        const int heads = 12, D = 64;
-        std::vector<int> lens;
-        int total = 0, maxlen = 0;
-        for (int i = 0; i < (quick ? 16 : 128); i++) {
-            int l = 32 + (i * 97) % 481;
-            lens.push_back(l);
-            total += l;
-            maxlen = l > maxlen ? l : maxlen;
-        }
-        std::vector<int> cu(lens.size() + 1, 0);
-        for (size_t i = 0; i < lens.size(); i++) cu[i + 1] = cu[i] + lens[i];
-        std::vector<float> qkv((size_t)total * 3 * heads * D);
-        for (auto &v : qkv) v = frand();
-        round_f16(qkv);
-        std::vector<float> ref((size_t)total * heads * D);
-        const float scale = 1.0f / sqrtf((float)D);
-        cpu_attention_varlen(ref.data(), qkv.data(), cu.data(), (int)lens.size(), heads, D, scale, 0);
-        __half *dq = up(qkv), *dout;
-        int *dcu;
-        CK(cudaMalloc(&dout, ref.size() * 2));
-        CK(cudaMalloc(&dcu, cu.size() * 4));
-        CK(cudaMemcpy(dcu, cu.data(), cu.size() * 4, cudaMemcpyHostToDevice));
-        double flops = 0;
-        for (int l : lens) flops += 4.0 * l * l * D * heads;
-        const int nseq = (int)lens.size();
-        auto v0 = [&] {
-            attn_v0<<<dim3((maxlen + 63) / 64, nseq, heads), 64>>>(dout, dq, dcu, nseq, heads, D, scale);
-        };
-        auto v1 = [&] {
-            CK(emb_launch_attention_varlen(dout, EMB_KDT_F16, dq, dcu, nseq, maxlen, heads, D, scale, 0, 0));
-        };
-        printf("attention f16 heads=%d head_dim=%d, %d sequences, %d tokens\n", heads, D, nseq, total);
-        const char *names[] = {"v0 naive", "v1 flash-mma"};
-        for (int v = 0; v < 2; v++) {
-            CK(cudaMemset(dout, 0xff, ref.size() * 2));
-            if (v == 0) v0(); else v1();
-            CK(cudaDeviceSynchronize());
-            if (!validate(names[v], down(dout, ref.size()), ref, 1e-2f)) { fails++; continue; }
-            float ms = v == 0 ? time_ms(v0, 3) : time_ms(v1, 20);
-            double tf = flops / (ms * 1e-3) / 1e12;
-            printf("  %-14s %8.3f ms  %7.1f TFLOP/s  %5.1f%% of peak\n", names[v], ms, tf,
-                   peak_tflops > 0 ? 100 * tf / peak_tflops : 0.0);
-        }
-        cudaFree(dq); cudaFree(dout); cudaFree(dcu);
-    }
+    /* Twice the L2 (at least 64 MiB), read by l2_flush before each timed call. */
+    size_t flush_bytes = std::max<size_t>(2 * (size_t)p.l2CacheSize, (size_t)64 << 20);
+    B.flush_n = flush_bytes / sizeof(int4);
+    CK(cudaMalloc(&B.flush, B.flush_n * sizeof(int4)));
+    CK(cudaMemset(B.flush, 0, B.flush_n * sizeof(int4)));
+    CK(cudaMalloc(&B.sink, sizeof(unsigned)));
 
-    /* Bias + residual + LayerNorm over a 16k-token batch at hidden 768. */
-    {
-        const int rows = quick ? 2048 : 16384, dim = 768;
-        std::vector<float> x((size_t)rows * dim), res(x.size()), bias(dim), g(dim), b(dim);
-        for (auto *v : {&x, &res, &bias, &g, &b}) {
-            for (auto &e : *v) e = frand();
-            round_f16(*v);
-        }
-        std::vector<float> ref = x;
-        cpu_bias_residual_layernorm(ref.data(), bias.data(), res.data(), g.data(), b.data(), rows, dim, 1e-12f);
-        __half *dx = up(x), *dres = up(res), *dbias = up(bias), *dg = up(g), *db = up(b), *dwork;
-        CK(cudaMalloc(&dwork, x.size() * 2));
-        auto v0 = [&] { ln_v0<<<(rows + 127) / 128, 128>>>(dwork, dbias, dres, dg, db, rows, dim, 1e-12f); };
-        auto v1 = [&] {
-            CK(emb_launch_bias_residual_layernorm(dwork, EMB_KDT_F16, dwork, dbias, dres, dg, db, rows, dim,
-                                                  1e-12f, 0));
-        };
-        const double bytes = 3.0 * rows * dim * 2;   /* read x, residual; write out */
-        printf("bias+residual+LayerNorm f16 rows=%d dim=%d\n", rows, dim);
-        const char *names[] = {"v0 thread/row", "v1 cta/row"};
-        for (int v = 0; v < 2; v++) {
-            CK(cudaMemcpy(dwork, dx, x.size() * 2, cudaMemcpyDeviceToDevice));
-            if (v == 0) v0(); else v1();
-            CK(cudaDeviceSynchronize());
-            if (!validate(names[v], down(dwork, x.size()), ref, 8e-3f)) { fails++; continue; }
-            /* Timed in place on already-normalized rows: same traffic. */
-            float ms = time_ms(v == 0 ? std::function<void()>(v0) : std::function<void()>(v1), 20);
-            double gbs = bytes / (ms * 1e-3) / 1e9;
-            printf("  %-14s %8.3f ms  %7.1f GB/s     %5.1f%% of peak\n", names[v], ms, gbs,
-                   peak_gbs > 0 ? 100 * gbs / peak_gbs : 0.0);
-        }
-        cudaFree(dx); cudaFree(dres); cudaFree(dbias); cudaFree(dg); cudaFree(db); cudaFree(dwork);
+    const bool q = B.quick;
+    const int rows = q ? 2048 : 16384;
+    if (want("attention")) {
+        std::vector<int> mixed;
+        for (int i = 0; i < (q ? 16 : 128); i++) mixed.push_back(32 + (i * 97) % 481);
+        bench_attention("BERT-base, mixed lengths", mixed, 12, 64, 128);
+        const std::vector<int> full(q ? 8 : 256, 512);
+        bench_attention("BERT-large heads, 512 tokens", full, 16, 64, 16);
+        bench_attention("MiniLM heads, 512 tokens", full, 12, 32, 16);
     }
-    return fails ? 1 : 0;
+    if (want("embed")) bench_embed(rows, 768);
+    if (want("layernorm")) {
+        bench_layernorm(rows, 768);
+        bench_layernorm(rows, 1024);
+    }
+    if (want("rmsnorm")) bench_rmsnorm(rows, 1024);
+    if (want("act")) {
+        bench_bias_act(rows, 3072, EMB_KACT_GELU);
+        bench_bias_act(rows, 3072, EMB_KACT_GELU_TANH);
+    }
+    if (want("gated")) {
+        bench_gated(rows, 3072, EMB_KACT_GELU);
+        bench_gated(rows, 3072, EMB_KACT_SILU);
+    }
+    if (want("pool")) bench_pool(q ? 64 : 512, 768);
+    if (want("convert")) bench_convert((size_t)rows * 768);
+
+    cudaFree(B.flush);
+    cudaFree(B.sink);
+    printf("%s: %d validation failure%s, %.1f s\n", B.fails ? "FAILED" : "ok", B.fails,
+           B.fails == 1 ? "" : "s", now_s() - t0);
+    return B.fails ? 1 : 0;
 }
