@@ -297,3 +297,27 @@ Test(cli, info_describes_the_model) {
     cr_assert(strstr(out_text, "max length:      256"), "%s", out_text);
     cr_assert(strstr(out_text, "output dim:      384"), "%s", out_text);
 }
+
+/* The similarity table shows at most 60 characters of each text, never a
+ * UTF-8 sequence cut in half. */
+Test(cli, similarity_table_cuts_text_on_character_boundaries) {
+    need_model();
+    const char *ru = "Центральный банк повысил процентную ставку после того как инфляция выросла";
+    cr_assert_eq(run("similarity --device cpu -q '%s' 'hello world'", ru), 0, "%s", err_text);
+    const char *line = strstr(out_text, "Центральный");
+    cr_assert_not_null(line, "text missing from the table:\n%s", out_text);
+    size_t n = strcspn(line, "\n");
+    cr_assert_lt(n, strlen(ru), "the long text was not shortened");
+    int chars = 0;
+    for (size_t i = 0; i < n;) {
+        unsigned char c = (unsigned char)line[i];
+        size_t len = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
+        cr_assert_neq(len, 0, "invalid UTF-8 lead byte at %zu", i);
+        cr_assert_leq(i + len, n, "UTF-8 sequence cut at the end of the line: %.*s", (int)n, line);
+        for (size_t k = 1; k < len; k++)
+            cr_assert_eq((unsigned char)line[i + k] & 0xC0, 0x80, "bad continuation byte at %zu", i + k);
+        i += len;
+        chars++;
+    }
+    cr_assert_eq(chars, 60, "expected 60 characters, got %d", chars);
+}

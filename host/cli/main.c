@@ -418,7 +418,15 @@ static int cmd_similarity(const cli_opts *o, int argc, char **argv) {
             }
             printf(" %6.3f", ni > 0 && nj > 0 ? dot / sqrt(ni * nj) : 0.0);
         }
-        printf("   %.60s\n", argv[optind + i]);
+        /* At most 60 characters of the text, cut on a UTF-8 boundary. */
+        const char *txt = argv[optind + i];
+        int cut = 0, chars = 0;
+        while (txt[cut] && chars < 60) {
+            cut++;
+            while (((unsigned char)txt[cut] & 0xC0) == 0x80) cut++;
+            chars++;
+        }
+        printf("   %.*s\n", cut, txt);
     }
     rc = 0;
 done:
