@@ -575,9 +575,13 @@ static emb_status run_range(cuda_ctx *c, const emb_batch *b, int s0, int s1, con
         }
         emb_status st = run_chunk(c, b, i, j, job, out, err);
         if (st == EMB_ERR_DEVICE_OOM && j - i > 1) {
-            /* Everything queued so far must finish before memory frees up. */
+            /* Everything queued so far must finish before memory frees up,
+             * the failed chunk's kernels too: they still read its slot's
+             * buffers, which the retry's uploads are not ordered after. */
             emb_error scratch;
             drain_all(c, &scratch);
+            cudaStreamSynchronize(c->compute);
+            cudaStreamSynchronize(c->copy);
             cudaGetLastError();  /* the failed allocation is not sticky; clear it */
             int mid = i + (j - i) / 2;
             if ((st = run_range(c, b, i, mid, job, widest, out, err))) return st;
@@ -839,9 +843,9 @@ emb_status emb_cuda_backend_create(const struct emb_model_files *mf, emb_dtype d
         st = alloc_workspace(c, tokens, err);
         if (st == EMB_OK) break;
         free_workspace(c);
-        if (st != EMB_ERR_DEVICE_OOM || tokens / 2 < floor_tokens) goto fail;
+        if (st != EMB_ERR_DEVICE_OOM || tokens <= floor_tokens) goto fail;
         cudaGetLastError();
-        tokens /= 2;
+        tokens = tokens / 2 > floor_tokens ? tokens / 2 : floor_tokens;
         fprintf(stderr, "embedc: GPU memory is short; token budget lowered to %zu\n", tokens);
     }
     *out = be;

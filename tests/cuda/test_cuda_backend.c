@@ -20,6 +20,10 @@
 #include "npy.h"
 #include "test_support.h"
 
+#ifdef EMBEDC_SIM
+#include "embsim.h"
+#endif
+
 #define MIN_COS 0.9995
 
 /* Real-GPU builds skip when no device is usable (the simulator has one). */
@@ -288,6 +292,181 @@ Test(cuda_backend, rejects_bad_input) {
     free_batch(&tb);
     toy_free(&t);
 }
+
+/* ---- out of device memory ------------------------------------------------------ */
+
+#ifdef EMBEDC_SIM
+/* The simulator bounds device memory (embsim_set_device_memory) and injects
+ * out-of-memory failures into launches and GEMMs (embsim_inject_oom), the
+ * two ways a GPU runs out: too small for the workspace at start-up, or
+ * shared with another process mid-run. The backend's policy: halve the token
+ * budget at create time (down to its floor), and split a chunk that fails
+ * mid-encode in two and retry; either way every vector must come out as
+ * without the shortage. */
+
+/* 40 documents of 1..150 tokens (about 3000 tokens), all different. */
+static void oom_batch(test_batch *tb, int vocab) {
+    int lens[40];
+    for (int i = 0; i < 40; i++) lens[i] = 1 + (i * 37) % 150;
+    make_batch(tb, lens, 40, vocab, 1);
+}
+
+static double cos_rows(const float *a, const float *b, int dim) {
+    double dot = 0, na = 0, nb = 0;
+    for (int j = 0; j < dim; j++) {
+        dot += (double)a[j] * b[j];
+        na += (double)a[j] * a[j];
+        nb += (double)b[j] * b[j];
+    }
+    return na == 0 && nb == 0 ? 1.0 : dot / sqrt(na * nb);
+}
+
+/* Row i of `got` is reference row i and no other: no document lost (NaN
+ * left from the poison), duplicated or moved. */
+static void expect_same_docs(const float *got, const float *ref, int n, int dim, const char *what) {
+    for (int i = 0; i < n; i++) {
+        for (int k = 0; k < dim; k++)
+            cr_assert(!isnan(got[(size_t)i * dim + k]), "%s: document %d lost (not written)", what, i);
+        double own = cos_rows(got + (size_t)i * dim, ref + (size_t)i * dim, dim);
+        cr_assert_geq(own, MIN_COS, "%s: document %d: cos %.7f to its reference", what, i, own);
+        for (int j = 0; j < n; j++) {
+            double other = cos_rows(got + (size_t)i * dim, ref + (size_t)j * dim, dim);
+            cr_assert(j == i || other < own, "%s: row %d is document %d's vector (cos %.7f)", what, i, j,
+                      other);
+        }
+    }
+}
+
+/* Vectors of `b` from a fresh backend with the given budget; NULL and the
+ * status in *st when create or encode fails. */
+static float *encode_fresh(const emb_model_files *mf, size_t budget, const emb_batch *b,
+                           const emb_job *j, emb_status *st, emb_error *err) {
+    emb_backend *gpu = NULL;
+    if ((*st = emb_cuda_backend_create(mf, EMB_DTYPE_F16, 0, budget, &gpu, err))) return NULL;
+    float *out = malloc((size_t)b->nseq * j->out_dim * sizeof *out);
+    for (size_t i = 0; i < (size_t)b->nseq * j->out_dim; i++) out[i] = NAN;
+    *st = gpu->encode(gpu, b, j, out, err);
+    gpu->destroy(gpu);
+    if (*st) {
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
+/* Device memory a backend with this budget holds (weights + workspace). */
+static size_t footprint(const emb_model_files *mf, size_t budget) {
+    const size_t base = embsim_device_memory_used(0);
+    emb_backend *gpu = NULL;
+    emb_error err = {0};
+    cr_assert_eq(emb_cuda_backend_create(mf, EMB_DTYPE_F16, 0, budget, &gpu, &err), EMB_OK, "%s",
+                 err.message);
+    size_t used = embsim_device_memory_used(0) - base;
+    gpu->destroy(gpu);
+    cr_assert_eq(embsim_device_memory_used(0), base, "destroy frees all device memory");
+    return used;
+}
+
+Test(cuda_backend, oom_at_create_lowers_token_budget) {
+    toy_model t;
+    toy_build(&t, 64, 2, 1, 128, 0);
+    test_batch tb;
+    oom_batch(&tb, t.mf.cfg.vocab_size);
+    emb_job j = make_job(&t.mf, EMB_POOL_MEAN, 1, 0, 1, 0);
+    emb_status st;
+    emb_error err = {0};
+    float *ref = encode_fresh(&t.mf, 0, &tb.b, &j, &st, &err);
+    cr_assert_eq(st, EMB_OK, "%s", err.message);
+    for (int a = 0; a < 40; a++)
+        for (int b = 0; b < a; b++)
+            cr_assert_lt(cos_rows(ref + (size_t)a * 64, ref + (size_t)b * 64, 64), MIN_COS,
+                         "documents %d and %d must be told apart", a, b);
+
+    const size_t base = embsim_device_memory_used(0);
+    const size_t at512 = footprint(&t.mf, 512), at1000 = footprint(&t.mf, 1000);
+    const size_t at4096 = footprint(&t.mf, 4096), at8192 = footprint(&t.mf, 8192);
+    cr_assert(at512 < at1000 && at1000 < at4096 && at4096 < at8192);
+
+    /* The default budget (16384 tokens) and 8192 do not fit, 4096 does. */
+    embsim_set_device_memory(base + (at4096 + at8192) / 2);
+    emb_backend *gpu = NULL;
+    cr_assert_eq(emb_cuda_backend_create(&t.mf, EMB_DTYPE_F16, 0, 0, &gpu, &err), EMB_OK,
+                 "budget halved on OOM: %s", err.message);
+    cr_assert_eq(embsim_device_memory_used(0) - base, at4096, "16384 -> 8192 -> 4096 tokens");
+    cr_assert_float_eq(gpu->peak_flops, 132 * 1980000e3 * 4096, 1e6, "H100 peak from the clock rate");
+    gpu->destroy(gpu);
+    float *got = encode_fresh(&t.mf, 0, &tb.b, &j, &st, &err);
+    cr_assert_eq(st, EMB_OK, "%s", err.message);
+    expect_same_docs(got, ref, 40, 64, "budget 16384 on a 4096-token device");
+    free(got);
+
+    /* A budget that halves past the floor (512 tokens here) lands on the floor. */
+    embsim_set_device_memory(base + (at512 + at1000) / 2);
+    got = encode_fresh(&t.mf, 1000, &tb.b, &j, &st, &err);
+    cr_assert_eq(st, EMB_OK, "1000 tokens do not fit, the 512-token floor does: %s", err.message);
+    expect_same_docs(got, ref, 40, 64, "budget 1000 on a 512-token device");
+    free(got);
+
+    /* Not even the floor: a clean OOM error, nothing left allocated. */
+    embsim_set_device_memory(base + at512 - 256);
+    cr_assert_eq(emb_cuda_backend_create(&t.mf, EMB_DTYPE_F16, 0, 0, &gpu, &err), EMB_ERR_DEVICE_OOM);
+    cr_assert(strstr(err.message, "out of memory"), "%s", err.message);
+    cr_assert_eq(embsim_device_memory_used(0), base, "a failed create frees what it allocated");
+    embsim_set_device_memory(0);
+    free(ref);
+    free_batch(&tb);
+    toy_free(&t);
+}
+
+Test(cuda_backend, oom_in_encode_splits_and_retries) {
+    toy_model t;
+    toy_build(&t, 64, 2, 1, 128, 0);
+    test_batch tb;
+    oom_batch(&tb, t.mf.cfg.vocab_size);
+    emb_job j = make_job(&t.mf, EMB_POOL_MEAN, 1, 0, 1, 0);
+    emb_status st;
+    emb_error err = {0};
+    /* 512 tokens: about 7 chunks of 11 launches and GEMMs each. */
+    float *ref = encode_fresh(&t.mf, 512, &tb.b, &j, &st, &err);
+    cr_assert_eq(st, EMB_OK, "%s", err.message);
+
+    emb_backend *gpu = NULL;
+    cr_assert_eq(emb_cuda_backend_create(&t.mf, EMB_DTYPE_F16, 0, 512, &gpu, &err), EMB_OK, "%s",
+                 err.message);
+    float *got = malloc((size_t)40 * 64 * sizeof *got);
+    /* Where the failures start (operations into the encode) and how many in a
+     * row: the first kernel, mid-layer launches and GEMMs of later chunks, and
+     * a chunk whose first half fails again. */
+    static const long cases[][2] = {{0, 1}, {3, 1}, {11, 1}, {26, 1}, {40, 2}, {64, 1}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        for (size_t i = 0; i < (size_t)40 * 64; i++) got[i] = NAN;
+        const long before = embsim_oom_injected();
+        embsim_inject_oom(cases[c][0], cases[c][1]);
+        st = gpu->encode(gpu, &tb.b, &j, got, &err);
+        embsim_inject_oom(0, 0);
+        cr_assert_eq(st, EMB_OK, "OOM after %ld operations: %s", cases[c][0], err.message);
+        cr_assert_eq(embsim_oom_injected() - before, cases[c][1], "the failures hit this encode");
+        char what[64];
+        snprintf(what, sizeof what, "%ld OOM after %ld operations", cases[c][1], cases[c][0]);
+        expect_same_docs(got, ref, 40, 64, what);
+    }
+
+    /* Out of memory for good: an error naming it, and the backend still works. */
+    embsim_inject_oom(0, -1);
+    st = gpu->encode(gpu, &tb.b, &j, got, &err);
+    embsim_inject_oom(0, 0);
+    cr_assert_eq(st, EMB_ERR_DEVICE_OOM, "%s", err.message);
+    cr_assert(strstr(err.message, "out of memory"), "%s", err.message);
+    for (size_t i = 0; i < (size_t)40 * 64; i++) got[i] = NAN;
+    cr_assert_eq(gpu->encode(gpu, &tb.b, &j, got, &err), EMB_OK, "after the shortage: %s", err.message);
+    expect_same_docs(got, ref, 40, 64, "after a failed encode");
+    gpu->destroy(gpu);
+    free(got);
+    free(ref);
+    free_batch(&tb);
+    toy_free(&t);
+}
+#endif
 
 /* ---- the real model ---------------------------------------------------------- */
 

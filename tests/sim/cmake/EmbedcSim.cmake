@@ -15,13 +15,18 @@
 #     embedc_sim_runtime        plain (ASan-instrumented when EMBEDC_SANITIZE)
 #     embedc_sim_runtime_asan   with ASan fiber annotations; link with -fsanitize=address
 #     embedc_sim_runtime_tsan   with TSan fiber API; link with -fsanitize=thread
+#                               (only where EMBEDC_SIM_HAVE_TSAN and not EMBEDC_SANITIZE)
 #   Host C/C++ code using cudaMalloc/cuBLAS/NCCL links embedc_sim_runtime
 #   instead of CUDA::cudart, CUDA::cublas and nccl.
 include_guard(GLOBAL)
 
-set(EMBEDC_SIM_DIR ${CMAKE_CURRENT_LIST_DIR}/.. CACHE INTERNAL "")
-get_filename_component(EMBEDC_SIM_DIR ${CMAKE_CURRENT_LIST_DIR}/.. ABSOLUTE)
-get_filename_component(EMBEDC_SIM_KERNELS_DIR ${EMBEDC_SIM_DIR}/../../kernels ABSOLUTE)
+# Everything the functions below read is a CACHE INTERNAL variable: the file
+# is include_guard(GLOBAL)ed, so a second directory that includes it (tests/cuda
+# after tests/sim) runs none of this and must still see the same values.
+get_filename_component(_embsim_dir ${CMAKE_CURRENT_LIST_DIR}/.. ABSOLUTE)
+set(EMBEDC_SIM_DIR ${_embsim_dir} CACHE INTERNAL "tests/sim")
+get_filename_component(_embsim_dir ${_embsim_dir}/../../kernels ABSOLUTE)
+set(EMBEDC_SIM_KERNELS_DIR ${_embsim_dir} CACHE INTERNAL "kernels/ (arch.h)")
 
 # The simulator compiles against the real CUDA headers (types, error codes,
 # signatures) but never links a CUDA library.
@@ -35,13 +40,28 @@ find_path(EMBEDC_SIM_NCCL_INCLUDE nccl.h
   HINTS ${EMBEDC_SIM_CUDA_INCLUDE} $ENV{NCCL_HOME}/include
   PATHS /usr/local/cuda/include /usr/include)
 
-set(EMBEDC_SIM_AVAILABLE OFF)
 if(EMBEDC_SIM_CUDA_INCLUDE AND EMBEDC_SIM_NCCL_INCLUDE)
-  set(EMBEDC_SIM_AVAILABLE ON)
+  set(EMBEDC_SIM_AVAILABLE ON CACHE INTERNAL "CUDA headers for the simulator found")
+else()
+  set(EMBEDC_SIM_AVAILABLE OFF CACHE INTERNAL "CUDA headers for the simulator found")
 endif()
 
-set(EMBEDC_SIM_ASAN_FLAGS -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
-set(EMBEDC_SIM_TSAN_FLAGS -fsanitize=thread -fno-omit-frame-pointer)
+set(EMBEDC_SIM_ASAN_FLAGS -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+    CACHE INTERNAL "compile flags of the asan variant")
+set(EMBEDC_SIM_TSAN_FLAGS -fsanitize=thread -fno-omit-frame-pointer
+    CACHE INTERNAL "compile flags of the tsan variant")
+
+# ThreadSanitizer needs compiler and runtime support (and cannot be combined
+# with the global ASan flags): the tsan variant exists only where both hold.
+if(NOT DEFINED EMBEDC_SIM_HAVE_TSAN)
+  include(CheckCXXSourceCompiles)
+  set(CMAKE_REQUIRED_FLAGS -fsanitize=thread)
+  set(CMAKE_REQUIRED_LINK_OPTIONS -fsanitize=thread)
+  check_cxx_source_compiles("int main() { return 0; }" _embsim_tsan_links)
+  unset(CMAKE_REQUIRED_FLAGS)
+  unset(CMAKE_REQUIRED_LINK_OPTIONS)
+  set(EMBEDC_SIM_HAVE_TSAN ${_embsim_tsan_links} CACHE INTERNAL "the compiler links -fsanitize=thread")
+endif()
 
 # Compile definitions and flags of one variant, for code that includes the
 # simulator headers.
@@ -121,8 +141,7 @@ if(EMBEDC_SIM_AVAILABLE AND NOT TARGET embedc_sim_runtime)
     _embsim_add_runtime(embedc_sim_runtime plain)
   endif()
   _embsim_add_runtime(embedc_sim_runtime_asan asan)
-  # ThreadSanitizer cannot be combined with the global ASan flags.
-  if(NOT EMBEDC_SANITIZE)
+  if(EMBEDC_SIM_HAVE_TSAN AND NOT EMBEDC_SANITIZE)
     _embsim_add_runtime(embedc_sim_runtime_tsan tsan)
   endif()
 endif()

@@ -9,6 +9,8 @@
  *   EMBSIM_DEVICES  number of virtual devices            (default 1)
  *   EMBSIM_POISON   byte written into fresh device and shared memory (0xff)
  *   EMBSIM_FIBER    asm | ucontext                       (default asm on x86-64)
+ *   EMBSIM_DEVICE_MEMORY  bytes of memory per device, K/M/G suffixes (80G)
+ *   EMBSIM_OOM_AFTER      N[:COUNT]: out-of-memory injection, see embsim_inject_oom
  */
 #ifndef EMBSIM_H
 #define EMBSIM_H
@@ -48,6 +50,25 @@ void embsim_clear_errors(void);
  * A kernel whose output changes with the poison reads memory it never wrote. */
 void embsim_set_poison(uint8_t byte);
 uint8_t embsim_get_poison(void);
+
+/* Memory of each virtual device (0: the default 80 GiB). cudaMalloc past it
+ * fails with cudaErrorMemoryAllocation (not sticky, as on a GPU);
+ * cudaMemGetInfo and cudaGetDeviceProperties report it. Pinned host memory
+ * does not count. */
+void embsim_set_device_memory(size_t bytes);
+size_t embsim_get_device_memory(void);
+/* Bytes of cudaMalloc memory `device` holds now (rounded to 256 per buffer). */
+size_t embsim_device_memory_used(int device);
+
+/* Out-of-memory injection, as a GPU shared with other processes gives it:
+ * counting from this call, the operations that may allocate device memory
+ * (cudaMalloc, kernel launches, cuBLAS GEMMs) succeed `after` times, then the
+ * next `count` fail (count < 0: all later ones; count 0 turns injection
+ * off): cudaMalloc and launches with cudaErrorMemoryAllocation, cuBLAS with
+ * CUBLAS_STATUS_ALLOC_FAILED. */
+void embsim_inject_oom(long after, long count);
+/* Failures injected since start. */
+long embsim_oom_injected(void);
 
 /* Number of blocks run and fiber switches made since start (for tests of the
  * simulator itself). */

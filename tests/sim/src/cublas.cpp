@@ -5,7 +5,9 @@
  * double and rounded once to the output type, so the result is at least as
  * accurate as the GPU's and tests can compare against it with a tolerance.
  * Like the real library, a call only queues the work on the handle's stream,
- * and beta == 0 never reads C (which may hold NaN).
+ * and beta == 0 never reads C (which may hold NaN). An injected
+ * out-of-memory (embsim_inject_oom) makes a GEMM return
+ * CUBLAS_STATUS_ALLOC_FAILED.
  */
 #include "internal.h"
 
@@ -130,6 +132,10 @@ cublasStatus_t enqueue_gemm(cublasHandle_t h, Gemm g, cublasComputeType_t comput
     }
     if (g.m == 0 || g.n == 0 || g.batch == 0)
         return CUBLAS_STATUS_SUCCESS;
+    /* cuBLAS allocates (its default workspace, lazily loaded kernels) and
+     * reports a failed cudaMalloc so (embsim_inject_oom). */
+    if (embsim::inject_oom_now())
+        return CUBLAS_STATUS_ALLOC_FAILED;
     /* Host-mode scalars are read at the call, device-mode ones when it runs. */
     auto scalars = std::make_shared<std::array<float, 2>>();
     if (!g.device_scalars) {

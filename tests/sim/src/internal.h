@@ -11,6 +11,7 @@
 namespace embsim {
 
 /* ---- configuration (env vars read once, then changed by embsim_set_*) ---- */
+constexpr size_t kDefaultDeviceMemory = 80ull << 30; /* an H100's 80 GiB */
 struct Config {
     embsim_order order = EMBSIM_FORWARD;
     uint64_t seed = 1;
@@ -18,8 +19,15 @@ struct Config {
     int devices = 1;
     bool ucontext_fibers = false;
     bool record_errors = false;
+    size_t device_memory = kDefaultDeviceMemory; /* per virtual device */
+    long oom_after = -1;                         /* < 0: no injected out-of-memory */
+    long oom_count = 0;                          /* < 0: every operation after oom_after */
 };
 Config &config();
+
+/* True when this operation (a cudaMalloc, a kernel launch, a cuBLAS GEMM)
+ * must fail as out of memory (embsim_inject_oom / EMBSIM_OOM_AFTER). */
+bool inject_oom_now();
 
 /* ---- reports --------------------------------------------------------------- */
 /* Prints the message; aborts unless errors are being recorded. */

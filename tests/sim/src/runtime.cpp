@@ -46,6 +46,24 @@ static Config load_config()
         c.poison = static_cast<uint8_t>(strtoul(p, nullptr, 0));
     if (const char *f = getenv("EMBSIM_FIBER"))
         c.ucontext_fibers = !strcmp(f, "ucontext");
+    if (const char *m = getenv("EMBSIM_DEVICE_MEMORY")) {
+        /* bytes, or with a binary suffix: 512M, 2G */
+        char *end = nullptr;
+        unsigned long long v = strtoull(m, &end, 0);
+        switch (end && *end ? *end : 0) {
+        case 'k': case 'K': v <<= 10; break;
+        case 'm': case 'M': v <<= 20; break;
+        case 'g': case 'G': v <<= 30; break;
+        default: break;
+        }
+        c.device_memory = v ? static_cast<size_t>(v) : kDefaultDeviceMemory;
+    }
+    if (const char *o = getenv("EMBSIM_OOM_AFTER")) {
+        /* N[:COUNT]: after N operations, COUNT (default 1; -1 all) fail */
+        char *end = nullptr;
+        c.oom_after = strtol(o, &end, 0);
+        c.oom_count = end && *end == ':' ? strtol(end + 1, nullptr, 0) : 1;
+    }
     return c;
 }
 
@@ -123,6 +141,26 @@ struct PendingWrite {
 static std::recursive_mutex g_mu; /* guards everything below */
 static std::map<uintptr_t, Alloc> g_allocs; /* keyed by user pointer */
 static std::vector<PendingWrite> g_pending;
+static std::map<int, size_t> g_device_used; /* bytes of cudaMalloc memory held, by device */
+
+/* ---- out-of-memory injection ------------------------------------------------------------ */
+
+static std::mutex g_oom_mu;
+static long g_oom_seen = 0;     /* operations counted since the injection was set */
+static long g_oom_injected = 0; /* failures injected since start */
+
+bool inject_oom_now()
+{
+    std::lock_guard<std::mutex> g(g_oom_mu);
+    Config &c = config();
+    if (c.oom_after < 0)
+        return false;
+    long n = g_oom_seen++;
+    if (n < c.oom_after || (c.oom_count >= 0 && n >= c.oom_after + c.oom_count))
+        return false;
+    g_oom_injected++;
+    return true;
+}
 
 static const Alloc *find_alloc(const void *p, size_t n = 1)
 {
@@ -410,6 +448,13 @@ void enqueue_launch(const char *name, const void *func, dim3 grid, dim3 block, s
         set_error(cudaErrorInvalidValue);
         return;
     }
+    /* A real launch can run out of memory too: lazy module loading (the
+     * default since CUDA 12.2) puts a kernel's code on the device at its
+     * first launch, and a launch may have to grow the local-memory pool. */
+    if (inject_oom_now()) {
+        set_error(cudaErrorMemoryAllocation);
+        return;
+    }
     cudaStream_t s = resolve(stream);
     auto k = std::make_shared<KernelLaunch>(KernelLaunch{name, func, grid, block, smem, std::move(body), std::move(info)});
     uint64_t seq = 0;
@@ -469,6 +514,26 @@ void embsim_clear_errors(void)
 {
     std::lock_guard<std::mutex> g(g_report_mu);
     g_reports.clear();
+}
+void embsim_set_device_memory(size_t bytes) { config().device_memory = bytes ? bytes : kDefaultDeviceMemory; }
+size_t embsim_get_device_memory(void) { return config().device_memory; }
+size_t embsim_device_memory_used(int device)
+{
+    std::lock_guard<std::recursive_mutex> g(g_mu);
+    auto it = g_device_used.find(device);
+    return it == g_device_used.end() ? 0 : it->second;
+}
+void embsim_inject_oom(long after, long count)
+{
+    std::lock_guard<std::mutex> g(g_oom_mu);
+    config().oom_after = count == 0 ? -1 : after;
+    config().oom_count = count;
+    g_oom_seen = 0;
+}
+long embsim_oom_injected(void)
+{
+    std::lock_guard<std::mutex> g(g_oom_mu);
+    return g_oom_injected;
 }
 void embsim_set_poison(uint8_t byte) { config().poison = byte; }
 uint8_t embsim_get_poison(void) { return config().poison; }
@@ -553,7 +618,7 @@ cudaError_t cudaGetDeviceProperties(struct cudaDeviceProp *p, int device)
         return set_error(cudaErrorInvalidDevice);
     memset(p, 0, sizeof *p);
     snprintf(p->name, sizeof p->name, "embsim virtual H100 #%d", device);
-    p->totalGlobalMem = 80ull << 30;
+    p->totalGlobalMem = config().device_memory;
     p->sharedMemPerBlock = kStaticSharedLimit;
     p->sharedMemPerBlockOptin = kMaxSharedPerBlock;
     p->sharedMemPerMultiprocessor = 228 * 1024;
@@ -603,6 +668,26 @@ cudaError_t cudaDeviceGetAttribute(int *value, enum cudaDeviceAttr attr, int dev
     case cudaDevAttrWarpSize: *value = 32; break;
     case cudaDevAttrL2CacheSize: *value = p.l2CacheSize; break;
     case cudaDevAttrMaxThreadsPerMultiProcessor: *value = p.maxThreadsPerMultiProcessor; break;
+    case cudaDevAttrMaxBlocksPerMultiprocessor: *value = p.maxBlocksPerMultiProcessor; break;
+    case cudaDevAttrMaxSharedMemoryPerMultiprocessor: *value = static_cast<int>(p.sharedMemPerMultiprocessor); break;
+    case cudaDevAttrMaxRegistersPerBlock: *value = p.regsPerBlock; break;
+    case cudaDevAttrMaxRegistersPerMultiprocessor: *value = p.regsPerMultiprocessor; break;
+    case cudaDevAttrTotalConstantMemory: *value = static_cast<int>(p.totalConstMem); break;
+    case cudaDevAttrMaxBlockDimX: *value = p.maxThreadsDim[0]; break;
+    case cudaDevAttrMaxBlockDimY: *value = p.maxThreadsDim[1]; break;
+    case cudaDevAttrMaxBlockDimZ: *value = p.maxThreadsDim[2]; break;
+    case cudaDevAttrMaxGridDimX: *value = p.maxGridSize[0]; break;
+    case cudaDevAttrMaxGridDimY: *value = p.maxGridSize[1]; break;
+    case cudaDevAttrMaxGridDimZ: *value = p.maxGridSize[2]; break;
+    /* cudaDeviceProp lost its clock fields in CUDA 13; the attributes remain.
+     * An H100 SXM: 1980 MHz boost, HBM3 at 2619 MHz on a 5120-bit bus. */
+    case cudaDevAttrClockRate: *value = 1980000; break;
+    case cudaDevAttrMemoryClockRate: *value = 2619000; break;
+    case cudaDevAttrGlobalMemoryBusWidth: *value = p.memoryBusWidth; break;
+    case cudaDevAttrAsyncEngineCount: *value = p.asyncEngineCount; break;
+    case cudaDevAttrConcurrentKernels: *value = p.concurrentKernels; break;
+    case cudaDevAttrUnifiedAddressing: *value = p.unifiedAddressing; break;
+    case cudaDevAttrPciBusId: *value = p.pciBusID; break;
     default: return set_error(cudaErrorInvalidValue);
     }
     return cudaSuccess;
@@ -634,9 +719,25 @@ static cudaError_t alloc(void **ptr, size_t size, MemKind kind)
         return set_error(cudaErrorInvalidValue);
     size_t rounded = (size + kGlobalRedZone - 1) / kGlobalRedZone * kGlobalRedZone;
     size_t total = rounded + 2 * kGlobalRedZone;
+    if (kind == MemKind::Device) {
+        /* Device memory is bounded by the device's size (EMBSIM_DEVICE_MEMORY);
+         * the reservation is made before the allocation, under the lock. */
+        std::lock_guard<std::recursive_mutex> g(g_mu);
+        size_t &used = g_device_used[tls_device];
+        if (inject_oom_now() || rounded > config().device_memory - std::min(used, config().device_memory)) {
+            *ptr = nullptr;
+            return set_error(cudaErrorMemoryAllocation);
+        }
+        used += rounded;
+    }
     char *base = static_cast<char *>(aligned_alloc(kGlobalRedZone, total));
-    if (!base)
+    if (!base) {
+        if (kind == MemKind::Device) {
+            std::lock_guard<std::recursive_mutex> g(g_mu);
+            g_device_used[tls_device] -= rounded;
+        }
         return set_error(cudaErrorMemoryAllocation);
+    }
     char *user = base + kGlobalRedZone;
     memset(base, kGlobalCanary, total);
     memset(user, config().poison, size);
@@ -671,6 +772,8 @@ static cudaError_t release(void *ptr, MemKind kind)
     tls_device = saved;
     std::lock_guard<std::recursive_mutex> g(g_mu);
     g_allocs.erase(reinterpret_cast<uintptr_t>(ptr));
+    if (a.kind == MemKind::Device)
+        g_device_used[a.device] -= a.total - 2 * kGlobalRedZone;
 #if defined(EMBSIM_ASAN)
     __asan_unpoison_memory_region(a.base, a.total);
 #endif
@@ -701,8 +804,12 @@ cudaError_t cudaHostUnregister(void *ptr)
 
 cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total)
 {
-    *free_bytes = 79ull << 30;
-    *total = 80ull << 30;
+    if (!free_bytes || !total)
+        return set_error(cudaErrorInvalidValue);
+    std::lock_guard<std::recursive_mutex> g(g_mu);
+    size_t used = g_device_used[tls_device], cap = config().device_memory;
+    *free_bytes = cap - std::min(used, cap);
+    *total = cap;
     return cudaSuccess;
 }
 

@@ -133,3 +133,23 @@ Test(cublas, invalid_arguments)
                  CUBLAS_STATUS_NOT_SUPPORTED);
     cublasDestroy(h);
 }
+
+/* An injected out-of-memory fails one GEMM with ALLOC_FAILED, then they run. */
+Test(cublas, injected_out_of_memory)
+{
+    cublasHandle_t h;
+    cublasCreate(&h);
+    const float one = 1.0f, zero = 0.0f;
+    DevBuf<float> a(std::vector<float>(4, 1.0f)), c(4);
+    long before = embsim_oom_injected();
+    embsim_inject_oom(0, 1);
+    cr_assert_eq(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 2, 2, 2, &one, a.d, 2, a.d, 2, &zero, c.d, 2),
+                 CUBLAS_STATUS_ALLOC_FAILED);
+    cr_assert_eq(embsim_oom_injected(), before + 1);
+    cr_assert_eq(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 2, 2, 2, &one, a.d, 2, a.d, 2, &zero, c.d, 2),
+                 CUBLAS_STATUS_SUCCESS);
+    for (float v : c.get())
+        cr_assert_eq(v, 2.0f);
+    embsim_inject_oom(0, 0);
+    cublasDestroy(h);
+}

@@ -164,6 +164,14 @@ Test(runtime, devices_and_properties)
     int v = 0;
     CUDA_OK(cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, 0));
     cr_assert_eq(v, 227 * 1024);
+    CUDA_OK(cudaDeviceGetAttribute(&v, cudaDevAttrClockRate, 0));
+    cr_assert_eq(v, 1980000, "kHz");
+    CUDA_OK(cudaDeviceGetAttribute(&v, cudaDevAttrMemoryClockRate, 0));
+    cr_assert_eq(v, 2619000, "kHz");
+    CUDA_OK(cudaDeviceGetAttribute(&v, cudaDevAttrGlobalMemoryBusWidth, 0));
+    cr_assert_eq(v, 5120);
+    cr_assert_eq(cudaDeviceGetAttribute(&v, cudaDevAttrEccEnabled, 0), cudaErrorInvalidValue, "unknown ones fail");
+    cr_assert_eq(cudaGetLastError(), cudaErrorInvalidValue);
     cr_assert_str_eq(cudaGetErrorString(cudaErrorInvalidValue), "invalid argument");
 }
 
@@ -177,4 +185,68 @@ Test(runtime, bad_copies_are_reported_with_error_codes)
     cr_assert_eq(cudaMemcpy(h.data(), h.data() + 8, 8 * sizeof(float), cudaMemcpyDeviceToHost), cudaErrorInvalidValue);
     cr_assert_eq(embsim_errors_matching("is not device memory"), 1);
     cr_assert_eq(cudaFree(h.data()), cudaErrorInvalidDevicePointer);
+}
+
+/* cudaMalloc past the device's memory fails (and is not sticky); what is
+ * left is what cudaMemGetInfo reports. */
+Test(runtime, device_memory_limit)
+{
+    const size_t base = embsim_device_memory_used(0), KiB = 1024;
+    embsim_set_device_memory(base + 1024 * KiB);
+    size_t free_b = 0, total = 0;
+    CUDA_OK(cudaMemGetInfo(&free_b, &total));
+    cr_assert_eq(total, base + 1024 * KiB);
+    cr_assert_eq(free_b, 1024 * KiB);
+    cudaDeviceProp p;
+    CUDA_OK(cudaGetDeviceProperties(&p, 0));
+    cr_assert_eq(p.totalGlobalMem, base + 1024 * KiB);
+    void *a = nullptr, *b = reinterpret_cast<void *>(1);
+    CUDA_OK(cudaMalloc(&a, 768 * KiB - 5));
+    cr_assert_eq(embsim_device_memory_used(0), base + 768 * KiB, "rounded to 256 bytes");
+    cr_assert_eq(cudaMalloc(&b, 512 * KiB), cudaErrorMemoryAllocation);
+    cr_assert_null(b);
+    cr_assert_eq(cudaGetLastError(), cudaErrorMemoryAllocation);
+    cr_assert_eq(cudaGetLastError(), cudaSuccess, "an out-of-memory error is not sticky");
+    CUDA_OK(cudaMemGetInfo(&free_b, &total));
+    cr_assert_eq(free_b, 256 * KiB);
+    void *pinned = nullptr;
+    CUDA_OK(cudaMallocHost(&pinned, 4096 * KiB)); /* host memory: not counted */
+    CUDA_OK(cudaMalloc(&b, 256 * KiB));
+    CUDA_OK(cudaFree(a));
+    CUDA_OK(cudaMalloc(&a, 512 * KiB));
+    CUDA_OK(cudaFree(a));
+    CUDA_OK(cudaFree(b));
+    CUDA_OK(cudaFreeHost(pinned));
+    cr_assert_eq(embsim_device_memory_used(0), base);
+    embsim_set_device_memory(0);
+    CUDA_OK(cudaMemGetInfo(&free_b, &total));
+    cr_assert_eq(total, 80ull << 30);
+}
+
+/* embsim_inject_oom: `after` operations succeed, then `count` fail. */
+Test(runtime, injected_out_of_memory)
+{
+    const int n = 64;
+    DevBuf<float> in(std::vector<float>(n, 1.0f)), out(n);
+    long before = embsim_oom_injected();
+    embsim_inject_oom(1, 2);
+    void *a = nullptr, *b = nullptr;
+    CUDA_OK(cudaMalloc(&a, 64));
+    cr_assert_eq(cudaMalloc(&b, 64), cudaErrorMemoryAllocation);
+    cr_assert_eq(cudaGetLastError(), cudaErrorMemoryAllocation);
+    EMB_LAUNCH(scale_kernel, 1, 64, 0, 0)(in.d, out.d, 2.0f, n);
+    cr_assert_eq(cudaGetLastError(), cudaErrorMemoryAllocation, "a launch fails too");
+    EMB_LAUNCH(scale_kernel, 1, 64, 0, 0)(in.d, out.d, 3.0f, n);
+    CUDA_OK(cudaGetLastError());
+    for (float v : out.get())
+        cr_assert_eq(v, 3.0f, "the failed launch did not run");
+    cr_assert_eq(embsim_oom_injected(), before + 2);
+    embsim_inject_oom(0, -1);
+    cr_assert_eq(cudaMalloc(&b, 64), cudaErrorMemoryAllocation);
+    cr_assert_eq(cudaMalloc(&b, 64), cudaErrorMemoryAllocation);
+    embsim_inject_oom(0, 0);
+    CUDA_OK(cudaMalloc(&b, 64));
+    cudaGetLastError();
+    CUDA_OK(cudaFree(a));
+    CUDA_OK(cudaFree(b));
 }
