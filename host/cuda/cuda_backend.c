@@ -711,7 +711,13 @@ emb_status emb_cuda_device_usable(int device, char *why, size_t why_len) {
     int n = 0;
     cudaError_t e = cudaGetDeviceCount(&n);
     if (e != cudaSuccess || n == 0) {
-        if (why) snprintf(why, why_len, "%s", e != cudaSuccess ? cudaGetErrorString(e) : "no CUDA device");
+        /* No driver at all reads "driver version is insufficient" from the
+         * runtime; say what it means. */
+        if (why)
+            snprintf(why, why_len, "%s",
+                     e == cudaErrorInsufficientDriver || e == cudaErrorNoDevice || n == 0
+                         ? "no NVIDIA GPU or driver found"
+                         : cudaGetErrorString(e));
         cudaGetLastError();
         return EMB_ERR_DEVICE;
     }
