@@ -53,7 +53,7 @@ static void usage(FILE *f) {
         "      --field NAME           JSONL key holding the text (default \"text\")\n"
         "  -o, --output FILE          output, '-' for stdout (default '-', JSONL)\n"
         "  -f, --format npy|npy16|fvecs|jsonl   (default: from the output name, else npy)\n"
-        "      --batch-tokens N       token budget of one packed batch (default 16384)\n"
+        "      --batch-tokens N       token budget of one packed batch (default 16384 on the CPU, 65536 on a GPU)\n"
         "      --max-length N         truncate documents to N tokens (default: the model's)\n"
         "      --prompt TEXT          prepend TEXT to every document\n"
         "      --prompt-name NAME     prepend the model's prompt NAME (config_sentence_transformers.json)\n"
