@@ -5,6 +5,7 @@
 # instructions (HMMA) are there.
 # Inputs: NVCC, SRC_DIR, OUT_DIR, ARCHS (comma list, e.g. 80,86), and
 # CUOBJDUMP for the SASS mode (MODE=sass: only attention.cu is compiled).
+cmake_minimum_required(VERSION 3.20)  # policies NEW: quoted "sass" is never a variable
 file(MAKE_DIRECTORY ${OUT_DIR})
 if(MODE STREQUAL "sass")
   set(sources ${SRC_DIR}/attention.cu)
@@ -33,9 +34,9 @@ foreach(arch ${ARCHS})
   endforeach()
   set(attn ${OUT_DIR}/attention_sm${arch}.cubin)
   if(MODE STREQUAL "sass" AND EXISTS ${attn})
-    execute_process(COMMAND ${CUOBJDUMP} -sass ${attn} RESULT_VARIABLE rc OUTPUT_VARIABLE sass
+    execute_process(COMMAND ${CUOBJDUMP} -sass ${attn} RESULT_VARIABLE rc OUTPUT_VARIABLE sass_text
                     ERROR_VARIABLE err)
-    string(REGEX MATCHALL "HMMA[.A-Z0-9]*" hmma "${sass}")
+    string(REGEX MATCHALL "HMMA[.A-Z0-9]*" hmma "${sass_text}")
     list(LENGTH hmma n)
     if(NOT rc EQUAL 0 OR n EQUAL 0)
       list(APPEND failed "attention sm_${arch}: no HMMA instruction in the SASS")
