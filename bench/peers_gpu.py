@@ -28,16 +28,8 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def load_texts(path, limit):
-    texts = []
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            texts.append(json.loads(line)["text"] if path.endswith(".jsonl") else line.rstrip("\n"))
-            if limit and len(texts) >= limit:
-                break
-    return texts
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from peers import load_texts  # noqa: E402  (same corpus reader as the CPU peers)
 
 
 def write_jsonl(path, texts):

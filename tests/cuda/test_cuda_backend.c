@@ -387,17 +387,17 @@ Test(cuda_backend, oom_at_create_lowers_token_budget) {
     const size_t at4096 = footprint(&t.mf, 4096), at8192 = footprint(&t.mf, 8192);
     cr_assert(at512 < at1000 && at1000 < at4096 && at4096 < at8192);
 
-    /* The default budget (16384 tokens) and 8192 do not fit, 4096 does. */
+    /* The default budget (65536 tokens) halves until it fits: 8192 does not, 4096 does. */
     embsim_set_device_memory(base + (at4096 + at8192) / 2);
     emb_backend *gpu = NULL;
     cr_assert_eq(emb_cuda_backend_create(&t.mf, EMB_DTYPE_F16, 0, 0, &gpu, &err), EMB_OK,
                  "budget halved on OOM: %s", err.message);
-    cr_assert_eq(embsim_device_memory_used(0) - base, at4096, "16384 -> 8192 -> 4096 tokens");
+    cr_assert_eq(embsim_device_memory_used(0) - base, at4096, "default -> ... -> 8192 -> 4096 tokens");
     cr_assert_float_eq(gpu->peak_flops, 132 * 1980000e3 * 4096, 1e6, "H100 peak from the clock rate");
     gpu->destroy(gpu);
     float *got = encode_fresh(&t.mf, 0, &tb.b, &j, &st, &err);
     cr_assert_eq(st, EMB_OK, "%s", err.message);
-    expect_same_docs(got, ref, 40, 64, "budget 16384 on a 4096-token device");
+    expect_same_docs(got, ref, 40, 64, "default budget on a 4096-token device");
     free(got);
 
     /* A budget that halves past the floor (512 tokens here) lands on the floor. */
