@@ -14,7 +14,7 @@
  *   attention out   [total, heads, head_dim] == [total, hidden]
  *   cu_seqlens      int32 [nseq + 1], prefix offsets, cu_seqlens[0] == 0
  *   pooled output   float [nseq, out_dim]
- * Each kernel's CPU twin is the function of host/cpu_ops.h named in its comment.
+ * Each kernel's CPU twin is the function of host/cpu/cpu_ops.h named in its comment.
  */
 #ifndef EMBEDC_KERNELS_H
 #define EMBEDC_KERNELS_H
@@ -30,7 +30,7 @@ extern "C" {
 /* Element type of device activations and weights. */
 typedef enum { EMB_KDT_F32 = 0, EMB_KDT_F16 = 1, EMB_KDT_BF16 = 2 } emb_kdtype;
 
-/* Activation codes: the same values as emb_act in host/model.h (kept in sync
+/* Activation codes: the same values as emb_act in host/model/model.h (kept in sync
  * by a static assert in host/cuda/), repeated here so kernels see no host header. */
 enum {
     EMB_KACT_IDENTITY = 0,

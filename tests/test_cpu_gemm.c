@@ -1,5 +1,5 @@
 /*
- * host/cpu_gemm.c against a naive double-precision GEMM written here, on
+ * host/cpu/cpu_gemm.c against a naive double-precision GEMM written here, on
  * awkward sizes (every M, N, K in {1, 3, 17, 31, 33, 64, 127, 385, 1536} up
  * to a size cap, plus a few large products), both B layouts, beta 0 / 1 /
  * other, strided operands, and every micro-kernel this CPU can run (forced

@@ -1,5 +1,5 @@
 /*
- * The CPU twins (host/cpu_ops.c) against naive implementations written here:
+ * The CPU twins (host/cpu/cpu_ops.c) against naive implementations written here:
  * plain loops, double accumulation, on random non-zero inputs of awkward
  * sizes. Outputs are poisoned with NaN first, so an element that was never
  * written fails the comparison.

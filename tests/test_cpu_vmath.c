@@ -1,5 +1,5 @@
 /*
- * host/cpu_vmath.c: accuracy of the vector expf / erff / GELU against double
+ * host/cpu/cpu_vmath.c: accuracy of the vector expf / erff / GELU against double
  * precision over dense sweeps, special values, and bit-for-bit agreement of
  * every ISA path this CPU can run (AVX-512, AVX2, portable) including the
  * masked tails of short rows.

@@ -1,7 +1,7 @@
 /*
  * Kernel microbenchmark ladders (llm.c style): for each kernel family a naive,
  * bench-local version (v0) and the production launcher from kernels/kernels.h
- * (v1), each validated against the CPU twin (host/cpu_ops.c) before it is
+ * (v1), each validated against the CPU twin (host/cpu/cpu_ops.c) before it is
  * timed, then timed with CUDA events (L2 flushed before every repetition, the
  * median reported) as achieved TFLOP/s (attention) or GB/s (memory-bound
  * kernels) against the device's peak. Needs a GPU; built with the tree and run

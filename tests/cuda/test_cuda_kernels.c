@@ -1,5 +1,5 @@
 /*
- * Every CUDA kernel against its CPU twin (host/cpu_ops.h) on random non-zero
+ * Every CUDA kernel against its CPU twin (host/cpu/cpu_ops.h) on random non-zero
  * inputs of awkward sizes (1, 31, 33, 127, 513 tokens; the head counts and
  * widths of the real models), with outputs poisoned before each launch and
  * every element checked written. Under the simulator each launch is repeated
