@@ -23,7 +23,8 @@ typedef enum {
     EMB_ERR_NOMEM,         /* host allocation failed */
     EMB_ERR_DEVICE,        /* CUDA / cuBLAS / NCCL failure */
     EMB_ERR_DEVICE_OOM,    /* device memory exhausted */
-    EMB_ERR_INTERNAL
+    EMB_ERR_INTERNAL,
+    EMB_ERR_INTERRUPTED    /* stopped on request (a signal) at a batch boundary */
 } emb_status;
 
 typedef struct {

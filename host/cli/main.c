@@ -17,18 +17,11 @@
 #include "engine.h"
 #include "error.h"
 #include "io.h"
+#include "cli.h"
 
 #define DEFAULT_MODEL "models/all-MiniLM-L6-v2"
 
-typedef struct {
-    const char *model, *input, *output, *format, *input_format, *field, *summary_json;
-    const char *device, *dtype, *fixed_lengths;
-    size_t batch_tokens;
-    int max_length, threads, quiet, tokens;
-    emb_encode_options eo;
-} cli_opts;
-
-static double now_s(void) {
+double cli_now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
@@ -67,6 +60,9 @@ static void usage(FILE *f) {
         "      --tokens               tokenize: also write the token strings\n"
         "      --fixed-lengths LIST   bench: fixed-length workloads after the corpus (default 32,128,512; none)\n"
         "      --summary-json FILE    write the run's summary as JSON\n"
+        "      --job DIR              encode: a resumable job kept in DIR (run the same command again after a\n"
+        "                             crash or a signal to continue); under mpirun/srun each rank takes a share\n"
+        "      --window-docs N        documents sorted and batched together, and one job chunk (default 4096)\n"
         "  -q, --quiet                no progress bar or summary\n");
 }
 
@@ -101,7 +97,7 @@ static int parse_int(const char *flag, const char *s, long lo, long hi, long *ou
 }
 
 enum { O_INFMT = 256, O_FIELD, O_BATCH, O_MAXLEN, O_PROMPT, O_PROMPT_NAME, O_NORM, O_NONORM,
-       O_TRUNC, O_POOL, O_LAYER, O_DEVICE, O_DTYPE, O_THREADS, O_TOKENS, O_SUMMARY, O_FIXED };
+       O_TRUNC, O_POOL, O_LAYER, O_DEVICE, O_DTYPE, O_THREADS, O_TOKENS, O_SUMMARY, O_FIXED, O_JOB, O_WINDOW };
 
 static int parse_opts(int argc, char **argv, cli_opts *o) {
     static const struct option longopts[] = {
@@ -115,6 +111,7 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
         {"layer", required_argument, 0, O_LAYER}, {"device", required_argument, 0, O_DEVICE},
         {"dtype", required_argument, 0, O_DTYPE}, {"threads", required_argument, 0, O_THREADS},
         {"tokens", no_argument, 0, O_TOKENS}, {"fixed-lengths", required_argument, 0, O_FIXED}, {"summary-json", required_argument, 0, O_SUMMARY},
+        {"job", required_argument, 0, O_JOB}, {"window-docs", required_argument, 0, O_WINDOW},
         {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     o->eo = emb_encode_default_options();
@@ -150,13 +147,15 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
         case O_TOKENS: o->tokens = 1; break;
         case O_SUMMARY: o->summary_json = optarg; break;
         case O_FIXED: o->fixed_lengths = optarg; break;
+        case O_JOB: o->job = optarg; break;
+        case O_WINDOW: if (parse_int("--window-docs", optarg, 1, 1 << 24, &v)) return -1; o->window_docs = (size_t)v; break;
         default: usage(stderr); return -1;
         }
     }
     return 0;
 }
 
-static emb_model *load_model(const cli_opts *o, emb_error *err) {
+emb_model *cli_load_model(const cli_opts *o, emb_error *err) {
     emb_model_options mo = emb_model_default_options();
     mo.threads = o->threads;
     mo.max_length = o->max_length;
@@ -181,12 +180,6 @@ static emb_model *load_model(const cli_opts *o, emb_error *err) {
 
 /* ---- progress --------------------------------------------------------- */
 
-typedef struct {
-    double t0, last;
-    io_reader *reader;
-    int enabled;
-} progress_state;
-
 static void fmt_hms(double s, char *buf, size_t n) {
     if (!(s >= 0) || s > 1e7) { snprintf(buf, n, "--:--"); return; }
     long t = (long)(s + 0.5);
@@ -194,9 +187,9 @@ static void fmt_hms(double s, char *buf, size_t n) {
     else snprintf(buf, n, "%02ld:%02ld", t / 60, t % 60);
 }
 
-static void on_progress(void *ud, uint64_t docs, uint64_t tokens) {
-    progress_state *p = ud;
-    double t = now_s();
+void cli_on_progress(void *ud, uint64_t docs, uint64_t tokens) {
+    cli_progress *p = ud;
+    double t = cli_now_s();
     if (!p->enabled || t - p->last < 0.2) return;
     p->last = t;
     double el = t - p->t0;
@@ -240,7 +233,7 @@ static int write_summary_json(const char *path, const emb_encode_stats *s, doubl
 
 /* ---- commands ---------------------------------------------------------- */
 
-static int open_input(const cli_opts *o, io_reader **r, emb_error *err) {
+int cli_open_input(const cli_opts *o, io_reader **r, emb_error *err) {
     io_in_format inf = io_guess_in_format(o->input);
     if (o->input_format) {
         if (!strcmp(o->input_format, "jsonl")) inf = IO_IN_JSONL;
@@ -251,6 +244,7 @@ static int open_input(const cli_opts *o, io_reader **r, emb_error *err) {
 }
 
 static int cmd_encode(const cli_opts *o) {
+    if (o->job) return cli_encode_job(o);
     emb_error err = {0};
     io_out_format fmt;
     if (io_parse_out_format(o->format, o->output, &fmt)) {
@@ -261,21 +255,21 @@ static int cmd_encode(const cli_opts *o) {
     io_writer *w = NULL;
     emb_model *m = NULL;
     int rc = 1;
-    if (open_input(o, &r, &err)) goto fail;
-    m = load_model(o, &err);
+    if (cli_open_input(o, &r, &err)) goto fail;
+    m = cli_load_model(o, &err);
     if (!m) goto fail;
     int dim = emb_model_dim(m, &o->eo);
     emb_job job;
     if (eng_make_job(m, &o->eo, &job, &err) != EMB_OK) goto fail;
     if (io_writer_open(o->output, fmt, dim, &w, &err) != EMB_OK) goto fail;
 
-    progress_state ps = {now_s(), 0, r, !o->quiet && isatty(2)};
-    eng_run_options ro = {o->batch_tokens, 0, on_progress, &ps};
+    cli_progress ps = {cli_now_s(), 0, r, !o->quiet && isatty(2)};
+    eng_run_options ro = {o->batch_tokens, o->window_docs, cli_on_progress, &ps, NULL};
     emb_encode_stats stats;
-    double t0 = now_s();
+    double t0 = cli_now_s();
     if (eng_run(m, &o->eo, &ro, io_reader_next, r, io_writer_write, w, &stats, &err) != EMB_OK) goto fail;
     if (io_writer_commit(w, &err) != EMB_OK) goto fail;
-    double secs = now_s() - t0;
+    double secs = cli_now_s() - t0;
     if (ps.enabled) fprintf(stderr, "\r%*s\r", 90, "");
     if (!o->quiet)
         fprintf(stderr, "embedc: %llu documents, %llu tokens in %.2f s: %.0f tokens/s, %.1f docs/s "
@@ -314,10 +308,10 @@ static int cmd_tokenize(const cli_opts *o) {
     char *tmp = NULL;
     tok_encoding enc;
     tok_encoding_init(&enc);
-    if (open_input(o, &r, &err)) goto fail;
+    if (cli_open_input(o, &r, &err)) goto fail;
     cli_opts co = *o;
     co.device = "cpu";
-    m = load_model(&co, &err);
+    m = cli_load_model(&co, &err);
     if (!m) goto fail;
     eng_prompt p;
     if (eng_resolve_prompt(m, &o->eo, &p, &err) != EMB_OK) goto fail;
@@ -383,7 +377,7 @@ static int cmd_info(const cli_opts *o, int argc, char **argv) {
     co.device = co.device ? co.device : "cpu";
     if (optind < argc) co.model = argv[optind];
     emb_error err = {0};
-    emb_model *m = load_model(&co, &err);
+    emb_model *m = cli_load_model(&co, &err);
     if (!m) { fprintf(stderr, "embedc: error: %s\n", err.message); return 1; }
     char *d = emb_model_describe(m);
     fputs(d ? d : "", stdout);
@@ -396,7 +390,7 @@ static int cmd_similarity(const cli_opts *o, int argc, char **argv) {
     int n = argc - optind;
     if (n < 1) { fprintf(stderr, "embedc similarity: give the texts to compare as arguments\n"); return 2; }
     emb_error err = {0};
-    emb_model *m = load_model(o, &err);
+    emb_model *m = cli_load_model(o, &err);
     if (!m) { fprintf(stderr, "embedc: error: %s\n", err.message); return 1; }
     int dim = emb_model_dim(m, &o->eo);
     float *v = malloc((size_t)n * (size_t)dim * sizeof *v);
@@ -499,7 +493,7 @@ static int cmd_bench(const cli_opts *o) {
     cli_opts co = *o;
     if (!strcmp(co.input, "-")) co.input = "tests/data/corpus/texts.jsonl";
     io_reader *r = NULL;
-    if (open_input(&co, &r, &err)) goto fail;
+    if (cli_open_input(&co, &r, &err)) goto fail;
     snprintf(sets[0].name, sizeof sets[0].name, "corpus mix");
     size_t cap = 0;
     const char *t;
@@ -509,7 +503,7 @@ static int cmd_bench(const cli_opts *o) {
         if (bench_push(&sets[0], t, l, &cap)) { emb_fail(&err, EMB_ERR_NOMEM, "out of memory"); goto fail; }
     if (got < 0) goto fail;
     nsets = 1;
-    m = load_model(&co, &err);
+    m = cli_load_model(&co, &err);
     if (!m) goto fail;
     int gpu = m->be->peak_flops > 0 || strcmp(m->be->name, "cpu") != 0;
     size_t fixed_tokens = gpu ? (size_t)1 << 22 : (size_t)1 << 15;
@@ -545,12 +539,12 @@ static int cmd_bench(const cli_opts *o) {
         double best = 1e30;
         emb_encode_stats st = {0};
         for (int rep = 0; rep < repeat; rep++) {
-            double t0 = now_s();
+            double t0 = cli_now_s();
             if (emb_encode(m, (const char *const *)b->texts, b->lens, b->n, &co.eo, out, &st, &err) != EMB_OK) {
                 if (js) fclose(js);
                 goto fail;
             }
-            double s = now_s() - t0;
+            double s = cli_now_s() - t0;
             if (s < best) best = s;
         }
         double mfu = m->be->peak_flops > 0 ? st.flops / best / m->be->peak_flops : -1;

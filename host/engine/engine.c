@@ -463,8 +463,24 @@ static emb_status encode_window(eng_pipe *p, eng_window *w, const emb_job *job,
         *docs_done += nseq;
         *tokens_done += total;
         if (ro->progress) ro->progress(ro->progress_ud, *docs_done, *tokens_done);
+        if (ro->stop && *ro->stop)
+            return emb_fail(err, EMB_ERR_INTERRUPTED, "interrupted after document %llu of this run",
+                            (unsigned long long)*docs_done);
     }
     return EMB_OK;
+}
+
+int eng_range_read(void *ud, const char **text, size_t *len, emb_error *err) {
+    eng_range_reader *r = ud;
+    while (r->pos < r->skip) {
+        int got = r->read(r->ud, text, len, err);
+        if (got <= 0) return got;
+        r->pos++;
+    }
+    if (r->limit != UINT64_MAX && r->pos - r->skip >= r->limit) return 0;
+    int got = r->read(r->ud, text, len, err);
+    if (got == 1) r->pos++;
+    return got;
 }
 
 emb_status eng_run(emb_model *m, const emb_encode_options *opts, const eng_run_options *ropts,

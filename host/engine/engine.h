@@ -7,6 +7,7 @@
 #ifndef EMBEDC_HOST_ENGINE_H
 #define EMBEDC_HOST_ENGINE_H
 
+#include <signal.h>
 #include <stdint.h>
 #include <stddef.h>
 #include "embedc.h"
@@ -40,7 +41,23 @@ typedef struct {
     size_t window_docs;        /* documents sorted together (0 = default) */
     eng_progress_fn progress;
     void *progress_ud;
+    /* When set and *stop becomes non-zero (a signal handler), the run ends
+     * after the batch in progress with EMB_ERR_INTERRUPTED; windows already
+     * handed to the writer stay written. */
+    volatile sig_atomic_t *stop;
 } eng_run_options;
+
+/* A reader over another reader's documents [skip, skip + limit): the first
+ * `skip` are read and dropped, and the end comes after `limit` more
+ * (UINT64_MAX: the input's end). Resumed jobs and MPI ranks read their share
+ * of one input this way. */
+typedef struct {
+    eng_read_fn read;
+    void *ud;
+    uint64_t skip, limit;
+    uint64_t pos;              /* documents taken from `read` so far */
+} eng_range_reader;
+int eng_range_read(void *ud, const char **text, size_t *len, emb_error *err);
 
 emb_status eng_run(emb_model *m, const emb_encode_options *opts, const eng_run_options *ropts,
                    eng_read_fn read, void *read_ud, eng_write_fn write, void *write_ud,

@@ -16,6 +16,7 @@ const char *emb_status_name(emb_status s) {
     case EMB_ERR_DEVICE: return "device error";
     case EMB_ERR_DEVICE_OOM: return "device out of memory";
     case EMB_ERR_INTERNAL: return "internal error";
+    case EMB_ERR_INTERRUPTED: return "interrupted";
     }
     return "unknown status";
 }
