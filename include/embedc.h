@@ -57,7 +57,11 @@ typedef struct {
     int max_length;         /* 0 = model's max_seq_length */
     size_t batch_tokens;    /* tokens per packed batch / device chunk (0 = default) */
     int verbose;            /* notices on stderr */
+    const char *devices;    /* GPUs to use: NULL or "all" (every visible one), "N" (the first N),
+                               or a list "0,2,3"; one device worker each, data-parallel */
 } emb_model_options;
+
+#define EMB_MAX_DEVICES 64
 
 emb_model_options emb_model_default_options(void);
 
@@ -88,6 +92,8 @@ typedef struct {
     uint64_t truncated;         /* documents cut to max_length */
     uint64_t invalid_utf8;      /* documents whose invalid UTF-8 was replaced */
     double flops;               /* model FLOPs computed (matmuls + attention), for MFU */
+    int devices;                /* device workers that took part */
+    uint64_t device_tokens[EMB_MAX_DEVICES];   /* tokens computed by each worker */
 } emb_encode_stats;
 
 /* Embeds n texts (lens[i] bytes each; lens may be NULL for NUL-terminated

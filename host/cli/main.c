@@ -56,6 +56,8 @@ static void usage(FILE *f) {
         "      --layer K              use the output of encoder layer K (negative counts from the end)\n"
         "      --device auto|cuda|cpu (default auto)\n"
         "      --dtype auto|f16|bf16  GPU precision (default: from the model)\n"
+        "      --devices all|N|LIST   GPUs to use, data-parallel: every visible one (default), the first N,\n"
+        "                             or ids like 0,2,3\n"
         "      --threads N            CPU threads (default: all cores)\n"
         "      --tokens               tokenize: also write the token strings\n"
         "      --fixed-lengths LIST   bench: fixed-length workloads after the corpus (default 32,128,512; none)\n"
@@ -97,7 +99,7 @@ static int parse_int(const char *flag, const char *s, long lo, long hi, long *ou
 }
 
 enum { O_INFMT = 256, O_FIELD, O_BATCH, O_MAXLEN, O_PROMPT, O_PROMPT_NAME, O_NORM, O_NONORM,
-       O_TRUNC, O_POOL, O_LAYER, O_DEVICE, O_DTYPE, O_THREADS, O_TOKENS, O_SUMMARY, O_FIXED, O_JOB, O_WINDOW };
+       O_TRUNC, O_POOL, O_LAYER, O_DEVICE, O_DTYPE, O_THREADS, O_TOKENS, O_SUMMARY, O_FIXED, O_JOB, O_WINDOW, O_DEVICES };
 
 static int parse_opts(int argc, char **argv, cli_opts *o) {
     static const struct option longopts[] = {
@@ -111,7 +113,7 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
         {"layer", required_argument, 0, O_LAYER}, {"device", required_argument, 0, O_DEVICE},
         {"dtype", required_argument, 0, O_DTYPE}, {"threads", required_argument, 0, O_THREADS},
         {"tokens", no_argument, 0, O_TOKENS}, {"fixed-lengths", required_argument, 0, O_FIXED}, {"summary-json", required_argument, 0, O_SUMMARY},
-        {"job", required_argument, 0, O_JOB}, {"window-docs", required_argument, 0, O_WINDOW},
+        {"job", required_argument, 0, O_JOB}, {"devices", required_argument, 0, O_DEVICES}, {"window-docs", required_argument, 0, O_WINDOW},
         {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     o->eo = emb_encode_default_options();
@@ -148,6 +150,7 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
         case O_SUMMARY: o->summary_json = optarg; break;
         case O_FIXED: o->fixed_lengths = optarg; break;
         case O_JOB: o->job = optarg; break;
+        case O_DEVICES: o->devices = optarg; break;
         case O_WINDOW: if (parse_int("--window-docs", optarg, 1, 1 << 24, &v)) return -1; o->window_docs = (size_t)v; break;
         default: usage(stderr); return -1;
         }
@@ -161,6 +164,7 @@ emb_model *cli_load_model(const cli_opts *o, emb_error *err) {
     mo.max_length = o->max_length;
     mo.batch_tokens = o->batch_tokens;
     mo.verbose = !o->quiet;
+    mo.devices = o->devices;
     if (o->device) {
         if (!strcmp(o->device, "cpu")) mo.device = EMB_DEVICE_CPU;
         else if (!strcmp(o->device, "cuda") || !strcmp(o->device, "gpu")) mo.device = EMB_DEVICE_CUDA;
@@ -224,10 +228,13 @@ static int write_summary_json(const char *path, const emb_encode_stats *s, doubl
     if (!f) { fprintf(stderr, "embedc: cannot write %s: %s\n", path, strerror(errno)); return -1; }
     fprintf(f, "{\"documents\": %llu, \"tokens\": %llu, \"truncated\": %llu, \"invalid_utf8\": %llu, "
                "\"seconds\": %.6f, \"tokens_per_second\": %.1f, \"documents_per_second\": %.1f, "
-               "\"dim\": %d, \"backend\": \"%s\"}\n",
+               "\"dim\": %d, \"backend\": \"%s\", \"devices\": %d, \"device_tokens\": [",
             (unsigned long long)s->documents, (unsigned long long)s->tokens, (unsigned long long)s->truncated,
             (unsigned long long)s->invalid_utf8, secs, secs > 0 ? s->tokens / secs : 0.0,
-            secs > 0 ? s->documents / secs : 0.0, dim, m->be->name);
+            secs > 0 ? s->documents / secs : 0.0, dim, m->be->name, s->devices);
+    for (int k = 0; k < s->devices && k < EMB_MAX_DEVICES; k++)
+        fprintf(f, "%s%llu", k ? ", " : "", (unsigned long long)s->device_tokens[k]);
+    fprintf(f, "]}\n");
     return fclose(f) == 0 ? 0 : -1;
 }
 
@@ -264,7 +271,7 @@ static int cmd_encode(const cli_opts *o) {
     if (io_writer_open(o->output, fmt, dim, &w, &err) != EMB_OK) goto fail;
 
     cli_progress ps = {cli_now_s(), 0, r, !o->quiet && isatty(2)};
-    eng_run_options ro = {o->batch_tokens, o->window_docs, cli_on_progress, &ps, NULL};
+    eng_run_options ro = {o->batch_tokens, o->window_docs, cli_on_progress, &ps, NULL, 0};
     emb_encode_stats stats;
     double t0 = cli_now_s();
     if (eng_run(m, &o->eo, &ro, io_reader_next, r, io_writer_write, w, &stats, &err) != EMB_OK) goto fail;
@@ -526,6 +533,7 @@ static int cmd_bench(const cli_opts *o) {
     printf("\n| workload | docs | tokens | mean len | seconds | tokens/s | docs/s | padding | MFU |\n"
            "|---|---|---|---|---|---|---|---|---|\n");
     FILE *js = NULL;
+    char devjs[2048] = "";
     if (co.summary_json && !(js = fopen(co.summary_json, "w"))) {
         emb_fail(&err, EMB_ERR_IO, "cannot write %s: %s", co.summary_json, strerror(errno));
         goto fail;
@@ -560,12 +568,54 @@ static int cmd_bench(const cli_opts *o) {
                     k ? ", " : "", b->name, b->n, (unsigned long long)st.tokens, best, st.tokens / best, b->n / best,
                     st.flops, mfu);
     }
+    /* Several devices: each one's share of the corpus mix, and the scaling
+     * efficiency against one device on the same corpus in the same run. */
+    if (m->nworkers > 1 && nsets > 0) {
+        bench_set *b = &sets[0];
+        emb_encode_stats all = {0}, one = {0};
+        double t_all = 1e30, t_one = 1e30;
+        eng_run_options r1 = {0};
+        r1.max_workers = 1;
+        for (int rep = 0; rep < repeat; rep++) {
+            double t0 = cli_now_s();
+            if (emb_encode(m, (const char *const *)b->texts, b->lens, b->n, &co.eo, out, &all, &err) != EMB_OK) goto fail_js;
+            double s1 = cli_now_s() - t0;
+            if (s1 < t_all) t_all = s1;
+            t0 = cli_now_s();
+            if (eng_encode_array(m, (const char *const *)b->texts, b->lens, b->n, &co.eo, &r1, out, &one, &err) != EMB_OK)
+                goto fail_js;
+            s1 = cli_now_s() - t0;
+            if (s1 < t_one) t_one = s1;
+        }
+        uint64_t mx = 0, sum = 0;
+        printf("\n| device worker | tokens | share |\n|---|---|---|\n");
+        for (int k = 0; k < all.devices; k++) {
+            sum += all.device_tokens[k];
+            if (all.device_tokens[k] > mx) mx = all.device_tokens[k];
+        }
+        for (int k = 0; k < all.devices; k++)
+            printf("| %d | %llu | %.1f%% |\n", k, (unsigned long long)all.device_tokens[k],
+                   sum ? 100.0 * all.device_tokens[k] / sum : 0.0);
+        double mean = all.devices ? (double)sum / all.devices : 0;
+        printf("\n%s on %d devices: %.0f tokens/s; one device %.0f tokens/s; scaling efficiency %.1f%%; "
+               "busiest device %.1f%% above the mean\n", b->name, all.devices, all.tokens / t_all,
+               one.tokens / t_one, 100.0 * (all.tokens / t_all) / (all.devices * (one.tokens / t_one)),
+               mean > 0 ? 100.0 * (mx - mean) / mean : 0.0);
+        size_t o2 = (size_t)snprintf(devjs, sizeof devjs, ", \"devices\": %d, \"device_tokens\": [", all.devices);
+        for (int k = 0; k < all.devices && o2 < sizeof devjs - 64; k++)
+            o2 += (size_t)snprintf(devjs + o2, sizeof devjs - o2, "%s%llu", k ? ", " : "",
+                                   (unsigned long long)all.device_tokens[k]);
+        snprintf(devjs + o2, sizeof devjs - o2, "], \"scaling_efficiency\": %.6f",
+                 (all.tokens / t_all) / (all.devices * (one.tokens / t_one)));
+    }
     if (js) {
-        fprintf(js, "]}\n");
+        fprintf(js, "]%s}\n", devjs);
         if (fclose(js)) { emb_fail(&err, EMB_ERR_IO, "writing %s: %s", co.summary_json, strerror(errno)); goto fail; }
     }
     rc = 0;
     goto done;
+fail_js:
+    if (js) fclose(js);
 fail:
     fprintf(stderr, "embedc: error: %s\n", err.message);
 done:

@@ -712,6 +712,15 @@ static void cuda_destroy(emb_backend *be) {
 
 /* ---- creation ------------------------------------------------------------ */
 
+int emb_cuda_device_count(void) {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    return n;
+}
+
 emb_status emb_cuda_device_usable(int device, char *why, size_t why_len) {
     int n = 0;
     cudaError_t e = cudaGetDeviceCount(&n);

@@ -11,4 +11,7 @@
 /* EMB_OK when `device` exists and is sm_80 or newer; otherwise fills why. */
 emb_status emb_cuda_device_usable(int device, char *why, size_t why_len);
 
+/* Visible CUDA devices (0 without a driver or GPU). */
+int emb_cuda_device_count(void);
+
 #endif

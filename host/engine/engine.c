@@ -20,6 +20,9 @@
 #include <utf8proc.h>
 
 #include "error.h"
+#ifdef EMBEDC_HAVE_CUDA_BACKEND
+#include "cuda_backend.h"
+#endif
 
 #define ENG_DEFAULT_BATCH_TOKENS 16384
 #define ENG_DEFAULT_WINDOW_DOCS 4096
@@ -49,18 +52,77 @@ static int resolve_max_length(const emb_model *m, int requested) {
     return len;
 }
 
+#ifdef EMBEDC_HAVE_CUDA_BACKEND
+/* --devices: NULL/"all" every visible device, "N" the first N, or a list of
+ * ids "0,2,3" (each visible, none twice). */
+static emb_status parse_devices(const char *spec, int visible, int *ids, int *n, emb_error *err) {
+    *n = 0;
+    if (!spec || !strcmp(spec, "all")) {
+        for (int i = 0; i < visible && i < EMB_MAX_DEVICES; i++) ids[(*n)++] = i;
+        return EMB_OK;
+    }
+    char *end;
+    long v = strtol(spec, &end, 10);
+    if (end != spec && !*end && !strchr(spec, ',')) {
+        if (v < 1 || v > visible || v > EMB_MAX_DEVICES)
+            return emb_fail(err, EMB_ERR_INVALID_ARG, "--devices %s: %d device%s visible", spec, visible,
+                            visible == 1 ? " is" : "s are");
+        for (int i = 0; i < v; i++) ids[(*n)++] = i;
+        return EMB_OK;
+    }
+    for (const char *q = spec;;) {
+        v = strtol(q, &end, 10);
+        if (end == q || v < 0 || (*end && *end != ','))
+            return emb_fail(err, EMB_ERR_INVALID_ARG, "--devices %s: expected all, a count, or a list "
+                            "of device ids like 0,2,3", spec);
+        if (v >= visible)
+            return emb_fail(err, EMB_ERR_INVALID_ARG, "--devices %s: device %ld is not visible (%d "
+                            "visible)", spec, v, visible);
+        for (int i = 0; i < *n; i++)
+            if (ids[i] == v)
+                return emb_fail(err, EMB_ERR_INVALID_ARG, "--devices %s: device %ld twice", spec, v);
+        if (*n == EMB_MAX_DEVICES)
+            return emb_fail(err, EMB_ERR_INVALID_ARG, "--devices %s: more than %d devices", spec,
+                            EMB_MAX_DEVICES);
+        ids[(*n)++] = (int)v;
+        if (!*end) return EMB_OK;
+        q = end + 1;
+    }
+}
+#endif
+
 static emb_status create_backend(emb_model *m, emb_error *err) {
     emb_device dev = m->opts.device;
 #ifdef EMBEDC_HAVE_CUDA_BACKEND
     if (dev == EMB_DEVICE_CUDA || dev == EMB_DEVICE_AUTO) {
-        emb_status st = emb_cuda_backend_create(&m->mf, m->opts.dtype, 0,
-                                                m->opts.batch_tokens, &m->be, err);
-        if (st == EMB_OK) return EMB_OK;
-        if (dev == EMB_DEVICE_CUDA) return st;
+        int ids[EMB_MAX_DEVICES], n = 0, visible = emb_cuda_device_count();
+        emb_status st = EMB_OK;
+        if (visible > 0 || m->opts.devices) st = parse_devices(m->opts.devices, visible, ids, &n, err);
+        if (st != EMB_OK) return st;
+        if (n == 0) ids[n++] = 0;   /* let the backend say why device 0 is unusable */
+        for (int i = 0; i < n && st == EMB_OK; i++) {
+            st = emb_cuda_backend_create(&m->mf, m->opts.dtype, ids[i], m->opts.batch_tokens,
+                                         &m->workers[i], err);
+            if (st == EMB_OK) {
+                m->worker_device[i] = ids[i];
+                m->nworkers = i + 1;
+            }
+            else if (i > 0) emb_fail_prefix(err, "device %d", ids[i]);
+        }
+        if (st == EMB_OK) {
+            m->be = m->workers[0];
+            return EMB_OK;
+        }
+        for (int i = 0; i < m->nworkers; i++) m->workers[i]->destroy(m->workers[i]);
+        m->nworkers = 0;
+        if (dev == EMB_DEVICE_CUDA || m->opts.devices) return st;
         if (m->opts.verbose)
             fprintf(stderr, "embedc: no usable GPU (%s); running on the CPU\n", err->message);
     }
 #else
+    if (m->opts.devices)
+        return emb_fail(err, EMB_ERR_UNSUPPORTED, "--devices %s: this build of embedc has no CUDA backend",
+                        m->opts.devices);
     if (dev == EMB_DEVICE_CUDA)
         return emb_fail(err, EMB_ERR_UNSUPPORTED,
                         "--device cuda: this build of embedc has no CUDA backend "
@@ -68,7 +130,12 @@ static emb_status create_backend(emb_model *m, emb_error *err) {
     if (dev == EMB_DEVICE_AUTO && m->opts.verbose)
         fprintf(stderr, "embedc: built without CUDA; running on the CPU\n");
 #endif
-    return emb_cpu_backend_create(&m->mf, m->opts.threads, &m->be, err);
+    emb_status st = emb_cpu_backend_create(&m->mf, m->opts.threads, &m->be, err);
+    if (st == EMB_OK) {
+        m->workers[0] = m->be;
+        m->nworkers = 1;
+    }
+    return st;
 }
 
 emb_status emb_model_load(const char *path, const emb_model_options *opts, emb_model **out,
@@ -112,7 +179,7 @@ fail:
 
 void emb_model_free(emb_model *m) {
     if (!m) return;
-    if (m->be) m->be->destroy(m->be);
+    for (int i = 0; i < m->nworkers; i++) m->workers[i]->destroy(m->workers[i]);
     if (m->tok) tok_free(m->tok);
     emb_mf_free(&m->mf);
     free(m);
@@ -407,6 +474,7 @@ typedef struct {
     int32_t *order;
     float *vec;                /* [window_docs, dim] in input order */
     float *bout;               /* [batch docs, dim] backend output */
+    int32_t *worker_of;        /* [window_docs] device worker of each sorted document */
 } eng_scratch;
 
 static int cmp_len_desc(const void *a, const void *b, void *lens) {
@@ -470,6 +538,111 @@ static emb_status encode_window(eng_pipe *p, eng_window *w, const emb_job *job,
     return EMB_OK;
 }
 
+/* One device worker's share of a window, run on its own thread. */
+typedef struct {
+    emb_backend *be;
+    emb_batch b;
+    const emb_job *job;
+    float *out;
+    emb_status st;
+    emb_error err;
+} eng_worker_task;
+
+static void *worker_main(void *arg) {
+    eng_worker_task *t = arg;
+    t->st = t->b.nseq ? t->be->encode(t->be, &t->b, t->job, t->out, &t->err) : EMB_OK;
+    return NULL;
+}
+
+/* Data-parallel over device workers: the window's documents, longest first,
+ * are dealt each to the worker with the fewest tokens so far, so every device
+ * gets about the same tokens and the same mix of lengths and all finish
+ * together; each worker gets its share as one packed batch (the backends
+ * chunk and pipeline internally) and the workers run at once, one thread
+ * each. A document's vector does not depend on its batch-mates, so the
+ * output is the one-device output. */
+static emb_status encode_window_multi(eng_pipe *p, eng_window *w, const emb_job *job,
+                                      eng_scratch *s, int nworkers, const eng_run_options *ro,
+                                      uint64_t *docs_done, uint64_t *tokens_done, double *flops,
+                                      uint64_t *worker_tokens, emb_error *err) {
+    emb_model *m = p->m;
+    size_t maxlen = (size_t)m->max_length, dim = (size_t)job->out_dim;
+    uint64_t load[EMB_MAX_DEVICES] = {0};
+    size_t ndocs[EMB_MAX_DEVICES] = {0};
+    for (size_t i = 0; i < w->n; i++) s->order[i] = (int32_t)i;
+    qsort_r(s->order, w->n, sizeof *s->order, cmp_len_desc, w->len);
+    for (size_t i = 0; i < w->n; i++) {
+        int best = 0;
+        for (int k = 1; k < nworkers; k++)
+            if (load[k] < load[best]) best = k;
+        s->worker_of[i] = best;
+        load[best] += (uint64_t)w->len[s->order[i]];
+        ndocs[best]++;
+    }
+    eng_worker_task task[EMB_MAX_DEVICES];
+    size_t doc_off = 0, tok_off = 0;
+    for (int k = 0; k < nworkers; k++) {
+        eng_worker_task *t = &task[k];
+        memset(t, 0, sizeof *t);
+        t->be = m->workers[k];
+        t->job = job;
+        t->out = s->bout + doc_off * dim;
+        int32_t *cu = s->cu + doc_off + (size_t)k, *skip = s->skip + doc_off;
+        size_t n = 0, total = 0;
+        int max_seqlen = 0;
+        cu[0] = 0;
+        for (size_t i = 0; i < w->n; i++) {
+            if (s->worker_of[i] != k) continue;
+            int32_t d = s->order[i];
+            size_t l = (size_t)w->len[d];
+            memcpy(s->ids + tok_off + total, w->ids + (size_t)d * maxlen, l * sizeof *s->ids);
+            memcpy(s->types + tok_off + total, w->types + (size_t)d * maxlen, l * sizeof *s->types);
+            skip[n] = p->prompt.skip;
+            *flops += seq_flops(&m->mf.cfg, job->layer, (double)l);
+            total += l;
+            if ((int)l > max_seqlen) max_seqlen = (int)l;
+            cu[++n] = (int32_t)total;
+        }
+        emb_batch b = {s->ids + tok_off, s->types + tok_off, cu, p->prompt.skip ? skip : NULL,
+                       (int)n, (int)total, max_seqlen};
+        t->b = b;
+        doc_off += n;
+        tok_off += total;
+        worker_tokens[k] += total;
+    }
+    pthread_t th[EMB_MAX_DEVICES];
+    int started[EMB_MAX_DEVICES] = {0};
+    for (int k = 1; k < nworkers; k++)
+        started[k] = pthread_create(&th[k], NULL, worker_main, &task[k]) == 0;
+    worker_main(&task[0]);
+    for (int k = 1; k < nworkers; k++) {
+        if (started[k]) pthread_join(th[k], NULL);
+        else worker_main(&task[k]);     /* no thread to be had: run it here */
+    }
+    for (int k = 0; k < nworkers; k++)
+        if (task[k].st != EMB_OK) {
+            if (err) *err = task[k].err;
+            return emb_fail_prefix(err, "device %d (%s), documents %llu..%llu", m->worker_device[k],
+                                   m->workers[k]->name, (unsigned long long)w->first,
+                                   (unsigned long long)(w->first + w->n - 1));
+        }
+    /* Scatter back to input positions: worker k's outputs are in its order. */
+    size_t seen[EMB_MAX_DEVICES] = {0}, base[EMB_MAX_DEVICES];
+    for (int k = 0, off = 0; k < nworkers; off += (int)ndocs[k], k++) base[k] = (size_t)off;
+    for (size_t i = 0; i < w->n; i++) {
+        int k = s->worker_of[i];
+        memcpy(s->vec + (size_t)s->order[i] * dim, s->bout + (base[k] + seen[k]++) * dim,
+               dim * sizeof(float));
+    }
+    *docs_done += w->n;
+    *tokens_done += tok_off;
+    if (ro->progress) ro->progress(ro->progress_ud, *docs_done, *tokens_done);
+    if (ro->stop && *ro->stop)
+        return emb_fail(err, EMB_ERR_INTERRUPTED, "interrupted after document %llu of this run",
+                        (unsigned long long)*docs_done);
+    return EMB_OK;
+}
+
 int eng_range_read(void *ud, const char **text, size_t *len, emb_error *err) {
     eng_range_reader *r = ud;
     while (r->pos < r->skip) {
@@ -510,7 +683,9 @@ emb_status eng_run(emb_model *m, const emb_encode_options *opts, const eng_run_o
     if (p.window_docs < 1) p.window_docs = 1;
     /* A backend that chunks and pipelines by itself gets the whole sorted
      * window at once, so its uploads overlap its compute. */
-    if (m->be->chunks_internally) batch_tokens = p.window_docs * maxlen;
+    int nworkers = m->nworkers;
+    if (ropts->max_workers > 0 && ropts->max_workers < nworkers) nworkers = ropts->max_workers;
+    if (m->be->chunks_internally || nworkers > 1) batch_tokens = p.window_docs * maxlen;
 
     eng_scratch s = {0};
     size_t wd = p.window_docs, dim = (size_t)job.out_dim;
@@ -519,7 +694,8 @@ emb_status eng_run(emb_model *m, const emb_encode_options *opts, const eng_run_o
     size_t btok = batch_tokens;
     s.ids = malloc(btok * sizeof *s.ids);
     s.types = malloc(btok * sizeof *s.types);
-    s.cu = malloc((wd + 1) * sizeof *s.cu);
+    s.cu = malloc((wd + 1 + (size_t)nworkers) * sizeof *s.cu);
+    s.worker_of = malloc(wd * sizeof *s.worker_of);
     s.skip = malloc(wd * sizeof *s.skip);
     s.order = malloc(wd * sizeof *s.order);
     s.vec = malloc(wd * dim * sizeof *s.vec);
@@ -527,7 +703,7 @@ emb_status eng_run(emb_model *m, const emb_encode_options *opts, const eng_run_o
     pthread_t th;
     int started = 0;
     emb_encode_stats tot = {0};
-    if (!ok || !s.ids || !s.types || !s.cu || !s.skip || !s.order || !s.vec || !s.bout) {
+    if (!ok || !s.ids || !s.types || !s.cu || !s.skip || !s.order || !s.vec || !s.bout || !s.worker_of) {
         st = emb_fail(err, EMB_ERR_NOMEM, "out of memory allocating the pipeline (%zu documents per window)", wd);
         goto done;
     }
@@ -551,8 +727,15 @@ emb_status eng_run(emb_model *m, const emb_encode_options *opts, const eng_run_o
             if (err) *err = w->err;
         }
         if (st == EMB_OK && w->n) {
-            st = encode_window(&p, w, &job, batch_tokens, &s, ropts, &docs_done, &tokens_done,
-                               &tot.flops, err);
+            if (nworkers > 1) {
+                st = encode_window_multi(&p, w, &job, &s, nworkers, ropts, &docs_done, &tokens_done,
+                                         &tot.flops, tot.device_tokens, err);
+            } else {
+                uint64_t before = tokens_done;
+                st = encode_window(&p, w, &job, batch_tokens, &s, ropts, &docs_done, &tokens_done,
+                                   &tot.flops, err);
+                tot.device_tokens[0] += tokens_done - before;
+            }
             if (st == EMB_OK) st = write(write_ud, w->first, w->n, s.vec, job.out_dim, err);
             tot.documents += w->n;
             tot.tokens += w->tokens;
@@ -566,6 +749,7 @@ emb_status eng_run(emb_model *m, const emb_encode_options *opts, const eng_run_o
         pthread_mutex_unlock(&p.mu);
         if (st != EMB_OK || last) break;
     }
+    tot.devices = nworkers;
     if (stats) *stats = tot;
 done:
     if (started) {
@@ -576,6 +760,7 @@ done:
     window_free(&p.win[0], wd);
     window_free(&p.win[1], wd);
     free(s.ids); free(s.types); free(s.cu); free(s.skip); free(s.order); free(s.vec); free(s.bout);
+    free(s.worker_of);
     return st;
 }
 
@@ -607,15 +792,21 @@ static emb_status array_write(void *ud, uint64_t first, size_t n, const float *v
     return EMB_OK;
 }
 
-emb_status emb_encode(emb_model *m, const char *const *texts, const size_t *lens, size_t n,
-                      const emb_encode_options *opts, float *out, emb_encode_stats *stats,
-                      emb_error *err) {
+emb_status eng_encode_array(emb_model *m, const char *const *texts, const size_t *lens, size_t n,
+                            const emb_encode_options *opts, const eng_run_options *ropts, float *out,
+                            emb_encode_stats *stats, emb_error *err) {
     if (!m || (n && (!texts || !out)))
         return emb_fail(err, EMB_ERR_INVALID_ARG, "emb_encode: NULL argument");
     if (stats) memset(stats, 0, sizeof *stats);
     if (n == 0) return EMB_OK;
     array_reader r = {texts, lens, n, 0};
-    return eng_run(m, opts, NULL, array_read, &r, array_write, out, stats, err);
+    return eng_run(m, opts, ropts, array_read, &r, array_write, out, stats, err);
+}
+
+emb_status emb_encode(emb_model *m, const char *const *texts, const size_t *lens, size_t n,
+                      const emb_encode_options *opts, float *out, emb_encode_stats *stats,
+                      emb_error *err) {
+    return eng_encode_array(m, texts, lens, n, opts, NULL, out, stats, err);
 }
 
 /* ---- describe ---------------------------------------------------------- */

@@ -18,7 +18,10 @@
 struct emb_model {
     emb_model_files mf;
     tok_tokenizer *tok;
-    emb_backend *be;
+    emb_backend *be;           /* == workers[0]: names, token embeddings, describe() */
+    emb_backend *workers[EMB_MAX_DEVICES];   /* one per device (data-parallel) */
+    int worker_device[EMB_MAX_DEVICES];      /* device id of each worker */
+    int nworkers;
     emb_model_options opts;
     int max_length;            /* tokens, specials included */
     int cls_id;                /* for describe() */
@@ -45,6 +48,7 @@ typedef struct {
      * after the batch in progress with EMB_ERR_INTERRUPTED; windows already
      * handed to the writer stay written. */
     volatile sig_atomic_t *stop;
+    int max_workers;           /* use at most this many device workers (0 = all) */
 } eng_run_options;
 
 /* A reader over another reader's documents [skip, skip + limit): the first
@@ -62,6 +66,11 @@ int eng_range_read(void *ud, const char **text, size_t *len, emb_error *err);
 emb_status eng_run(emb_model *m, const emb_encode_options *opts, const eng_run_options *ropts,
                    eng_read_fn read, void *read_ud, eng_write_fn write, void *write_ud,
                    emb_encode_stats *stats, emb_error *err);
+
+/* emb_encode with run options (bench: a limit on device workers). */
+emb_status eng_encode_array(emb_model *m, const char *const *texts, const size_t *lens, size_t n,
+                            const emb_encode_options *opts, const eng_run_options *ropts, float *out,
+                            emb_encode_stats *stats, emb_error *err);
 
 /* Tokenizes one document exactly as encoding does (repair, lowercase, prompt,
  * truncation). Returns the prompt's token count to skip in pooling via *skip. */

@@ -11,7 +11,9 @@
 #include <mpi.h>
 #endif
 
+#ifdef EMBEDC_HAVE_MPI
 static int mpi_on;
+#endif
 
 /* Open MPI's mpirun, PMI/PMIx launchers (srun, hydra) set these. */
 static int launched_by_mpi(void) {

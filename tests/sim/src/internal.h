@@ -22,6 +22,8 @@ struct Config {
     size_t device_memory = kDefaultDeviceMemory; /* per virtual device */
     long oom_after = -1;                         /* < 0: no injected out-of-memory */
     long oom_count = 0;                          /* < 0: every operation after oom_after */
+    int fail_device = -1;                        /* EMBSIM_FAIL_DEVICE=D:N: device D's N-th */
+    long fail_launch = 0;                        /* kernel launch (1-based) fails, and all after */
 };
 Config &config();
 

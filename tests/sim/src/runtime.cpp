@@ -12,6 +12,7 @@
  */
 #include "internal.h"
 
+#include <atomic>
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
@@ -57,6 +58,13 @@ static Config load_config()
         default: break;
         }
         c.device_memory = v ? static_cast<size_t>(v) : kDefaultDeviceMemory;
+    }
+    if (const char *f = getenv("EMBSIM_FAIL_DEVICE")) {
+        /* D:N: a device that dies: its N-th kernel launch and every later one
+         * fail with cudaErrorLaunchFailure (multi-device failure paths). */
+        char *end = nullptr;
+        c.fail_device = static_cast<int>(strtol(f, &end, 0));
+        c.fail_launch = end && *end == ':' ? strtol(end + 1, nullptr, 0) : 1;
     }
     if (const char *o = getenv("EMBSIM_OOM_AFTER")) {
         /* N[:COUNT]: after N operations, COUNT (default 1; -1 all) fail */
@@ -454,6 +462,13 @@ void enqueue_launch(const char *name, const void *func, dim3 grid, dim3 block, s
     if (inject_oom_now()) {
         set_error(cudaErrorMemoryAllocation);
         return;
+    }
+    if (config().fail_device == tls_device) {
+        static std::atomic<long> launches{0};
+        if (++launches >= config().fail_launch) {
+            set_error(cudaErrorLaunchFailure);
+            return;
+        }
     }
     cudaStream_t s = resolve(stream);
     auto k = std::make_shared<KernelLaunch>(KernelLaunch{name, func, grid, block, smem, std::move(body), std::move(info)});
