@@ -586,7 +586,10 @@ static int cmd_bench(const cli_opts *o) {
         printf("| %s | %zu | %llu | %.1f | %.3f | %.0f | %.1f | 1.00 | %s |\n", b->name, b->n,
                (unsigned long long)st.tokens, b->n ? (double)st.tokens / b->n : 0.0, best, st.tokens / best,
                b->n / best, mfus);
-        fflush(stdout);
+        if (fflush(stdout) != 0) {
+            emb_fail(&err, EMB_ERR_IO, "writing standard output: %s", strerror(errno));
+            goto fail;
+        }
         if (js)
             fprintf(js, "%s{\"workload\": \"%s\", \"documents\": %zu, \"tokens\": %llu, \"seconds\": %.6f, "
                         "\"tokens_per_second\": %.1f, \"documents_per_second\": %.2f, \"flops\": %.6g, \"mfu\": %.6f}",

@@ -277,7 +277,7 @@ static emb_status open_temp(io_out *o, const char *target, const struct stat *ex
 
 emb_status io_out_open(const char *path, int seekable, io_out **out, emb_error *err) {
     io_out *o = calloc(1, sizeof *o);
-    if (!o || !(o->path = strdup(path))) {
+    if (!o || !(o->path = strdup(strcmp(path, "-") == 0 ? "standard output" : path))) {
         free(o);
         return emb_fail(err, EMB_ERR_NOMEM, "out of memory");
     }
