@@ -17,6 +17,8 @@ int run_to(const char *out_path, const char *fmt, ...) __attribute__((format(pri
 /* tmp/name (one of 8 rotating static buffers). */
 char *tpath(const char *name);
 int exists(const char *p);
+/* Whether dir holds a temporary output (".embedc-*", or an old-style "*partial*"). */
+int temp_files_in(const char *dir);
 /* No temporary output (".embedc-*", or an old-style "*partial*") in tmp. */
 void assert_no_partial(void);
 void need_model(void);
