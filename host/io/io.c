@@ -275,6 +275,23 @@ static emb_status open_temp(io_out *o, const char *target, const struct stat *ex
     return EMB_OK;
 }
 
+/* An anonymous file in $TMPDIR (else /tmp), gone when closed or killed. */
+static FILE *spool_file(void) {
+    const char *dir = getenv("TMPDIR");
+    char name[PATH_MAX];
+    int n = snprintf(name, sizeof name, "%s/" IO_TEMP_PREFIX "spool-XXXXXX", dir && *dir ? dir : "/tmp");
+    if (n < 0 || (size_t)n >= sizeof name) {
+        errno = ENAMETOOLONG;
+        return NULL;
+    }
+    int fd = mkstemp(name);
+    if (fd < 0) return NULL;
+    unlink(name);
+    FILE *f = fdopen(fd, "w+b");
+    if (!f) close(fd);
+    return f;
+}
+
 emb_status io_out_open(const char *path, int seekable, io_out **out, emb_error *err) {
     io_out *o = calloc(1, sizeof *o);
     if (!o || !(o->path = strdup(strcmp(path, "-") == 0 ? "standard output" : path))) {
@@ -301,7 +318,7 @@ emb_status io_out_open(const char *path, int seekable, io_out **out, emb_error *
             st = emb_fail(err, EMB_ERR_IO, "cannot open output %s: %s", path, strerror(errno));
         } else if (seekable && lseek(fileno(o->node), 0, SEEK_CUR) < 0) {
             /* The .npy header is patched at the end: spool, then copy. */
-            if (!(o->f = tmpfile()))
+            if (!(o->f = spool_file()))
                 st = emb_fail(err, EMB_ERR_IO, "cannot create a spool file for %s: %s", path, strerror(errno));
         } else {
             o->f = o->node;
