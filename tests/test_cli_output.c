@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "cli_run.h"
+#include "io.h"
 #include "npy.h"
 #include "test_support.h"
 
@@ -224,15 +225,22 @@ Test(cli_output, stale_temporary_files_of_dead_processes_are_removed) {
     pid_t dead = fork();
     if (dead == 0) _exit(0);
     cr_assert_eq(waitpid(dead, NULL, 0), dead);
-    char stale[64], live[64];
-    snprintf(stale, sizeof stale, ".embedc-%ld-abcdef", (long)dead);
-    snprintf(live, sizeof live, ".embedc-%ld-ghijkl", (long)getpid());
+    char stale[64], live[64], other_host[64];
+    io_temp_name_prefix((long)dead, stale, sizeof stale);
+    strcat(stale, "abcdef");
+    io_temp_name_prefix((long)getpid(), live, sizeof live);
+    strcat(live, "ghijkl");
+    /* The same dead PID on another machine sharing the directory. */
+    snprintf(other_host, sizeof other_host, ".embedc-%ld-%08x-mnopqr", (long)dead,
+             ~(unsigned)strtoul(strrchr(stale, '-') - 8, NULL, 16));
     write_text(stale, "left by SIGKILL");
     write_text(live, "a job still running");
+    write_text(other_host, "another host's job");
     write_text(".embedc-notes", "not ours");
     cr_assert_eq(run("encode -q -i '%s' -o '%s'", tpath("in.txt"), tpath("out.npy")), 0, "%s", err_text);
     cr_assert(!exists(tpath(stale)), "the dead process's temporary file is still there");
     cr_assert(exists(tpath(live)), "a live process's temporary file was removed");
+    cr_assert(exists(tpath(other_host)), "another host's temporary file was removed");
     cr_assert(exists(tpath(".embedc-notes")));
     assert_npy_rows(tpath("out.npy"), 2);
 }

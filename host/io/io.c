@@ -211,20 +211,40 @@ static char *resolve_links(const char *path, emb_error *err) {
     return NULL;
 }
 
+/* A PID means something only on the machine (and PID namespace) that made
+ * it: the name also carries a hash of the host name, so that a directory
+ * shared over NFS or between containers is cleaned only of our own host's
+ * leftovers. */
+static unsigned host_tag(void) {
+    char host[256] = "";
+    gethostname(host, sizeof host - 1);
+    unsigned h = 2166136261u;      /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)host; *p; p++) h = (h ^ *p) * 16777619u;
+    return h;
+}
+
+int io_temp_name_prefix(long pid, char *buf, size_t n) {
+    return snprintf(buf, n, IO_TEMP_PREFIX "%ld-%08x-", pid, host_tag());
+}
+
 /* Removes temp files of embedc processes that no longer exist (killed by
- * SIGKILL or a crash): ".embedc-PID-XXXXXX" whose PID answers ESRCH. */
+ * SIGKILL or a crash): ".embedc-PID-HOST-XXXXXX" of this host whose PID
+ * answers ESRCH. */
 static void remove_stale_temps(const char *dir) {
     DIR *d = opendir(dir);
     if (!d) return;
+    char tag[16];
+    snprintf(tag, sizeof tag, "-%08x-", host_tag());
+    size_t pre = strlen(IO_TEMP_PREFIX);
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         const char *n = e->d_name;
-        size_t pre = strlen(IO_TEMP_PREFIX);
         if (strncmp(n, IO_TEMP_PREFIX, pre) != 0 || !isdigit((unsigned char)n[pre])) continue;
         char *end;
         errno = 0;
         long pid = strtol(n + pre, &end, 10);
-        if (errno || pid <= 0 || pid == (long)getpid() || *end != '-' || strlen(end + 1) != 6) continue;
+        if (errno || pid <= 0 || pid == (long)getpid() || strncmp(end, tag, 10) != 0 || strlen(end + 10) != 6)
+            continue;
         if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
         struct stat sb;
         if (fstatat(dirfd(d), n, &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(sb.st_mode))
@@ -249,8 +269,9 @@ static emb_status open_temp(io_out *o, const char *target, const struct stat *ex
         if (!io_temp_used[i]) slot = i;
     if (slot < 0) return emb_fail(err, EMB_ERR_INTERNAL, "too many outputs open at once");
     remove_stale_temps(dir);
-    char *name = io_temp_names[slot];
-    int n = snprintf(name, PATH_MAX, "%s/" IO_TEMP_PREFIX "%ld-XXXXXX", dir, (long)getpid());
+    char *name = io_temp_names[slot], prefix[64];
+    io_temp_name_prefix((long)getpid(), prefix, sizeof prefix);
+    int n = snprintf(name, PATH_MAX, "%s/%sXXXXXX", dir, prefix);
     if (n < 0 || n >= PATH_MAX)
         return emb_fail(err, EMB_ERR_IO, "cannot create output %s: %s", o->path, strerror(ENAMETOOLONG));
     int fd = mkstemp(name);

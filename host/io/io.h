@@ -36,9 +36,10 @@ int io_parse_out_format(const char *name, const char *path, io_out_format *fmt);
 
 /* An output file. "-" is standard output. A regular file (or a name that
  * does not exist yet, or a symlink to either) is written to a temporary
- * ".embedc-PID-XXXXXX" in the target's directory and renamed over the target
- * by io_out_commit; opening one first removes such temporaries left by
- * processes that no longer exist (killed by SIGKILL). A device, FIFO or
+ * ".embedc-PID-HOST-XXXXXX" (HOST: 8 hex digits hashing the host name) in the
+ * target's directory and renamed over the target by io_out_commit; opening
+ * one first removes such temporaries of this host left by processes that no
+ * longer exist (killed by SIGKILL). A device, FIFO or
  * socket is written directly; with `seekable` set (the .npy header is
  * patched at the end) a node that cannot seek gets a spool file copied into
  * it at commit. Open and close outputs from one thread. */
@@ -51,6 +52,8 @@ const char *io_out_path(const io_out *o);
 emb_status io_out_commit(io_out *o, emb_error *err);
 /* Closes; removes the temporary file unless committed. Frees o. */
 void io_out_close(io_out *o);
+/* Writes ".embedc-PID-HOST-", the start of a temporary output's name. */
+int io_temp_name_prefix(long pid, char *buf, size_t n);
 /* Async-signal-safe: unlinks every temporary output file in flight (for a
  * SIGINT/SIGTERM/SIGHUP handler, which then re-raises the signal). */
 void io_remove_temp_files(void);
