@@ -14,72 +14,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cli_run.h"
 #include "npy.h"
 #include "test_support.h"
-
-static char *tmp;
-static char *out_text, *err_text;
-
-static void setup(void) { tmp = ts_tmpdir(); }
-static void teardown(void) {
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
-    if (system(cmd) != 0) cr_log_warn("could not remove %s", tmp);
-    free(tmp);
-    free(out_text);
-    free(err_text);
-    out_text = err_text = NULL;
-}
-
-/* Runs "embedc ARGS" through the shell, capturing stdout and stderr; returns
- * the exit status (-1 if it died of a signal, which is always a failure). */
-static int run(const char *fmt, ...) {
-    char args[4096], cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "cd '%s' && %s/host/embedc %s > '%s/stdout' 2> '%s/stderr'", EMBEDC_SOURCE_DIR,
-             EMBEDC_BINARY_DIR, args, tmp, tmp);
-    int rc = system(cmd);
-    char p[4096];
-    free(out_text);
-    free(err_text);
-    snprintf(p, sizeof p, "%s/stdout", tmp);
-    out_text = ts_read_file(p, NULL);
-    snprintf(p, sizeof p, "%s/stderr", tmp);
-    err_text = ts_read_file(p, NULL);
-    if (!WIFEXITED(rc)) return -1;
-    return WEXITSTATUS(rc);
-}
-
-static char *tpath(const char *name) {
-    static char buf[8][4096];
-    static int k;
-    k = (k + 1) % 8;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", tmp, name);
-    return buf[k];
-}
-
-static int exists(const char *p) {
-    struct stat st;
-    return stat(p, &st) == 0;
-}
-
-/* No file in tmp whose name contains "partial". */
-static void assert_no_partial(void) {
-    char cmd[4200];
-    snprintf(cmd, sizeof cmd, "ls '%s' | grep -q partial", tmp);
-    cr_assert_neq(system(cmd), 0, "a .partial file was left behind");
-}
-
-static void need_model(void) {
-    if (!ts_default_model()) cr_skip_test("default model not fetched (tools/fetch-model)");
-}
-
-static void write_text(const char *name, const char *s) {
-    cr_assert_eq(ts_write_file(tpath(name), s, strlen(s)), 0);
-}
 
 TestSuite(cli, .init = setup, .fini = teardown, .timeout = 120);
 

@@ -30,6 +30,7 @@ static volatile sig_atomic_t job_stop;
 
 static void on_stop_signal(int sig) {
     if (job_stop) {            /* a second signal: stop now */
+        io_remove_temp_files();
         signal(sig, SIG_DFL);
         raise(sig);
     }
@@ -193,6 +194,8 @@ int cli_encode_job(const cli_opts *o) {
     if (!strcmp(co.input, "-") || !strcmp(co.output, "-")) {
         fail_once(&oc, emb_fail(&err, EMB_ERR_INVALID_ARG, "--job needs an input file (-i FILE) and an "
                                 "output file (-o FILE): standard input cannot be read again to resume"), &err);
+    } else if (io_check_not_input(co.input, co.output, &err) != EMB_OK) {
+        fail_once(&oc, err.code, &err);
     } else if (io_parse_out_format(co.format, co.output, &fmt)) {
         fail_once(&oc, emb_fail(&err, EMB_ERR_INVALID_ARG, "--format %s: expected npy, npy16, fvecs or jsonl",
                                 co.format), &err);

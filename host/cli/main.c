@@ -75,6 +75,7 @@ static int parse_pooling(const char *s, int *out) {
         {"weightedmean", EMB_POOL_WEIGHTED_MEAN}, {"lasttoken", EMB_POOL_LAST_TOKEN}};
     int bits = 0;
     char *copy = strdup(s), *save = NULL;
+    if (!copy) { fprintf(stderr, "embedc: out of memory\n"); return -1; }
     for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         int found = 0;
         for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
@@ -82,8 +83,13 @@ static int parse_pooling(const char *s, int *out) {
         if (!found) { fprintf(stderr, "embedc: unknown pooling mode \"%s\"\n", tok); free(copy); return -1; }
     }
     free(copy);
+    if (!bits) {
+        fprintf(stderr, "embedc: --pooling \"%s\": expected a comma list of cls, mean, max, "
+                        "mean_sqrt_len_tokens, weightedmean, lasttoken\n", s);
+        return -1;
+    }
     *out = bits;
-    return bits ? 0 : -1;
+    return 0;
 }
 
 static int parse_int(const char *flag, const char *s, long lo, long hi, long *out) {
@@ -95,6 +101,20 @@ static int parse_int(const char *flag, const char *s, long lo, long hi, long *ou
         return -1;
     }
     *out = v;
+    return 0;
+}
+
+/* --layer counts encoder layers from 1, or from the end with -1, -2, ...;
+ * 0 names no layer (the library's 0 means "the default", the last). */
+static int parse_layer(const char *s, int *out) {
+    long v;
+    if (parse_int("--layer", s, -1000, 1000, &v)) return -1;
+    if (v == 0) {
+        fprintf(stderr, "embedc: --layer 0: layers are numbered from 1 (the first encoder layer), "
+                        "or from the end with -1 (the last), -2, ...\n");
+        return -1;
+    }
+    *out = (int)v;
     return 0;
 }
 
@@ -131,7 +151,7 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
         case 'o': o->output = optarg; break;
         case 'f': o->format = optarg; break;
         case 'q': o->quiet = 1; break;
-        case 'h': usage(stdout); exit(0);
+        case 'h': o->help = 1; return 0;
         case O_INFMT: o->input_format = optarg; break;
         case O_FIELD: o->field = optarg; break;
         case O_BATCH: if (parse_int("--batch-tokens", optarg, 1, 1L << 30, &v)) return -1; o->batch_tokens = (size_t)v; break;
@@ -142,7 +162,7 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
         case O_NONORM: o->eo.normalize = 0; break;
         case O_TRUNC: if (parse_int("--truncate-dim", optarg, 1, 1 << 20, &v)) return -1; o->eo.truncate_dim = (int)v; break;
         case O_POOL: if (parse_pooling(optarg, &o->eo.pooling)) return -1; break;
-        case O_LAYER: if (parse_int("--layer", optarg, -1000, 1000, &v)) return -1; o->eo.layer = (int)v; break;
+        case O_LAYER: if (parse_layer(optarg, &o->eo.layer)) return -1; break;
         case O_DEVICE: o->device = optarg; break;
         case O_DTYPE: o->dtype = optarg; break;
         case O_THREADS: if (parse_int("--threads", optarg, 0, 4096, &v)) return -1; o->threads = (int)v; break;
@@ -179,7 +199,17 @@ emb_model *cli_load_model(const cli_opts *o, emb_error *err) {
     }
     emb_model *m = NULL;
     if (emb_model_load(o->model, &mo, &m, err) != EMB_OK) return NULL;
+    if (o->max_length > m->max_length)
+        fprintf(stderr, "embedc: --max-length %d is above the model's limit: using %d tokens\n",
+                o->max_length, m->max_length);
     return m;
+}
+
+/* The output width for these options, checked exactly as encode checks them
+ * (the same messages for a bad --layer or --truncate-dim). */
+static int checked_dim(const emb_model *m, const emb_encode_options *eo, emb_error *err) {
+    emb_job job;
+    return eng_make_job(m, eo, &job, err) == EMB_OK ? job.out_dim : -1;
 }
 
 /* ---- progress --------------------------------------------------------- */
@@ -224,18 +254,25 @@ void cli_on_progress(void *ud, uint64_t docs, uint64_t tokens) {
 
 static int write_summary_json(const char *path, const emb_encode_stats *s, double secs, const emb_model *m,
                               int dim) {
-    FILE *f = fopen(path, "w");
-    if (!f) { fprintf(stderr, "embedc: cannot write %s: %s\n", path, strerror(errno)); return -1; }
-    fprintf(f, "{\"documents\": %llu, \"tokens\": %llu, \"truncated\": %llu, \"invalid_utf8\": %llu, "
-               "\"seconds\": %.6f, \"tokens_per_second\": %.1f, \"documents_per_second\": %.1f, "
-               "\"dim\": %d, \"backend\": \"%s\", \"devices\": %d, \"device_tokens\": [",
-            (unsigned long long)s->documents, (unsigned long long)s->tokens, (unsigned long long)s->truncated,
-            (unsigned long long)s->invalid_utf8, secs, secs > 0 ? s->tokens / secs : 0.0,
-            secs > 0 ? s->documents / secs : 0.0, dim, m->be->name, s->devices);
-    for (int k = 0; k < s->devices && k < EMB_MAX_DEVICES; k++)
-        fprintf(f, "%s%llu", k ? ", " : "", (unsigned long long)s->device_tokens[k]);
-    fprintf(f, "]}\n");
-    return fclose(f) == 0 ? 0 : -1;
+    emb_error err = {0};
+    io_out *out = NULL;
+    if (io_out_open(path, 0, &out, &err) == EMB_OK) {
+        fprintf(io_out_stream(out),
+                "{\"documents\": %llu, \"tokens\": %llu, \"truncated\": %llu, \"invalid_utf8\": %llu, "
+                "\"seconds\": %.6f, \"tokens_per_second\": %.1f, \"documents_per_second\": %.1f, "
+                "\"dim\": %d, \"backend\": \"%s\", \"devices\": %d, \"device_tokens\": [",
+                (unsigned long long)s->documents, (unsigned long long)s->tokens, (unsigned long long)s->truncated,
+                (unsigned long long)s->invalid_utf8, secs, secs > 0 ? s->tokens / secs : 0.0,
+                secs > 0 ? s->documents / secs : 0.0, dim, m->be->name, s->devices);
+        for (int k = 0; k < s->devices && k < EMB_MAX_DEVICES; k++)
+            fprintf(io_out_stream(out), "%s%llu", k ? ", " : "", (unsigned long long)s->device_tokens[k]);
+        fprintf(io_out_stream(out), "]}\n");
+        io_out_commit(out, &err);
+    }
+    io_out_close(out);
+    if (err.code == EMB_OK) return 0;
+    fprintf(stderr, "embedc: error: --summary-json: %s\n", err.message);
+    return -1;
 }
 
 /* ---- commands ---------------------------------------------------------- */
@@ -263,6 +300,7 @@ static int cmd_encode(const cli_opts *o) {
     emb_model *m = NULL;
     int rc = 1;
     if (cli_open_input(o, &r, &err)) goto fail;
+    if (io_check_not_input(o->input, o->output, &err) != EMB_OK) goto fail;
     m = cli_load_model(o, &err);
     if (!m) goto fail;
     int dim = emb_model_dim(m, &o->eo);
@@ -310,24 +348,21 @@ static int cmd_tokenize(const cli_opts *o) {
     emb_error err = {0};
     io_reader *r = NULL;
     emb_model *m = NULL;
-    FILE *out = stdout;
+    io_out *dest = NULL;
+    FILE *out = NULL;
     int rc = 1;
-    char *tmp = NULL;
     tok_encoding enc;
     tok_encoding_init(&enc);
     if (cli_open_input(o, &r, &err)) goto fail;
+    if (io_check_not_input(o->input, o->output, &err) != EMB_OK) goto fail;
     cli_opts co = *o;
     co.device = "cpu";
     m = cli_load_model(&co, &err);
     if (!m) goto fail;
     eng_prompt p;
     if (eng_resolve_prompt(m, &o->eo, &p, &err) != EMB_OK) goto fail;
-    if (strcmp(o->output, "-")) {
-        tmp = malloc(strlen(o->output) + 32);
-        sprintf(tmp, "%s.partial-%ld", o->output, (long)getpid());
-        out = fopen(tmp, "w");
-        if (!out) { emb_fail(&err, EMB_ERR_IO, "cannot create output %s: %s", o->output, strerror(errno)); out = stdout; goto fail; }
-    }
+    if (io_out_open(o->output, 0, &dest, &err) != EMB_OK) goto fail;
+    out = io_out_stream(dest);
     const char *text;
     size_t len;
     int got;
@@ -354,25 +389,13 @@ static int cmd_tokenize(const cli_opts *o) {
         fprintf(out, "}\n");
         idx++;
     }
-    if (got < 0) goto fail;
-    if (out != stdout) {
-        if (fflush(out) || fsync(fileno(out)) || ferror(out)) { emb_fail(&err, EMB_ERR_IO, "writing %s: %s", o->output, strerror(errno)); goto fail; }
-        fclose(out);
-        out = stdout;
-        if (rename(tmp, o->output)) { emb_fail(&err, EMB_ERR_IO, "cannot move output into place as %s: %s", o->output, strerror(errno)); goto fail; }
-        free(tmp);
-        tmp = NULL;
-    } else if (fflush(stdout)) {
-        emb_fail(&err, EMB_ERR_IO, "writing standard output: %s", strerror(errno));
-        goto fail;
-    }
+    if (got < 0 || io_out_commit(dest, &err) != EMB_OK) goto fail;
     rc = 0;
     goto done;
 fail:
     fprintf(stderr, "embedc: error: %s\n", err.message);
 done:
-    if (out != stdout) fclose(out);
-    if (tmp) { unlink(tmp); free(tmp); }
+    io_out_close(dest);
     tok_encoding_free(&enc);
     io_reader_close(r);
     emb_model_free(m);
@@ -399,9 +422,13 @@ static int cmd_similarity(const cli_opts *o, int argc, char **argv) {
     emb_error err = {0};
     emb_model *m = cli_load_model(o, &err);
     if (!m) { fprintf(stderr, "embedc: error: %s\n", err.message); return 1; }
-    int dim = emb_model_dim(m, &o->eo);
-    float *v = malloc((size_t)n * (size_t)dim * sizeof *v);
+    int dim = checked_dim(m, &o->eo, &err);
+    float *v = dim > 0 ? malloc((size_t)n * (size_t)dim * sizeof *v) : NULL;
     int rc = 1;
+    if (dim < 0) {
+        fprintf(stderr, "embedc: error: %s\n", err.message);
+        goto done;
+    }
     if (!v || emb_encode(m, (const char *const *)argv + optind, NULL, (size_t)n, &o->eo, v, NULL, &err) != EMB_OK) {
         fprintf(stderr, "embedc: error: %s\n", v ? err.message : "out of memory");
         goto done;
@@ -497,6 +524,7 @@ static int cmd_bench(const cli_opts *o) {
     int nsets = 0, rc = 1;
     memset(sets, 0, sizeof sets);
     float *out = NULL;
+    io_out *js_out = NULL;
     cli_opts co = *o;
     if (!strcmp(co.input, "-")) co.input = "tests/data/corpus/texts.jsonl";
     io_reader *r = NULL;
@@ -525,7 +553,8 @@ static int cmd_bench(const cli_opts *o) {
         if (bench_fixed(&sets[nsets], (int)len, fixed_tokens)) { emb_fail(&err, EMB_ERR_NOMEM, "out of memory"); goto fail; }
         q = *end == ',' ? end + 1 : end;
     }
-    int dim = emb_model_dim(m, &co.eo);
+    int dim = checked_dim(m, &co.eo, &err);
+    if (dim < 0) goto fail;
     int repeat = gpu ? 5 : 2;
     printf("embedc bench: model %s, backend %s, max length %d, %d threads, best of %d passes\n",
            m->mf.dir, m->be->name, m->max_length, co.threads, repeat);
@@ -534,24 +563,22 @@ static int cmd_bench(const cli_opts *o) {
            "|---|---|---|---|---|---|---|---|---|\n");
     FILE *js = NULL;
     char devjs[2048] = "";
-    if (co.summary_json && !(js = fopen(co.summary_json, "w"))) {
-        emb_fail(&err, EMB_ERR_IO, "cannot write %s: %s", co.summary_json, strerror(errno));
-        goto fail;
+    if (co.summary_json) {
+        if (io_out_open(co.summary_json, 0, &js_out, &err) != EMB_OK) goto fail;
+        js = io_out_stream(js_out);
     }
     if (js) fprintf(js, "{\"backend\": \"%s\", \"peak_flops\": %.6g, \"workloads\": [", m->be->name, m->be->peak_flops);
     for (int k = 0; k < nsets; k++) {
         bench_set *b = &sets[k];
         free(out);
         out = malloc((b->n ? b->n : 1) * (size_t)dim * sizeof *out);
-        if (!out) { emb_fail(&err, EMB_ERR_NOMEM, "out of memory"); if (js) fclose(js); goto fail; }
+        if (!out) { emb_fail(&err, EMB_ERR_NOMEM, "out of memory"); goto fail; }
         double best = 1e30;
         emb_encode_stats st = {0};
         for (int rep = 0; rep < repeat; rep++) {
             double t0 = cli_now_s();
-            if (emb_encode(m, (const char *const *)b->texts, b->lens, b->n, &co.eo, out, &st, &err) != EMB_OK) {
-                if (js) fclose(js);
+            if (emb_encode(m, (const char *const *)b->texts, b->lens, b->n, &co.eo, out, &st, &err) != EMB_OK)
                 goto fail;
-            }
             double s = cli_now_s() - t0;
             if (s < best) best = s;
         }
@@ -561,7 +588,10 @@ static int cmd_bench(const cli_opts *o) {
         printf("| %s | %zu | %llu | %.1f | %.3f | %.0f | %.1f | 1.00 | %s |\n", b->name, b->n,
                (unsigned long long)st.tokens, b->n ? (double)st.tokens / b->n : 0.0, best, st.tokens / best,
                b->n / best, mfus);
-        fflush(stdout);
+        if (fflush(stdout) != 0) {
+            emb_fail(&err, EMB_ERR_IO, "writing standard output: %s", strerror(errno));
+            goto fail;
+        }
         if (js)
             fprintf(js, "%s{\"workload\": \"%s\", \"documents\": %zu, \"tokens\": %llu, \"seconds\": %.6f, "
                         "\"tokens_per_second\": %.1f, \"documents_per_second\": %.2f, \"flops\": %.6g, \"mfu\": %.6f}",
@@ -578,12 +608,12 @@ static int cmd_bench(const cli_opts *o) {
         r1.max_workers = 1;
         for (int rep = 0; rep < repeat; rep++) {
             double t0 = cli_now_s();
-            if (emb_encode(m, (const char *const *)b->texts, b->lens, b->n, &co.eo, out, &all, &err) != EMB_OK) goto fail_js;
+            if (emb_encode(m, (const char *const *)b->texts, b->lens, b->n, &co.eo, out, &all, &err) != EMB_OK) goto fail;
             double s1 = cli_now_s() - t0;
             if (s1 < t_all) t_all = s1;
             t0 = cli_now_s();
             if (eng_encode_array(m, (const char *const *)b->texts, b->lens, b->n, &co.eo, &r1, out, &one, &err) != EMB_OK)
-                goto fail_js;
+                goto fail;
             s1 = cli_now_s() - t0;
             if (s1 < t_one) t_one = s1;
         }
@@ -610,44 +640,102 @@ static int cmd_bench(const cli_opts *o) {
     }
     if (js) {
         fprintf(js, "]%s}\n", devjs);
-        if (fclose(js)) { emb_fail(&err, EMB_ERR_IO, "writing %s: %s", co.summary_json, strerror(errno)); goto fail; }
+        if (io_out_commit(js_out, &err) != EMB_OK) { emb_fail_prefix(&err, "--summary-json"); goto fail; }
     }
     rc = 0;
     goto done;
-fail_js:
-    if (js) fclose(js);
 fail:
     fprintf(stderr, "embedc: error: %s\n", err.message);
 done:
     for (int k = 0; k < 8; k++) bench_set_free(&sets[k]);
+    io_out_close(js_out);
     free(out);
     io_reader_close(r);
     emb_model_free(m);
     return rc;
 }
 
+/* SIGINT, SIGTERM and SIGHUP remove the temporary output files, then kill
+ * us with the signal's default action so the exit status tells what
+ * happened. A signal already ignored (nohup, a background job) stays so. */
+static void on_fatal_signal(int sig) {
+    io_remove_temp_files();
+    raise(sig);     /* SA_RESETHAND restored the default action */
+}
+
+static void remove_temp_files_on_signals(void) {
+    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_fatal_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESETHAND | SA_NODEFER;
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+        struct sigaction old;
+        if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler != SIG_IGN) sigaction(sigs[i], &sa, NULL);
+    }
+}
+
+/* encode, tokenize and bench read --input, never a positional argument (a
+ * stray one would otherwise leave stdin read in its place); info takes one
+ * model; similarity takes the texts. */
+static int check_positionals(const char *cmd, int argc, char **argv) {
+    int max = !strcmp(cmd, "info") ? 1 : (!strcmp(cmd, "encode") || !strcmp(cmd, "tokenize") ||
+                                           !strcmp(cmd, "bench")) ? 0 : argc;
+    if (argc - optind <= max) return 0;
+    fprintf(stderr, "embedc %s: unexpected argument \"%s\"%s\n", cmd, argv[optind + max],
+            max ? "" : " (give the input with -i/--input, the output with -o/--output)");
+    return -1;
+}
+
+/* Every byte for standard output must have reached it: a full disk or
+ * /dev/full turns success into an error with a message. */
+static int finish_output(int rc) {
+    errno = 0;
+    int bad = fflush(stdout) != 0 || ferror(stdout);
+    int e = errno;
+    if (fclose(stdout) != 0 && !bad) {
+        bad = 1;
+        e = errno;
+    }
+    if (bad && rc == 0) {
+        fprintf(stderr, "embedc: error: writing standard output: %s\n", strerror(e ? e : EIO));
+        rc = 1;
+    }
+    if ((fflush(stderr) != 0 || ferror(stderr)) && rc == 0) rc = 1;
+    return rc;
+}
+
+static int run_command(const char *cmd, const cli_opts *o, int argc, char **argv) {
+    if (o->help) {
+        usage(stdout);
+        return 0;
+    }
+    if (check_positionals(cmd, argc, argv)) return 2;
+    if (!strcmp(cmd, "encode")) return cmd_encode(o);
+    if (!strcmp(cmd, "tokenize")) return cmd_tokenize(o);
+    if (!strcmp(cmd, "info")) return cmd_info(o, argc, argv);
+    if (!strcmp(cmd, "similarity")) return cmd_similarity(o, argc, argv);
+    if (!strcmp(cmd, "bench")) return cmd_bench(o);
+    fprintf(stderr, "embedc: unknown command \"%s\" (try embedc --help)\n", cmd);
+    return 2;
+}
+
 int main(int argc, char **argv) {
     /* A file-size limit must fail the write (EFBIG) with a message, not kill us. */
     signal(SIGXFSZ, SIG_IGN);
+    remove_temp_files_on_signals();
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
         usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
+        return finish_output(argc < 2 ? 2 : 0);
     }
     if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
         printf("embedc 0.1.0\n");
-        return 0;
+        return finish_output(0);
     }
     const char *cmd = argv[1];
     cli_opts o;
     if (parse_opts(argc - 1, argv + 1, &o)) return 2;
     /* getopt ran over argv + 1: positional arguments start at optind there. */
-    argc -= 1;
-    argv += 1;
-    if (!strcmp(cmd, "encode")) return cmd_encode(&o);
-    if (!strcmp(cmd, "tokenize")) return cmd_tokenize(&o);
-    if (!strcmp(cmd, "info")) return cmd_info(&o, argc, argv);
-    if (!strcmp(cmd, "similarity")) return cmd_similarity(&o, argc, argv);
-    if (!strcmp(cmd, "bench")) return cmd_bench(&o);
-    fprintf(stderr, "embedc: unknown command \"%s\" (try embedc --help)\n", cmd);
-    return 2;
+    return finish_output(run_command(cmd, &o, argc - 1, argv + 1));
 }

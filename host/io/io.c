@@ -4,9 +4,14 @@
 #include "io.h"
 
 #include <cjson/cJSON.h>
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -149,18 +154,298 @@ void io_reader_close(io_reader *r) {
     free(r);
 }
 
+/* ---- output files ------------------------------------------------------- */
+
+/* Temporary files in flight, by name, so that a signal handler can remove
+ * them without allocating (io_remove_temp_files). Slots are taken and freed
+ * by the thread that opens and closes outputs. */
+#define IO_TEMP_SLOTS 8
+#define IO_TEMP_PREFIX ".embedc-"
+static char io_temp_names[IO_TEMP_SLOTS][PATH_MAX];
+static volatile sig_atomic_t io_temp_used[IO_TEMP_SLOTS];
+
+void io_remove_temp_files(void) {
+    for (int i = 0; i < IO_TEMP_SLOTS; i++)
+        if (io_temp_used[i]) unlink(io_temp_names[i]);
+}
+
+struct io_out {
+    FILE *f;            /* what the caller writes: the temp file, the node, or the spool */
+    FILE *node;         /* a device or FIFO written in place (NULL otherwise) */
+    int slot;           /* io_temp_names slot of the temp file, or -1 */
+    int is_stdout;
+    char *path;
+};
+
+/* Follows a chain of symbolic links to the name they finally designate,
+ * which may not exist yet (a dangling link names the file to create). */
+static char *resolve_links(const char *path, emb_error *err) {
+    char *p = strdup(path);
+    for (int hops = 0; p; hops++) {
+        struct stat sb;
+        if (lstat(p, &sb) != 0 || !S_ISLNK(sb.st_mode)) return p;
+        if (hops == 40) {
+            emb_fail(err, EMB_ERR_IO, "cannot write output %s: %s", path, strerror(ELOOP));
+            free(p);
+            return NULL;
+        }
+        char target[PATH_MAX];
+        ssize_t n = readlink(p, target, sizeof target - 1);
+        if (n < 0) {
+            emb_fail(err, EMB_ERR_IO, "cannot write output %s: %s", path, strerror(errno));
+            free(p);
+            return NULL;
+        }
+        target[n] = 0;
+        const char *slash = strrchr(p, '/');
+        size_t dir = target[0] == '/' || !slash ? 0 : (size_t)(slash - p) + 1;
+        char *q = malloc(dir + (size_t)n + 1);
+        if (q) {
+            memcpy(q, p, dir);
+            memcpy(q + dir, target, (size_t)n + 1);
+        }
+        free(p);
+        p = q;
+    }
+    emb_fail(err, EMB_ERR_NOMEM, "out of memory");
+    return NULL;
+}
+
+/* A PID means something only on the machine (and PID namespace) that made
+ * it: the name also carries a hash of the host name, so that a directory
+ * shared over NFS or between containers is cleaned only of our own host's
+ * leftovers. */
+static unsigned host_tag(void) {
+    char host[256] = "";
+    gethostname(host, sizeof host - 1);
+    unsigned h = 2166136261u;      /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)host; *p; p++) h = (h ^ *p) * 16777619u;
+    return h;
+}
+
+int io_temp_name_prefix(long pid, char *buf, size_t n) {
+    return snprintf(buf, n, IO_TEMP_PREFIX "%ld-%08x-", pid, host_tag());
+}
+
+/* Removes temp files of embedc processes that no longer exist (killed by
+ * SIGKILL or a crash): ".embedc-PID-HOST-XXXXXX" of this host whose PID
+ * answers ESRCH. */
+static void remove_stale_temps(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    char tag[16];
+    snprintf(tag, sizeof tag, "-%08x-", host_tag());
+    size_t pre = strlen(IO_TEMP_PREFIX);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        const char *n = e->d_name;
+        if (strncmp(n, IO_TEMP_PREFIX, pre) != 0 || !isdigit((unsigned char)n[pre])) continue;
+        char *end;
+        errno = 0;
+        long pid = strtol(n + pre, &end, 10);
+        if (errno || pid <= 0 || pid == (long)getpid() || strncmp(end, tag, 10) != 0 || strlen(end + 10) != 6)
+            continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+        struct stat sb;
+        if (fstatat(dirfd(d), n, &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(sb.st_mode))
+            unlinkat(dirfd(d), n, 0);
+    }
+    closedir(d);
+}
+
+/* A temporary file in the directory of `target`, with a short name (the
+ * target's own name may already be NAME_MAX long) that carries our PID. */
+static emb_status open_temp(io_out *o, const char *target, const struct stat *existing,
+                            emb_error *err) {
+    const char *slash = strrchr(target, '/');
+    char dir[PATH_MAX];
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == target) snprintf(dir, sizeof dir, "/");
+    else if ((size_t)(slash - target) >= sizeof dir)
+        return emb_fail(err, EMB_ERR_IO, "cannot create output %s: %s", o->path, strerror(ENAMETOOLONG));
+    else snprintf(dir, sizeof dir, "%.*s", (int)(slash - target), target);
+    int slot = -1;
+    for (int i = 0; i < IO_TEMP_SLOTS && slot < 0; i++)
+        if (!io_temp_used[i]) slot = i;
+    if (slot < 0) return emb_fail(err, EMB_ERR_INTERNAL, "too many outputs open at once");
+    remove_stale_temps(dir);
+    char *name = io_temp_names[slot], prefix[64];
+    io_temp_name_prefix((long)getpid(), prefix, sizeof prefix);
+    int n = snprintf(name, PATH_MAX, "%s/%sXXXXXX", dir, prefix);
+    if (n < 0 || n >= PATH_MAX)
+        return emb_fail(err, EMB_ERR_IO, "cannot create output %s: %s", o->path, strerror(ENAMETOOLONG));
+    int fd = mkstemp(name);
+    if (fd < 0) return emb_fail(err, EMB_ERR_IO, "cannot create output %s: %s", o->path, strerror(errno));
+    io_temp_used[slot] = 1;
+    o->slot = slot;
+    /* mkstemp makes the file 0600: give it the mode the target has, or the
+     * one a plain creation would get. */
+    mode_t mode;
+    if (existing) {
+        mode = existing->st_mode & 07777;
+    } else {
+        mode_t mask = umask(0);
+        umask(mask);
+        mode = 0666 & ~mask;
+    }
+    if (fchmod(fd, mode) != 0 || !(o->f = fdopen(fd, "wb"))) {
+        emb_status st = emb_fail(err, EMB_ERR_IO, "cannot create output %s: %s", o->path, strerror(errno));
+        if (!o->f) close(fd);
+        return st;
+    }
+    return EMB_OK;
+}
+
+/* An anonymous file in $TMPDIR (else /tmp), gone when closed or killed. */
+static FILE *spool_file(void) {
+    const char *dir = getenv("TMPDIR");
+    char name[PATH_MAX];
+    int n = snprintf(name, sizeof name, "%s/" IO_TEMP_PREFIX "spool-XXXXXX", dir && *dir ? dir : "/tmp");
+    if (n < 0 || (size_t)n >= sizeof name) {
+        errno = ENAMETOOLONG;
+        return NULL;
+    }
+    int fd = mkstemp(name);
+    if (fd < 0) return NULL;
+    unlink(name);
+    FILE *f = fdopen(fd, "w+b");
+    if (!f) close(fd);
+    return f;
+}
+
+emb_status io_out_open(const char *path, int seekable, io_out **out, emb_error *err) {
+    io_out *o = calloc(1, sizeof *o);
+    if (!o || !(o->path = strdup(strcmp(path, "-") == 0 ? "standard output" : path))) {
+        free(o);
+        return emb_fail(err, EMB_ERR_NOMEM, "out of memory");
+    }
+    o->slot = -1;
+    emb_status st = EMB_OK;
+    char *target = NULL;
+    if (strcmp(path, "-") == 0) {
+        o->f = stdout;
+        o->is_stdout = 1;
+        *out = o;
+        return EMB_OK;
+    }
+    if (!(target = resolve_links(path, err))) { st = err ? err->code : EMB_ERR_IO; goto fail; }
+    struct stat sb;
+    int exists = stat(target, &sb) == 0;
+    if (exists && S_ISDIR(sb.st_mode)) {
+        st = emb_fail(err, EMB_ERR_IO, "cannot write output %s: it is a directory", path);
+    } else if (exists && !S_ISREG(sb.st_mode)) {
+        /* A device, FIFO or socket: stream into it, never replace it. */
+        if (!(o->node = fopen(target, "wb"))) {
+            st = emb_fail(err, EMB_ERR_IO, "cannot open output %s: %s", path, strerror(errno));
+        } else if (seekable && lseek(fileno(o->node), 0, SEEK_CUR) < 0) {
+            /* The .npy header is patched at the end: spool, then copy. */
+            if (!(o->f = spool_file()))
+                st = emb_fail(err, EMB_ERR_IO, "cannot create a spool file for %s: %s", path, strerror(errno));
+        } else {
+            o->f = o->node;
+        }
+    } else {
+        st = open_temp(o, target, exists ? &sb : NULL, err);
+        if (st == EMB_OK) {
+            free(o->path);
+            o->path = target;    /* renamed over the link's target, not the link */
+            target = NULL;
+        }
+    }
+    free(target);
+    if (st != EMB_OK) goto fail;
+    *out = o;
+    return EMB_OK;
+fail:
+    io_out_close(o);
+    return st;
+}
+
+FILE *io_out_stream(io_out *o) { return o->f; }
+const char *io_out_path(const io_out *o) { return o->path; }
+
+static emb_status copy_spool(io_out *o, emb_error *err) {
+    char buf[1 << 16];
+    size_t n;
+    if (fseek(o->f, 0, SEEK_SET) != 0)
+        return emb_fail(err, EMB_ERR_IO, "reading the spool file of %s: %s", o->path, strerror(errno));
+    while ((n = fread(buf, 1, sizeof buf, o->f)) > 0)
+        if (fwrite(buf, 1, n, o->node) != n)
+            return emb_fail(err, EMB_ERR_IO, "writing %s: %s", o->path, strerror(errno));
+    if (ferror(o->f))
+        return emb_fail(err, EMB_ERR_IO, "reading the spool file of %s: %s", o->path, strerror(errno));
+    return EMB_OK;
+}
+
+emb_status io_out_commit(io_out *o, emb_error *err) {
+    if (o->is_stdout) {
+        if (fflush(stdout) != 0 || ferror(stdout))
+            return emb_fail(err, EMB_ERR_IO, "writing standard output: %s", strerror(errno ? errno : EIO));
+        return EMB_OK;
+    }
+    errno = 0;
+    if (fflush(o->f) != 0 || ferror(o->f))
+        return emb_fail(err, EMB_ERR_IO, "writing %s: %s", o->path, strerror(errno ? errno : EIO));
+    if (o->node) {
+        if (o->f != o->node) {
+            emb_status st = copy_spool(o, err);
+            if (st != EMB_OK) return st;
+            fclose(o->f);
+            o->f = o->node;
+        }
+        o->node = NULL;
+        int rc = fclose(o->f);
+        o->f = NULL;
+        if (rc != 0) return emb_fail(err, EMB_ERR_IO, "writing %s: %s", o->path, strerror(errno));
+        return EMB_OK;
+    }
+    if (fsync(fileno(o->f)) != 0)
+        return emb_fail(err, EMB_ERR_IO, "writing %s: %s", o->path, strerror(errno));
+    int rc = fclose(o->f);
+    o->f = NULL;
+    if (rc != 0) return emb_fail(err, EMB_ERR_IO, "writing %s: %s", o->path, strerror(errno));
+    if (rename(io_temp_names[o->slot], o->path) != 0)
+        return emb_fail(err, EMB_ERR_IO, "cannot move %s into place as %s: %s", io_temp_names[o->slot],
+                        o->path, strerror(errno));
+    io_temp_used[o->slot] = 0;
+    o->slot = -1;
+    return EMB_OK;
+}
+
+void io_out_close(io_out *o) {
+    if (!o) return;
+    if (o->f && !o->is_stdout) fclose(o->f);
+    if (o->node && o->node != o->f) fclose(o->node);
+    if (o->slot >= 0) {
+        io_temp_used[o->slot] = 0;
+        unlink(io_temp_names[o->slot]);
+    }
+    free(o->path);
+    free(o);
+}
+
+emb_status io_check_not_input(const char *input, const char *output, emb_error *err) {
+    struct stat in, out;
+    if (strcmp(output, "-") == 0 || stat(output, &out) != 0 || !S_ISREG(out.st_mode)) return EMB_OK;
+    int got = strcmp(input, "-") == 0 ? fstat(0, &in) : stat(input, &in);
+    if (got == 0 && in.st_dev == out.st_dev && in.st_ino == out.st_ino)
+        return emb_fail(err, EMB_ERR_INVALID_ARG,
+                        "output %s is the same file as the input (%s): writing it would destroy the input",
+                        output, strcmp(input, "-") == 0 ? "standard input" : input);
+    return EMB_OK;
+}
+
 /* ---- writers ---------------------------------------------------------- */
 
 #define NPY_HEADER_BYTES 128    /* fixed, so the shape can be patched in place */
 
 struct io_writer {
-    FILE *f;
-    int is_stdout;
+    io_out *out;
+    FILE *f;                    /* io_out_stream(out) */
     io_out_format fmt;
     int dim;
     uint64_t rows;
-    char *path, *tmp;
-    int committed;
+    const char *path;           /* io_out_path(out) */
     char *buf;                  /* formatting buffer */
     size_t buf_cap;
 };
@@ -204,41 +489,25 @@ static emb_status npy_header(io_writer *w, emb_error *err) {
 
 emb_status io_writer_open(const char *path, io_out_format fmt, int dim, io_writer **out,
                           emb_error *err) {
+    int npy = fmt == IO_OUT_NPY || fmt == IO_OUT_NPY_F16;
+    if (strcmp(path, "-") == 0 && fmt != IO_OUT_JSONL)
+        return emb_fail(err, EMB_ERR_INVALID_ARG, "only --format jsonl can be written to standard output");
     io_writer *w = calloc(1, sizeof *w);
     if (!w) return emb_fail(err, EMB_ERR_NOMEM, "out of memory");
     w->fmt = fmt;
     w->dim = dim;
-    w->path = strdup(path);
-    emb_status st = EMB_OK;
-    if (strcmp(path, "-") == 0) {
-        if (fmt != IO_OUT_JSONL) {
-            st = emb_fail(err, EMB_ERR_INVALID_ARG, "only --format jsonl can be written to standard output");
-            goto fail;
-        }
-        w->f = stdout;
-        w->is_stdout = 1;
-    } else {
-        size_t n = strlen(path) + 32;
-        w->tmp = malloc(n);
-        if (!w->tmp) { st = emb_fail(err, EMB_ERR_NOMEM, "out of memory"); goto fail; }
-        snprintf(w->tmp, n, "%s.partial-%ld", path, (long)getpid());
-        w->f = fopen(w->tmp, "wb");
-        if (!w->f) {
-            st = emb_fail(err, EMB_ERR_IO, "cannot create output %s: %s", path, strerror(errno));
-            free(w->tmp);
-            w->tmp = NULL;
-            goto fail;
-        }
+    emb_status st = io_out_open(path, npy, &w->out, err);
+    if (st == EMB_OK) {
+        w->f = io_out_stream(w->out);
+        w->path = io_out_path(w->out);
+        if (npy) st = npy_header(w, err);
     }
-    if (fmt == IO_OUT_NPY || fmt == IO_OUT_NPY_F16) {
-        st = npy_header(w, err);
-        if (st != EMB_OK) goto fail;
+    if (st != EMB_OK) {
+        io_writer_close(w);
+        return st;
     }
     *out = w;
     return EMB_OK;
-fail:
-    io_writer_close(w);
-    return st;
 }
 
 uint16_t io_f32_to_f16(float f) {
@@ -319,37 +588,18 @@ emb_status io_writer_write(void *writer, uint64_t first, size_t n, const float *
 }
 
 emb_status io_writer_commit(io_writer *w, emb_error *err) {
-    if (w->is_stdout) {
-        if (fflush(stdout) != 0)
-            return emb_fail(err, EMB_ERR_IO, "writing standard output: %s", strerror(errno));
-        w->committed = 1;
-        return EMB_OK;
-    }
-    emb_status st = EMB_OK;
     if (w->fmt == IO_OUT_NPY || w->fmt == IO_OUT_NPY_F16) {
         if (fseek(w->f, 0, SEEK_SET) != 0)
             return emb_fail(err, EMB_ERR_IO, "writing %s: %s", w->path, strerror(errno));
-        st = npy_header(w, err);
+        emb_status st = npy_header(w, err);
         if (st != EMB_OK) return st;
     }
-    if (fflush(w->f) != 0 || fsync(fileno(w->f)) != 0)
-        return emb_fail(err, EMB_ERR_IO, "writing %s: %s", w->path, strerror(errno));
-    int rc = fclose(w->f);
-    w->f = NULL;
-    if (rc != 0) return emb_fail(err, EMB_ERR_IO, "writing %s: %s", w->path, strerror(errno));
-    if (rename(w->tmp, w->path) != 0)
-        return emb_fail(err, EMB_ERR_IO, "cannot move %s into place as %s: %s", w->tmp, w->path,
-                        strerror(errno));
-    w->committed = 1;
-    return EMB_OK;
+    return io_out_commit(w->out, err);
 }
 
 void io_writer_close(io_writer *w) {
     if (!w) return;
-    if (w->f && !w->is_stdout) fclose(w->f);
-    if (w->tmp && !w->committed) unlink(w->tmp);
-    free(w->tmp);
-    free(w->path);
+    io_out_close(w->out);
     free(w->buf);
     free(w);
 }

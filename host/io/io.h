@@ -1,9 +1,11 @@
 /*
  * Document readers (text lines, JSONL field, stdin) and vector writers (.npy
- * float32/float16 written streaming, .fvecs, JSONL). Writers put their bytes
- * in a temporary file beside the destination and rename it into place only
- * when everything was written and synced, so a failed job never leaves a
- * half-written file under the final name.
+ * float32/float16 written streaming, .fvecs, JSONL). Outputs (io_out) put
+ * their bytes in a temporary file beside the destination and rename it into
+ * place only when everything was written and synced, so a failed job never
+ * leaves a half-written file under the final name. A symlink's target is the
+ * file replaced (the link stays); a device, FIFO or socket is written in
+ * place, never replaced.
  */
 #ifndef EMBEDC_HOST_IO_H
 #define EMBEDC_HOST_IO_H
@@ -32,9 +34,36 @@ io_in_format io_guess_in_format(const char *path);
  * name when name is NULL. Returns -1 for an unknown name. */
 int io_parse_out_format(const char *name, const char *path, io_out_format *fmt);
 
+/* An output file. "-" is standard output. A regular file (or a name that
+ * does not exist yet, or a symlink to either) is written to a temporary
+ * ".embedc-PID-HOST-XXXXXX" (HOST: 8 hex digits hashing the host name) in the
+ * target's directory and renamed over the target by io_out_commit; opening
+ * one first removes such temporaries of this host left by processes that no
+ * longer exist (killed by SIGKILL). A device, FIFO or
+ * socket is written directly; with `seekable` set (the .npy header is
+ * patched at the end) a node that cannot seek gets a spool file copied into
+ * it at commit. Open and close outputs from one thread. */
+typedef struct io_out io_out;
+emb_status io_out_open(const char *path, int seekable, io_out **out, emb_error *err);
+FILE *io_out_stream(io_out *o);
+/* The name written: the symlink's target when path was a symlink. */
+const char *io_out_path(const io_out *o);
+/* Flushes, checks every write, syncs and renames into place. */
+emb_status io_out_commit(io_out *o, emb_error *err);
+/* Closes; removes the temporary file unless committed. Frees o. */
+void io_out_close(io_out *o);
+/* Writes ".embedc-PID-HOST-", the start of a temporary output's name. */
+int io_temp_name_prefix(long pid, char *buf, size_t n);
+/* Async-signal-safe: unlinks every temporary output file in flight (for a
+ * SIGINT/SIGTERM/SIGHUP handler, which then re-raises the signal). */
+void io_remove_temp_files(void);
+/* Refuses an output that is the input file itself (same device and inode:
+ * another name, a hard link or a symlink; input "-" checks standard input). */
+emb_status io_check_not_input(const char *input, const char *output, emb_error *err);
+
 typedef struct io_writer io_writer;
 
-/* path "-" writes standard output (JSONL only). */
+/* An io_out; path "-" writes standard output (JSONL only). */
 emb_status io_writer_open(const char *path, io_out_format fmt, int dim, io_writer **out,
                           emb_error *err);
 /* eng_write_fn-compatible. */
