@@ -20,6 +20,7 @@
 #include <utf8proc.h>
 
 #include "error.h"
+#include "json_util.h"
 
 #define ENG_DEFAULT_BATCH_TOKENS 16384
 #define ENG_DEFAULT_WINDOW_DOCS 4096
@@ -47,6 +48,18 @@ static int resolve_max_length(const emb_model *m, int requested) {
     if (len <= 0 || len > limit) len = limit;
     if (requested > 0 && requested < len) len = requested;
     return len;
+}
+
+emb_status eng_load_tokenizer(const char *path, const char *shown, tok_tokenizer **out, emb_error *err) {
+    char *buf = NULL;
+    size_t len = 0;
+    emb_status st = ju_read_bytes(path, shown, EMB_MAX_TOKENIZER_JSON_BYTES, &buf, &len, err);
+    if (st != EMB_OK) return st;
+    tok_error terr;
+    if (tok_load_json(buf, len, shown, out, &terr) != 0)
+        st = emb_fail(err, EMB_ERR_FORMAT, "%s", terr.message);
+    free(buf);
+    return st;
 }
 
 static emb_status create_backend(emb_model *m, emb_error *err) {
@@ -88,9 +101,9 @@ emb_status emb_model_load(const char *path, const emb_model_options *opts, emb_m
 
     char tokpath[4096];
     snprintf(tokpath, sizeof tokpath, "%s/tokenizer.json", m->mf.dir);
-    tok_error terr;
-    if (tok_load_file(tokpath, &m->tok, &terr) != 0) {
-        st = emb_fail(err, EMB_ERR_FORMAT, "%s", terr.message);
+    st = eng_load_tokenizer(tokpath, "tokenizer.json", &m->tok, err);
+    if (st != EMB_OK) {
+        emb_fail_prefix(err, "model %s", m->mf.dir);
         goto fail;
     }
     if (tok_vocab_size(m->tok) > (size_t)m->mf.cfg.vocab_size) {

@@ -35,6 +35,10 @@ typedef emb_status (*eng_write_fn)(void *ud, uint64_t first, size_t n, const flo
 /* Progress: called after each batch with running totals. */
 typedef void (*eng_progress_fn)(void *ud, uint64_t docs, uint64_t tokens);
 
+/* Reads a tokenizer.json (regular file, EMB_MAX_TOKENIZER_JSON_BYTES at most)
+ * and loads it; shown names it in messages. */
+emb_status eng_load_tokenizer(const char *path, const char *shown, tok_tokenizer **out, emb_error *err);
+
 typedef struct {
     size_t batch_tokens;       /* token budget of one packed batch (0 = default) */
     size_t window_docs;        /* documents sorted together (0 = default) */
