@@ -3,7 +3,6 @@
  */
 #include "io.h"
 
-#include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -14,6 +13,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "jsonl.h"
 
 /* ---- readers ---------------------------------------------------------- */
 
@@ -23,9 +23,13 @@ struct io_reader {
     char *path;
     io_in_format fmt;
     char *field;
-    char *line;
+    char *line;             /* the current line (text: at most keep bytes of it) */
     size_t line_cap;
-    char *doc;              /* JSONL: the decoded text of the current line */
+    size_t keep;            /* text: bytes of a line held (0 = all) */
+    char *in;               /* text: read buffer */
+    size_t in_pos, in_len;
+    int in_eof;
+    jsonl_value doc;        /* JSONL: the decoded field of the current line */
     uint64_t lineno;
     uint64_t consumed, size;
 };
@@ -68,23 +72,90 @@ emb_status io_reader_open(const char *path, io_in_format fmt, const char *field,
     return EMB_OK;
 }
 
-static int next_line(io_reader *r, size_t *len, emb_error *err) {
+void io_reader_set_keep(io_reader *r, size_t keep) {
+    r->keep = keep;
+    r->doc.keep = keep;
+}
+
+static int read_error(io_reader *r, emb_error *err) {
+    emb_fail(err, EMB_ERR_IO, "reading %s after line %llu: %s", r->path, (unsigned long long)r->lineno,
+             strerror(errno ? errno : EIO));
+    return -1;
+}
+
+/* JSONL: the whole line (the object must be checked to its end). */
+static int next_full_line(io_reader *r, size_t *len, emb_error *err) {
     errno = 0;
     ssize_t n = getline(&r->line, &r->line_cap, r->f);
-    if (n < 0) {
-        if (ferror(r->f)) {
-            emb_fail(err, EMB_ERR_IO, "reading %s after line %llu: %s", r->path,
-                     (unsigned long long)r->lineno, strerror(errno ? errno : EIO));
-            return -1;
-        }
-        return 0;
-    }
+    if (n < 0) return ferror(r->f) ? read_error(r, err) : 0;
     r->lineno++;
     r->consumed += (uint64_t)n;
     if (n > 0 && r->line[n - 1] == '\n') n--;
     if (n > 0 && r->line[n - 1] == '\r') n--;
     r->line[n] = 0;
     *len = (size_t)n;
+    return 1;
+}
+
+/* Text: holds at most keep bytes of a line and skips the rest, so a 200 MB
+ * line costs keep bytes, not 200 MB. */
+static int next_text_line(io_reader *r, size_t *len, emb_error *err) {
+    size_t held = 0;
+    uint64_t total = 0;
+    int any = 0, cr_last = 0;
+    if (!r->in && !(r->in = malloc(1 << 16))) {
+        emb_fail(err, EMB_ERR_NOMEM, "out of memory");
+        return -1;
+    }
+    for (;;) {
+        if (r->in_pos == r->in_len) {
+            if (r->in_eof) break;
+            errno = 0;
+            r->in_len = fread(r->in, 1, 1 << 16, r->f);
+            r->in_pos = 0;
+            if (r->in_len == 0) {
+                if (ferror(r->f)) return read_error(r, err);
+                r->in_eof = 1;
+                break;
+            }
+        }
+        any = 1;
+        const char *p = r->in + r->in_pos;
+        size_t avail = r->in_len - r->in_pos;
+        const char *nl = memchr(p, '\n', avail);
+        size_t k = nl ? (size_t)(nl - p) : avail;
+        size_t take = k;
+        if (r->keep && held + take > r->keep) take = held < r->keep ? r->keep - held : 0;
+        if (held + take + 1 > r->line_cap) {
+            size_t nc = r->line_cap ? r->line_cap : 256;
+            while (nc < held + take + 1) nc *= 2;
+            char *nb = realloc(r->line, nc);
+            if (!nb) {
+                emb_fail(err, EMB_ERR_NOMEM, "out of memory reading line %llu of %s",
+                         (unsigned long long)r->lineno + 1, r->path);
+                return -1;
+            }
+            r->line = nb;
+            r->line_cap = nc;
+        }
+        memcpy(r->line + held, p, take);
+        held += take;
+        total += k;
+        if (k) cr_last = p[k - 1] == '\r';
+        r->in_pos += k + (nl ? 1 : 0);
+        r->consumed += k + (nl ? 1 : 0);
+        if (nl) break;
+    }
+    if (!any) return 0;
+    if (!r->line && !(r->line = malloc(r->line_cap = 256))) {
+        emb_fail(err, EMB_ERR_NOMEM, "out of memory");
+        return -1;
+    }
+    r->lineno++;
+    /* One trailing \r goes (when the line was held whole). */
+    if (cr_last && total == held && held > 0) held--;
+    r->line[held] = 0;
+    *len = held;
     return 1;
 }
 
@@ -97,40 +168,39 @@ static int blank(const char *s, size_t n) {
 int io_reader_next(void *reader, const char **text, size_t *len, emb_error *err) {
     io_reader *r = reader;
     size_t n;
-    for (;;) {
-        int got = next_line(r, &n, err);
+    if (r->fmt == IO_IN_TEXT) {
+        int got = next_text_line(r, &n, err);
         if (got <= 0) return got;
-        if (r->fmt == IO_IN_TEXT) {
-            *text = r->line;
-            *len = n;
-            return 1;
-        }
+        *text = r->line;
+        *len = n;
+        return 1;
+    }
+    for (;;) {
+        int got = next_full_line(r, &n, err);
+        if (got <= 0) return got;
         /* JSONL: whitespace-only lines separate nothing and are not documents. */
         if (blank(r->line, n)) continue;
-        cJSON *obj = cJSON_ParseWithLength(r->line, n);
-        if (!obj || !cJSON_IsObject(obj)) {
-            cJSON_Delete(obj);
-            emb_fail(err, EMB_ERR_FORMAT, "%s line %llu: not a JSON object", r->path,
-                     (unsigned long long)r->lineno);
-            return -1;
-        }
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, r->field);
-        if (!cJSON_IsString(v)) {
+        char why[128];
+        size_t at = 0;
+        jsonl_result jr = jsonl_get_field(r->line, n, r->field, &r->doc, why, sizeof why, &at);
+        switch (jr) {
+        case JSONL_OK:
+            *text = r->doc.buf ? r->doc.buf : "";
+            *len = r->doc.len;
+            return 1;
+        case JSONL_MISSING:
+        case JSONL_NOT_STRING:
             emb_fail(err, EMB_ERR_FORMAT, "%s line %llu: field \"%s\" is %s", r->path,
-                     (unsigned long long)r->lineno, r->field, v ? "not a string" : "missing");
-            cJSON_Delete(obj);
+                     (unsigned long long)r->lineno, r->field, jr == JSONL_MISSING ? "missing" : "not a string");
+            return -1;
+        case JSONL_NOMEM:
+            emb_fail(err, EMB_ERR_NOMEM, "%s line %llu: out of memory", r->path, (unsigned long long)r->lineno);
+            return -1;
+        case JSONL_SYNTAX:
+            emb_fail(err, EMB_ERR_FORMAT, "%s line %llu column %zu: %s", r->path, (unsigned long long)r->lineno,
+                     at + 1, why);
             return -1;
         }
-        free(r->doc);
-        r->doc = strdup(v->valuestring);
-        cJSON_Delete(obj);
-        if (!r->doc) {
-            emb_fail(err, EMB_ERR_NOMEM, "out of memory");
-            return -1;
-        }
-        *text = r->doc;
-        *len = strlen(r->doc);
-        return 1;
     }
 }
 
@@ -143,7 +213,8 @@ void io_reader_close(io_reader *r) {
     if (!r) return;
     if (r->f && !r->is_stdin) fclose(r->f);
     free(r->line);
-    free(r->doc);
+    free(r->in);
+    free(r->doc.buf);
     free(r->field);
     free(r->path);
     free(r);

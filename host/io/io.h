@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include "embedc.h"
+#include "jsonl.h"
 
 typedef enum { IO_IN_TEXT, IO_IN_JSONL } io_in_format;
 typedef enum { IO_OUT_NPY, IO_OUT_NPY_F16, IO_OUT_FVECS, IO_OUT_JSONL } io_out_format;
@@ -20,6 +21,11 @@ typedef struct io_reader io_reader;
 /* path "-" reads standard input. field: the JSONL key holding the text. */
 emb_status io_reader_open(const char *path, io_in_format fmt, const char *field, io_reader **out,
                           emb_error *err);
+/* Holds at most keep bytes of each document (0 = all): a text line's rest is
+ * skipped as it is read; a JSONL line is held whole while it is checked, its
+ * field's value cut to keep bytes. The engine then applies its
+ * --max-doc-bytes policy to what it gets (keep = that limit + 1). */
+void io_reader_set_keep(io_reader *r, size_t keep);
 /* eng_read_fn-compatible: 1 document, 0 end, -1 error. */
 int io_reader_next(void *reader, const char **text, size_t *len, emb_error *err);
 /* Bytes consumed so far and the input's size (0 when unknown, e.g. a pipe). */
