@@ -22,7 +22,7 @@
 
 typedef struct {
     const char *model, *input, *output, *format, *input_format, *field, *summary_json;
-    const char *device, *dtype, *fixed_lengths;
+    const char *device, *dtype, *fixed_lengths, *tokenizer;
     size_t batch_tokens;
     int max_length, threads, quiet, tokens;
     emb_encode_options eo;
@@ -67,6 +67,9 @@ static void usage(FILE *f) {
         "      --tokens               tokenize: also write the token strings\n"
         "      --fixed-lengths LIST   bench: fixed-length workloads after the corpus (default 32,128,512; none)\n"
         "      --summary-json FILE    write the run's summary as JSON\n"
+        "      --max-doc-bytes N      documents longer than N bytes are cut to N (default 1048576; 0 = no limit)\n"
+        "      --long-docs cut|error  what a document over --max-doc-bytes gets (default cut)\n"
+        "      --tokenizer FILE       tokenize: use this tokenizer.json (no model needed)\n"
         "  -q, --quiet                no progress bar or summary\n");
 }
 
@@ -101,7 +104,8 @@ static int parse_int(const char *flag, const char *s, long lo, long hi, long *ou
 }
 
 enum { O_INFMT = 256, O_FIELD, O_BATCH, O_MAXLEN, O_PROMPT, O_PROMPT_NAME, O_NORM, O_NONORM,
-       O_TRUNC, O_POOL, O_LAYER, O_DEVICE, O_DTYPE, O_THREADS, O_TOKENS, O_SUMMARY, O_FIXED };
+       O_TRUNC, O_POOL, O_LAYER, O_DEVICE, O_DTYPE, O_THREADS, O_TOKENS, O_SUMMARY, O_FIXED,
+       O_MAXDOC, O_LONGDOCS, O_TOKENIZER };
 
 static int parse_opts(int argc, char **argv, cli_opts *o) {
     static const struct option longopts[] = {
@@ -115,6 +119,8 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
         {"layer", required_argument, 0, O_LAYER}, {"device", required_argument, 0, O_DEVICE},
         {"dtype", required_argument, 0, O_DTYPE}, {"threads", required_argument, 0, O_THREADS},
         {"tokens", no_argument, 0, O_TOKENS}, {"fixed-lengths", required_argument, 0, O_FIXED}, {"summary-json", required_argument, 0, O_SUMMARY},
+        {"max-doc-bytes", required_argument, 0, O_MAXDOC}, {"long-docs", required_argument, 0, O_LONGDOCS},
+        {"tokenizer", required_argument, 0, O_TOKENIZER},
         {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     o->eo = emb_encode_default_options();
@@ -150,6 +156,16 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
         case O_TOKENS: o->tokens = 1; break;
         case O_SUMMARY: o->summary_json = optarg; break;
         case O_FIXED: o->fixed_lengths = optarg; break;
+        case O_MAXDOC:
+            if (parse_int("--max-doc-bytes", optarg, 0, 1L << 40, &v)) return -1;
+            o->eo.max_doc_bytes = v ? (size_t)v : SIZE_MAX;
+            break;
+        case O_LONGDOCS:
+            if (!strcmp(optarg, "cut")) o->eo.long_docs = EMB_LONG_DOCS_CUT;
+            else if (!strcmp(optarg, "error")) o->eo.long_docs = EMB_LONG_DOCS_ERROR;
+            else { fprintf(stderr, "embedc: --long-docs %s: expected cut or error\n", optarg); return -1; }
+            break;
+        case O_TOKENIZER: o->tokenizer = optarg; break;
         default: usage(stderr); return -1;
         }
     }
@@ -230,10 +246,12 @@ static int write_summary_json(const char *path, const emb_encode_stats *s, doubl
     FILE *f = fopen(path, "w");
     if (!f) { fprintf(stderr, "embedc: cannot write %s: %s\n", path, strerror(errno)); return -1; }
     fprintf(f, "{\"documents\": %llu, \"tokens\": %llu, \"truncated\": %llu, \"invalid_utf8\": %llu, "
+               "\"cut\": %llu, \"empty\": %llu, "
                "\"seconds\": %.6f, \"tokens_per_second\": %.1f, \"documents_per_second\": %.1f, "
                "\"dim\": %d, \"backend\": \"%s\"}\n",
             (unsigned long long)s->documents, (unsigned long long)s->tokens, (unsigned long long)s->truncated,
-            (unsigned long long)s->invalid_utf8, secs, secs > 0 ? s->tokens / secs : 0.0,
+            (unsigned long long)s->invalid_utf8, (unsigned long long)s->cut, (unsigned long long)s->empty,
+            secs, secs > 0 ? s->tokens / secs : 0.0,
             secs > 0 ? s->documents / secs : 0.0, dim, m->be->name);
     return fclose(f) == 0 ? 0 : -1;
 }
@@ -247,7 +265,10 @@ static int open_input(const cli_opts *o, io_reader **r, emb_error *err) {
         else if (!strcmp(o->input_format, "text") || !strcmp(o->input_format, "txt")) inf = IO_IN_TEXT;
         else { emb_fail(err, EMB_ERR_INVALID_ARG, "--input-format %s: expected text or jsonl", o->input_format); return -1; }
     }
-    return io_reader_open(o->input, inf, o->field, r, err) == EMB_OK ? 0 : -1;
+    if (io_reader_open(o->input, inf, o->field, r, err) != EMB_OK) return -1;
+    size_t max_doc = eng_max_doc_bytes(&o->eo);
+    if (max_doc != SIZE_MAX) io_reader_set_keep(*r, max_doc + 1);   /* +1: the engine sees it is over */
+    return 0;
 }
 
 static int cmd_encode(const cli_opts *o) {
@@ -279,10 +300,12 @@ static int cmd_encode(const cli_opts *o) {
     if (ps.enabled) fprintf(stderr, "\r%*s\r", 90, "");
     if (!o->quiet)
         fprintf(stderr, "embedc: %llu documents, %llu tokens in %.2f s: %.0f tokens/s, %.1f docs/s "
-                        "(%llu truncated, %llu with invalid UTF-8 replaced) [%s, dim %d]\n",
+                        "(%llu truncated, %llu with invalid UTF-8 replaced, %llu cut to --max-doc-bytes, "
+                        "%llu empty) [%s, dim %d]\n",
                 (unsigned long long)stats.documents, (unsigned long long)stats.tokens, secs,
                 secs > 0 ? stats.tokens / secs : 0.0, secs > 0 ? stats.documents / secs : 0.0,
-                (unsigned long long)stats.truncated, (unsigned long long)stats.invalid_utf8, m->be->name, dim);
+                (unsigned long long)stats.truncated, (unsigned long long)stats.invalid_utf8,
+                (unsigned long long)stats.cut, (unsigned long long)stats.empty, m->be->name, dim);
     if (o->summary_json && write_summary_json(o->summary_json, &stats, secs, m, dim)) goto done;
     rc = 0;
     goto done;
@@ -314,13 +337,17 @@ static int cmd_tokenize(const cli_opts *o) {
     char *tmp = NULL;
     tok_encoding enc;
     tok_encoding_init(&enc);
+    eng_prompt p = {0};
     if (open_input(o, &r, &err)) goto fail;
-    cli_opts co = *o;
-    co.device = "cpu";
-    m = load_model(&co, &err);
-    if (!m) goto fail;
-    eng_prompt p;
+    if (eng_load_tokenizer_model(o->tokenizer, o->model, o->max_length, &m, &err) != EMB_OK) goto fail;
+    if (!m) {
+        cli_opts co = *o;
+        co.device = "cpu";
+        m = load_model(&co, &err);
+        if (!m) goto fail;
+    }
     if (eng_resolve_prompt(m, &o->eo, &p, &err) != EMB_OK) goto fail;
+    size_t max_doc = eng_max_doc_bytes(&o->eo);
     if (strcmp(o->output, "-")) {
         tmp = malloc(strlen(o->output) + 32);
         sprintf(tmp, "%s.partial-%ld", o->output, (long)getpid());
@@ -333,6 +360,7 @@ static int cmd_tokenize(const cli_opts *o) {
     uint64_t idx = 0;
     while ((got = io_reader_next(r, &text, &len, &err)) == 1) {
         int inv, tr;
+        if (eng_doc_limit(m, max_doc, o->eo.long_docs == EMB_LONG_DOCS_ERROR, text, &len, idx, &err) < 0) goto fail;
         if (eng_tokenize(m, &p, text, len, &enc, &inv, &tr, &err) != EMB_OK) {
             emb_fail_prefix(&err, "document %llu", (unsigned long long)idx);
             goto fail;
@@ -373,6 +401,7 @@ done:
     if (out != stdout) fclose(out);
     if (tmp) { unlink(tmp); free(tmp); }
     tok_encoding_free(&enc);
+    eng_prompt_free(&p);
     io_reader_close(r);
     emb_model_free(m);
     return rc;

@@ -197,8 +197,8 @@ int io_reader_next(void *reader, const char **text, size_t *len, emb_error *err)
             emb_fail(err, EMB_ERR_NOMEM, "%s line %llu: out of memory", r->path, (unsigned long long)r->lineno);
             return -1;
         case JSONL_SYNTAX:
-            emb_fail(err, EMB_ERR_FORMAT, "%s line %llu column %zu: %s", r->path, (unsigned long long)r->lineno,
-                     at + 1, why);
+            emb_fail(err, EMB_ERR_FORMAT, "%s line %llu: %s (column %zu)", r->path, (unsigned long long)r->lineno,
+                     why, at + 1);
             return -1;
         }
     }
