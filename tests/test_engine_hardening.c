@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "npy.h"
 #include "test_support.h"
 
 static const char *need_model(void) {
@@ -179,6 +180,18 @@ Test(hard_engine, empty_document_without_specials_is_a_zero_vector) {
     const char *e[] = {""};
     cr_assert_eq(emb_encode(m, e, NULL, 1, &o, one, &st, &err), EMB_OK, "%s", err.message);
     cr_assert_eq(st.empty, 1);
+    /* sentence-transformers on the same texts (tools/make-hardening-golden). */
+    char *gp = ts_src_path("tests/golden/hardening/empty_doc.npy");
+    size_t rows = 0, cols = 0;
+    float *g = npy_load(gp, &rows, &cols);
+    cr_assert_not_null(g, "missing %s", gp);
+    cr_assert_eq(rows, 3);
+    cr_assert_eq(cols, (size_t)dim);
+    const char *gt[] = {"first document", "", "hello"};
+    cr_assert_eq(emb_encode(m, gt, NULL, 3, &o, v, NULL, &err), EMB_OK, "%s", err.message);
+    cr_assert_leq(max_abs_diff(v, g, 3 * (size_t)dim), 1e-4, "differs from sentence-transformers");
+    free(g);
+    free(gp);
     free(v); free(one); free(d); free(tj);
     emb_model_free(m);
 }
