@@ -468,8 +468,10 @@ static void tokenize_window(eng_pipe *p, eng_window *w) {
                 continue;
             }
             size_t len = enc.len < maxlen ? enc.len : maxlen;
-            memcpy(w->ids + (size_t)i * maxlen, enc.ids, len * sizeof *enc.ids);
-            memcpy(w->types + (size_t)i * maxlen, enc.type_ids, len * sizeof *enc.type_ids);
+            if (len) {   /* enc.ids is still NULL when nothing was ever encoded */
+                memcpy(w->ids + (size_t)i * maxlen, enc.ids, len * sizeof *enc.ids);
+                memcpy(w->types + (size_t)i * maxlen, enc.type_ids, len * sizeof *enc.type_ids);
+            }
             w->len[i] = (int32_t)len;
             tokens += len;
             empty += len == 0;
