@@ -279,3 +279,65 @@ Test(hard_engine, long_line_memory_is_bounded, .timeout = 300) {
     unlink(jsl);
     free(txt); free(jsl); free(d);
 }
+
+/* ---- the CLI: summary counts and tokenize without a model --------------- */
+
+static char *run_out(const char *cmd) {
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    size_t cap = 1 << 16, n = 0;
+    char *buf = calloc(1, cap);
+    n = fread(buf, 1, cap - 1, p);
+    buf[n] = 0;
+    cr_assert_eq(pclose(p), 0, "%s failed: %s", cmd, buf);
+    return buf;
+}
+
+Test(hard_cli, summary_counts_cut_and_empty, .timeout = 120) {
+    const char *model = need_model();
+    char *d = ts_tmpdir(), *in = join(d, "in.txt"), *sum = join(d, "s.json");
+    char *big = repeat_text("word ", 1100000);
+    size_t bl = strlen(big);
+    big = realloc(big, bl + 16);
+    memcpy(big + bl, "\n\nshort\n", 9);
+    cr_assert_eq(ts_write_file(in, big, strlen(big)), 0);
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "%s/host/embedc encode -q --threads 2 -m '%s' -i '%s' -o '%s/o.npy' --summary-json '%s' 2>&1",
+             EMBEDC_BINARY_DIR, model, in, d, sum);
+    free(run_out(cmd));
+    char *js = ts_read_file(sum, NULL);
+    cr_assert_not_null(js);
+    cJSON *j = cJSON_Parse(js);
+    cr_assert_eq(cJSON_GetObjectItem(j, "documents")->valueint, 3);
+    cr_assert_eq(cJSON_GetObjectItem(j, "cut")->valueint, 1, "%s", js);
+    cr_assert_eq(cJSON_GetObjectItem(j, "empty")->valueint, 0, "%s", js);
+    cJSON_Delete(j);
+    free(js);
+    snprintf(cmd, sizeof cmd, "%s/host/embedc encode -q -m '%s' -i '%s' -o '%s/o.npy' --long-docs error 2>&1; echo rc=$?",
+             EMBEDC_BINARY_DIR, model, in, d);
+    FILE *p = popen(cmd, "r");
+    char out[4096] = "";
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = 0;
+    pclose(p);
+    cr_assert(strstr(out, "document 0: longer than the limit of 1048576 bytes"), "%s", out);
+    cr_assert(strstr(out, "rc=1"), "%s", out);
+    free(big); free(in); free(sum); free(d);
+}
+
+Test(hard_cli, tokenize_with_only_a_tokenizer, .timeout = 60) {
+    const char *model = need_model();
+    char *d = ts_tmpdir(), *tj = join(model, "tokenizer.json"), *dst = join(d, "tokenizer.json");
+    cr_assert_eq(symlink(tj, dst), 0);
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "printf 'hello world\\n' | %s/host/embedc tokenize -m '%s'", EMBEDC_BINARY_DIR, d);
+    char *a = run_out(cmd);
+    snprintf(cmd, sizeof cmd, "printf 'hello world\\n' | %s/host/embedc tokenize -m '%s'", EMBEDC_BINARY_DIR, model);
+    char *b = run_out(cmd);
+    cr_assert_str_eq(a, b);
+    snprintf(cmd, sizeof cmd, "printf 'hello world\\n' | %s/host/embedc tokenize --tokenizer '%s' --max-length 3",
+             EMBEDC_BINARY_DIR, tj);
+    char *c = run_out(cmd);
+    cr_assert(strstr(c, "\"ids\": [101, 7592, 102], \"truncated\": true"), "%s", c);
+    free(a); free(b); free(c); free(tj); free(dst); free(d);
+}

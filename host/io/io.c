@@ -85,6 +85,12 @@ static int read_error(io_reader *r, emb_error *err) {
 
 /* JSONL: the whole line (the object must be checked to its end). */
 static int next_full_line(io_reader *r, size_t *len, emb_error *err) {
+    /* One huge line must not pin its buffer for the rest of the run. */
+    if (r->line_cap > ((size_t)4 << 20)) {
+        free(r->line);
+        r->line = NULL;
+        r->line_cap = 0;
+    }
     errno = 0;
     ssize_t n = getline(&r->line, &r->line_cap, r->f);
     if (n < 0) return ferror(r->f) ? read_error(r, err) : 0;
