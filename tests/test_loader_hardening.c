@@ -248,3 +248,31 @@ Test(hard_tok, bad_split_regex_names_file_and_field) {
     cr_assert(strstr(e.message, "tokenizer.json: field '"), "%s", e.message);
     cr_assert(strstr(e.message, ".pattern': regex /(unclosed/"), "%s", e.message);
 }
+
+/* ---- the Hugging Face cache: refs/main read through the same helper ------ */
+
+Test(hard_files, hf_cache_ref_fifo_does_not_block, .timeout = 20) {
+    char *home = ts_tmpdir();
+    char path[4096];
+    snprintf(path, sizeof path, "%s/hub", home);
+    cr_assert_eq(mkdir(path, 0755), 0);
+    snprintf(path, sizeof path, "%s/hub/models--org--name", home);
+    cr_assert_eq(mkdir(path, 0755), 0);
+    snprintf(path, sizeof path, "%s/hub/models--org--name/refs", home);
+    cr_assert_eq(mkdir(path, 0755), 0);
+    snprintf(path, sizeof path, "%s/hub/models--org--name/refs/main", home);
+    cr_assert_eq(mkfifo(path, 0600), 0);
+    snprintf(path, sizeof path, "%s/hub/models--org--name/snapshots", home);
+    cr_assert_eq(mkdir(path, 0755), 0);
+    snprintf(path, sizeof path, "%s/hub/models--org--name/snapshots/rev1", home);
+    cr_assert_eq(mkdir(path, 0755), 0);
+    snprintf(path, sizeof path, "%s/hub/models--org--name/snapshots/rev1/config.json", home);
+    cr_assert_eq(ts_write_file(path, "{}", 2), 0);
+    setenv("HF_HOME", home, 1);
+    char *dir = NULL;
+    emb_error err = {0};
+    cr_assert_eq(emb_mf_resolve("org/name", &dir, &err), EMB_OK, "%s", err.message);
+    cr_assert(strstr(dir, "snapshots/rev1"), "%s", dir);
+    free(dir);
+    free(home);
+}

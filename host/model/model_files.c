@@ -115,12 +115,15 @@ static char *hub_cache_root(void) {
  * path; NULL when absent or unusable. */
 static char *snapshot_from_ref(const char *repo_dir) {
     char *ref = path_join(repo_dir, "refs/main");
-    FILE *f = ref ? fopen(ref, "r") : NULL;
+    char *text = NULL;
+    size_t n = 0;
+    /* Through the model-file helper: a FIFO or device here must not block. */
+    emb_status s = ref ? ju_read_bytes(ref, "refs/main", 127, &text, &n, NULL) : EMB_ERR_NOMEM;
     free(ref);
-    if (!f) return NULL;
+    if (s) return NULL;
     char hash[128] = {0};
-    size_t n = fread(hash, 1, sizeof hash - 1, f);
-    fclose(f);
+    memcpy(hash, text, n);
+    free(text);
     while (n && (hash[n - 1] == '\n' || hash[n - 1] == '\r' || hash[n - 1] == ' ')) hash[--n] = 0;
     if (!n || !st_shard_name_ok(hash)) return NULL;
     char rel[160];
