@@ -166,3 +166,26 @@ Test(text_reader, long_line_held_only_up_to_keep) {
     free(path);
     free(data);
 }
+
+/* The scanner holds a 64 KiB window of the line: escapes, surrogate pairs,
+ * literals and numbers straddling the window's edge decode as anywhere else. */
+Test(jsonl, tokens_across_the_window_edge) {
+    const char *tail = "\", \"n\": -12.5e+3, \"t\": true, \"i\": -Infinity, "
+                       "\"text\": \"A\\u00e9\\ud83d\\ude00B\\n\\\"\"}";
+    const char *want = "A\xc3\xa9\xf0\x9f\x98\x80" "B\n\"";
+    size_t tl = strlen(tail);
+    char *l = malloc(65536 + 200 + tl);
+    for (size_t pad = 65536 - 140; pad < 65536 + 20; pad++) {
+        size_t k = (size_t)sprintf(l, "{\"pad\": \"");
+        memset(l + k, 'p', pad - k);
+        memcpy(l + pad, tail, tl);
+        jsonl_value v = {0};
+        char msg[128];
+        jsonl_result r = jsonl_get_field(l, pad + tl, "text", &v, msg, sizeof msg, NULL);
+        cr_assert_eq(r, JSONL_OK, "pad %zu: %d %s", pad, r, msg);
+        cr_assert_eq(v.len, strlen(want), "pad %zu", pad);
+        cr_assert_eq(memcmp(v.buf, want, v.len), 0, "pad %zu", pad);
+        free(v.buf);
+    }
+    free(l);
+}

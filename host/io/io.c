@@ -29,6 +29,7 @@ struct io_reader {
     char *in;               /* text: read buffer */
     size_t in_pos, in_len;
     int in_eof;
+    int line_done;          /* JSONL: the current line's '\n' (or the end) was reached */
     jsonl_value doc;        /* JSONL: the decoded field of the current line */
     uint64_t lineno;
     uint64_t consumed, size;
@@ -83,24 +84,45 @@ static int read_error(io_reader *r, emb_error *err) {
     return -1;
 }
 
-/* JSONL: the whole line (the object must be checked to its end). */
-static int next_full_line(io_reader *r, size_t *len, emb_error *err) {
-    /* One huge line must not pin its buffer for the rest of the run. */
-    if (r->line_cap > ((size_t)4 << 20)) {
-        free(r->line);
-        r->line = NULL;
-        r->line_cap = 0;
-    }
+/* Refills the read buffer; 0 at the end of the input, -1 on a read error. */
+static int refill(io_reader *r) {
+    if (r->in_pos < r->in_len) return 1;
+    if (r->in_eof) return 0;
+    if (!r->in && !(r->in = malloc(1 << 16))) return -1;
     errno = 0;
-    ssize_t n = getline(&r->line, &r->line_cap, r->f);
-    if (n < 0) return ferror(r->f) ? read_error(r, err) : 0;
-    r->lineno++;
-    r->consumed += (uint64_t)n;
-    if (n > 0 && r->line[n - 1] == '\n') n--;
-    if (n > 0 && r->line[n - 1] == '\r') n--;
-    r->line[n] = 0;
-    *len = (size_t)n;
+    r->in_len = fread(r->in, 1, 1 << 16, r->f);
+    r->in_pos = 0;
+    if (r->in_len == 0) {
+        r->in_eof = 1;
+        return ferror(r->f) ? -1 : 0;
+    }
     return 1;
+}
+
+/* jsonl_read_fn over the current line: its bytes up to the '\n' (consumed). */
+static size_t jsonl_line_read(void *ud, char *dst, size_t max, int *error) {
+    io_reader *r = ud;
+    if (r->line_done) return 0;
+    int got = refill(r);
+    if (got <= 0) {
+        if (got < 0) *error = 1;
+        r->line_done = 1;
+        return 0;
+    }
+    const char *p = r->in + r->in_pos;
+    size_t avail = r->in_len - r->in_pos;
+    const char *nl = memchr(p, '\n', avail);
+    size_t k = nl ? (size_t)(nl - p) : avail;
+    if (k > max) k = max;
+    memcpy(dst, p, k);
+    r->in_pos += k;
+    r->consumed += k;
+    if (nl && p + k == nl) {
+        r->in_pos++;
+        r->consumed++;
+        r->line_done = 1;
+    }
+    return k;
 }
 
 /* Text: holds at most keep bytes of a line and skips the rest, so a 200 MB
@@ -109,22 +131,10 @@ static int next_text_line(io_reader *r, size_t *len, emb_error *err) {
     size_t held = 0;
     uint64_t total = 0;
     int any = 0, cr_last = 0;
-    if (!r->in && !(r->in = malloc(1 << 16))) {
-        emb_fail(err, EMB_ERR_NOMEM, "out of memory");
-        return -1;
-    }
     for (;;) {
-        if (r->in_pos == r->in_len) {
-            if (r->in_eof) break;
-            errno = 0;
-            r->in_len = fread(r->in, 1, 1 << 16, r->f);
-            r->in_pos = 0;
-            if (r->in_len == 0) {
-                if (ferror(r->f)) return read_error(r, err);
-                r->in_eof = 1;
-                break;
-            }
-        }
+        int more = refill(r);
+        if (more < 0) return r->in ? read_error(r, err) : (emb_fail(err, EMB_ERR_NOMEM, "out of memory"), -1);
+        if (more == 0) break;
         any = 1;
         const char *p = r->in + r->in_pos;
         size_t avail = r->in_len - r->in_pos;
@@ -165,12 +175,6 @@ static int next_text_line(io_reader *r, size_t *len, emb_error *err) {
     return 1;
 }
 
-static int blank(const char *s, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if (s[i] != ' ' && s[i] != '\t') return 0;
-    return 1;
-}
-
 int io_reader_next(void *reader, const char **text, size_t *len, emb_error *err) {
     io_reader *r = reader;
     size_t n;
@@ -182,18 +186,23 @@ int io_reader_next(void *reader, const char **text, size_t *len, emb_error *err)
         return 1;
     }
     for (;;) {
-        int got = next_full_line(r, &n, err);
-        if (got <= 0) return got;
-        /* JSONL: whitespace-only lines separate nothing and are not documents. */
-        if (blank(r->line, n)) continue;
+        /* JSONL: streamed through the scanner, so a line of any length
+         * costs its window and the field's first keep bytes. */
+        int more = refill(r);
+        if (more < 0) return read_error(r, err);
+        if (more == 0) return 0;
+        r->lineno++;
+        r->line_done = 0;
         char why[128];
-        size_t at = 0;
-        jsonl_result jr = jsonl_get_field(r->line, n, r->field, &r->doc, why, sizeof why, &at);
+        uint64_t at = 0;
+        jsonl_result jr = jsonl_scan(jsonl_line_read, r, r->field, &r->doc, why, sizeof why, &at);
         switch (jr) {
         case JSONL_OK:
             *text = r->doc.buf ? r->doc.buf : "";
             *len = r->doc.len;
             return 1;
+        case JSONL_BLANK:   /* whitespace-only lines separate nothing and are not documents */
+            continue;
         case JSONL_MISSING:
         case JSONL_NOT_STRING:
             emb_fail(err, EMB_ERR_FORMAT, "%s line %llu: field \"%s\" is %s", r->path,
@@ -202,9 +211,12 @@ int io_reader_next(void *reader, const char **text, size_t *len, emb_error *err)
         case JSONL_NOMEM:
             emb_fail(err, EMB_ERR_NOMEM, "%s line %llu: out of memory", r->path, (unsigned long long)r->lineno);
             return -1;
+        case JSONL_IO:
+            r->lineno--;
+            return read_error(r, err);
         case JSONL_SYNTAX:
-            emb_fail(err, EMB_ERR_FORMAT, "%s line %llu: %s (column %zu)", r->path, (unsigned long long)r->lineno,
-                     why, at + 1);
+            emb_fail(err, EMB_ERR_FORMAT, "%s line %llu: %s (column %llu)", r->path, (unsigned long long)r->lineno,
+                     why, (unsigned long long)at + 1);
             return -1;
         }
     }

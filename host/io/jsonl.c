@@ -7,15 +7,45 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define WIN 65536   /* the scanner's window on the line; lookahead is at most 12 bytes */
+
 typedef struct {
-    const char *s;
+    jsonl_read_fn read;
+    void *ud;
+    char *s;            /* window: bytes base .. base + n of the line */
     size_t n, i;
+    uint64_t base;
+    int eol, io_error;
     int depth;
     char *msg;
     size_t msg_cap;
-    size_t at;
+    uint64_t at;
     int nomem;
 } scanner;
+
+/* Makes k bytes from i available unless the line ends first; returns how
+ * many are (at most k is not guaranteed: at least min(k, rest of line)). */
+static size_t ensure(scanner *sc, size_t k) {
+    if (sc->n - sc->i >= k || sc->eol) return sc->n - sc->i;
+    if (sc->i) {
+        memmove(sc->s, sc->s + sc->i, sc->n - sc->i);
+        sc->base += sc->i;
+        sc->n -= sc->i;
+        sc->i = 0;
+    }
+    while (sc->n < k && !sc->eol) {
+        size_t got = sc->read(sc->ud, sc->s + sc->n, WIN - sc->n, &sc->io_error);
+        if (got == 0) sc->eol = 1;
+        sc->n += got;
+    }
+    return sc->n - sc->i;
+}
+
+/* The byte at i + k, or -1 past the end of the line. */
+static int peek(scanner *sc, size_t k) {
+    if (ensure(sc, k + 1) <= k) return -1;
+    return (unsigned char)sc->s[sc->i + k];
+}
 
 static int fail(scanner *sc, const char *fmt, ...) {
     if (sc->nomem) return -1;
@@ -23,16 +53,12 @@ static int fail(scanner *sc, const char *fmt, ...) {
     va_start(ap, fmt);
     if (sc->msg && sc->msg_cap) vsnprintf(sc->msg, sc->msg_cap, fmt, ap);
     va_end(ap);
-    sc->at = sc->i;
+    sc->at = sc->base + sc->i;
     return -1;
 }
 
 static void skip_ws(scanner *sc) {
-    while (sc->i < sc->n) {
-        char c = sc->s[sc->i];
-        if (c != ' ' && c != '\t' && c != '\n' && c != '\r') break;
-        sc->i++;
-    }
+    for (int c; (c = peek(sc, 0)) == ' ' || c == '\t' || c == '\n' || c == '\r';) sc->i++;
 }
 
 /* Appends bytes to v, keeping at most v->keep of them (0 = all). */
@@ -76,11 +102,11 @@ static int put_cp(scanner *sc, jsonl_value *v, uint32_t cp) {
     return put(sc, v, b, k);
 }
 
-static int hex4(scanner *sc, size_t at, uint32_t *out) {
-    if (at + 4 > sc->n) return -1;
+/* Four hex digits at i + off. */
+static int hex4(scanner *sc, size_t off, uint32_t *out) {
     uint32_t x = 0;
     for (size_t k = 0; k < 4; k++) {
-        char c = sc->s[at + k];
+        int c = peek(sc, off + k);
         x <<= 4;
         if (c >= '0' && c <= '9') x |= (uint32_t)(c - '0');
         else if (c >= 'a' && c <= 'f') x |= (uint32_t)(c - 'a' + 10);
@@ -95,6 +121,8 @@ static int hex4(scanner *sc, size_t at, uint32_t *out) {
 static int scan_string(scanner *sc, jsonl_value *v) {
     sc->i++;
     for (;;) {
+        /* A run of plain bytes inside the window, copied in one go. */
+        ensure(sc, 1);
         size_t start = sc->i;
         while (sc->i < sc->n) {
             unsigned char c = (unsigned char)sc->s[sc->i];
@@ -102,16 +130,16 @@ static int scan_string(scanner *sc, jsonl_value *v) {
             sc->i++;
         }
         if (put(sc, v, sc->s + start, sc->i - start)) return -1;
-        if (sc->i >= sc->n) return fail(sc, "unterminated string");
-        unsigned char c = (unsigned char)sc->s[sc->i];
+        int c = peek(sc, 0);
+        if (c < 0) return fail(sc, "unterminated string");
+        if (c != '"' && c != '\\' && c >= 0x20) continue;   /* the window ended mid-run */
         if (c == '"') {
             sc->i++;
             return 0;
         }
         if (c < 0x20) return fail(sc, "invalid control character 0x%02x in a string", c);
-        /* backslash */
-        if (sc->i + 1 >= sc->n) return fail(sc, "unterminated string");
-        char e = sc->s[sc->i + 1];
+        int e = peek(sc, 1);
+        if (e < 0) return fail(sc, "unterminated string");
         const char *simple = NULL;
         switch (e) {
         case '"': simple = "\""; break;
@@ -131,12 +159,11 @@ static int scan_string(scanner *sc, jsonl_value *v) {
             continue;
         }
         uint32_t cp;
-        if (hex4(sc, sc->i + 2, &cp)) return fail(sc, "invalid \\u escape");
+        if (hex4(sc, 2, &cp)) return fail(sc, "invalid \\u escape");
         sc->i += 6;
         if (cp >= 0xD800 && cp <= 0xDBFF) {
             uint32_t lo;
-            if (sc->i + 1 < sc->n && sc->s[sc->i] == '\\' && sc->s[sc->i + 1] == 'u' &&
-                hex4(sc, sc->i + 2, &lo) == 0 && lo >= 0xDC00 && lo <= 0xDFFF) {
+            if (peek(sc, 0) == '\\' && peek(sc, 1) == 'u' && hex4(sc, 2, &lo) == 0 && lo >= 0xDC00 && lo <= 0xDFFF) {
                 cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
                 sc->i += 6;
             } else {
@@ -153,41 +180,38 @@ static int scan_string(scanner *sc, jsonl_value *v) {
 
 static int match_word(scanner *sc, const char *w) {
     size_t k = strlen(w);
-    if (sc->n - sc->i >= k && memcmp(sc->s + sc->i, w, k) == 0) {
-        sc->i += k;
-        return 1;
-    }
-    return 0;
+    if (ensure(sc, k) < k || memcmp(sc->s + sc->i, w, k) != 0) return 0;
+    sc->i += k;
+    return 1;
 }
 
-static int is_digit(char c) { return c >= '0' && c <= '9'; }
+static int is_digit(int c) { return c >= '0' && c <= '9'; }
 
 /* Python's NUMBER_RE: -?(0|[1-9]\d*)(\.\d+)?([eE][-+]?\d+)?, plus -Infinity. */
 static int scan_number(scanner *sc) {
-    size_t i = sc->i;
-    if (i < sc->n && sc->s[i] == '-') {
-        i++;
-        if (sc->n - i >= 8 && memcmp(sc->s + i, "Infinity", 8) == 0) {
-            sc->i = i + 8;
-            return 0;
+    if (peek(sc, 0) == '-') {
+        sc->i++;
+        if (match_word(sc, "Infinity")) return 0;
+    }
+    int c = peek(sc, 0);
+    if (!is_digit(c)) return fail(sc, "expecting a value");
+    sc->i++;
+    if (c != '0')
+        while (is_digit(peek(sc, 0))) sc->i++;
+    if (peek(sc, 0) == '.' && is_digit(peek(sc, 1))) {
+        sc->i++;
+        while (is_digit(peek(sc, 0))) sc->i++;
+    }
+    c = peek(sc, 0);
+    if (c == 'e' || c == 'E') {
+        size_t j = 1;
+        int sgn = peek(sc, 1);
+        if (sgn == '+' || sgn == '-') j = 2;
+        if (is_digit(peek(sc, j))) {
+            sc->i += j;
+            while (is_digit(peek(sc, 0))) sc->i++;
         }
     }
-    if (i >= sc->n || !is_digit(sc->s[i])) return fail(sc, "expecting a value");
-    if (sc->s[i] == '0') i++;
-    else while (i < sc->n && is_digit(sc->s[i])) i++;
-    if (i + 1 < sc->n && sc->s[i] == '.' && is_digit(sc->s[i + 1])) {
-        i++;
-        while (i < sc->n && is_digit(sc->s[i])) i++;
-    }
-    if (i < sc->n && (sc->s[i] == 'e' || sc->s[i] == 'E')) {
-        size_t j = i + 1;
-        if (j < sc->n && (sc->s[j] == '+' || sc->s[j] == '-')) j++;
-        if (j < sc->n && is_digit(sc->s[j])) {
-            while (j < sc->n && is_digit(sc->s[j])) j++;
-            i = j;
-        }
-    }
-    sc->i = i;
     return 0;
 }
 
@@ -199,7 +223,7 @@ static int scan_object(scanner *sc, const char *key, jsonl_value *v, jsonl_value
     if (++sc->depth > JSONL_MAX_DEPTH) return fail(sc, "nested deeper than %d levels", JSONL_MAX_DEPTH);
     sc->i++;
     skip_ws(sc);
-    if (sc->i < sc->n && sc->s[sc->i] == '}') {
+    if (peek(sc, 0) == '}') {
         sc->i++;
         sc->depth--;
         return 0;
@@ -207,7 +231,7 @@ static int scan_object(scanner *sc, const char *key, jsonl_value *v, jsonl_value
     size_t klen = key ? strlen(key) : 0;
     for (;;) {
         skip_ws(sc);
-        if (sc->i >= sc->n || sc->s[sc->i] != '"') return fail(sc, "expecting a property name in double quotes");
+        if (peek(sc, 0) != '"') return fail(sc, "expecting a property name in double quotes");
         int match = 0;
         if (key) {
             kbuf->len = 0;
@@ -219,10 +243,10 @@ static int scan_object(scanner *sc, const char *key, jsonl_value *v, jsonl_value
             return -1;
         }
         skip_ws(sc);
-        if (sc->i >= sc->n || sc->s[sc->i] != ':') return fail(sc, "expecting ':' delimiter");
+        if (peek(sc, 0) != ':') return fail(sc, "expecting ':' delimiter");
         sc->i++;
         skip_ws(sc);
-        if (match && sc->i < sc->n && sc->s[sc->i] == '"') {
+        if (match && peek(sc, 0) == '"') {
             /* Last duplicate wins: start the value afresh. */
             v->len = 0;
             v->full_len = 0;
@@ -234,11 +258,11 @@ static int scan_object(scanner *sc, const char *key, jsonl_value *v, jsonl_value
             if (match) *kind = JSONL_NOT_STRING;
         }
         skip_ws(sc);
-        if (sc->i < sc->n && sc->s[sc->i] == ',') {
+        if (peek(sc, 0) == ',') {
             sc->i++;
             continue;
         }
-        if (sc->i < sc->n && sc->s[sc->i] == '}') {
+        if (peek(sc, 0) == '}') {
             sc->i++;
             sc->depth--;
             return 0;
@@ -251,7 +275,7 @@ static int scan_array(scanner *sc) {
     if (++sc->depth > JSONL_MAX_DEPTH) return fail(sc, "nested deeper than %d levels", JSONL_MAX_DEPTH);
     sc->i++;
     skip_ws(sc);
-    if (sc->i < sc->n && sc->s[sc->i] == ']') {
+    if (peek(sc, 0) == ']') {
         sc->i++;
         sc->depth--;
         return 0;
@@ -260,11 +284,11 @@ static int scan_array(scanner *sc) {
         skip_ws(sc);
         if (scan_value(sc, NULL)) return -1;
         skip_ws(sc);
-        if (sc->i < sc->n && sc->s[sc->i] == ',') {
+        if (peek(sc, 0) == ',') {
             sc->i++;
             continue;
         }
-        if (sc->i < sc->n && sc->s[sc->i] == ']') {
+        if (peek(sc, 0) == ']') {
             sc->i++;
             sc->depth--;
             return 0;
@@ -274,8 +298,8 @@ static int scan_array(scanner *sc) {
 }
 
 static int scan_value(scanner *sc, jsonl_value *v) {
-    if (sc->i >= sc->n) return fail(sc, "expecting a value");
-    switch (sc->s[sc->i]) {
+    switch (peek(sc, 0)) {
+    case -1: return fail(sc, "expecting a value");
     case '"': return scan_string(sc, v);
     case '{': return scan_object(sc, NULL, NULL, NULL, NULL);
     case '[': return scan_array(sc);
@@ -287,29 +311,67 @@ static int scan_value(scanner *sc, jsonl_value *v) {
     return scan_number(sc);
 }
 
-jsonl_result jsonl_get_field(const char *line, size_t n, const char *key, jsonl_value *v, char *msg,
-                             size_t msg_cap, size_t *at) {
-    scanner sc = {line, n, 0, 0, msg, msg_cap, 0, 0};
+jsonl_result jsonl_scan(jsonl_read_fn read, void *ud, const char *key, jsonl_value *v, char *msg,
+                        size_t msg_cap, uint64_t *at) {
+    scanner sc;
+    memset(&sc, 0, sizeof sc);
+    sc.read = read;
+    sc.ud = ud;
+    sc.msg = msg;
+    sc.msg_cap = msg_cap;
     jsonl_value kbuf = {0};
     jsonl_result kind = JSONL_MISSING;
     v->len = 0;
     v->full_len = 0;
     v->lone_surrogates = 0;
     if (msg && msg_cap) msg[0] = 0;
+    if (!(sc.s = malloc(WIN))) return JSONL_NOMEM;
     skip_ws(&sc);
-    int rc;
-    if (sc.i >= n || line[sc.i] != '{') {
+    int rc = 0, c = peek(&sc, 0);
+    if (c < 0) {
+        kind = JSONL_BLANK;
+    } else if (c != '{') {
         rc = fail(&sc, "not a JSON object");
     } else {
         rc = scan_object(&sc, key, v, &kbuf, &kind);
         if (rc == 0) {
             skip_ws(&sc);
-            if (sc.i < n) rc = fail(&sc, "trailing data after the JSON object");
+            if (peek(&sc, 0) >= 0) rc = fail(&sc, "trailing data after the JSON object");
         }
     }
     free(kbuf.buf);
+    free(sc.s);
     if (at) *at = sc.at;
+    if (sc.io_error) return JSONL_IO;
     if (sc.nomem) return JSONL_NOMEM;
     if (rc) return JSONL_SYNTAX;
     return kind;
+}
+
+typedef struct {
+    const char *p;
+    size_t left;
+} mem_source;
+
+static size_t mem_read(void *ud, char *dst, size_t max, int *error) {
+    mem_source *m = ud;
+    size_t k = m->left < max ? m->left : max;
+    memcpy(dst, m->p, k);
+    m->p += k;
+    m->left -= k;
+    return k;
+}
+
+jsonl_result jsonl_get_field(const char *line, size_t n, const char *key, jsonl_value *v, char *msg,
+                             size_t msg_cap, size_t *at) {
+    mem_source m = {line, n};
+    uint64_t where = 0;
+    jsonl_result r = jsonl_scan(mem_read, &m, key, v, msg, msg_cap, &where);
+    if (r == JSONL_BLANK) {
+        if (msg && msg_cap) snprintf(msg, msg_cap, "not a JSON object");
+        where = n;
+        r = JSONL_SYNTAX;
+    }
+    if (at) *at = (size_t)where;
+    return r;
 }

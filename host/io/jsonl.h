@@ -17,6 +17,7 @@
 #define EMBEDC_HOST_JSONL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define JSONL_MAX_DEPTH 900
 
@@ -25,7 +26,9 @@ typedef enum {
     JSONL_MISSING,       /* valid object without the field */
     JSONL_NOT_STRING,    /* the field's (last) value is not a string */
     JSONL_SYNTAX,        /* not one JSON object: msg says why, *at is the byte offset */
-    JSONL_NOMEM
+    JSONL_NOMEM,
+    JSONL_BLANK,         /* jsonl_scan: the line holds only whitespace */
+    JSONL_IO             /* jsonl_scan: the source reported a read error */
 } jsonl_result;
 
 typedef struct {
@@ -36,7 +39,17 @@ typedef struct {
     int lone_surrogates; /* lone surrogates replaced by U+FFFD */
 } jsonl_value;
 
-/* Scans line[0..n) and extracts key's value into v (v->buf is overwritten;
+/* A source of one line's bytes: copies at most max into dst and returns the
+ * count, 0 at the end of the line; sets *error on a read error (and returns 0). */
+typedef size_t (*jsonl_read_fn)(void *ud, char *dst, size_t max, int *error);
+
+/* Scans one line from read, holding a 64 KiB window of it (plus at most
+ * v->keep bytes of the value), so a line of any length costs the same. Reads
+ * the line to its end when it is valid. */
+jsonl_result jsonl_scan(jsonl_read_fn read, void *ud, const char *key, jsonl_value *v, char *msg,
+                        size_t msg_cap, uint64_t *at);
+
+/* Scans line[0..n) (a blank line is JSONL_SYNTAX here) and extracts key's value into v (v->buf is overwritten;
  * v->keep bounds the memory it takes). msg gets a short reason on
  * JSONL_SYNTAX. */
 jsonl_result jsonl_get_field(const char *line, size_t n, const char *key, jsonl_value *v, char *msg,
