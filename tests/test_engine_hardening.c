@@ -341,3 +341,30 @@ Test(hard_cli, tokenize_with_only_a_tokenizer, .timeout = 60) {
     cr_assert(strstr(c, "\"ids\": [101, 7592, 102], \"truncated\": true"), "%s", c);
     free(a); free(b); free(c); free(tj); free(dst); free(d);
 }
+
+/* A tokenizer that truncates on the left keeps a document's last tokens:
+ * cutting its first bytes would change them, so it is refused instead. */
+Test(hard_engine, left_truncating_tokenizer_is_not_cut) {
+    char *src = join(need_model(), "tokenizer.json");
+    char *text = ts_read_file(src, NULL);
+    cJSON *j = cJSON_Parse(text);
+    cJSON *tr = cJSON_GetObjectItem(j, "truncation");
+    cJSON_AddStringToObject(tr, "direction", "Left");
+    char *out = cJSON_PrintUnformatted(j);
+    char *d = ts_tmpdir(), *dst = join(d, "tokenizer.json");
+    cr_assert_eq(ts_write_file(dst, out, strlen(out)), 0);
+    emb_model *m = NULL;
+    emb_error err = {0};
+    cr_assert_eq(eng_load_tokenizer_model(dst, NULL, 0, &m, &err), EMB_OK, "%s", err.message);
+    cr_assert(tok_truncation_left(m->tok));
+    char *big = repeat_text("word ", 2000);
+    size_t len = strlen(big);
+    cr_assert_eq(eng_doc_limit(m, 1000, 0, big, &len, 7, &err), -1);
+    cr_assert(strstr(err.message, "document 7: longer than the limit of 1000 bytes"), "%s", err.message);
+    cr_assert(strstr(err.message, "truncates on the left"), "%s", err.message);
+    len = 500;
+    cr_assert_eq(eng_doc_limit(m, 1000, 0, big, &len, 7, &err), 0);
+    emb_model_free(m);
+    cJSON_Delete(j);
+    free(out); free(text); free(src); free(big); free(dst); free(d);
+}
