@@ -79,7 +79,15 @@ typedef struct {
     int truncate_dim;         /* 0 = full; Matryoshka truncation (renormalized when normalizing) */
     int pooling;              /* 0 = model's pooling, else EMB_POOL_* bit set */
     int layer;                /* 0 = last; K>0 = output of encoder layer K (1-based); K<0 from the end */
+    size_t max_doc_bytes;     /* documents longer than this are cut (or refused, see long_docs);
+                                 0 = EMB_DEFAULT_MAX_DOC_BYTES, SIZE_MAX = no limit */
+    int long_docs;            /* EMB_LONG_DOCS_CUT (default) or EMB_LONG_DOCS_ERROR */
 } emb_encode_options;
+
+/* 1 MiB: hundreds of times what max_length tokens take in any language, so the
+ * tokens kept are the reference's unless one pre-token word spans the cut. */
+#define EMB_DEFAULT_MAX_DOC_BYTES ((size_t)1 << 20)
+enum { EMB_LONG_DOCS_CUT = 0, EMB_LONG_DOCS_ERROR = 1 };
 
 emb_encode_options emb_encode_default_options(void);
 
@@ -91,6 +99,8 @@ typedef struct {
     uint64_t tokens;            /* real tokens (with specials) fed to the encoder */
     uint64_t truncated;         /* documents cut to max_length */
     uint64_t invalid_utf8;      /* documents whose invalid UTF-8 was replaced */
+    uint64_t cut;               /* documents cut to max_doc_bytes before tokenizing */
+    uint64_t empty;             /* documents with no tokens at all (zero vectors) */
     double flops;               /* model FLOPs computed (matmuls + attention), for MFU */
     int devices;                /* device workers that took part */
     uint64_t device_tokens[EMB_MAX_DEVICES];   /* tokens computed by each worker */

@@ -199,6 +199,12 @@ void tok_set_error(tok_error *err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
+/* Puts "PREFIX: " before the message already in err. */
+void tok_prefix_error(tok_error *err, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
 int  tok_charsmap_load(const char *b64, size_t len, struct tok_charsmap **out, const char *origin, tok_error *err);
 int  tok_charsmap_apply(const struct tok_charsmap *m, const char *in, size_t len, tok_buf *out);
 void tok_charsmap_free(struct tok_charsmap *m);

@@ -5,9 +5,12 @@
  * time rather than silently producing different ids. */
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -151,8 +154,10 @@ static int load_normalizer(tok_normalizer *n, const cJSON *j, const char *origin
         n->replace.content = dup_n(content, n->replace.content_len);
         if (!n->replace.content)
             FAIL("%s: out of memory", origin);
-        if (tok_regex_compile(n->replace.pattern, n->replace.pattern_len, !is_regex, &n->replace.re, err))
+        if (tok_regex_compile(n->replace.pattern, n->replace.pattern_len, !is_regex, &n->replace.re, err)) {
+            tok_prefix_error(err, "%s: field '%s.pattern'", origin, ctx);
             return -1;
+        }
     } else if (!strcmp(type, "Precompiled")) {
         const char *b64 = get_str(j, "precompiled_charsmap");
         n->type = TOK_NORM_PRECOMPILED;
@@ -265,8 +270,10 @@ static int load_pretok(tok_pretokenizer *p, const cJSON *j, const char *origin, 
         if (!get_str(j, "behavior"))
             FAIL("%s: field '%s.behavior' is required", origin, ctx);
         p->invert = get_bool(j, "invert", false);
-        if (tok_regex_compile(p->pattern, p->pattern_len, !is_regex, &p->re, err))
+        if (tok_regex_compile(p->pattern, p->pattern_len, !is_regex, &p->re, err)) {
+            tok_prefix_error(err, "%s: field '%s.pattern'", origin, ctx);
             return -1;
+        }
     } else if (!strcmp(type, "Sequence")) {
         const cJSON *items = field(j, "pretokenizers");
         p->type = TOK_PT_SEQUENCE;
@@ -702,16 +709,34 @@ int tok_load_json(const char *json, size_t len, const char *origin_name, tok_tok
     return 0;
 }
 
+#define TOK_MAX_FILE_BYTES ((uint64_t)128 << 20)
+
 int tok_load_file(const char *path, tok_tokenizer **out, tok_error *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    /* A FIFO must not block and /dev/zero must not fill memory: check the
+     * opened file before reading it. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
         FAIL("%s: cannot open: %s", path, strerror(errno));
+    struct stat sb = {0};
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || (uint64_t)sb.st_size > TOK_MAX_FILE_BYTES) {
+        int regular = S_ISREG(sb.st_mode);
+        close(fd);
+        FAIL("%s: %s", path, regular ? "larger than the 128 MiB limit for a tokenizer.json" : "not a regular file");
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0)
+        (void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        FAIL("%s: cannot open: %s", path, strerror(errno));
+    }
     tok_buf b = {0};
     char chunk[65536];
     size_t n;
     while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        if (tok_buf_append(&b, chunk, n)) {
+        if (b.len + n > TOK_MAX_FILE_BYTES || tok_buf_append(&b, chunk, n)) {
             fclose(f);
             tok_buf_free(&b);
             FAIL("%s: out of memory", path);

@@ -22,9 +22,15 @@ int tok_model_encode(const tok_model *m, const char *word, size_t len, struct to
         rc = tok_unigram_encode(m, word, len, s);
         break;
     }
-    if (rc && err && !err->message[0])
-        tok_set_error(err, "model: out of memory or missing unknown token for word '%.*s'",
-                      (int)(len > 64 ? 64 : len), word);
+    if (rc && err && !err->message[0]) {
+        if (m->type == TOK_MODEL_WORDPIECE && m->wp.unk_id < 0)
+            tok_set_error(err,
+                          "model: word '%.*s' is not in the vocabulary and the WordPiece model has no unknown "
+                          "token (model.unk_token is missing from model.vocab)",
+                          (int)(len > 64 ? 64 : len), word);
+        else
+            tok_set_error(err, "model: out of memory encoding word '%.*s'", (int)(len > 64 ? 64 : len), word);
+    }
     return rc;
 }
 

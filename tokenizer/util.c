@@ -18,6 +18,19 @@ void tok_set_error(tok_error *err, const char *fmt, ...)
     va_end(ap);
 }
 
+void tok_prefix_error(tok_error *err, const char *fmt, ...)
+{
+    if (!err)
+        return;
+    char prefix[256], old[sizeof err->message];
+    memcpy(old, err->message, sizeof old);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    va_end(ap);
+    snprintf(err->message, sizeof err->message, "%s: %s", prefix, old);
+}
+
 /* ---- buffer --------------------------------------------------------------- */
 int tok_buf_reserve(tok_buf *b, size_t extra)
 {

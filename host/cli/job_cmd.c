@@ -135,6 +135,7 @@ static char *make_manifest(const cli_opts *o, emb_model *m, const emb_job *job, 
     add(j, "dense", "%d", job->apply_dense);
     add(j, "dim", "%d", job->out_dim);
     add(j, "max length", "%d", m->max_length);
+    add(j, "max doc bytes", "%zu, %d", eng_max_doc_bytes(&o->eo), (int)o->eo.long_docs);
     add(j, "batch tokens", "%zu", o->batch_tokens);
     add(j, "window docs", "%zu", window_docs);
     add(j, "ranks", "%d", nranks);

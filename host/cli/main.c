@@ -65,6 +65,9 @@ static void usage(FILE *f) {
         "      --job DIR              encode: a resumable job kept in DIR (run the same command again after a\n"
         "                             crash or a signal to continue); under mpirun/srun each rank takes a share\n"
         "      --window-docs N        documents sorted and batched together, and one job chunk (default 4096)\n"
+        "      --max-doc-bytes N      documents longer than N bytes are cut to N (default 1048576; 0 = no limit)\n"
+        "      --long-docs cut|error  what a document over --max-doc-bytes gets (default cut)\n"
+        "      --tokenizer FILE       tokenize: use this tokenizer.json (no model needed)\n"
         "  -q, --quiet                no progress bar or summary\n");
 }
 
@@ -119,7 +122,8 @@ static int parse_layer(const char *s, int *out) {
 }
 
 enum { O_INFMT = 256, O_FIELD, O_BATCH, O_MAXLEN, O_PROMPT, O_PROMPT_NAME, O_NORM, O_NONORM,
-       O_TRUNC, O_POOL, O_LAYER, O_DEVICE, O_DTYPE, O_THREADS, O_TOKENS, O_SUMMARY, O_FIXED, O_JOB, O_WINDOW, O_DEVICES };
+       O_TRUNC, O_POOL, O_LAYER, O_DEVICE, O_DTYPE, O_THREADS, O_TOKENS, O_SUMMARY, O_FIXED, O_JOB, O_WINDOW, O_DEVICES,
+       O_MAXDOC, O_LONGDOCS, O_TOKENIZER };
 
 static int parse_opts(int argc, char **argv, cli_opts *o) {
     static const struct option longopts[] = {
@@ -134,6 +138,8 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
         {"dtype", required_argument, 0, O_DTYPE}, {"threads", required_argument, 0, O_THREADS},
         {"tokens", no_argument, 0, O_TOKENS}, {"fixed-lengths", required_argument, 0, O_FIXED}, {"summary-json", required_argument, 0, O_SUMMARY},
         {"job", required_argument, 0, O_JOB}, {"devices", required_argument, 0, O_DEVICES}, {"window-docs", required_argument, 0, O_WINDOW},
+        {"max-doc-bytes", required_argument, 0, O_MAXDOC}, {"long-docs", required_argument, 0, O_LONGDOCS},
+        {"tokenizer", required_argument, 0, O_TOKENIZER},
         {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     o->eo = emb_encode_default_options();
@@ -172,6 +178,16 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
         case O_JOB: o->job = optarg; break;
         case O_DEVICES: o->devices = optarg; break;
         case O_WINDOW: if (parse_int("--window-docs", optarg, 1, 1 << 24, &v)) return -1; o->window_docs = (size_t)v; break;
+        case O_MAXDOC:
+            if (parse_int("--max-doc-bytes", optarg, 0, 1L << 40, &v)) return -1;
+            o->eo.max_doc_bytes = v ? (size_t)v : SIZE_MAX;
+            break;
+        case O_LONGDOCS:
+            if (!strcmp(optarg, "cut")) o->eo.long_docs = EMB_LONG_DOCS_CUT;
+            else if (!strcmp(optarg, "error")) o->eo.long_docs = EMB_LONG_DOCS_ERROR;
+            else { fprintf(stderr, "embedc: --long-docs %s: expected cut or error\n", optarg); return -1; }
+            break;
+        case O_TOKENIZER: o->tokenizer = optarg; break;
         default: usage(stderr); return -1;
         }
     }
@@ -259,10 +275,11 @@ static int write_summary_json(const char *path, const emb_encode_stats *s, doubl
     if (io_out_open(path, 0, &out, &err) == EMB_OK) {
         fprintf(io_out_stream(out),
                 "{\"documents\": %llu, \"tokens\": %llu, \"truncated\": %llu, \"invalid_utf8\": %llu, "
+                "\"cut\": %llu, \"empty\": %llu, "
                 "\"seconds\": %.6f, \"tokens_per_second\": %.1f, \"documents_per_second\": %.1f, "
                 "\"dim\": %d, \"backend\": \"%s\", \"devices\": %d, \"device_tokens\": [",
                 (unsigned long long)s->documents, (unsigned long long)s->tokens, (unsigned long long)s->truncated,
-                (unsigned long long)s->invalid_utf8, secs, secs > 0 ? s->tokens / secs : 0.0,
+                (unsigned long long)s->invalid_utf8, (unsigned long long)s->cut, (unsigned long long)s->empty, secs, secs > 0 ? s->tokens / secs : 0.0,
                 secs > 0 ? s->documents / secs : 0.0, dim, m->be->name, s->devices);
         for (int k = 0; k < s->devices && k < EMB_MAX_DEVICES; k++)
             fprintf(io_out_stream(out), "%s%llu", k ? ", " : "", (unsigned long long)s->device_tokens[k]);
@@ -284,7 +301,10 @@ int cli_open_input(const cli_opts *o, io_reader **r, emb_error *err) {
         else if (!strcmp(o->input_format, "text") || !strcmp(o->input_format, "txt")) inf = IO_IN_TEXT;
         else { emb_fail(err, EMB_ERR_INVALID_ARG, "--input-format %s: expected text or jsonl", o->input_format); return -1; }
     }
-    return io_reader_open(o->input, inf, o->field, r, err) == EMB_OK ? 0 : -1;
+    if (io_reader_open(o->input, inf, o->field, r, err) != EMB_OK) return -1;
+    size_t max_doc = eng_max_doc_bytes(&o->eo);
+    if (max_doc != SIZE_MAX) io_reader_set_keep(*r, max_doc + 1);   /* +1: the engine sees it is over */
+    return 0;
 }
 
 static int cmd_encode(const cli_opts *o) {
@@ -318,10 +338,12 @@ static int cmd_encode(const cli_opts *o) {
     if (ps.enabled) fprintf(stderr, "\r%*s\r", 90, "");
     if (!o->quiet)
         fprintf(stderr, "embedc: %llu documents, %llu tokens in %.2f s: %.0f tokens/s, %.1f docs/s "
-                        "(%llu truncated, %llu with invalid UTF-8 replaced) [%s, dim %d]\n",
+                        "(%llu truncated, %llu with invalid UTF-8 replaced, %llu cut to --max-doc-bytes, "
+                        "%llu empty) [%s, dim %d]\n",
                 (unsigned long long)stats.documents, (unsigned long long)stats.tokens, secs,
                 secs > 0 ? stats.tokens / secs : 0.0, secs > 0 ? stats.documents / secs : 0.0,
-                (unsigned long long)stats.truncated, (unsigned long long)stats.invalid_utf8, m->be->name, dim);
+                (unsigned long long)stats.truncated, (unsigned long long)stats.invalid_utf8,
+                (unsigned long long)stats.cut, (unsigned long long)stats.empty, m->be->name, dim);
     if (o->summary_json && write_summary_json(o->summary_json, &stats, secs, m, dim)) goto done;
     rc = 0;
     goto done;
@@ -353,14 +375,18 @@ static int cmd_tokenize(const cli_opts *o) {
     int rc = 1;
     tok_encoding enc;
     tok_encoding_init(&enc);
+    eng_prompt p = {0};
     if (cli_open_input(o, &r, &err)) goto fail;
     if (io_check_not_input(o->input, o->output, &err) != EMB_OK) goto fail;
-    cli_opts co = *o;
-    co.device = "cpu";
-    m = cli_load_model(&co, &err);
-    if (!m) goto fail;
-    eng_prompt p;
+    if (eng_load_tokenizer_model(o->tokenizer, o->model, o->max_length, &m, &err) != EMB_OK) goto fail;
+    if (!m) {
+        cli_opts co = *o;
+        co.device = "cpu";
+        m = cli_load_model(&co, &err);
+        if (!m) goto fail;
+    }
     if (eng_resolve_prompt(m, &o->eo, &p, &err) != EMB_OK) goto fail;
+    size_t max_doc = eng_max_doc_bytes(&o->eo);
     if (io_out_open(o->output, 0, &dest, &err) != EMB_OK) goto fail;
     out = io_out_stream(dest);
     const char *text;
@@ -369,6 +395,7 @@ static int cmd_tokenize(const cli_opts *o) {
     uint64_t idx = 0;
     while ((got = io_reader_next(r, &text, &len, &err)) == 1) {
         int inv, tr;
+        if (eng_doc_limit(m, max_doc, o->eo.long_docs == EMB_LONG_DOCS_ERROR, text, &len, idx, &err) < 0) goto fail;
         if (eng_tokenize(m, &p, text, len, &enc, &inv, &tr, &err) != EMB_OK) {
             emb_fail_prefix(&err, "document %llu", (unsigned long long)idx);
             goto fail;
@@ -397,6 +424,7 @@ fail:
 done:
     io_out_close(dest);
     tok_encoding_free(&enc);
+    eng_prompt_free(&p);
     io_reader_close(r);
     emb_model_free(m);
     return rc;

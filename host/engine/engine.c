@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <utf8proc.h>
 
@@ -23,10 +24,12 @@
 #ifdef EMBEDC_HAVE_CUDA_BACKEND
 #include "cuda_backend.h"
 #endif
+#include "json_util.h"
 
 #define ENG_DEFAULT_BATCH_TOKENS 16384
 #define ENG_DEFAULT_WINDOW_DOCS 4096
 #define ENG_WINDOW_TOKEN_CAP ((size_t)1 << 21)
+#define ENG_WINDOW_BYTE_CAP ((size_t)64 << 20)   /* document bytes held per window */
 
 emb_model_options emb_model_default_options(void) {
     emb_model_options o = {0};
@@ -90,6 +93,17 @@ static emb_status parse_devices(const char *spec, int visible, int *ids, int *n,
     }
 }
 #endif
+emb_status eng_load_tokenizer(const char *path, const char *shown, tok_tokenizer **out, emb_error *err) {
+    char *buf = NULL;
+    size_t len = 0;
+    emb_status st = ju_read_bytes(path, shown, EMB_MAX_TOKENIZER_JSON_BYTES, &buf, &len, err);
+    if (st != EMB_OK) return st;
+    tok_error terr;
+    if (tok_load_json(buf, len, shown, out, &terr) != 0)
+        st = emb_fail(err, EMB_ERR_FORMAT, "%s", terr.message);
+    free(buf);
+    return st;
+}
 
 static emb_status create_backend(emb_model *m, emb_error *err) {
     emb_device dev = m->opts.device;
@@ -155,9 +169,9 @@ emb_status emb_model_load(const char *path, const emb_model_options *opts, emb_m
 
     char tokpath[4096];
     snprintf(tokpath, sizeof tokpath, "%s/tokenizer.json", m->mf.dir);
-    tok_error terr;
-    if (tok_load_file(tokpath, &m->tok, &terr) != 0) {
-        st = emb_fail(err, EMB_ERR_FORMAT, "%s", terr.message);
+    st = eng_load_tokenizer(tokpath, "tokenizer.json", &m->tok, err);
+    if (st != EMB_OK) {
+        emb_fail_prefix(err, "model %s", m->mf.dir);
         goto fail;
     }
     if (tok_vocab_size(m->tok) > (size_t)m->mf.cfg.vocab_size) {
@@ -174,6 +188,44 @@ emb_status emb_model_load(const char *path, const emb_model_options *opts, emb_m
     return EMB_OK;
 fail:
     emb_model_free(m);
+    return st;
+}
+
+emb_status eng_load_tokenizer_model(const char *tokenizer_json, const char *model_path, int max_length,
+                                    emb_model **out, emb_error *err) {
+    *out = NULL;
+    char *dir = NULL, *path = NULL;
+    emb_status st = EMB_OK;
+    if (!tokenizer_json) {
+        st = emb_mf_resolve(model_path, &dir, err);
+        if (st != EMB_OK) return st;
+        size_t n = strlen(dir) + 32;
+        path = malloc(n);
+        if (!path) { free(dir); return emb_fail(err, EMB_ERR_NOMEM, "out of memory"); }
+        snprintf(path, n, "%s/config.json", dir);
+        struct stat sb;
+        int has_config = lstat(path, &sb) == 0;
+        snprintf(path, n, "%s/tokenizer.json", dir);
+        if (has_config || lstat(path, &sb) != 0) {   /* a model directory: the caller loads it whole */
+            free(dir);
+            free(path);
+            return EMB_OK;
+        }
+        tokenizer_json = path;
+    }
+    emb_model *m = calloc(1, sizeof *m);
+    if (!m) { st = emb_fail(err, EMB_ERR_NOMEM, "out of memory"); goto done; }
+    m->mf.dir = strdup(dir ? dir : tokenizer_json);
+    if (!m->mf.dir) st = emb_fail(err, EMB_ERR_NOMEM, "out of memory");
+    if (st == EMB_OK) st = eng_load_tokenizer(tokenizer_json, tokenizer_json, &m->tok, err);
+    if (st != EMB_OK) { emb_model_free(m); goto done; }
+    /* 0 = as tokenizer.json says (its truncation section, or none). */
+    m->max_length = max_length > 0 ? max_length : 0;
+    m->cls_id = tok_token_to_id(m->tok, "[CLS]");
+    *out = m;
+done:
+    free(dir);
+    free(path);
     return st;
 }
 
@@ -233,12 +285,40 @@ int emb_model_dim(const emb_model *m, const emb_encode_options *opts) {
     return job.out_dim;
 }
 
+size_t eng_max_doc_bytes(const emb_encode_options *opts) {
+    return opts->max_doc_bytes ? opts->max_doc_bytes : EMB_DEFAULT_MAX_DOC_BYTES;
+}
+
+int eng_doc_limit(const emb_model *m, size_t max_doc, int long_error, const char *t, size_t *len,
+                  uint64_t index, emb_error *err) {
+    if (*len <= max_doc) return 0;
+    if (long_error || tok_truncation_left(m->tok)) {
+        emb_fail(err, EMB_ERR_INVALID_ARG, "document %llu: longer than the limit of %zu bytes (--max-doc-bytes)%s",
+                 (unsigned long long)index, max_doc,
+                 long_error ? "" : "; tokenizer.json truncates on the left, so it cannot be cut: raise the limit");
+        return -1;
+    }
+    /* Cut at a character boundary: the kept tokens come from the start, and
+     * max_doc bytes hold far more than max_length tokens. */
+    size_t k = max_doc;
+    for (int back = 0; back < 3 && k > 0 && ((unsigned char)t[k] & 0xC0) == 0x80; back++) k--;
+    *len = k;
+    return 1;
+}
+
 /* ---- tokenization of one document ------------------------------------- */
+
+void eng_prompt_free(eng_prompt *p) {
+    free(p->owned);
+    p->owned = NULL;
+    p->prompt = NULL;
+}
 
 emb_status eng_resolve_prompt(emb_model *m, const emb_encode_options *opts, eng_prompt *p,
                               emb_error *err) {
     const emb_st_config *st = &m->mf.st;
     p->prompt = NULL;
+    p->owned = NULL;
     p->skip = 0;
     const char *name = opts->prompt_name;
     if (opts->prompt) {
@@ -262,6 +342,19 @@ emb_status eng_resolve_prompt(emb_model *m, const emb_encode_options *opts, eng_
         }
     }
     if (p->prompt && !*p->prompt) p->prompt = NULL;
+    if (p->prompt) {
+        /* Invalid UTF-8 in a prompt is repaired like document text. */
+        char *fixed = NULL;
+        size_t fixed_len = 0;
+        size_t bad = tok_utf8_repair(p->prompt, strlen(p->prompt), &fixed, &fixed_len);
+        if (!fixed) return emb_fail(err, EMB_ERR_NOMEM, "out of memory repairing the prompt");
+        if (bad) {
+            p->owned = fixed;
+            p->prompt = fixed;
+        } else {
+            free(fixed);
+        }
+    }
     if (p->prompt && !st->include_prompt) {
         /* sentence-transformers masks len(tokenize(prompt)) - 1 leading
          * tokens: the prompt with [CLS], without the trailing [SEP]. */
@@ -271,6 +364,7 @@ emb_status eng_resolve_prompt(emb_model *m, const emb_encode_options *opts, eng_
         if (tok_encode(m->tok, p->prompt, strlen(p->prompt), 1, (size_t)m->max_length, &enc,
                        &terr) != 0) {
             tok_encoding_free(&enc);
+            eng_prompt_free(p);
             return emb_fail(err, EMB_ERR_INVALID_ARG, "prompt: %s", terr.message);
         }
         p->skip = enc.len > 0 ? (int)enc.len - 1 : 0;
@@ -343,7 +437,7 @@ typedef struct {
     int32_t *len;              /* tokens per document */
     char **text;               /* copies of the documents' bytes */
     size_t *text_len;
-    uint64_t tokens, truncated, invalid_utf8;
+    uint64_t tokens, truncated, invalid_utf8, cut, empty;
     int eof;                   /* the reader is exhausted after this window */
     emb_status st;
     emb_error err;
@@ -355,6 +449,8 @@ typedef struct {
     size_t window_docs;
     eng_read_fn read;
     void *read_ud;
+    size_t max_doc;            /* bytes per document (SIZE_MAX: no limit) */
+    int long_error;            /* a longer document stops the job */
     eng_window win[2];
     int ready[2];              /* produced, not yet consumed */
     int stop;                  /* consumer failed: producer must stop */
@@ -382,15 +478,22 @@ static int window_alloc(eng_window *w, size_t docs, int max_length) {
     return (w->ids && w->types && w->len && w->text && w->text_len) ? 0 : -1;
 }
 
-/* Reads up to window_docs documents (copying them: the reader reuses its buffer). */
+/* Reads up to window_docs documents, ENG_WINDOW_BYTE_CAP bytes in all
+ * (copying them: the reader reuses its buffer), each cut to max_doc bytes. */
 static void fill_window(eng_pipe *p, eng_window *w) {
     w->n = 0;
-    while (w->n < p->window_docs) {
+    w->cut = 0;
+    size_t bytes = 0;
+    while (w->n < p->window_docs && bytes < ENG_WINDOW_BYTE_CAP) {
         const char *t;
         size_t tl;
         int r = p->read(p->read_ud, &t, &tl, &w->err);
         if (r < 0) { w->st = w->err.code ? w->err.code : EMB_ERR_IO; return; }
         if (r == 0) { w->eof = 1; return; }
+        int c = eng_doc_limit(p->m, p->max_doc, p->long_error, t, &tl, w->first + w->n, &w->err);
+        if (c < 0) { w->st = w->err.code; return; }
+        w->cut += (uint64_t)c;
+        bytes += tl;
         char *copy = realloc(w->text[w->n], tl + 1);
         if (!copy) { w->st = emb_fail(&w->err, EMB_ERR_NOMEM, "out of memory reading document %llu",
                                       (unsigned long long)(w->first + w->n)); return; }
@@ -405,10 +508,10 @@ static void fill_window(eng_pipe *p, eng_window *w) {
 static void tokenize_window(eng_pipe *p, eng_window *w) {
     emb_model *m = p->m;
     size_t maxlen = (size_t)m->max_length;
-    uint64_t tokens = 0, truncated = 0, bad = 0;
+    uint64_t tokens = 0, truncated = 0, bad = 0, empty = 0;
     int failed = 0;
     long n = (long)w->n;
-#pragma omp parallel reduction(+ : tokens, truncated, bad)
+#pragma omp parallel reduction(+ : tokens, truncated, bad, empty)
     {
         tok_encoding enc;
         tok_encoding_init(&enc);
@@ -431,10 +534,13 @@ static void tokenize_window(eng_pipe *p, eng_window *w) {
                 continue;
             }
             size_t len = enc.len < maxlen ? enc.len : maxlen;
-            memcpy(w->ids + (size_t)i * maxlen, enc.ids, len * sizeof *enc.ids);
-            memcpy(w->types + (size_t)i * maxlen, enc.type_ids, len * sizeof *enc.type_ids);
+            if (len) {   /* enc.ids is still NULL when nothing was ever encoded */
+                memcpy(w->ids + (size_t)i * maxlen, enc.ids, len * sizeof *enc.ids);
+                memcpy(w->types + (size_t)i * maxlen, enc.type_ids, len * sizeof *enc.type_ids);
+            }
             w->len[i] = (int32_t)len;
             tokens += len;
+            empty += len == 0;
             truncated += (uint64_t)tr;
             bad += (uint64_t)inv;
         }
@@ -443,6 +549,7 @@ static void tokenize_window(eng_pipe *p, eng_window *w) {
     w->tokens = tokens;
     w->truncated = truncated;
     w->invalid_utf8 = bad;
+    w->empty = empty;
 }
 
 static void *producer(void *arg) {
@@ -501,6 +608,17 @@ static emb_status encode_window(eng_pipe *p, eng_window *w, const emb_job *job,
     qsort_r(s->order, w->n, sizeof *s->order, cmp_len_desc, w->len);
     size_t i = 0;
     while (i < w->n) {
+        if (w->len[s->order[i]] == 0) {
+            /* No tokens at all (an empty document and a tokenizer that adds
+             * no specials): a zero vector, as sentence-transformers' mean
+             * pooling gives (0 / max(0, 1e-9)). Sorted last, so all the rest. */
+            for (; i < w->n; i++) {
+                memset(s->vec + (size_t)s->order[i] * (size_t)job->out_dim, 0, (size_t)job->out_dim * sizeof(float));
+                (*docs_done)++;
+            }
+            if (ro->progress) ro->progress(ro->progress_ud, *docs_done, *tokens_done);
+            break;
+        }
         size_t nseq = 0, total = 0;
         int max_seqlen = 0;
         s->cu[0] = 0;
@@ -508,7 +626,7 @@ static emb_status encode_window(eng_pipe *p, eng_window *w, const emb_job *job,
         while (i + nseq < w->n) {
             int32_t d = s->order[i + nseq];
             size_t l = (size_t)w->len[d];
-            if (nseq > 0 && total + l > batch_tokens) break;
+            if (l == 0 || (nseq > 0 && total + l > batch_tokens)) break;
             memcpy(s->ids + total, w->ids + (size_t)d * maxlen, l * sizeof *s->ids);
             memcpy(s->types + total, w->types + (size_t)d * maxlen, l * sizeof *s->types);
             s->skip[nseq] = p->prompt.skip;
@@ -672,6 +790,8 @@ emb_status eng_run(emb_model *m, const emb_encode_options *opts, const eng_run_o
     p.m = m;
     p.read = read;
     p.read_ud = read_ud;
+    p.max_doc = eng_max_doc_bytes(opts);
+    p.long_error = opts->long_docs == EMB_LONG_DOCS_ERROR;
     st = eng_resolve_prompt(m, opts, &p.prompt, err);
     if (st != EMB_OK) return st;
     size_t maxlen = (size_t)m->max_length;
@@ -741,6 +861,8 @@ emb_status eng_run(emb_model *m, const emb_encode_options *opts, const eng_run_o
             tot.tokens += w->tokens;
             tot.truncated += w->truncated;
             tot.invalid_utf8 += w->invalid_utf8;
+            tot.cut += w->cut;
+            tot.empty += w->empty;
         }
         pthread_mutex_lock(&p.mu);
         p.ready[k] = 0;
@@ -761,6 +883,7 @@ done:
     window_free(&p.win[1], wd);
     free(s.ids); free(s.types); free(s.cu); free(s.skip); free(s.order); free(s.vec); free(s.bout);
     free(s.worker_of);
+    eng_prompt_free(&p.prompt);
     return st;
 }
 

@@ -39,6 +39,18 @@ typedef emb_status (*eng_write_fn)(void *ud, uint64_t first, size_t n, const flo
 /* Progress: called after each batch with running totals. */
 typedef void (*eng_progress_fn)(void *ud, uint64_t docs, uint64_t tokens);
 
+/* Reads a tokenizer.json (regular file, EMB_MAX_TOKENIZER_JSON_BYTES at most)
+ * and loads it; shown names it in messages. */
+emb_status eng_load_tokenizer(const char *path, const char *shown, tok_tokenizer **out, emb_error *err);
+
+/* For `embedc tokenize`: a model holding only a tokenizer (no weights, no
+ * backend), from tokenizer_json when given, else from model_path when that
+ * directory has a tokenizer.json and no config.json (a tokenizer repository).
+ * *out stays NULL (EMB_OK) when model_path is a model directory: load it
+ * whole. max_length 0 = tokenizer.json's truncation. */
+emb_status eng_load_tokenizer_model(const char *tokenizer_json, const char *model_path, int max_length,
+                                    emb_model **out, emb_error *err);
+
 typedef struct {
     size_t batch_tokens;       /* token budget of one packed batch (0 = default) */
     size_t window_docs;        /* documents sorted together (0 = default) */
@@ -75,9 +87,23 @@ emb_status eng_encode_array(emb_model *m, const char *const *texts, const size_t
 /* Tokenizes one document exactly as encoding does (repair, lowercase, prompt,
  * truncation). Returns the prompt's token count to skip in pooling via *skip. */
 typedef struct {
-    const char *prompt;        /* resolved prompt text or NULL */
+    const char *prompt;        /* resolved prompt text (valid UTF-8) or NULL */
     int skip;                  /* prompt tokens excluded from pooling (include_prompt = false) */
+    char *owned;               /* the repaired copy when the prompt had invalid UTF-8 */
 } eng_prompt;
+
+/* Frees what eng_resolve_prompt allocated (a repaired prompt). */
+void eng_prompt_free(eng_prompt *p);
+
+/* opts->max_doc_bytes with the default applied (SIZE_MAX: no limit). */
+size_t eng_max_doc_bytes(const emb_encode_options *opts);
+
+/* The per-document byte limit: 0 when t[0..*len) fits, 1 when *len was cut
+ * (at a UTF-8 character boundary), -1 (err names the document by its input
+ * index) when it must be refused: long_error, or a tokenizer that truncates
+ * on the left (its kept tokens are at the end). */
+int eng_doc_limit(const emb_model *m, size_t max_doc, int long_error, const char *t, size_t *len,
+                  uint64_t index, emb_error *err);
 
 emb_status eng_resolve_prompt(emb_model *m, const emb_encode_options *opts, eng_prompt *p,
                               emb_error *err);

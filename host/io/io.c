@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "jsonl.h"
 
 /* ---- readers ---------------------------------------------------------- */
 
@@ -28,9 +29,14 @@ struct io_reader {
     char *path;
     io_in_format fmt;
     char *field;
-    char *line;
+    char *line;             /* the current line (text: at most keep bytes of it) */
     size_t line_cap;
-    char *doc;              /* JSONL: the decoded text of the current line */
+    size_t keep;            /* text: bytes of a line held (0 = all) */
+    char *in;               /* text: read buffer */
+    size_t in_pos, in_len;
+    int in_eof;
+    int line_done;          /* JSONL: the current line's '\n' (or the end) was reached */
+    jsonl_value doc;        /* JSONL: the decoded field of the current line */
     uint64_t lineno;
     uint64_t consumed, size;
 };
@@ -73,69 +79,152 @@ emb_status io_reader_open(const char *path, io_in_format fmt, const char *field,
     return EMB_OK;
 }
 
-static int next_line(io_reader *r, size_t *len, emb_error *err) {
+void io_reader_set_keep(io_reader *r, size_t keep) {
+    r->keep = keep;
+    r->doc.keep = keep;
+}
+
+static int read_error(io_reader *r, emb_error *err) {
+    emb_fail(err, EMB_ERR_IO, "reading %s after line %llu: %s", r->path, (unsigned long long)r->lineno,
+             strerror(errno ? errno : EIO));
+    return -1;
+}
+
+/* Refills the read buffer; 0 at the end of the input, -1 on a read error. */
+static int refill(io_reader *r) {
+    if (r->in_pos < r->in_len) return 1;
+    if (r->in_eof) return 0;
+    if (!r->in && !(r->in = malloc(1 << 16))) return -1;
     errno = 0;
-    ssize_t n = getline(&r->line, &r->line_cap, r->f);
-    if (n < 0) {
-        if (ferror(r->f)) {
-            emb_fail(err, EMB_ERR_IO, "reading %s after line %llu: %s", r->path,
-                     (unsigned long long)r->lineno, strerror(errno ? errno : EIO));
-            return -1;
-        }
-        return 0;
+    r->in_len = fread(r->in, 1, 1 << 16, r->f);
+    r->in_pos = 0;
+    if (r->in_len == 0) {
+        r->in_eof = 1;
+        return ferror(r->f) ? -1 : 0;
     }
-    r->lineno++;
-    r->consumed += (uint64_t)n;
-    if (n > 0 && r->line[n - 1] == '\n') n--;
-    if (n > 0 && r->line[n - 1] == '\r') n--;
-    r->line[n] = 0;
-    *len = (size_t)n;
     return 1;
 }
 
-static int blank(const char *s, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if (s[i] != ' ' && s[i] != '\t') return 0;
+/* jsonl_read_fn over the current line: its bytes up to the '\n' (consumed). */
+static size_t jsonl_line_read(void *ud, char *dst, size_t max, int *error) {
+    io_reader *r = ud;
+    if (r->line_done) return 0;
+    int got = refill(r);
+    if (got <= 0) {
+        if (got < 0) *error = 1;
+        r->line_done = 1;
+        return 0;
+    }
+    const char *p = r->in + r->in_pos;
+    size_t avail = r->in_len - r->in_pos;
+    const char *nl = memchr(p, '\n', avail);
+    size_t k = nl ? (size_t)(nl - p) : avail;
+    if (k > max) k = max;
+    memcpy(dst, p, k);
+    r->in_pos += k;
+    r->consumed += k;
+    if (nl && p + k == nl) {
+        r->in_pos++;
+        r->consumed++;
+        r->line_done = 1;
+    }
+    return k;
+}
+
+/* Text: holds at most keep bytes of a line and skips the rest, so a 200 MB
+ * line costs keep bytes, not 200 MB. */
+static int next_text_line(io_reader *r, size_t *len, emb_error *err) {
+    size_t held = 0;
+    uint64_t total = 0;
+    int any = 0, cr_last = 0;
+    for (;;) {
+        int more = refill(r);
+        if (more < 0) return r->in ? read_error(r, err) : (emb_fail(err, EMB_ERR_NOMEM, "out of memory"), -1);
+        if (more == 0) break;
+        any = 1;
+        const char *p = r->in + r->in_pos;
+        size_t avail = r->in_len - r->in_pos;
+        const char *nl = memchr(p, '\n', avail);
+        size_t k = nl ? (size_t)(nl - p) : avail;
+        size_t take = k;
+        if (r->keep && held + take > r->keep) take = held < r->keep ? r->keep - held : 0;
+        if (held + take + 1 > r->line_cap) {
+            size_t nc = r->line_cap ? r->line_cap : 256;
+            while (nc < held + take + 1) nc *= 2;
+            char *nb = realloc(r->line, nc);
+            if (!nb) {
+                emb_fail(err, EMB_ERR_NOMEM, "out of memory reading line %llu of %s",
+                         (unsigned long long)r->lineno + 1, r->path);
+                return -1;
+            }
+            r->line = nb;
+            r->line_cap = nc;
+        }
+        memcpy(r->line + held, p, take);
+        held += take;
+        total += k;
+        if (k) cr_last = p[k - 1] == '\r';
+        r->in_pos += k + (nl ? 1 : 0);
+        r->consumed += k + (nl ? 1 : 0);
+        if (nl) break;
+    }
+    if (!any) return 0;
+    if (!r->line && !(r->line = malloc(r->line_cap = 256))) {
+        emb_fail(err, EMB_ERR_NOMEM, "out of memory");
+        return -1;
+    }
+    r->lineno++;
+    /* One trailing \r goes (when the line was held whole). */
+    if (cr_last && total == held && held > 0) held--;
+    r->line[held] = 0;
+    *len = held;
     return 1;
 }
 
 int io_reader_next(void *reader, const char **text, size_t *len, emb_error *err) {
     io_reader *r = reader;
     size_t n;
-    for (;;) {
-        int got = next_line(r, &n, err);
+    if (r->fmt == IO_IN_TEXT) {
+        int got = next_text_line(r, &n, err);
         if (got <= 0) return got;
-        if (r->fmt == IO_IN_TEXT) {
-            *text = r->line;
-            *len = n;
-            return 1;
-        }
-        /* JSONL: whitespace-only lines separate nothing and are not documents. */
-        if (blank(r->line, n)) continue;
-        cJSON *obj = cJSON_ParseWithLength(r->line, n);
-        if (!obj || !cJSON_IsObject(obj)) {
-            cJSON_Delete(obj);
-            emb_fail(err, EMB_ERR_FORMAT, "%s line %llu: not a JSON object", r->path,
-                     (unsigned long long)r->lineno);
-            return -1;
-        }
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, r->field);
-        if (!cJSON_IsString(v)) {
-            emb_fail(err, EMB_ERR_FORMAT, "%s line %llu: field \"%s\" is %s", r->path,
-                     (unsigned long long)r->lineno, r->field, v ? "not a string" : "missing");
-            cJSON_Delete(obj);
-            return -1;
-        }
-        free(r->doc);
-        r->doc = strdup(v->valuestring);
-        cJSON_Delete(obj);
-        if (!r->doc) {
-            emb_fail(err, EMB_ERR_NOMEM, "out of memory");
-            return -1;
-        }
-        *text = r->doc;
-        *len = strlen(r->doc);
+        *text = r->line;
+        *len = n;
         return 1;
+    }
+    for (;;) {
+        /* JSONL: streamed through the scanner, so a line of any length
+         * costs its window and the field's first keep bytes. */
+        int more = refill(r);
+        if (more < 0) return read_error(r, err);
+        if (more == 0) return 0;
+        r->lineno++;
+        r->line_done = 0;
+        char why[128];
+        uint64_t at = 0;
+        jsonl_result jr = jsonl_scan(jsonl_line_read, r, r->field, &r->doc, why, sizeof why, &at);
+        switch (jr) {
+        case JSONL_OK:
+            *text = r->doc.buf ? r->doc.buf : "";
+            *len = r->doc.len;
+            return 1;
+        case JSONL_BLANK:   /* whitespace-only lines separate nothing and are not documents */
+            continue;
+        case JSONL_MISSING:
+        case JSONL_NOT_STRING:
+            emb_fail(err, EMB_ERR_FORMAT, "%s line %llu: field \"%s\" is %s", r->path,
+                     (unsigned long long)r->lineno, r->field, jr == JSONL_MISSING ? "missing" : "not a string");
+            return -1;
+        case JSONL_NOMEM:
+            emb_fail(err, EMB_ERR_NOMEM, "%s line %llu: out of memory", r->path, (unsigned long long)r->lineno);
+            return -1;
+        case JSONL_IO:
+            r->lineno--;
+            return read_error(r, err);
+        case JSONL_SYNTAX:
+            emb_fail(err, EMB_ERR_FORMAT, "%s line %llu: %s (column %llu)", r->path, (unsigned long long)r->lineno,
+                     why, (unsigned long long)at + 1);
+            return -1;
+        }
     }
 }
 
@@ -148,7 +237,8 @@ void io_reader_close(io_reader *r) {
     if (!r) return;
     if (r->f && !r->is_stdin) fclose(r->f);
     free(r->line);
-    free(r->doc);
+    free(r->in);
+    free(r->doc.buf);
     free(r->field);
     free(r->path);
     free(r);

@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include "embedc.h"
+#include "jsonl.h"
 
 typedef enum { IO_IN_TEXT, IO_IN_JSONL } io_in_format;
 typedef enum { IO_OUT_NPY, IO_OUT_NPY_F16, IO_OUT_FVECS, IO_OUT_JSONL } io_out_format;
@@ -22,6 +23,12 @@ typedef struct io_reader io_reader;
 /* path "-" reads standard input. field: the JSONL key holding the text. */
 emb_status io_reader_open(const char *path, io_in_format fmt, const char *field, io_reader **out,
                           emb_error *err);
+/* Holds at most keep bytes of each document (0 = all): the rest of a text
+ * line is skipped as it is read; a JSONL line is streamed through the
+ * scanner (64 KiB window), checked to its end, its field's value cut to keep
+ * bytes. The engine then applies its --max-doc-bytes policy to what it gets
+ * (keep = that limit + 1). */
+void io_reader_set_keep(io_reader *r, size_t keep);
 /* eng_read_fn-compatible: 1 document, 0 end, -1 error. */
 int io_reader_next(void *reader, const char **text, size_t *len, emb_error *err);
 /* Bytes consumed so far and the input's size (0 when unknown, e.g. a pipe). */

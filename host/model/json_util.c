@@ -2,55 +2,106 @@
 #include "json_util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "error.h"
 
-/* Config files are small; anything past this is not a config file and we
- * refuse it rather than reading gigabytes into memory. */
-#define JU_MAX_FILE (64u << 20)
-
 static const char *find_duplicate(const cJSON *v, const char **parent, int *oom);
 
-emb_status ju_read_file(const char *path, const char *shown, cJSON **out, emb_error *err) {
+static const char *file_kind(mode_t m) {
+    if (S_ISDIR(m)) return "a directory";
+    if (S_ISFIFO(m)) return "a FIFO";
+    if (S_ISCHR(m)) return "a character device";
+    if (S_ISBLK(m)) return "a block device";
+    if (S_ISSOCK(m)) return "a socket";
+    return "not a regular file";
+}
+
+emb_status ju_open_regular(const char *path, const char *shown, uint64_t limit, int *fd_out,
+                           uint64_t *size_out, emb_error *err) {
+    *fd_out = -1;
+    /* O_NONBLOCK: opening a FIFO for reading must not wait for a writer. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return emb_fail(err, EMB_ERR_IO, "%s: cannot open: %s", shown, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        int e = errno;
+        close(fd);
+        return emb_fail(err, EMB_ERR_IO, "%s: cannot stat: %s", shown, strerror(e));
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        close(fd);
+        return emb_fail(err, EMB_ERR_IO, "%s: is %s, expected a regular file", shown, file_kind(sb.st_mode));
+    }
+    if (limit && (uint64_t)sb.st_size > limit) {
+        close(fd);
+        return emb_fail(err, EMB_ERR_FORMAT, "%s: %llu bytes, over the limit of %llu bytes for this file",
+                        shown, (unsigned long long)sb.st_size, (unsigned long long)limit);
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0) (void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    *fd_out = fd;
+    *size_out = (uint64_t)sb.st_size;
+    return EMB_OK;
+}
+
+emb_status ju_read_bytes(const char *path, const char *shown, uint64_t limit, char **out,
+                         size_t *len_out, emb_error *err) {
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return emb_fail(err, EMB_ERR_IO, "%s: cannot open: %s", shown, strerror(errno));
-    char *buf = NULL;
-    size_t len = 0, cap = 0;
-    emb_status s = EMB_OK;
+    *len_out = 0;
+    int fd;
+    uint64_t size;
+    emb_status s = ju_open_regular(path, shown, limit, &fd, &size, err);
+    if (s) return s;
+    /* Read at most limit bytes even if the file grows after fstat. */
+    size_t cap = (size_t)size + 1, len = 0;
+    char *buf = malloc(cap + 1);
+    if (!buf) {
+        close(fd);
+        return emb_fail(err, EMB_ERR_NOMEM, "%s: out of memory reading %llu bytes", shown,
+                        (unsigned long long)size);
+    }
     for (;;) {
-        if (len == cap) {
-            if (cap >= JU_MAX_FILE) {
-                s = emb_fail(err, EMB_ERR_FORMAT, "%s: larger than %u bytes, not a config file",
-                             shown, JU_MAX_FILE);
-                break;
-            }
-            size_t ncap = cap ? cap * 2 : 4096;
-            char *nb = realloc(buf, ncap + 1);
-            if (!nb) {
-                s = emb_fail(err, EMB_ERR_NOMEM, "%s: out of memory reading the file", shown);
-                break;
-            }
-            buf = nb;
-            cap = ncap;
+        ssize_t r = read(fd, buf + len, cap - len);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) {
+            s = emb_fail(err, EMB_ERR_IO, "%s: read error: %s", shown, strerror(errno));
+            break;
         }
-        size_t r = fread(buf + len, 1, cap - len, f);
-        len += r;
-        if (r == 0) {
-            if (ferror(f)) s = emb_fail(err, EMB_ERR_IO, "%s: read error", shown);
+        if (r == 0) break;
+        len += (size_t)r;
+        if (len == cap) {
+            s = emb_fail(err, EMB_ERR_IO, "%s: the file grew while it was read", shown);
             break;
         }
     }
-    fclose(f);
-    if (s != EMB_OK) {
+    close(fd);
+    if (s) {
         free(buf);
         return s;
     }
-    if (!buf) return emb_fail(err, EMB_ERR_FORMAT, "%s: empty file, expected JSON", shown);
+    buf[len] = 0;
+    *out = buf;
+    *len_out = len;
+    return EMB_OK;
+}
+
+emb_status ju_read_file(const char *path, const char *shown, cJSON **out, emb_error *err) {
+    *out = NULL;
+    char *buf = NULL;
+    size_t len = 0;
+    emb_status s = ju_read_bytes(path, shown, EMB_MAX_CONFIG_JSON_BYTES, &buf, &len, err);
+    if (s) return s;
+    if (len == 0) {
+        free(buf);
+        return emb_fail(err, EMB_ERR_FORMAT, "%s: empty file, expected JSON", shown);
+    }
     buf[len] = 0;
     const char *end = NULL;
     cJSON *j = cJSON_ParseWithLengthOpts(buf, len, &end, 0);

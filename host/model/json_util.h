@@ -11,7 +11,24 @@
 #include <stdint.h>
 #include "embedc.h"
 
-/* Reads and parses a whole JSON file. Missing file: EMB_ERR_IO. shown names
+/* Size limits on model files read whole into memory (README, "Any model").
+ * tokenizer.json: the largest real ones (Gemma 3, XLM-R) are 17-33 MB. */
+#define EMB_MAX_CONFIG_JSON_BYTES ((uint64_t)16 << 20)
+#define EMB_MAX_TOKENIZER_JSON_BYTES ((uint64_t)128 << 20)
+
+/* Opens path for reading and checks, on the open descriptor and before any
+ * read, that it is a regular file (after following symlinks) of at most
+ * limit bytes (0 = no limit). Opened with O_NONBLOCK so that a FIFO never
+ * blocks. On success *fd_out is a blocking descriptor the caller closes. */
+emb_status ju_open_regular(const char *path, const char *shown, uint64_t limit, int *fd_out,
+                           uint64_t *size_out, emb_error *err);
+
+/* ju_open_regular, then reads the whole file into *out (malloc'ed,
+ * NUL-terminated, *len_out bytes). The one way model files are read. */
+emb_status ju_read_bytes(const char *path, const char *shown, uint64_t limit, char **out,
+                         size_t *len_out, emb_error *err);
+
+/* Reads and parses a whole JSON file (ju_read_bytes, EMB_MAX_CONFIG_JSON_BYTES). Missing file: EMB_ERR_IO. shown names
  * the file in messages (e.g. "1_Pooling/config.json"). */
 emb_status ju_read_file(const char *path, const char *shown, cJSON **out, emb_error *err);
 

@@ -72,6 +72,14 @@ static int is_file(const char *path) {
     return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
 }
 
+/* Something is at path (even a dangling symlink, a loop or a FIFO): the
+ * loaders then open it and say precisely what is wrong with it, rather than
+ * report it missing. */
+static int is_present(const char *path) {
+    struct stat sb;
+    return lstat(path, &sb) == 0;
+}
+
 static int is_dir(const char *path) {
     struct stat sb;
     return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
@@ -107,12 +115,15 @@ static char *hub_cache_root(void) {
  * path; NULL when absent or unusable. */
 static char *snapshot_from_ref(const char *repo_dir) {
     char *ref = path_join(repo_dir, "refs/main");
-    FILE *f = ref ? fopen(ref, "r") : NULL;
+    char *text = NULL;
+    size_t n = 0;
+    /* Through the model-file helper: a FIFO or device here must not block. */
+    emb_status s = ref ? ju_read_bytes(ref, "refs/main", 127, &text, &n, NULL) : EMB_ERR_NOMEM;
     free(ref);
-    if (!f) return NULL;
+    if (s) return NULL;
     char hash[128] = {0};
-    size_t n = fread(hash, 1, sizeof hash - 1, f);
-    fclose(f);
+    memcpy(hash, text, n);
+    free(text);
     while (n && (hash[n - 1] == '\n' || hash[n - 1] == '\r' || hash[n - 1] == ' ')) hash[--n] = 0;
     if (!n || !st_shard_name_ok(hash)) return NULL;
     char rel[160];
@@ -382,11 +393,11 @@ static emb_status open_weights(const char *dir, mf_priv *p, emb_error *err) {
     emb_status s = EMB_OK;
     if (!single || !index) {
         s = emb_fail(err, EMB_ERR_NOMEM, "out of memory");
-    } else if (is_file(single)) {
+    } else if (is_present(single)) {
         st_file *st = NULL;
         s = st_open(single, "model.safetensors", &st, err);
         if (!s) s = priv_add_file(p, st, err);
-    } else if (is_file(index)) {
+    } else if (is_present(index)) {
         s = open_sharded(dir, index, p, err);
     } else {
         char *bin = path_join(dir, "pytorch_model.bin");
@@ -627,6 +638,34 @@ static emb_status read_rel_json(const char *dir, const char *rel, cJSON **out, e
     return s;
 }
 
+/* A module folder must resolve (symlinks followed) to the model directory or
+ * a folder inside it. Files inside may be symlinks anywhere: the Hugging Face
+ * cache links every file to ../../blobs/. */
+static emb_status check_module_dir(const char *dir, const char *rel, const char *where, emb_error *err) {
+    if (!*rel) return EMB_OK;
+    char *p = path_join(dir, rel);
+    if (!p) return emb_fail(err, EMB_ERR_NOMEM, "out of memory");
+    char *root = realpath(dir, NULL), *real = realpath(p, NULL);
+    free(p);
+    emb_status s = EMB_OK;
+    if (!root) {
+        s = emb_fail(err, EMB_ERR_IO, "%s: cannot resolve the model directory: %s", where, strerror(errno));
+    } else if (!real) {
+        /* Missing: the module's loader names the file it needs. */
+        if (errno != ENOENT)
+            s = emb_fail(err, EMB_ERR_IO, "%s: folder \"%.200s\": %s", where, rel, strerror(errno));
+    } else {
+        size_t n = strlen(root);
+        int inside = strncmp(real, root, n) == 0 && (real[n] == '/' || real[n] == 0 || (n == 1 && root[0] == '/'));
+        if (!inside)
+            s = emb_fail(err, EMB_ERR_FORMAT,
+                         "%s: folder \"%.200s\" resolves to %.300s, outside the model directory", where, rel, real);
+    }
+    free(root);
+    free(real);
+    return s;
+}
+
 static const struct {
     const char *mode;
     const char *legacy;
@@ -772,7 +811,7 @@ static emb_status load_dense(const char *dir, const char *rel, int in_dim, emb_d
     snprintf(wrel, sizeof wrel, "%s/model.safetensors", rel);
     char *wpath = path_join(dir, wrel);
     if (!wpath) return emb_fail(err, EMB_ERR_NOMEM, "out of memory");
-    if (!is_file(wpath)) {
+    if (!is_present(wpath)) {
         free(wpath);
         char brel[512];
         snprintf(brel, sizeof brel, "%s/pytorch_model.bin", rel);
@@ -842,6 +881,8 @@ static emb_status load_modules(const char *dir, emb_model_files *mf, mf_priv *p,
         }
         const char *kind = st_module_kind(type);
         if (!kind) kind = "";
+        if ((!strcmp(kind, "Pooling") || !strcmp(kind, "Dense")) && (s = check_module_dir(dir, path, where, err)))
+            break;
         if (strcmp(kind, "Transformer") == 0) {
             if (i != 0) s = emb_fail(err, EMB_ERR_UNSUPPORTED, "%s: Transformer must be the first module", where);
             seen_transformer = 1;
@@ -876,7 +917,7 @@ static emb_status load_sbert_config(const char *dir, emb_model_files *mf, emb_er
     const char *shown = "sentence_bert_config.json";
     char *path = path_join(dir, shown);
     if (!path) return emb_fail(err, EMB_ERR_NOMEM, "out of memory");
-    int exists = is_file(path);
+    int exists = is_present(path);
     cJSON *j = NULL;
     emb_status s = exists ? ju_read_file(path, shown, &j, err) : EMB_OK;
     free(path);
@@ -897,7 +938,7 @@ static emb_status load_st_extra_config(const char *dir, emb_model_files *mf, emb
     emb_st_config *st = &mf->st;
     char *path = path_join(dir, shown);
     if (!path) return emb_fail(err, EMB_ERR_NOMEM, "out of memory");
-    int exists = is_file(path);
+    int exists = is_present(path);
     cJSON *j = NULL;
     emb_status s = exists ? ju_read_file(path, shown, &j, err) : EMB_OK;
     free(path);
@@ -968,7 +1009,7 @@ static emb_status load_sentence_transformers(const char *dir, emb_model_files *m
     emb_status s;
     char *mod = path_join(dir, "modules.json");
     if (!mod) return emb_fail(err, EMB_ERR_NOMEM, "out of memory");
-    int has_modules = is_file(mod);
+    int has_modules = is_present(mod);
     free(mod);
     if (has_modules && (s = load_modules(dir, mf, p, err))) return s;
     if ((s = load_sbert_config(dir, mf, err))) return s;

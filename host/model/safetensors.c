@@ -101,15 +101,26 @@ static size_t utf8_bad_offset(const uint8_t *s, size_t len) {
 
 /* The safetensors header holds only non-negative integers as numbers, but
  * cJSON turns "1.0" or "1e3" into the same double as "1". A lexical pass
- * over the header (skipping strings) finds any number spelled otherwise. */
+ * over the header finds any number spelled otherwise, and any string with an
+ * escaped NUL (cJSON would cut the name there). */
 static emb_status check_number_spelling(const char *h, size_t n, const char *origin,
                                         emb_error *err) {
     size_t i = 0;
     while (i < n) {
         char c = h[i];
         if (c == '"') {
-            for (i++; i < n && h[i] != '"'; i++)
-                if (h[i] == '\\') i++;
+            size_t start = i;
+            for (i++; i < n && h[i] != '"'; i++) {
+                if (h[i] != '\\') continue;
+                /* A NUL in a name would end the C string: "a\u0000b" would
+                 * then match tensor "a". No real file has one. */
+                if (i + 5 < n && h[i + 1] == 'u' && h[i + 2] == '0' && h[i + 3] == '0' && h[i + 4] == '0' &&
+                    h[i + 5] == '0')
+                    return emb_fail(err, EMB_ERR_FORMAT,
+                                    "%s: header byte %zu: string with an embedded NUL (\\u0000) is not supported",
+                                    origin, start + 8);
+                i++;
+            }
             i++;
         } else if (c == '-' || (c >= '0' && c <= '9')) {
             size_t start = i;
@@ -444,19 +455,16 @@ emb_status st_parse(const void *buf, size_t size, const char *origin, st_file **
 emb_status st_open(const char *path, const char *origin, st_file **out, emb_error *err) {
     *out = NULL;
     if (!origin) origin = path;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return emb_fail(err, EMB_ERR_IO, "%s: cannot open: %s", origin, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0) {
-        int e = errno;
+    int fd;
+    uint64_t fsize;
+    emb_status os = ju_open_regular(path, origin, 0, &fd, &fsize, err);
+    if (os) return os;
+    if (fsize > SIZE_MAX) {
         close(fd);
-        return emb_fail(err, EMB_ERR_IO, "%s: cannot stat: %s", origin, strerror(e));
+        return emb_fail(err, EMB_ERR_FORMAT, "%s: %llu bytes do not fit in memory", origin,
+                        (unsigned long long)fsize);
     }
-    if (!S_ISREG(sb.st_mode)) {
-        close(fd);
-        return emb_fail(err, EMB_ERR_IO, "%s: not a regular file", origin);
-    }
-    size_t size = (size_t)sb.st_size;
+    size_t size = (size_t)fsize;
     void *map = NULL;
     if (size >= 8) {
         /* mmap of an empty file fails, so tiny files go to st_parse's
