@@ -44,7 +44,8 @@ enum {
     EMB_POOL_MEAN = 1 << 2,
     EMB_POOL_MEAN_SQRT_LEN = 1 << 3,
     EMB_POOL_WEIGHTED_MEAN = 1 << 4,
-    EMB_POOL_LAST_TOKEN = 1 << 5
+    EMB_POOL_LAST_TOKEN = 1 << 5,
+    EMB_POOL_SUM = 1 << 6          /* static models only */
 };
 
 typedef struct emb_model emb_model;
@@ -56,12 +57,17 @@ typedef struct {
     int max_length;         /* 0 = model's max_seq_length */
     size_t batch_tokens;    /* tokens per packed batch / device chunk (0 = default) */
     int verbose;            /* notices on stderr */
+    int lowercase;          /* word-vector models: 1 lowercase words before lookup, -1 never,
+                               0 auto (when the vocabulary has no uppercase letter) */
 } emb_model_options;
 
 emb_model_options emb_model_default_options(void);
 
 /* path: a model directory, or a repo id ("org/name") looked up in the
- * Hugging Face cache ($HF_HOME/hub or ~/.cache/huggingface/hub). */
+ * Hugging Face cache ($HF_HOME/hub or ~/.cache/huggingface/hub). Static
+ * models load through the same call: a word-vector file (word2vec binary or
+ * text, GloVe, fastText .vec), a model2vec directory or a sentence-transformers
+ * StaticEmbedding model. */
 emb_status emb_model_load(const char *path, const emb_model_options *opts,
                           emb_model **out, emb_error *err);
 void emb_model_free(emb_model *m);
@@ -87,6 +93,7 @@ typedef struct {
     uint64_t truncated;         /* documents cut to max_length */
     uint64_t invalid_utf8;      /* documents whose invalid UTF-8 was replaced */
     double flops;               /* model FLOPs computed (matmuls + attention), for MFU */
+    uint64_t oov;               /* static models: words (model2vec: unknown tokens) dropped */
 } emb_encode_stats;
 
 /* Embeds n texts (lens[i] bytes each; lens may be NULL for NUL-terminated

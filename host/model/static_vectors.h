@@ -1,0 +1,61 @@
+/*
+ * Static embedding tables: word vectors (word2vec binary and text, GloVe
+ * text, fastText .vec) looked up by word, and token tables looked up by
+ * tokenizer id (model2vec directories, sentence-transformers StaticEmbedding
+ * modules). A table is read once into one fp32 array; documents only ever
+ * index it. The format is detected from the file or directory itself.
+ */
+#ifndef EMBEDC_HOST_STATIC_VECTORS_H
+#define EMBEDC_HOST_STATIC_VECTORS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "embedc.h"
+
+typedef enum {
+    SV_WORD2VEC_BIN,     /* "count dim\n", then "word " + dim float32 (+ optional '\n') */
+    SV_WORD2VEC_TEXT,    /* "count dim\n", then "word v1 .. vdim" lines (fastText .vec too) */
+    SV_GLOVE_TEXT,       /* "word v1 .. vdim" lines, no header */
+    SV_MODEL2VEC,        /* directory: model.safetensors "embeddings", config.json, tokenizer.json */
+    SV_ST_STATIC         /* sentence-transformers StaticEmbedding module */
+} sv_format;
+
+typedef struct emb_static_vectors {
+    sv_format format;
+    char *path;          /* file, or the directory holding tokenizer.json (owned) */
+    int dim;
+    size_t rows;         /* rows of vecs */
+    float *vecs;         /* [rows, dim] (owned) */
+
+    /* Word formats: vocabulary in file order, word i is row i. */
+    char *words;         /* NUL-terminated words back to back (owned) */
+    size_t *word_off;    /* [rows] offsets into words */
+    uint32_t *slots;     /* open-addressing hash: row + 1, 0 = empty */
+    size_t slot_mask;
+    size_t skipped_duplicates;
+    int has_upper;       /* some word has an uppercase letter */
+
+    /* Token formats. */
+    size_t n_ids;        /* token ids the table answers (mapping/weights length, else rows) */
+    int32_t *mapping;    /* [n_ids] token id -> row, or NULL (owned) */
+    float *weights;      /* [n_ids] per-token scale, or NULL (owned) */
+    int normalize;       /* model2vec config.json "normalize" / a Normalize module */
+    int unk_id;          /* model2vec drops this id (-1 none) */
+    int max_length;      /* model2vec default truncation in tokens (0 = none) */
+} emb_static_vectors;
+
+/* 1 when path is a file or directory in one of the static formats. */
+int emb_sv_detect(const char *path);
+
+emb_status emb_sv_load(const char *path, emb_static_vectors **out, emb_error *err);
+void emb_sv_free(emb_static_vectors *sv);
+
+/* Row of a word (len bytes), or -1. Word formats only. */
+int64_t emb_sv_lookup(const emb_static_vectors *sv, const char *word, size_t len);
+static inline const char *emb_sv_word(const emb_static_vectors *sv, size_t row) {
+    return sv->words + sv->word_off[row];
+}
+int emb_sv_is_word_format(const emb_static_vectors *sv);
+const char *emb_sv_format_name(sv_format f);
+
+#endif
