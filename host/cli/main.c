@@ -17,6 +17,7 @@
 #include "engine.h"
 #include "error.h"
 #include "io.h"
+#include "cli_words.h"
 
 #define DEFAULT_MODEL "models/all-MiniLM-L6-v2"
 
@@ -24,7 +25,7 @@ typedef struct {
     const char *model, *input, *output, *format, *input_format, *field, *summary_json;
     const char *device, *dtype, *fixed_lengths;
     size_t batch_tokens;
-    int max_length, threads, quiet, tokens;
+    int max_length, threads, quiet, tokens, lowercase;
     emb_encode_options eo;
 } cli_opts;
 
@@ -44,6 +45,8 @@ static void usage(FILE *f) {
         "  info        describe a model: embedc info [MODEL]\n"
         "  similarity  embed the texts given as arguments and print their cosine similarities\n"
         "  bench       measure throughput on a corpus\n"
+        "  similar-words  nearest words of a word-vector model: --model FILE [-k 10] WORD\n"
+        "  analogy     words nearest to A - B + C: --model FILE [-k 10] A B C\n"
         "\n"
         "common options:\n"
         "  -m, --model DIR|ORG/NAME   model directory or Hugging Face cache repo id\n"
@@ -60,6 +63,9 @@ static void usage(FILE *f) {
         "      --normalize / --no-normalize   L2-normalize output (default: as the model says)\n"
         "      --truncate-dim N       keep the first N dimensions (Matryoshka), renormalized when normalizing\n"
         "      --pooling MODES        comma list of cls,mean,max,mean_sqrt_len_tokens,weightedmean,lasttoken\n"
+        "                             (static models: mean, max, sum)\n"
+        "      --lowercase / --no-lowercase   word vectors: lowercase words before lookup (default:\n"
+        "                             when the vocabulary has no uppercase letter)\n"
         "      --layer K              use the output of encoder layer K (negative counts from the end)\n"
         "      --device auto|cuda|cpu (default auto)\n"
         "      --dtype auto|f16|bf16  GPU precision (default: from the model)\n"
@@ -74,7 +80,7 @@ static int parse_pooling(const char *s, int *out) {
     static const struct { const char *name; int bit; } names[] = {
         {"cls", EMB_POOL_CLS}, {"max", EMB_POOL_MAX}, {"mean", EMB_POOL_MEAN},
         {"mean_sqrt_len_tokens", EMB_POOL_MEAN_SQRT_LEN}, {"mean_sqrt_len", EMB_POOL_MEAN_SQRT_LEN},
-        {"weightedmean", EMB_POOL_WEIGHTED_MEAN}, {"lasttoken", EMB_POOL_LAST_TOKEN}};
+        {"weightedmean", EMB_POOL_WEIGHTED_MEAN}, {"lasttoken", EMB_POOL_LAST_TOKEN}, {"sum", EMB_POOL_SUM}};
     int bits = 0;
     char *copy = strdup(s), *save = NULL;
     for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
@@ -101,7 +107,7 @@ static int parse_int(const char *flag, const char *s, long lo, long hi, long *ou
 }
 
 enum { O_INFMT = 256, O_FIELD, O_BATCH, O_MAXLEN, O_PROMPT, O_PROMPT_NAME, O_NORM, O_NONORM,
-       O_TRUNC, O_POOL, O_LAYER, O_DEVICE, O_DTYPE, O_THREADS, O_TOKENS, O_SUMMARY, O_FIXED };
+       O_TRUNC, O_POOL, O_LAYER, O_DEVICE, O_DTYPE, O_THREADS, O_TOKENS, O_SUMMARY, O_FIXED, O_LOWER, O_NOLOWER };
 
 static int parse_opts(int argc, char **argv, cli_opts *o) {
     static const struct option longopts[] = {
@@ -115,6 +121,7 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
         {"layer", required_argument, 0, O_LAYER}, {"device", required_argument, 0, O_DEVICE},
         {"dtype", required_argument, 0, O_DTYPE}, {"threads", required_argument, 0, O_THREADS},
         {"tokens", no_argument, 0, O_TOKENS}, {"fixed-lengths", required_argument, 0, O_FIXED}, {"summary-json", required_argument, 0, O_SUMMARY},
+        {"lowercase", no_argument, 0, O_LOWER}, {"no-lowercase", no_argument, 0, O_NOLOWER},
         {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     o->eo = emb_encode_default_options();
@@ -150,6 +157,8 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
         case O_TOKENS: o->tokens = 1; break;
         case O_SUMMARY: o->summary_json = optarg; break;
         case O_FIXED: o->fixed_lengths = optarg; break;
+        case O_LOWER: o->lowercase = 1; break;
+        case O_NOLOWER: o->lowercase = -1; break;
         default: usage(stderr); return -1;
         }
     }
@@ -162,6 +171,7 @@ static emb_model *load_model(const cli_opts *o, emb_error *err) {
     mo.max_length = o->max_length;
     mo.batch_tokens = o->batch_tokens;
     mo.verbose = !o->quiet;
+    mo.lowercase = o->lowercase;
     if (o->device) {
         if (!strcmp(o->device, "cpu")) mo.device = EMB_DEVICE_CPU;
         else if (!strcmp(o->device, "cuda") || !strcmp(o->device, "gpu")) mo.device = EMB_DEVICE_CUDA;
@@ -231,10 +241,10 @@ static int write_summary_json(const char *path, const emb_encode_stats *s, doubl
     if (!f) { fprintf(stderr, "embedc: cannot write %s: %s\n", path, strerror(errno)); return -1; }
     fprintf(f, "{\"documents\": %llu, \"tokens\": %llu, \"truncated\": %llu, \"invalid_utf8\": %llu, "
                "\"seconds\": %.6f, \"tokens_per_second\": %.1f, \"documents_per_second\": %.1f, "
-               "\"dim\": %d, \"backend\": \"%s\"}\n",
+               "\"dim\": %d, \"backend\": \"%s\", \"oov\": %llu}\n",
             (unsigned long long)s->documents, (unsigned long long)s->tokens, (unsigned long long)s->truncated,
             (unsigned long long)s->invalid_utf8, secs, secs > 0 ? s->tokens / secs : 0.0,
-            secs > 0 ? s->documents / secs : 0.0, dim, m->be->name);
+            secs > 0 ? s->documents / secs : 0.0, dim, m->be->name, (unsigned long long)s->oov);
     return fclose(f) == 0 ? 0 : -1;
 }
 
@@ -283,6 +293,9 @@ static int cmd_encode(const cli_opts *o) {
                 (unsigned long long)stats.documents, (unsigned long long)stats.tokens, secs,
                 secs > 0 ? stats.tokens / secs : 0.0, secs > 0 ? stats.documents / secs : 0.0,
                 (unsigned long long)stats.truncated, (unsigned long long)stats.invalid_utf8, m->be->name, dim);
+    if (!o->quiet && m->sv)
+        fprintf(stderr, "embedc: %llu %s out of vocabulary (dropped)\n", (unsigned long long)stats.oov,
+                emb_sv_is_word_format(m->sv) ? "words" : "unknown tokens");
     if (o->summary_json && write_summary_json(o->summary_json, &stats, secs, m, dim)) goto done;
     rc = 0;
     goto done;
@@ -303,6 +316,37 @@ static void json_string(FILE *f, const char *s) {
         else fputc(*p, f);
     }
     fputc('"', f);
+}
+
+/* Static models: the ids (rows of a word table, or token ids) the pipeline pools. */
+static int tokenize_static(emb_model *m, FILE *out, uint64_t idx, const char *text, size_t len,
+                           tok_encoding *enc, int strings, emb_error *err) {
+    int32_t *ids = malloc((size_t)m->max_length * sizeof *ids);
+    size_t n = 0;
+    uint64_t oov = 0;
+    int inv, tr;
+    if (!ids) { emb_fail(err, EMB_ERR_NOMEM, "out of memory"); return -1; }
+    if (eng_static_tokenize(m, text, len, enc, ids, (size_t)m->max_length, &n, &oov, &inv, &tr, err) != EMB_OK) {
+        emb_fail_prefix(err, "document %llu", (unsigned long long)idx);
+        free(ids);
+        return -1;
+    }
+    fprintf(out, "{\"index\": %llu, \"ids\": [", (unsigned long long)idx);
+    for (size_t k = 0; k < n; k++) fprintf(out, "%s%d", k ? ", " : "", ids[k]);
+    fprintf(out, "]");
+    if (strings) {
+        fprintf(out, ", \"tokens\": [");
+        for (size_t k = 0; k < n; k++) {
+            if (k) fprintf(out, ", ");
+            const char *t = emb_sv_is_word_format(m->sv) ? emb_sv_word(m->sv, (size_t)ids[k])
+                                                         : tok_id_to_token(m->tok, ids[k]);
+            json_string(out, t ? t : "");
+        }
+        fprintf(out, "]");
+    }
+    fprintf(out, ", \"oov\": %llu%s}\n", (unsigned long long)oov, tr ? ", \"truncated\": true" : "");
+    free(ids);
+    return 0;
 }
 
 static int cmd_tokenize(const cli_opts *o) {
@@ -333,6 +377,10 @@ static int cmd_tokenize(const cli_opts *o) {
     uint64_t idx = 0;
     while ((got = io_reader_next(r, &text, &len, &err)) == 1) {
         int inv, tr;
+        if (m->sv) {
+            if (tokenize_static(m, out, idx++, text, len, &enc, o->tokens, &err)) goto fail;
+            continue;
+        }
         if (eng_tokenize(m, &p, text, len, &enc, &inv, &tr, &err) != EMB_OK) {
             emb_fail_prefix(&err, "document %llu", (unsigned long long)idx);
             goto fail;
@@ -594,6 +642,8 @@ int main(int argc, char **argv) {
         return 0;
     }
     const char *cmd = argv[1];
+    if (!strcmp(cmd, "similar-words")) return cli_similar_words(argc - 1, argv + 1);
+    if (!strcmp(cmd, "analogy")) return cli_analogy(argc - 1, argv + 1);
     cli_opts o;
     if (parse_opts(argc - 1, argv + 1, &o)) return 2;
     /* getopt ran over argv + 1: positional arguments start at optind there. */
