@@ -5,7 +5,6 @@
  * mean of +unit(positive) and -unit(negative), input words excluded.
  */
 #include <getopt.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,58 +14,9 @@
 #include "error.h"
 #include "static_vectors.h"
 
-typedef struct {
-    int64_t row;
-    double score;
-} hit;
-
 static void usage_words(const char *cmd) {
     fprintf(stderr, "usage: embedc %s --model FILE [-k N] [--lowercase] %s\n", cmd,
             strcmp(cmd, "analogy") ? "WORD" : "A B C   (words nearest to A - B + C)");
-}
-
-/* Keeps the best n hits in descending order (insertion into a short list). */
-static void keep(hit *best, int *have, int n, int64_t row, double score) {
-    if (*have == n && score <= best[n - 1].score) return;
-    int i = *have < n ? (*have)++ : n - 1;
-    while (i > 0 && best[i - 1].score < score) { best[i] = best[i - 1]; i--; }
-    best[i].row = row;
-    best[i].score = score;
-}
-
-int cli_most_similar(const emb_static_vectors *sv, const int64_t *pos, int npos, const int64_t *neg,
-                     int nneg, int k, hit_fn fn, void *ud) {
-    int dim = sv->dim;
-    double *mean = calloc((size_t)dim, sizeof *mean);
-    hit *best = calloc((size_t)k, sizeof *best);
-    if (!mean || !best) { free(mean); free(best); return -1; }
-    for (int q = 0; q < npos + nneg; q++) {
-        const float *v = sv->vecs + (size_t)(q < npos ? pos[q] : neg[q - npos]) * dim;
-        double nn = 0;
-        for (int d = 0; d < dim; d++) nn += (double)v[d] * v[d];
-        double w = (q < npos ? 1.0 : -1.0) / (nn > 0 ? sqrt(nn) : 1.0);
-        for (int d = 0; d < dim; d++) mean[d] += w * v[d];
-    }
-    double mn = 0;
-    for (int d = 0; d < dim; d++) mn += mean[d] * mean[d];
-    mn = mn > 0 ? sqrt(mn) : 1.0;
-    for (int d = 0; d < dim; d++) mean[d] /= mn;   /* the 1/count of the mean cancels here */
-    int have = 0;
-    for (size_t r = 0; r < sv->rows; r++) {
-        int excluded = 0;
-        for (int q = 0; q < npos; q++) excluded |= pos[q] == (int64_t)r;
-        for (int q = 0; q < nneg; q++) excluded |= neg[q] == (int64_t)r;
-        if (excluded) continue;
-        const float *v = sv->vecs + r * (size_t)dim;
-        double dot = 0, nn = 0;
-        for (int d = 0; d < dim; d++) { dot += v[d] * mean[d]; nn += (double)v[d] * v[d]; }
-        if (nn == 0) continue;
-        keep(best, &have, k, (int64_t)r, dot / sqrt(nn));
-    }
-    for (int i = 0; i < have; i++) fn(ud, emb_sv_word(sv, (size_t)best[i].row), best[i].score);
-    free(mean);
-    free(best);
-    return have;
 }
 
 static void print_hit(void *ud, const char *word, double score) {
@@ -125,9 +75,9 @@ static int run_words(int argc, char **argv, int analogy) {
         if (find_word(sv, argv[optind + i], lower, &rows[i])) goto done;
     if (analogy) {
         int64_t pos[2] = {rows[0], rows[2]}, neg[1] = {rows[1]};
-        rc = cli_most_similar(sv, pos, 2, neg, 1, k, print_hit, NULL) < 0;
+        rc = emb_sv_most_similar(sv, pos, 2, neg, 1, k, print_hit, NULL) < 0;
     } else {
-        rc = cli_most_similar(sv, rows, 1, NULL, 0, k, print_hit, NULL) < 0;
+        rc = emb_sv_most_similar(sv, rows, 1, NULL, 0, k, print_hit, NULL) < 0;
     }
 done:
     emb_sv_free(sv);

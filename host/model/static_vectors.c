@@ -9,6 +9,7 @@
 #include "static_vectors.h"
 
 #include <errno.h>
+#include <math.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -559,6 +560,58 @@ static emb_status load_st_static(const char *dir, emb_static_vectors *sv, emb_er
     st_close(f);
     if (st == EMB_OK && !(sv->path = strdup(mod))) st = emb_fail(err, EMB_ERR_NOMEM, "out of memory");
     return st;
+}
+
+typedef struct {
+    int64_t row;
+    double score;
+} sv_hit;
+
+
+/* ---- gensim most_similar ---------------------------------------------- */
+
+/* Keeps the best n hits in descending order (insertion into a short list). */
+static void keep(sv_hit *best, int *have, int n, int64_t row, double score) {
+    if (*have == n && score <= best[n - 1].score) return;
+    int i = *have < n ? (*have)++ : n - 1;
+    while (i > 0 && best[i - 1].score < score) { best[i] = best[i - 1]; i--; }
+    best[i].row = row;
+    best[i].score = score;
+}
+
+int emb_sv_most_similar(const emb_static_vectors *sv, const int64_t *pos, int npos, const int64_t *neg,
+                     int nneg, int k, emb_sv_hit_fn fn, void *ud) {
+    int dim = sv->dim;
+    double *mean = calloc((size_t)dim, sizeof *mean);
+    sv_hit *best = calloc((size_t)k, sizeof *best);
+    if (!mean || !best) { free(mean); free(best); return -1; }
+    for (int q = 0; q < npos + nneg; q++) {
+        const float *v = sv->vecs + (size_t)(q < npos ? pos[q] : neg[q - npos]) * dim;
+        double nn = 0;
+        for (int d = 0; d < dim; d++) nn += (double)v[d] * v[d];
+        double w = (q < npos ? 1.0 : -1.0) / (nn > 0 ? sqrt(nn) : 1.0);
+        for (int d = 0; d < dim; d++) mean[d] += w * v[d];
+    }
+    double mn = 0;
+    for (int d = 0; d < dim; d++) mn += mean[d] * mean[d];
+    mn = mn > 0 ? sqrt(mn) : 1.0;
+    for (int d = 0; d < dim; d++) mean[d] /= mn;   /* the 1/count of the mean cancels here */
+    int have = 0;
+    for (size_t r = 0; r < sv->rows; r++) {
+        int excluded = 0;
+        for (int q = 0; q < npos; q++) excluded |= pos[q] == (int64_t)r;
+        for (int q = 0; q < nneg; q++) excluded |= neg[q] == (int64_t)r;
+        if (excluded) continue;
+        const float *v = sv->vecs + r * (size_t)dim;
+        double dot = 0, nn = 0;
+        for (int d = 0; d < dim; d++) { dot += v[d] * mean[d]; nn += (double)v[d] * v[d]; }
+        if (nn == 0) continue;
+        keep(best, &have, k, (int64_t)r, dot / sqrt(nn));
+    }
+    for (int i = 0; i < have; i++) fn(ud, emb_sv_word(sv, (size_t)best[i].row), best[i].score);
+    free(mean);
+    free(best);
+    return have;
 }
 
 /* ---- detection ------------------------------------------------------------ */

@@ -55,6 +55,13 @@ int64_t emb_sv_lookup(const emb_static_vectors *sv, const char *word, size_t len
 static inline const char *emb_sv_word(const emb_static_vectors *sv, size_t row) {
     return sv->words + sv->word_off[row];
 }
+/* gensim KeyedVectors.most_similar(positive, negative, topn=k): rows are
+ * unit-normalized, the query is the unit mean of +unit(pos) and -unit(neg),
+ * the query rows are excluded. Calls fn best first; returns the number of
+ * hits, -1 out of memory. Word formats only. */
+typedef void (*emb_sv_hit_fn)(void *ud, const char *word, double score);
+int emb_sv_most_similar(const emb_static_vectors *sv, const int64_t *pos, int npos, const int64_t *neg,
+                        int nneg, int k, emb_sv_hit_fn fn, void *ud);
 int emb_sv_is_word_format(const emb_static_vectors *sv);
 const char *emb_sv_format_name(sv_format f);
 
