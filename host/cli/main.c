@@ -18,6 +18,7 @@
 #include "error.h"
 #include "io.h"
 #include "cli_words.h"
+#include "tfidf.h"
 
 #define DEFAULT_MODEL "models/all-MiniLM-L6-v2"
 
@@ -47,6 +48,8 @@ static void usage(FILE *f) {
         "  bench       measure throughput on a corpus\n"
         "  similar-words  nearest words of a word-vector model: --model FILE [-k 10] WORD\n"
         "  analogy     words nearest to A - B + C: --model FILE [-k 10] A B C\n"
+        "  fit-tfidf   learn a TF-IDF / bag-of-words model: --input FILE --output DIR (see fit-tfidf --help);\n"
+        "              encode --model DIR then writes sparse rows (.npz scipy CSR, or JSONL)\n"
         "\n"
         "common options:\n"
         "  -m, --model DIR|ORG/NAME   model directory or Hugging Face cache repo id\n"
@@ -261,6 +264,8 @@ static int open_input(const cli_opts *o, io_reader **r, emb_error *err) {
 }
 
 static int cmd_encode(const cli_opts *o) {
+    if (emb_tfidf_detect(o->model))
+        return cli_encode_tfidf(o->model, o->input, o->input_format, o->field, o->output, o->format, o->quiet);
     emb_error err = {0};
     io_out_format fmt;
     if (io_parse_out_format(o->format, o->output, &fmt)) {
@@ -644,6 +649,7 @@ int main(int argc, char **argv) {
     const char *cmd = argv[1];
     if (!strcmp(cmd, "similar-words")) return cli_similar_words(argc - 1, argv + 1);
     if (!strcmp(cmd, "analogy")) return cli_analogy(argc - 1, argv + 1);
+    if (!strcmp(cmd, "fit-tfidf")) return cli_fit_tfidf(argc - 1, argv + 1);
     cli_opts o;
     if (parse_opts(argc - 1, argv + 1, &o)) return 2;
     /* getopt ran over argv + 1: positional arguments start at optind there. */
