@@ -345,3 +345,24 @@ Test(static_errors, not_a_number) {
     const char *t = "2 2\na 1 2\nb 1 x2\n";
     expect_error("nan.txt", t, strlen(t), ":3:", "\"x2\" is not a number");
 }
+
+/* ---- sentence-transformers StaticEmbedding ------------------------------- */
+
+Test(static_st, static_embedding_matches_sentence_transformers) {
+    size_t rows, cols;
+    float *ref = npy_load(golden("st_static.npy"), &rows, &cols);
+    cr_assert(ref, "tests/golden/static/st_static.npy missing");
+    corpus c = read_corpus(1, rows);
+    emb_model *m = load(golden("st-static"));
+    cr_assert_eq(m->sv->format, SV_ST_STATIC);
+    cr_assert(m->sv->normalize, "the Normalize module was not seen");
+    float *out = malloc(rows * cols * sizeof *out);
+    emb_error err;
+    cr_assert_eq(emb_encode(m, (const char *const *)c.texts, NULL, c.n, NULL, out, NULL, &err), EMB_OK, "%s", err.message);
+    for (size_t i = 0; i < rows * cols; i++)
+        cr_assert(fabsf(out[i] - ref[i]) <= 1e-5f, "document %zu dim %zu: %g vs %g", i / cols, i % cols, out[i], ref[i]);
+    free(out);
+    free(ref);
+    emb_model_free(m);
+    corpus_free(&c);
+}

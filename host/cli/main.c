@@ -298,7 +298,7 @@ static int cmd_encode(const cli_opts *o) {
                 (unsigned long long)stats.documents, (unsigned long long)stats.tokens, secs,
                 secs > 0 ? stats.tokens / secs : 0.0, secs > 0 ? stats.documents / secs : 0.0,
                 (unsigned long long)stats.truncated, (unsigned long long)stats.invalid_utf8, m->be->name, dim);
-    if (!o->quiet && m->sv)
+    if (!o->quiet && m->sv && m->sv->format != SV_ST_STATIC)
         fprintf(stderr, "embedc: %llu %s out of vocabulary (dropped)\n", (unsigned long long)stats.oov,
                 emb_sv_is_word_format(m->sv) ? "words" : "unknown tokens");
     if (o->summary_json && write_summary_json(o->summary_json, &stats, secs, m, dim)) goto done;
