@@ -97,8 +97,10 @@ emb_status io_sparse_write(io_sparse_writer *w, const int32_t *idx, const double
         w->indptr = p;
         w->cap_rows *= 2;
     }
-    memcpy(w->data + w->nnz, val, n * sizeof *val);
-    memcpy(w->indices + w->nnz, idx, n * sizeof *idx);
+    if (n) {
+        memcpy(w->data + w->nnz, val, n * sizeof *val);
+        memcpy(w->indices + w->nnz, idx, n * sizeof *idx);
+    }
     w->nnz += n;
     w->indptr[++w->rows] = (int64_t)w->nnz;
     return EMB_OK;

@@ -443,7 +443,7 @@ emb_status emb_tfidf_transform(const emb_tfidf *t, const char *text, size_t len,
     emb_tfidf_analyze(text, len, t->opts.lowercase, collect_term, &r);
     *n = 0;
     if (r.oom) { free(r.idx); return emb_fail(err, EMB_ERR_NOMEM, "out of memory"); }
-    qsort(r.idx, r.n, sizeof *r.idx, cmp_i32);
+    if (r.n) qsort(r.idx, r.n, sizeof *r.idx, cmp_i32);
     if (r.n > *cap) {
         int32_t *pi = realloc(*idx, r.n * sizeof *pi);
         if (pi) *idx = pi;
