@@ -25,7 +25,7 @@ static const char *WORD_FILES[] = {"w2v.txt", "w2v.bin", "glove.txt", "fasttext.
 
 static cJSON *manifest(void) {
     size_t len;
-    char *txt = ts_read_file(ts_src_path("tests/golden/static/manifest.json"), &len);
+    char *txt = ts_read_file(ts_src("tests/golden/static/manifest.json"), &len);
     cr_assert(txt, "tests/golden/static/manifest.json missing (tools/make-static-golden)");
     cJSON *j = cJSON_ParseWithLength(txt, len);
     free(txt);
@@ -43,7 +43,7 @@ static corpus read_corpus(size_t stride, size_t max) {
     corpus c = {calloc(max, sizeof(char *)), 0};
     io_reader *r;
     emb_error err;
-    cr_assert_eq(io_reader_open(ts_src_path("tests/data/corpus/texts.jsonl"), IO_IN_JSONL, "text", &r, &err), EMB_OK);
+    cr_assert_eq(io_reader_open(ts_src("tests/data/corpus/texts.jsonl"), IO_IN_JSONL, "text", &r, &err), EMB_OK);
     const char *t;
     size_t len, i = 0;
     while (c.n < max && io_reader_next(r, &t, &len, &err) == 1) {
@@ -70,10 +70,10 @@ static emb_model *load(const char *path) {
     return m;
 }
 
-static char *golden(const char *name) {
+static const char *golden(const char *name) {
     static char buf[4096];
     snprintf(buf, sizeof buf, "tests/golden/static/%s", name);
-    return ts_src_path(buf);
+    return ts_src(buf);
 }
 
 /* ---- word vectors ------------------------------------------------------- */
@@ -219,14 +219,14 @@ Test(static_words, splitter_cuts_whitespace_and_punctuation) {
 
 Test(static_glove, king_minus_man_plus_woman_is_queen) {
     const char *files[] = {"models/glove-6b-50d/glove.6B.50d.txt", "models/glove-6b-50d/glove.6B.50d.w2v.bin"};
-    if (access(ts_src_path(files[0]), R_OK) != 0) cr_skip_test("models/glove-6b-50d absent (tools/fetch-model glove-6b-50d)");
+    if (access(ts_src(files[0]), R_OK) != 0) cr_skip_test("models/glove-6b-50d absent (tools/fetch-model glove-6b-50d)");
     cJSON *man = manifest();
     const cJSON *g = cJSON_GetObjectItem(man, "glove_6b_50d");
     cr_assert(g, "manifest has no glove_6b_50d entry (re-run tools/make-static-golden with the model)");
     for (int f = 0; f < 2; f++) {
         emb_static_vectors *sv;
         emb_error err;
-        cr_assert_eq(emb_sv_load(ts_src_path(files[f]), &sv, &err), EMB_OK, "%s", err.message);
+        cr_assert_eq(emb_sv_load(ts_src(files[f]), &sv, &err), EMB_OK, "%s", err.message);
         cr_assert_eq(sv->rows, 400000);
         int64_t k = emb_sv_lookup(sv, "king", 4), man_ = emb_sv_lookup(sv, "man", 3), w = emb_sv_lookup(sv, "woman", 5);
         int64_t pos[2] = {k, w};
@@ -244,7 +244,7 @@ Test(static_glove, king_minus_man_plus_woman_is_queen) {
 /* ---- model2vec (tools/fetch-model tokenlearn-static) --------------------- */
 
 Test(static_model2vec, int8_quantized_vocabulary_matches_model2vec) {
-    const char *dir = ts_src_path("models/tokenlearn-static");
+    const char *dir = ts_src("models/tokenlearn-static");
     if (access(dir, R_OK) != 0) cr_skip_test("models/tokenlearn-static absent (tools/fetch-model tokenlearn-static)");
     size_t rows, cols;
     float *ref = npy_load(golden("tokenlearn_every20.npy"), &rows, &cols);
