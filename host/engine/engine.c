@@ -21,6 +21,9 @@
 
 #include "error.h"
 #include "static_backend.h"
+#ifdef EMBEDC_HAVE_CUDA_BACKEND
+#include "cuda_backend.h"
+#endif
 
 #define ENG_DEFAULT_BATCH_TOKENS 16384
 #define ENG_DEFAULT_WINDOW_DOCS 4096
@@ -109,6 +112,14 @@ static emb_status load_static(emb_model *m, const char *path, emb_error *err) {
     }
     m->mf.cfg.max_position = m->max_length;
     m->cls_id = -1;
+    /* The gather is memory-bound and cheap next to tokenizing: the GPU only
+     * when asked for (--device cuda), the CPU for auto. */
+#ifdef EMBEDC_HAVE_CUDA_BACKEND
+    if (m->opts.device == EMB_DEVICE_CUDA) return emb_cuda_static_backend_create(sv, 0, &m->be, err);
+#else
+    if (m->opts.device == EMB_DEVICE_CUDA)
+        return emb_fail(err, EMB_ERR_UNSUPPORTED, "--device cuda: this build of embedc has no CUDA backend");
+#endif
     return emb_static_backend_create(sv, m->opts.threads, &m->be, err);
 }
 

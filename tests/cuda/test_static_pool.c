@@ -8,8 +8,11 @@
 #include <math.h>
 #include <stdio.h>
 
+#include "embedc.h"
+#include "io.h"
 #include "kt_util.h"
 #include "static_backend.h"
+#include "test_support.h"
 
 typedef struct {
     float *out;
@@ -108,4 +111,47 @@ Test(static_pool, rejects_bad_arguments) {
     cr_assert_eq(emb_launch_static_pool(d, d, 4, (const int32_t *)d, cu, 1, NULL, NULL, EMB_POOL_MEAN, 5, 0, 0), cudaErrorInvalidValue);
     cudaGetLastError();
     cudaFree(d);
+}
+
+/* The whole path: emb_model_load(--device cuda) on static models gives the
+ * CUDA static backend, whose vectors equal the CPU backend's. */
+static void engine_case(const char *rel, int pooling) {
+    kt_need_device();
+    enum { N = 200 };
+    char *texts[N];
+    size_t n = 0;
+    io_reader *r;
+    emb_error err;
+    cr_assert_eq(io_reader_open(ts_src("tests/data/corpus/texts.jsonl"), IO_IN_JSONL, "text", &r, &err), EMB_OK);
+    const char *t;
+    size_t len;
+    while (n < N && io_reader_next(r, &t, &len, &err) == 1) texts[n++] = strndup(t, len);
+    io_reader_close(r);
+    float *v[2] = {NULL, NULL};
+    int dim = 0;
+    for (int dev = 0; dev < 2; dev++) {
+        emb_model_options mo = emb_model_default_options();
+        mo.device = dev ? EMB_DEVICE_CUDA : EMB_DEVICE_CPU;
+        emb_model *m = NULL;
+        cr_assert_eq(emb_model_load(ts_src(rel), &mo, &m, &err), EMB_OK, "%s: %s", rel, err.message);
+        char *d = emb_model_describe(m);
+        cr_assert(strstr(d, dev ? "backend:         cuda-static" : "backend:         cpu-static"), "%s", d);
+        free(d);
+        emb_encode_options eo = emb_encode_default_options();
+        eo.pooling = pooling;
+        eo.normalize = 1;
+        dim = emb_model_dim(m, &eo);
+        v[dev] = malloc(n * (size_t)dim * sizeof(float));
+        cr_assert_eq(emb_encode(m, (const char *const *)texts, NULL, n, &eo, v[dev], NULL, &err), EMB_OK, "%s", err.message);
+        emb_model_free(m);
+    }
+    kt_compare(rel, v[1], v[0], n * (size_t)dim, 1e-5f, 1e-5f);
+    for (size_t i = 0; i < n; i++) free(texts[i]);
+    free(v[0]);
+    free(v[1]);
+}
+
+Test(static_pool, engine_device_cuda_matches_cpu) {
+    engine_case("tests/golden/static/w2v.bin", EMB_POOL_MEAN | EMB_POOL_MAX);
+    engine_case("tests/golden/static/st-static", 0);
 }
