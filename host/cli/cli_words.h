@@ -13,6 +13,7 @@ int cli_analogy(int argc, char **argv);
 
 /* host/cli/tfidf.c */
 int cli_fit_tfidf(int argc, char **argv);
+int cli_info_tfidf(const char *dir);
 int cli_encode_tfidf(const char *model, const char *input, const char *infmt, const char *field,
                      const char *output, const char *format, int quiet);
 

@@ -435,6 +435,7 @@ static int cmd_info(const cli_opts *o, int argc, char **argv) {
     cli_opts co = *o;
     co.device = co.device ? co.device : "cpu";
     if (optind < argc) co.model = argv[optind];
+    if (emb_tfidf_detect(co.model)) return cli_info_tfidf(co.model);
     emb_error err = {0};
     emb_model *m = load_model(&co, &err);
     if (!m) { fprintf(stderr, "embedc: error: %s\n", err.message); return 1; }

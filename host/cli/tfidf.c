@@ -165,3 +165,21 @@ done:
     emb_tfidf_free(t);
     return rc;
 }
+
+int cli_info_tfidf(const char *dir) {
+    emb_error err = {0};
+    emb_tfidf *t = NULL;
+    if (emb_tfidf_load(dir, &t, &err) != EMB_OK) {
+        fprintf(stderr, "embedc: error: %s\n", err.message);
+        return 1;
+    }
+    printf("model:           %s\n", dir);
+    printf("format:          TF-IDF / bag of words (scikit-learn TfidfVectorizer semantics), sparse output\n");
+    printf("features:        %zu\n", emb_tfidf_features(t));
+    const emb_tfidf_options *o = emb_tfidf_get_options(t);
+    printf("terms:           (?u)\\b\\w\\w+\\b%s\n", o->lowercase ? ", lowercased" : "");
+    printf("weights:         %s counts%s, norm %s\n", o->binary ? "binary" : "raw", o->use_idf ? " x smooth idf" : "",
+           o->norm == TFIDF_NORM_L2 ? "l2" : o->norm == TFIDF_NORM_L1 ? "l1" : "none");
+    emb_tfidf_free(t);
+    return 0;
+}

@@ -60,6 +60,7 @@ void emb_tfidf_free(emb_tfidf *t) {
 }
 
 size_t emb_tfidf_features(const emb_tfidf *t) { return t->n_terms; }
+const emb_tfidf_options *emb_tfidf_get_options(const emb_tfidf *t) { return &t->opts; }
 const char *emb_tfidf_term(const emb_tfidf *t, size_t i) { return t->blob + t->terms[i].off; }
 
 /* ---- the analyzer ------------------------------------------------------- */

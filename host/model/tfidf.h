@@ -36,6 +36,7 @@ emb_status emb_tfidf_load(const char *dir, emb_tfidf **out, emb_error *err);
 void emb_tfidf_free(emb_tfidf *t);
 int emb_tfidf_detect(const char *dir);   /* dir/tfidf.json exists */
 size_t emb_tfidf_features(const emb_tfidf *t);
+const emb_tfidf_options *emb_tfidf_get_options(const emb_tfidf *t);
 const char *emb_tfidf_term(const emb_tfidf *t, size_t i);
 
 /* One document's sparse row: *n entries, indices ascending. idx/val grow as
