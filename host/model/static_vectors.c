@@ -562,13 +562,12 @@ static emb_status load_st_static(const char *dir, emb_static_vectors *sv, emb_er
     return st;
 }
 
+/* ---- gensim most_similar ---------------------------------------------- */
+
 typedef struct {
     int64_t row;
     double score;
 } sv_hit;
-
-
-/* ---- gensim most_similar ---------------------------------------------- */
 
 /* Keeps the best n hits in descending order (insertion into a short list). */
 static void keep(sv_hit *best, int *have, int n, int64_t row, double score) {
@@ -645,8 +644,19 @@ int emb_sv_detect(const char *path) {
     struct stat s;
     if (!path || stat(path, &s) != 0) return 0;
     if (S_ISREG(s.st_mode)) {
-        size_t n = strlen(path);
-        return !(n > 5 && !strcmp(path + n - 5, ".json"));
+        /* A word-vector file starts with a "count dim" header or "word number ...". */
+        char buf[4096];
+        FILE *f = fopen(path, "rb");
+        size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+        if (f) fclose(f);
+        buf[n] = 0;
+        const char *end = line_end(buf, buf + n);
+        unsigned long long count;
+        long dim;
+        if (parse_header(buf, end > buf && end[-1] == '\r' ? end - 1 : end, &count, &dim)) return 1;
+        const char *sp = memchr(buf, ' ', (size_t)(end - buf)), *bad;
+        float probe[1];
+        return sp && parse_floats(sp, end, probe, 1, &bad) >= 1;
     }
     int ok;
     if (S_ISDIR(s.st_mode)) dir_kind(path, &ok);
