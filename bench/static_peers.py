@@ -28,7 +28,7 @@ def main():
     os.environ["RAYON_NUM_THREADS"] = str(a.threads)
     os.environ["OMP_NUM_THREADS"] = str(a.threads)
     corpus = os.path.join(ROOT, "tests", "data", "corpus", "texts.jsonl")
-    lines = open(corpus, encoding="utf-8").read().splitlines() * a.repeat
+    lines = [l for l in open(corpus, encoding="utf-8").read().split("\n") if l] * a.repeat
     texts = [json.loads(l)["text"] for l in lines]
     tmp = tempfile.mkdtemp()
     inp = os.path.join(tmp, "in.jsonl")

@@ -1,6 +1,7 @@
 /*
  * Static models against their references (goldens from tools/make-static-golden):
- * word2vec text and binary, GloVe and fastText .vec document vectors (mean,
+ * word2vec text and binary, GloVe, fastText .vec and .bin (unknown words from
+ * their character n-grams) document vectors (mean,
  * max, sum) and out-of-vocabulary counts, gensim most_similar neighbours and
  * analogies, king - man + woman on GloVe 6B 50d and model2vec's int8 model on
  * the corpus (when tools/fetch-model fetched them), and a clear error naming
@@ -21,7 +22,7 @@
 #include "static_vectors.h"
 #include "test_support.h"
 
-static const char *WORD_FILES[] = {"w2v.txt", "w2v.bin", "glove.txt", "fasttext.vec"};
+static const char *WORD_FILES[] = {"w2v.txt", "w2v.bin", "glove.txt", "fasttext.vec", "fasttext.bin"};
 
 static cJSON *manifest(void) {
     size_t len;
@@ -178,7 +179,7 @@ Test(static_words, neighbours_and_analogies_match_gensim) {
         emb_static_vectors *sv;
         emb_error err;
         cr_assert_eq(emb_sv_load(golden(WORD_FILES[f]), &sv, &err), EMB_OK, "%s", err.message);
-        cr_assert_eq((int)sv->rows, cJSON_GetObjectItem(g, "words")->valueint);
+        cr_assert_eq((int)sv->n_words, cJSON_GetObjectItem(g, "words")->valueint);
         check_neighbours(sv, cJSON_GetObjectItem(g, "similar"), cJSON_GetObjectItem(g, "analogy"), WORD_FILES[f]);
         emb_sv_free(sv);
     }
@@ -186,8 +187,9 @@ Test(static_words, neighbours_and_analogies_match_gensim) {
 }
 
 Test(static_words, formats_detected) {
-    static const sv_format want[] = {SV_WORD2VEC_TEXT, SV_WORD2VEC_BIN, SV_GLOVE_TEXT, SV_WORD2VEC_TEXT};
-    for (size_t f = 0; f < 4; f++) {
+    static const sv_format want[] = {SV_WORD2VEC_TEXT, SV_WORD2VEC_BIN, SV_GLOVE_TEXT, SV_WORD2VEC_TEXT,
+                                     SV_FASTTEXT_BIN};
+    for (size_t f = 0; f < 5; f++) {
         emb_static_vectors *sv;
         emb_error err;
         cr_assert(emb_sv_detect(golden(WORD_FILES[f])));
@@ -227,7 +229,7 @@ Test(static_glove, king_minus_man_plus_woman_is_queen) {
         emb_static_vectors *sv;
         emb_error err;
         cr_assert_eq(emb_sv_load(ts_src(files[f]), &sv, &err), EMB_OK, "%s", err.message);
-        cr_assert_eq(sv->rows, 400000);
+        cr_assert_eq(sv->n_words, 400000);
         int64_t k = emb_sv_lookup(sv, "king", 4), man_ = emb_sv_lookup(sv, "man", 3), w = emb_sv_lookup(sv, "woman", 5);
         int64_t pos[2] = {k, w};
         const cJSON *an = cJSON_GetObjectItem(g, "analogy");

@@ -331,7 +331,7 @@ static int tokenize_static(emb_model *m, FILE *out, uint64_t idx, const char *te
     uint64_t oov = 0;
     int inv, tr;
     if (!ids) { emb_fail(err, EMB_ERR_NOMEM, "out of memory"); return -1; }
-    if (eng_static_tokenize(m, text, len, enc, ids, (size_t)m->max_length, &n, &oov, &inv, &tr, err) != EMB_OK) {
+    if (eng_static_tokenize(m, text, len, enc, ids, NULL, (size_t)m->max_length, &n, &oov, &inv, &tr, err) != EMB_OK) {
         emb_fail_prefix(err, "document %llu", (unsigned long long)idx);
         free(ids);
         return -1;

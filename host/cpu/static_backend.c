@@ -1,7 +1,8 @@
 /*
  * Gather-and-pool over static tables (see static_backend.h). A batch is a
  * packed list of ids per document; each document's rows are gathered,
- * scaled by model2vec's per-token weights when the model has them, and pooled
+ * scaled by model2vec's per-token weights when the model has them, the rows
+ * of one word averaged (type_ids: fastText subword groups), and pooled
  * (mean / max / sum) in double precision, then truncated and normalized. The
  * backend takes whole windows (chunks_internally) and splits the documents
  * over OpenMP threads.
@@ -21,32 +22,44 @@ typedef struct {
     int threads;
 } sb_ctx;
 
-void emb_static_pool(const emb_static_vectors *sv, const int32_t *ids, int n, int modes, float *out) {
-    int dim = sv->dim, k = 0;
+void emb_static_pool(const emb_static_vectors *sv, const int32_t *ids, const int32_t *groups, int n, int modes,
+                     float *out) {
+    int dim = sv->dim, k = 0, words = 0;
     double sum_buf[512], *sum = dim <= 512 ? sum_buf : malloc((size_t)dim * sizeof *sum);
     float max_buf[512], *mx = dim <= 512 ? max_buf : malloc((size_t)dim * sizeof *mx);
-    if (!sum || !mx) {   /* only for dim > 512 under memory exhaustion */
+    float word_buf[512], *word = dim <= 512 ? word_buf : malloc((size_t)dim * sizeof *word);
+    if (!sum || !mx || !word) {   /* only for dim > 512 under memory exhaustion */
         memset(out, 0, (size_t)dim * (size_t)__builtin_popcount((unsigned)modes) * sizeof *out);
         goto done;
     }
     for (int d = 0; d < dim; d++) { sum[d] = 0; mx[d] = n ? -FLT_MAX : 0.0f; }
-    for (int t = 0; t < n; t++) {
-        int32_t id = ids[t];
-        int32_t row = sv->mapping ? sv->mapping[id] : id;
-        const float *v = sv->vecs + (size_t)row * (size_t)dim;
-        float w = sv->weights ? sv->weights[id] : 1.0f;
+    for (int t = 0; t < n;) {
+        /* One word: g consecutive rows averaged (g = 1 but for fastText subwords). */
+        int g = groups && groups[t] > 1 ? groups[t] : 1;
+        if (g > n - t) g = n - t;
+        for (int d = 0; d < dim; d++) word[d] = 0.0f;
+        for (int q = t; q < t + g; q++) {
+            int32_t id = ids[q];
+            int32_t row = sv->mapping ? sv->mapping[id] : id;
+            const float *v = sv->vecs + (size_t)row * (size_t)dim;
+            float w = sv->weights ? sv->weights[id] : 1.0f;
+            for (int d = 0; d < dim; d++) word[d] += v[d] * w;
+        }
+        float inv = 1.0f / (float)g;
         for (int d = 0; d < dim; d++) {
-            float x = v[d] * w;
+            float x = g > 1 ? word[d] * inv : word[d];
             sum[d] += x;
             if (x > mx[d]) mx[d] = x;
         }
+        words++;
+        t += g;
     }
     if (modes & EMB_POOL_MAX) {
         memcpy(out, mx, (size_t)dim * sizeof *out);
         k++;
     }
     if (modes & EMB_POOL_MEAN) {
-        for (int d = 0; d < dim; d++) out[(size_t)k * dim + d] = n ? (float)(sum[d] / n) : 0.0f;
+        for (int d = 0; d < dim; d++) out[(size_t)k * dim + d] = words ? (float)(sum[d] / words) : 0.0f;
         k++;
     }
     if (modes & EMB_POOL_SUM) {
@@ -56,6 +69,7 @@ void emb_static_pool(const emb_static_vectors *sv, const int32_t *ids, int n, in
 done:
     if (sum != sum_buf) free(sum);
     if (mx != max_buf) free(mx);
+    if (word != word_buf) free(word);
 }
 
 static emb_status sb_encode(emb_backend *be, const emb_batch *b, const emb_job *job, float *out,
@@ -76,7 +90,8 @@ static emb_status sb_encode(emb_backend *be, const emb_batch *b, const emb_job *
         if (!v) { memset(dst, 0, (size_t)job->out_dim * sizeof *dst); continue; }
         int skip = b->skip ? b->skip[s] : 0;
         int from = b->cu_seqlens[s] + skip, n = b->cu_seqlens[s + 1] - from;
-        emb_static_pool(sv, b->ids + from, n > 0 ? n : 0, job->pooling_modes, v);
+        emb_static_pool(sv, b->ids + from, b->type_ids ? b->type_ids + from : NULL, n > 0 ? n : 0,
+                        job->pooling_modes, v);
         memcpy(dst, v, (size_t)job->out_dim * sizeof *dst);
         if (job->normalize) {
             double ss = 0;

@@ -20,8 +20,8 @@ typedef struct {
     const emb_static_vectors *sv;
     int device;
     float *table, *weights, *out;
-    int32_t *mapping, *ids, *cu;
-    size_t cap_ids, cap_cu, cap_out;   /* elements */
+    int32_t *mapping, *ids, *groups, *cu;
+    size_t cap_ids, cap_groups, cap_cu, cap_out;   /* elements */
 } sc_ctx;
 
 static emb_status sc_fail(emb_error *err, cudaError_t e, const char *what) {
@@ -53,13 +53,17 @@ static emb_status sc_encode(emb_backend *be, const emb_batch *b, const emb_job *
     if (b->nseq == 0) return EMB_OK;
     cudaError_t e = cudaSetDevice(c->device);
     if (e == cudaSuccess) e = ensure((void **)&c->ids, &c->cap_ids, b->total ? (size_t)b->total : 1, 4);
+    if (e == cudaSuccess) e = ensure((void **)&c->groups, &c->cap_groups, b->total ? (size_t)b->total : 1, 4);
     if (e == cudaSuccess) e = ensure((void **)&c->cu, &c->cap_cu, (size_t)b->nseq + 1, 4);
     if (e == cudaSuccess) e = ensure((void **)&c->out, &c->cap_out, (size_t)b->nseq * job->out_dim, 4);
     if (e != cudaSuccess) return sc_fail(err, e, "allocating batch buffers");
     if (b->total) e = cudaMemcpy(c->ids, b->ids, (size_t)b->total * 4, cudaMemcpyHostToDevice);
+    if (e == cudaSuccess && b->total && b->type_ids)
+        e = cudaMemcpy(c->groups, b->type_ids, (size_t)b->total * 4, cudaMemcpyHostToDevice);
     if (e == cudaSuccess) e = cudaMemcpy(c->cu, b->cu_seqlens, ((size_t)b->nseq + 1) * 4, cudaMemcpyHostToDevice);
     if (e == cudaSuccess)
-        e = emb_launch_static_pool(c->out, c->table, sv->dim, c->ids, c->cu, b->nseq, c->mapping, c->weights,
+        e = emb_launch_static_pool(c->out, c->table, sv->dim, c->ids, b->type_ids ? c->groups : NULL, c->cu,
+                                   b->nseq, c->mapping, c->weights,
                                    job->pooling_modes, job->out_dim, job->normalize, 0);
     if (e == cudaSuccess)
         e = cudaMemcpy(out, c->out, (size_t)b->nseq * job->out_dim * sizeof(float), cudaMemcpyDeviceToHost);
@@ -75,6 +79,7 @@ static void sc_destroy(emb_backend *be) {
         cudaFree(c->weights);
         cudaFree(c->mapping);
         cudaFree(c->ids);
+        cudaFree(c->groups);
         cudaFree(c->cu);
         cudaFree(c->out);
         free(c);

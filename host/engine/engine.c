@@ -435,7 +435,8 @@ static void tokenize_window(eng_pipe *p, eng_window *w) {
                 size_t got = 0;
                 uint64_t doc_oov = 0;
                 tst = eng_static_tokenize(m, w->text[i], w->text_len[i], &enc, w->ids + (size_t)i * maxlen,
-                                          maxlen, &got, &doc_oov, &inv, &tr, &lerr);
+                                          w->types + (size_t)i * maxlen, maxlen, &got, &doc_oov, &inv, &tr,
+                                          &lerr);
                 if (tst == EMB_OK) {
                     w->len[i] = (int32_t)got;
                     tokens += got;
@@ -540,8 +541,7 @@ static emb_status encode_window(eng_pipe *p, eng_window *w, const emb_job *job,
             size_t l = (size_t)w->len[d];
             if (nseq > 0 && total + l > batch_tokens) break;
             memcpy(s->ids + total, w->ids + (size_t)d * maxlen, l * sizeof *s->ids);
-            if (m->sv) memset(s->types + total, 0, l * sizeof *s->types);
-            else memcpy(s->types + total, w->types + (size_t)d * maxlen, l * sizeof *s->types);
+            memcpy(s->types + total, w->types + (size_t)d * maxlen, l * sizeof *s->types);
             s->skip[nseq] = p->prompt.skip;
             if (!m->sv) *flops += seq_flops(&m->mf.cfg, job->layer, (double)l);
             total += l;

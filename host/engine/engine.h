@@ -67,9 +67,12 @@ emb_status eng_tokenize(emb_model *m, const eng_prompt *p, const char *text, siz
 
 /* Static models: one document's ids (rows of a word table, or token ids)
  * into ids[0..cap), see static_text.c for the word splitter. *oov counts
- * words (or model2vec unknown tokens) dropped. */
+ * words (or model2vec unknown tokens) dropped. groups (may be NULL) gets,
+ * per id, the number of consecutive ids that make up its word (1, or k for
+ * the k n-gram rows of a word fastText builds from subwords); the engine
+ * hands it to the backend as the batch's type_ids. */
 emb_status eng_static_tokenize(const emb_model *m, const char *text, size_t len, tok_encoding *scratch,
-                               int32_t *ids, size_t cap, size_t *n_out, uint64_t *oov,
+                               int32_t *ids, int32_t *groups, size_t cap, size_t *n_out, uint64_t *oov,
                                int *invalid_utf8, int *truncated, emb_error *err);
 /* The word splitter alone: calls fn for each word; returns the count. */
 typedef void (*eng_word_fn)(void *ud, const char *word, size_t len);

@@ -39,18 +39,35 @@ static int char_class(utf8proc_int32_t cp) {
 
 typedef struct {
     const emb_static_vectors *sv;
-    int32_t *ids;
+    int32_t *ids, *groups;
     size_t cap, n;
     uint64_t oov;
     int truncated;
 } word_sink;
 
+/* A known word is one row; an unknown one, in a fastText .bin, the k rows of
+ * its n-grams, each marked with k in groups (the backend averages them into
+ * the word's vector before pooling words). */
 static void emit(word_sink *w, const char *s, size_t len) {
-    if (!len) return;
+    if (!len || w->truncated) return;   /* the document is cut at the first word that does not fit */
     int64_t row = emb_sv_lookup(w->sv, s, len);
-    if (row < 0) { w->oov++; return; }
-    if (w->n < w->cap) w->ids[w->n++] = (int32_t)row;
-    else w->truncated = 1;
+    if (row >= 0) {
+        if (w->n < w->cap) {
+            if (w->groups) w->groups[w->n] = 1;
+            w->ids[w->n++] = (int32_t)row;
+        } else {
+            w->truncated = 1;
+        }
+        return;
+    }
+    int32_t rows[2048];
+    size_t k = strncmp(s, "</s>", len) || len != 4 ? emb_sv_subword_rows(w->sv, s, len, rows, 2048) : 0;
+    if (k == 0 || k > 2048) { w->oov++; return; }
+    if (w->n + k > w->cap) { w->truncated = 1; return; }
+    for (size_t i = 0; i < k; i++) {
+        if (w->groups) w->groups[w->n] = (int32_t)k;
+        w->ids[w->n++] = rows[i];
+    }
 }
 
 size_t eng_split_words(const char *s, size_t len, eng_word_fn fn, void *ud) {
@@ -84,7 +101,7 @@ static size_t cut_code_points(const char *s, size_t len, size_t chars) {
 }
 
 emb_status eng_static_tokenize(const emb_model *m, const char *text, size_t len, tok_encoding *scratch,
-                               int32_t *ids, size_t cap, size_t *n_out, uint64_t *oov,
+                               int32_t *ids, int32_t *groups, size_t cap, size_t *n_out, uint64_t *oov,
                                int *invalid_utf8, int *truncated, emb_error *err) {
     const emb_static_vectors *sv = m->sv;
     char *fixed = NULL, *lower = NULL;
@@ -103,7 +120,7 @@ emb_status eng_static_tokenize(const emb_model *m, const char *text, size_t len,
             if (!lower) { st = emb_fail(err, EMB_ERR_NOMEM, "out of memory"); goto done; }
             s = lower;
         }
-        word_sink w = {sv, ids, cap, 0, 0, 0};
+        word_sink w = {sv, ids, groups, cap, 0, 0, 0};
         eng_split_words(s, flen, emit_cb, &w);
         *n_out = w.n;
         *oov = w.oov;
@@ -130,8 +147,12 @@ emb_status eng_static_tokenize(const emb_model *m, const char *text, size_t len,
             st = emb_fail(err, EMB_ERR_FORMAT, "token id %d is outside the embedding table's %zu ids", id, sv->n_ids);
             goto done;
         }
-        if (n < cap) ids[n++] = id;
-        else *truncated = 1;
+        if (n < cap) {
+            if (groups) groups[n] = 1;
+            ids[n++] = id;
+        } else {
+            *truncated = 1;
+        }
     }
     *n_out = n;
 done:

@@ -31,6 +31,7 @@ const char *emb_sv_format_name(sv_format f) {
     switch (f) {
     case SV_WORD2VEC_BIN: return "word2vec binary";
     case SV_WORD2VEC_TEXT: return "word2vec text";
+    case SV_FASTTEXT_BIN: return "fastText binary";
     case SV_GLOVE_TEXT: return "GloVe text";
     case SV_MODEL2VEC: return "model2vec";
     case SV_ST_STATIC: return "sentence-transformers StaticEmbedding";
@@ -40,7 +41,7 @@ const char *emb_sv_format_name(sv_format f) {
 
 int emb_sv_is_word_format(const emb_static_vectors *sv) {
     return sv->format == SV_WORD2VEC_BIN || sv->format == SV_WORD2VEC_TEXT ||
-           sv->format == SV_GLOVE_TEXT;
+           sv->format == SV_GLOVE_TEXT || sv->format == SV_FASTTEXT_BIN;
 }
 
 void emb_sv_free(emb_static_vectors *sv) {
@@ -277,16 +278,21 @@ static emb_status parse_binary(sv_parse *p, const char *s, unsigned long long co
 static emb_status build_hash(sv_parse *p, emb_error *err) {
     emb_static_vectors *sv = p->sv;
     size_t cap = 16;
-    while (cap < sv->rows * 2) cap *= 2;
+    while (cap < (sv->format == SV_FASTTEXT_BIN ? sv->n_words : sv->rows) * 2) cap *= 2;
     if (sv->rows >= UINT32_MAX - 1) return emb_fail(err, EMB_ERR_UNSUPPORTED, "%s: too many words", p->path);
     sv->slots = calloc(cap, sizeof *sv->slots);
     if (!sv->slots) return emb_fail(err, EMB_ERR_NOMEM, "%s: out of memory for the word hash", p->path);
     sv->slot_mask = cap - 1;
     size_t out = 0;
-    for (size_t r = 0; r < sv->rows; r++) {
+    size_t words = sv->format == SV_FASTTEXT_BIN ? sv->n_words : sv->rows;
+    for (size_t r = 0; r < words; r++) {
         const char *w = sv->words + sv->word_off[r];
         size_t len = strlen(w);
-        if (emb_sv_lookup(sv, w, len) >= 0) { sv->skipped_duplicates++; continue; }
+        if (emb_sv_lookup(sv, w, len) >= 0) {
+            if (sv->format == SV_FASTTEXT_BIN) return emb_fail(err, EMB_ERR_FORMAT, "%s: word \"%s\" repeats", p->path, w);
+            sv->skipped_duplicates++;
+            continue;
+        }
         if (out != r) {
             sv->word_off[out] = sv->word_off[r];
             memmove(sv->vecs + out * (size_t)sv->dim, sv->vecs + r * (size_t)sv->dim,
@@ -297,8 +303,8 @@ static emb_status build_hash(sv_parse *p, emb_error *err) {
         sv->slots[i] = (uint32_t)out + 1;
         out++;
     }
-    sv->rows = out;
-    sv->n_ids = out;
+    if (sv->format != SV_FASTTEXT_BIN) sv->rows = sv->n_ids = out;
+    sv->n_words = out;
     return EMB_OK;
 }
 
@@ -356,6 +362,149 @@ static emb_status load_word_file(const char *path, emb_static_vectors *sv, emb_e
         if (st == EMB_OK && sv->rows == 0) st = emb_fail(err, EMB_ERR_FORMAT, "%s: no vectors", path);
     }
     if (st == EMB_OK) st = build_hash(&p, err);
+done:
+    munmap(map, size);
+    return st;
+}
+
+/* ---- fastText .bin --------------------------------------------------------- */
+
+#define FT_MAGIC 793712314
+#define FT_VERSION 12
+
+typedef struct {
+    const unsigned char *p, *end;
+    const char *path;
+} ft_reader;
+
+static int ft_take(ft_reader *r, void *dst, size_t n) {
+    if ((size_t)(r->end - r->p) < n) return -1;
+    memcpy(dst, r->p, n);
+    r->p += n;
+    return 0;
+}
+
+/* fastText's hash: FNV-1a over the bytes taken as signed chars. */
+static uint32_t ft_hash(const char *s, size_t n) {
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++) {
+        h ^= (uint32_t)(int32_t)(int8_t)s[i];
+        h *= 16777619u;
+    }
+    return h;
+}
+
+size_t emb_sv_subword_rows(const emb_static_vectors *sv, const char *word, size_t len, int32_t *rows, size_t cap) {
+    if (sv->format != SV_FASTTEXT_BIN || sv->maxn <= 0 || sv->bucket == 0 || len > 1024) return 0;
+    char w[1030];
+    w[0] = '<';
+    memcpy(w + 1, word, len);
+    w[len + 1] = '>';
+    size_t wl = len + 2, k = 0;
+    /* Character n-grams of "<word>" (UTF-8 characters, minn..maxn long), as
+     * fastText's computeSubwords: single characters at either end skipped. */
+    for (size_t i = 0; i < wl; i++) {
+        if (((unsigned char)w[i] & 0xC0) == 0x80) continue;
+        size_t j = i;
+        for (int n = 1; j < wl && n <= sv->maxn; n++) {
+            j++;
+            while (j < wl && ((unsigned char)w[j] & 0xC0) == 0x80) j++;
+            if (n >= sv->minn && !(n == 1 && (i == 0 || j == wl))) {
+                if (k < cap) rows[k] = (int32_t)(sv->n_words + ft_hash(w + i, j - i) % sv->bucket);
+                k++;
+            }
+        }
+    }
+    return k;
+}
+
+static emb_status load_fasttext_bin(const char *path, emb_static_vectors *sv, emb_error *err) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return emb_fail(err, EMB_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    struct stat stt;
+    if (fstat(fd, &stt) != 0) { close(fd); return emb_fail(err, EMB_ERR_IO, "cannot stat %s", path); }
+    size_t size = (size_t)stt.st_size;
+    void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (map == MAP_FAILED) return emb_fail(err, EMB_ERR_IO, "cannot map %s: %s", path, strerror(errno));
+    ft_reader r = {map, (const unsigned char *)map + size, path};
+    sv_parse p = {path, map, size, sv, 0, 0, 0};
+    emb_status st = EMB_OK;
+    int32_t hdr[2], args[12], dsize, nwords, nlabels;
+    double t;
+    int64_t ntokens, prune, m, n;
+    uint8_t quant;
+    sv->format = SV_FASTTEXT_BIN;
+    if (ft_take(&r, hdr, 8) || hdr[0] != FT_MAGIC) { st = emb_fail(err, EMB_ERR_FORMAT, "%s: not a fastText .bin", path); goto done; }
+    if (hdr[1] > FT_VERSION) { st = emb_fail(err, EMB_ERR_UNSUPPORTED, "%s: fastText format version %d (up to %d known)", path, hdr[1], FT_VERSION); goto done; }
+    /* dim ws epoch minCount neg wordNgrams loss model bucket minn maxn lrUpdateRate, t */
+    if (ft_take(&r, args, sizeof args) || ft_take(&r, &t, 8) || ft_take(&r, &dsize, 4) || ft_take(&r, &nwords, 4) ||
+        ft_take(&r, &nlabels, 4) || ft_take(&r, &ntokens, 8) || ft_take(&r, &prune, 8)) {
+        st = emb_fail(err, EMB_ERR_FORMAT, "%s: truncated in the header", path);
+        goto done;
+    }
+    if (args[0] < 1 || args[0] > SV_MAX_DIM || args[8] < 0 || args[9] < 0 || args[10] < 0 || nwords < 0 ||
+        nlabels < 0 || dsize != nwords + nlabels) {
+        st = emb_fail(err, EMB_ERR_FORMAT, "%s: header out of range (dim %d, bucket %d, minn %d, maxn %d, %d words, "
+                      "%d labels, size %d)", path, args[0], args[8], args[9], args[10], nwords, nlabels, dsize);
+        goto done;
+    }
+    if (prune >= 0) { st = emb_fail(err, EMB_ERR_UNSUPPORTED, "%s: pruned (quantized) fastText models are not supported", path); goto done; }
+    sv->dim = args[0];
+    sv->bucket = (uint32_t)args[8];
+    sv->minn = args[9];
+    sv->maxn = args[10];
+    sv->n_words = (size_t)nwords;
+    if ((st = grow_rows(&p, (size_t)nwords + 1, err)) != EMB_OK) goto done;
+    for (int32_t i = 0; i < dsize; i++) {
+        const unsigned char *w = r.p, *z = memchr(r.p, 0, (size_t)(r.end - r.p));
+        int64_t count;
+        int8_t type;
+        if (!z) { st = emb_fail(err, EMB_ERR_FORMAT, "%s: truncated in dictionary entry %d", path, i); goto done; }
+        r.p = z + 1;
+        if (ft_take(&r, &count, 8) || ft_take(&r, &type, 1)) { st = emb_fail(err, EMB_ERR_FORMAT, "%s: truncated in dictionary entry %d", path, i); goto done; }
+        if (i < nwords) {
+            if (type != 0) { st = emb_fail(err, EMB_ERR_FORMAT, "%s: dictionary entry %d is a label among the words", path, i); goto done; }
+            if ((st = add_word(&p, (const char *)w, (size_t)(z - w), (size_t)i + 1, err)) != EMB_OK) goto done;
+            sv->rows++;
+        }
+    }
+    if (ft_take(&r, &quant, 1) || ft_take(&r, &m, 8) || ft_take(&r, &n, 8)) { st = emb_fail(err, EMB_ERR_FORMAT, "%s: truncated before the input matrix", path); goto done; }
+    if (quant) { st = emb_fail(err, EMB_ERR_UNSUPPORTED, "%s: quantized fastText models (.ftz) are not supported", path); goto done; }
+    if (m != (int64_t)nwords + args[8] || n != args[0]) {
+        st = emb_fail(err, EMB_ERR_FORMAT, "%s: input matrix is %lld x %lld, expected %lld x %d (words + buckets, dim)",
+                      path, (long long)m, (long long)n, (long long)nwords + args[8], args[0]);
+        goto done;
+    }
+    size_t rows = (size_t)m, bytes;
+    if (!emb_mul_ok(rows, (size_t)n * sizeof(float), &bytes) || (size_t)(r.end - r.p) < bytes) {
+        st = emb_fail(err, EMB_ERR_FORMAT, "%s: truncated in the input matrix (%zu bytes needed)", path, bytes);
+        goto done;
+    }
+    float *vecs = realloc(sv->vecs, bytes ? bytes : 1);
+    if (!vecs) { st = emb_fail(err, EMB_ERR_NOMEM, "%s: out of memory for the %zu x %lld input matrix", path, rows, (long long)n); goto done; }
+    sv->vecs = vecs;
+    memcpy(sv->vecs, r.p, bytes);
+    sv->rows = rows;
+    sv->n_ids = rows;
+    /* Words' vectors as fastText's getWordVector: the word's row and its
+     * n-gram rows averaged (n-gram rows follow the words, so they are intact). */
+    int32_t *ng = malloc(4096 * sizeof *ng);
+    double *acc = malloc((size_t)sv->dim * sizeof *acc);
+    if (!ng || !acc) { free(ng); free(acc); st = emb_fail(err, EMB_ERR_NOMEM, "out of memory"); goto done; }
+    for (size_t w = 0; w < sv->n_words; w++) {
+        const char *word = sv->words + sv->word_off[w];
+        size_t k = strcmp(word, "</s>") ? emb_sv_subword_rows(sv, word, strlen(word), ng, 4096) : 0;
+        if (k > 4096) k = 4096;
+        float *v = sv->vecs + w * (size_t)sv->dim;
+        for (int d = 0; d < sv->dim; d++) acc[d] = v[d];
+        for (size_t q = 0; q < k; q++)
+            for (int d = 0; d < sv->dim; d++) acc[d] += sv->vecs[(size_t)ng[q] * sv->dim + d];
+        for (int d = 0; d < sv->dim; d++) v[d] = (float)(acc[d] / (double)(k + 1));
+    }
+    free(ng);
+    free(acc);
+    st = build_hash(&p, err);
 done:
     munmap(map, size);
     return st;
@@ -596,7 +745,7 @@ int emb_sv_most_similar(const emb_static_vectors *sv, const int64_t *pos, int np
     mn = mn > 0 ? sqrt(mn) : 1.0;
     for (int d = 0; d < dim; d++) mean[d] /= mn;   /* the 1/count of the mean cancels here */
     int have = 0;
-    for (size_t r = 0; r < sv->rows; r++) {
+    for (size_t r = 0; r < sv->n_words; r++) {
         int excluded = 0;
         for (int q = 0; q < npos; q++) excluded |= pos[q] == (int64_t)r;
         for (int q = 0; q < nneg; q++) excluded |= neg[q] == (int64_t)r;
@@ -644,12 +793,15 @@ int emb_sv_detect(const char *path) {
     struct stat s;
     if (!path || stat(path, &s) != 0) return 0;
     if (S_ISREG(s.st_mode)) {
-        /* A word-vector file starts with a "count dim" header or "word number ...". */
+        /* A word-vector file starts with a "count dim" header or "word number
+         * ...", a fastText .bin with its magic number. */
         char buf[4096];
         FILE *f = fopen(path, "rb");
         size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
         if (f) fclose(f);
         buf[n] = 0;
+        int32_t magic;
+        if (n >= 4 && (memcpy(&magic, buf, 4), magic == FT_MAGIC)) return 1;
         const char *end = line_end(buf, buf + n);
         unsigned long long count;
         long dim;
@@ -674,7 +826,13 @@ emb_status emb_sv_load(const char *path, emb_static_vectors **out, emb_error *er
     if (stat(path, &s) != 0) {
         st = emb_fail(err, EMB_ERR_IO, "cannot open %s: %s", path, strerror(errno));
     } else if (S_ISREG(s.st_mode)) {
-        st = load_word_file(path, sv, err);
+        int32_t magic = 0;
+        FILE *f = fopen(path, "rb");
+        if (f) {
+            if (fread(&magic, 4, 1, f) != 1) magic = 0;
+            fclose(f);
+        }
+        st = magic == FT_MAGIC ? load_fasttext_bin(path, sv, err) : load_word_file(path, sv, err);
     } else {
         int ok;
         sv_format k = dir_kind(path, &ok);

@@ -15,6 +15,7 @@
 typedef enum {
     SV_WORD2VEC_BIN,     /* "count dim\n", then "word " + dim float32 (+ optional '\n') */
     SV_WORD2VEC_TEXT,    /* "count dim\n", then "word v1 .. vdim" lines (fastText .vec too) */
+    SV_FASTTEXT_BIN,     /* fastText .bin: words + hashed character n-grams (subwords) */
     SV_GLOVE_TEXT,       /* "word v1 .. vdim" lines, no header */
     SV_MODEL2VEC,        /* directory: model.safetensors "embeddings", config.json, tokenizer.json */
     SV_ST_STATIC         /* sentence-transformers StaticEmbedding module */
@@ -27,13 +28,20 @@ typedef struct emb_static_vectors {
     size_t rows;         /* rows of vecs */
     float *vecs;         /* [rows, dim] (owned) */
 
-    /* Word formats: vocabulary in file order, word i is row i. */
+    /* Word formats: vocabulary in file order, word i is row i (i < n_words). */
+    size_t n_words;
     char *words;         /* NUL-terminated words back to back (owned) */
     size_t *word_off;    /* [rows] offsets into words */
     uint32_t *slots;     /* open-addressing hash: row + 1, 0 = empty */
     size_t slot_mask;
     size_t skipped_duplicates;
     int has_upper;       /* some word has an uppercase letter */
+    /* fastText .bin: rows [0, n_words) hold the words' full vectors (word row
+     * and its n-grams averaged, as fastText's getWordVector), rows
+     * n_words + h the n-gram buckets; an unknown word is the mean of its
+     * n-gram rows. minn = maxn = 0 without subwords. */
+    int minn, maxn;
+    uint32_t bucket;
 
     /* Token formats. */
     size_t n_ids;        /* token ids the table answers (mapping/weights length, else rows) */
@@ -63,6 +71,9 @@ typedef void (*emb_sv_hit_fn)(void *ud, const char *word, double score);
 int emb_sv_most_similar(const emb_static_vectors *sv, const int64_t *pos, int npos, const int64_t *neg,
                         int nneg, int k, emb_sv_hit_fn fn, void *ud);
 int emb_sv_is_word_format(const emb_static_vectors *sv);
+/* fastText .bin: the rows of an unknown word's n-grams (at most cap; returns
+ * how many there are, 0 without subwords). */
+size_t emb_sv_subword_rows(const emb_static_vectors *sv, const char *word, size_t len, int32_t *rows, size_t cap);
 const char *emb_sv_format_name(sv_format f);
 
 #endif

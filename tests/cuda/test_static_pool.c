@@ -18,7 +18,7 @@ typedef struct {
     float *out;
     const float *table;
     int dim, nseq, modes, out_dim, normalize;
-    const int32_t *ids, *cu, *mapping;
+    const int32_t *ids, *groups, *cu, *mapping;
     const float *weights;
     size_t bytes;
 } sp_args;
@@ -26,11 +26,11 @@ typedef struct {
 static void sp_launch(void *ud) {
     sp_args *a = ud;
     kt_poison(a->out, a->bytes);
-    KT_CHECK(emb_launch_static_pool(a->out, a->table, a->dim, a->ids, a->cu, a->nseq, a->mapping, a->weights,
+    KT_CHECK(emb_launch_static_pool(a->out, a->table, a->dim, a->ids, a->groups, a->cu, a->nseq, a->mapping, a->weights,
                                     a->modes, a->out_dim, a->normalize, 0));
 }
 
-static void sp_case(int dim, int nseq, int model2vec, int modes, int trunc, int normalize) {
+static void sp_case(int dim, int nseq, int model2vec, int modes, int trunc, int normalize, int subwords) {
     kt_need_device();
     const int rows = 37, n_ids = model2vec ? 101 : rows;
     int width = dim * __builtin_popcount((unsigned)modes), out_dim = trunc ? trunc : width;
@@ -51,6 +51,17 @@ static void sp_case(int dim, int nseq, int model2vec, int modes, int trunc, int 
     int total = cu[nseq];
     int32_t *ids = malloc((size_t)(total ? total : 1) * sizeof *ids);
     for (int t = 0; t < total; t++) ids[t] = (int32_t)(kt_uniform(0, 1) * n_ids) % n_ids;
+    /* fastText-style words of 1..5 rows (the last may be cut by the sequence end). */
+    int32_t *groups = NULL;
+    if (subwords) {
+        groups = malloc((size_t)(total ? total : 1) * sizeof *groups);
+        for (int s = 0; s < nseq; s++)
+            for (int t = cu[s]; t < cu[s + 1];) {
+                int g = 1 + (t * 13 + s) % 5;
+                for (int q = t; q < t + g && q < cu[s + 1]; q++) groups[q] = g;
+                t += g;
+            }
+    }
 
     emb_static_vectors sv = {0};
     sv.dim = dim;
@@ -61,7 +72,7 @@ static void sp_case(int dim, int nseq, int model2vec, int modes, int trunc, int 
     sv.weights = weights;
     float *ref = malloc((size_t)nseq * out_dim * sizeof *ref), *tmp = malloc((size_t)width * sizeof *tmp);
     for (int s = 0; s < nseq; s++) {
-        emb_static_pool(&sv, ids + cu[s], cu[s + 1] - cu[s], modes, tmp);
+        emb_static_pool(&sv, ids + cu[s], groups ? groups + cu[s] : NULL, cu[s + 1] - cu[s], modes, tmp);
         float *r = ref + (size_t)s * out_dim;
         memcpy(r, tmp, (size_t)out_dim * sizeof *r);
         if (normalize) {
@@ -73,42 +84,49 @@ static void sp_case(int dim, int nseq, int model2vec, int modes, int trunc, int 
     }
     size_t bytes = (size_t)nseq * out_dim * sizeof(float);
     sp_args a = {kt_poisoned(bytes), kt_upload(table, (size_t)rows * dim, EMB_KDT_F32), dim, nseq, modes, out_dim,
-                 normalize, kt_upload_bytes(ids, (size_t)(total ? total : 1) * 4), kt_upload_bytes(cu, (size_t)(nseq + 1) * 4),
+                 normalize, kt_upload_bytes(ids, (size_t)(total ? total : 1) * 4),
+                 subwords ? kt_upload_bytes(groups, (size_t)(total ? total : 1) * 4) : NULL,
+                 kt_upload_bytes(cu, (size_t)(nseq + 1) * 4),
                  model2vec ? kt_upload_bytes(mapping, (size_t)n_ids * 4) : NULL,
                  model2vec ? kt_upload(weights, (size_t)n_ids, EMB_KDT_F32) : NULL, bytes};
     kt_run_orders(sp_launch, &a, a.out, bytes);
     float *got = kt_download(a.out, (size_t)nseq * out_dim, EMB_KDT_F32);
     char what[128];
-    snprintf(what, sizeof what, "static_pool dim=%d nseq=%d model2vec=%d modes=%#x trunc=%d norm=%d", dim, nseq,
-             model2vec, modes, trunc, normalize);
+    snprintf(what, sizeof what, "static_pool dim=%d nseq=%d model2vec=%d modes=%#x trunc=%d norm=%d subwords=%d", dim,
+             nseq, model2vec, modes, trunc, normalize, subwords);
     kt_compare(what, got, ref, (size_t)nseq * out_dim, 1e-5f, 1e-5f);
     /* The empty sequence pools to zeros (and stays zero when normalized). */
     if (nseq > 1)
         for (int d = 0; d < out_dim; d++) cr_assert_eq(got[out_dim + d], 0.0f, "%s: empty sequence", what);
-    cudaFree(a.out); cudaFree((void *)a.table); cudaFree((void *)a.ids); cudaFree((void *)a.cu);
+    cudaFree(a.out); cudaFree((void *)a.table); cudaFree((void *)a.ids); cudaFree((void *)a.groups); cudaFree((void *)a.cu);
     cudaFree((void *)a.mapping); cudaFree((void *)a.weights);
-    free(got); free(ref); free(tmp); free(ids); free(cu); free(mapping); free(weights); free(table);
+    free(got); free(ref); free(tmp); free(ids); free(groups); free(cu); free(mapping); free(weights); free(table);
 }
 
 Test(static_pool, each_mode_awkward_sizes) {
     static const int dims[] = {1, 31, 33, 513}, nseqs[] = {1, 31, 33};
     static const int modes[] = {EMB_POOL_MEAN, EMB_POOL_MAX, EMB_POOL_SUM};
     for (int d = 0; d < 4; d++)
-        for (int n = 0; n < 3; n++) sp_case(dims[d], nseqs[n], (d + n) % 2, modes[(d + n) % 3], 0, 0);
+        for (int n = 0; n < 3; n++) sp_case(dims[d], nseqs[n], (d + n) % 2, modes[(d + n) % 3], 0, 0, 0);
 }
 
 Test(static_pool, model2vec_weights_concatenated_truncated_normalized) {
-    sp_case(64, 33, 1, EMB_POOL_MEAN, 0, 1);                                 /* model2vec's own mode */
-    sp_case(33, 31, 1, EMB_POOL_MAX | EMB_POOL_MEAN | EMB_POOL_SUM, 70, 1);  /* cut inside the mean block */
-    sp_case(300, 5, 0, EMB_POOL_MEAN | EMB_POOL_SUM, 0, 1);
+    sp_case(64, 33, 1, EMB_POOL_MEAN, 0, 1, 0);                                 /* model2vec's own mode */
+    sp_case(33, 31, 1, EMB_POOL_MAX | EMB_POOL_MEAN | EMB_POOL_SUM, 70, 1, 0);  /* cut inside the mean block */
+    sp_case(300, 5, 0, EMB_POOL_MEAN | EMB_POOL_SUM, 0, 1, 0);
+}
+
+Test(static_pool, fasttext_subword_groups) {
+    sp_case(31, 33, 0, EMB_POOL_MEAN | EMB_POOL_MAX, 0, 0, 1);
+    sp_case(64, 31, 0, EMB_POOL_SUM, 0, 1, 1);
 }
 
 Test(static_pool, rejects_bad_arguments) {
     kt_need_device();
     float *d = kt_poisoned(64);
     int32_t cu[2] = {0, 0};
-    cr_assert_eq(emb_launch_static_pool(d, d, 4, (const int32_t *)d, cu, 1, NULL, NULL, EMB_POOL_CLS, 4, 0, 0), cudaErrorInvalidValue);
-    cr_assert_eq(emb_launch_static_pool(d, d, 4, (const int32_t *)d, cu, 1, NULL, NULL, EMB_POOL_MEAN, 5, 0, 0), cudaErrorInvalidValue);
+    cr_assert_eq(emb_launch_static_pool(d, d, 4, (const int32_t *)d, NULL, cu, 1, NULL, NULL, EMB_POOL_CLS, 4, 0, 0), cudaErrorInvalidValue);
+    cr_assert_eq(emb_launch_static_pool(d, d, 4, (const int32_t *)d, NULL, cu, 1, NULL, NULL, EMB_POOL_MEAN, 5, 0, 0), cudaErrorInvalidValue);
     cudaGetLastError();
     cudaFree(d);
 }
