@@ -368,3 +368,12 @@ Test(static_st, static_embedding_matches_sentence_transformers) {
     emb_model_free(m);
     corpus_free(&c);
 }
+
+Test(static_errors, truncated_fasttext_bin) {
+    size_t len;
+    char *bin = ts_read_file(golden("fasttext.bin"), &len);
+    cr_assert(bin && len > 1000);
+    expect_error("cut.bin", bin, len / 2, ": truncated in the input matrix", "bytes needed");
+    expect_error("cut2.bin", bin, 200, ": truncated in dictionary entry", "");
+    free(bin);
+}
