@@ -186,6 +186,30 @@ Test(static_words, neighbours_and_analogies_match_gensim) {
     cJSON_Delete(man);
 }
 
+Test(static_words, fasttext_unknown_word_neighbours_match_gensim) {
+    cJSON *man = manifest();
+    const cJSON *g = cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(man, "models"), "fasttext.bin"),
+                                         "similar_oov"), *q;
+    emb_static_vectors *sv;
+    emb_error err;
+    cr_assert_eq(emb_sv_load(golden("fasttext.bin"), &sv, &err), EMB_OK, "%s", err.message);
+    float *v = malloc((size_t)sv->dim * sizeof *v);
+    int n = 0;
+    cJSON_ArrayForEach(q, g) {
+        int64_t row;
+        cr_assert_eq(emb_sv_word_vector(sv, q->string, strlen(q->string), v, &row), 2, "%s: not built from n-grams", q->string);
+        const float *vecs[1] = {v};
+        static const double one[1] = {1};
+        hit_check h = {q, 0, q->string};
+        cr_assert_eq(emb_sv_most_similar_vecs(sv, vecs, one, 1, NULL, 0, 10, check_hit, &h), 10);
+        n++;
+    }
+    cr_assert_geq(n, 2);
+    free(v);
+    emb_sv_free(sv);
+    cJSON_Delete(man);
+}
+
 Test(static_words, formats_detected) {
     static const sv_format want[] = {SV_WORD2VEC_TEXT, SV_WORD2VEC_BIN, SV_GLOVE_TEXT, SV_WORD2VEC_TEXT,
                                      SV_FASTTEXT_BIN};

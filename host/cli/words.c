@@ -24,13 +24,16 @@ static void print_hit(void *ud, const char *word, double score) {
     printf("%s %.6f\n", word, score);
 }
 
-static int find_word(const emb_static_vectors *sv, const char *w, int lower, int64_t *row) {
+/* The word's vector (from its row, or from fastText n-grams); its row goes
+ * to the exclusion list only when it is in the vocabulary, as in gensim. */
+static int find_word(const emb_static_vectors *sv, const char *w, int lower, float *vec, int64_t *row) {
     size_t len = strlen(w);
     char *l = lower ? eng_lowercase_utf8(w, len, &len) : NULL;
-    *row = emb_sv_lookup(sv, l ? l : w, len);
+    int got = emb_sv_word_vector(sv, l ? l : w, len, vec, row);
     free(l);
-    if (*row < 0) {
-        fprintf(stderr, "embedc: error: \"%s\" is not in the vocabulary of %s\n", w, sv->path);
+    if (!got) {
+        fprintf(stderr, "embedc: error: \"%s\" is not in the vocabulary of %s%s\n", w, sv->path,
+                sv->format == SV_FASTTEXT_BIN ? " and has no known character n-grams" : "");
         return -1;
     }
     return 0;
@@ -70,15 +73,25 @@ static int run_words(int argc, char **argv, int analogy) {
                 emb_sv_format_name(sv->format), cmd);
         goto done;
     }
-    int64_t rows[3];
-    for (int i = 0; i < nwords; i++)
-        if (find_word(sv, argv[optind + i], lower, &rows[i])) goto done;
-    if (analogy) {
-        int64_t pos[2] = {rows[0], rows[2]}, neg[1] = {rows[1]};
-        rc = emb_sv_most_similar(sv, pos, 2, neg, 1, k, print_hit, NULL) < 0;
-    } else {
-        rc = emb_sv_most_similar(sv, rows, 1, NULL, 0, k, print_hit, NULL) < 0;
+    int64_t rows[3], ex[3];
+    float *vecs = malloc(3 * (size_t)sv->dim * sizeof *vecs);
+    if (!vecs) goto done;
+    const float *q[3];
+    int nex = 0;
+    for (int i = 0; i < nwords; i++) {
+        q[i] = vecs + (size_t)i * sv->dim;
+        if (find_word(sv, argv[optind + i], lower, vecs + (size_t)i * sv->dim, &rows[i])) { free(vecs); goto done; }
+        if (rows[i] >= 0) ex[nex++] = rows[i];
     }
+    if (analogy) {   /* most_similar(positive=[A, C], negative=[B]) */
+        const float *qa[3] = {q[0], q[2], q[1]};
+        static const double signs[3] = {1, 1, -1};
+        rc = emb_sv_most_similar_vecs(sv, qa, signs, 3, ex, nex, k, print_hit, NULL) < 0;
+    } else {
+        static const double one[1] = {1};
+        rc = emb_sv_most_similar_vecs(sv, q, one, 1, ex, nex, k, print_hit, NULL) < 0;
+    }
+    free(vecs);
 done:
     emb_sv_free(sv);
     return rc;

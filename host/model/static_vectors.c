@@ -727,17 +727,17 @@ static void keep(sv_hit *best, int *have, int n, int64_t row, double score) {
     best[i].score = score;
 }
 
-int emb_sv_most_similar(const emb_static_vectors *sv, const int64_t *pos, int npos, const int64_t *neg,
-                     int nneg, int k, emb_sv_hit_fn fn, void *ud) {
+int emb_sv_most_similar_vecs(const emb_static_vectors *sv, const float *const *vecs, const double *signs, int nq,
+                             const int64_t *exclude, int nex, int k, emb_sv_hit_fn fn, void *ud) {
     int dim = sv->dim;
     double *mean = calloc((size_t)dim, sizeof *mean);
     sv_hit *best = calloc((size_t)k, sizeof *best);
     if (!mean || !best) { free(mean); free(best); return -1; }
-    for (int q = 0; q < npos + nneg; q++) {
-        const float *v = sv->vecs + (size_t)(q < npos ? pos[q] : neg[q - npos]) * dim;
+    for (int q = 0; q < nq; q++) {
+        const float *v = vecs[q];
         double nn = 0;
         for (int d = 0; d < dim; d++) nn += (double)v[d] * v[d];
-        double w = (q < npos ? 1.0 : -1.0) / (nn > 0 ? sqrt(nn) : 1.0);
+        double w = signs[q] / (nn > 0 ? sqrt(nn) : 1.0);
         for (int d = 0; d < dim; d++) mean[d] += w * v[d];
     }
     double mn = 0;
@@ -747,8 +747,7 @@ int emb_sv_most_similar(const emb_static_vectors *sv, const int64_t *pos, int np
     int have = 0;
     for (size_t r = 0; r < sv->n_words; r++) {
         int excluded = 0;
-        for (int q = 0; q < npos; q++) excluded |= pos[q] == (int64_t)r;
-        for (int q = 0; q < nneg; q++) excluded |= neg[q] == (int64_t)r;
+        for (int q = 0; q < nex; q++) excluded |= exclude[q] == (int64_t)r;
         if (excluded) continue;
         const float *v = sv->vecs + r * (size_t)dim;
         double dot = 0, nn = 0;
@@ -760,6 +759,38 @@ int emb_sv_most_similar(const emb_static_vectors *sv, const int64_t *pos, int np
     free(mean);
     free(best);
     return have;
+}
+
+int emb_sv_most_similar(const emb_static_vectors *sv, const int64_t *pos, int npos, const int64_t *neg,
+                        int nneg, int k, emb_sv_hit_fn fn, void *ud) {
+    enum { MAXQ = 64 };
+    if (npos + nneg > MAXQ) return -1;
+    const float *vecs[MAXQ];
+    double signs[MAXQ];
+    int64_t ex[MAXQ];
+    for (int q = 0; q < npos + nneg; q++) {
+        ex[q] = q < npos ? pos[q] : neg[q - npos];
+        vecs[q] = sv->vecs + (size_t)ex[q] * sv->dim;
+        signs[q] = q < npos ? 1.0 : -1.0;
+    }
+    return emb_sv_most_similar_vecs(sv, vecs, signs, npos + nneg, ex, npos + nneg, k, fn, ud);
+}
+
+int emb_sv_word_vector(const emb_static_vectors *sv, const char *word, size_t len, float *out, int64_t *row) {
+    *row = emb_sv_lookup(sv, word, len);
+    if (*row >= 0) {
+        memcpy(out, sv->vecs + (size_t)*row * sv->dim, (size_t)sv->dim * sizeof *out);
+        return 1;
+    }
+    int32_t rows[2048];
+    size_t k = emb_sv_subword_rows(sv, word, len, rows, 2048);
+    if (k == 0 || k > 2048) return 0;
+    for (int d = 0; d < sv->dim; d++) {
+        double acc = 0;
+        for (size_t q = 0; q < k; q++) acc += sv->vecs[(size_t)rows[q] * sv->dim + d];
+        out[d] = (float)(acc / (double)k);
+    }
+    return 2;
 }
 
 /* ---- detection ------------------------------------------------------------ */

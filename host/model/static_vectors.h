@@ -70,6 +70,13 @@ static inline const char *emb_sv_word(const emb_static_vectors *sv, size_t row) 
 typedef void (*emb_sv_hit_fn)(void *ud, const char *word, double score);
 int emb_sv_most_similar(const emb_static_vectors *sv, const int64_t *pos, int npos, const int64_t *neg,
                         int nneg, int k, emb_sv_hit_fn fn, void *ud);
+/* The same over query vectors (signs[q] = +1 positive, -1 negative), the
+ * rows in exclude left out (gensim excludes only the queries in vocabulary). */
+int emb_sv_most_similar_vecs(const emb_static_vectors *sv, const float *const *vecs, const double *signs, int nq,
+                             const int64_t *exclude, int nex, int k, emb_sv_hit_fn fn, void *ud);
+/* A word's vector into out[dim]: 1 from its row (*row set), 2 built from its
+ * fastText n-grams (*row = -1), 0 when it has none. */
+int emb_sv_word_vector(const emb_static_vectors *sv, const char *word, size_t len, float *out, int64_t *row);
 int emb_sv_is_word_format(const emb_static_vectors *sv);
 /* fastText .bin: the rows of an unknown word's n-grams (at most cap; returns
  * how many there are, 0 without subwords). */
