@@ -739,7 +739,8 @@ char *emb_model_describe(const emb_model *m) {
         ADD("table:           %zu rows x %d%s%s\n", sv->rows, sv->dim, sv->mapping ? ", token mapping" : "",
             sv->weights ? ", token weights" : "");
         if (emb_sv_is_word_format(sv))
-            ADD("vocabulary:      %zu words%s\n", sv->rows, m->sv_lowercase ? " (lookups lowercased)" : "");
+            ADD("vocabulary:      %zu words%s%s\n", sv->n_words, m->sv_lowercase ? " (lookups lowercased)" : "",
+                sv->format == SV_FASTTEXT_BIN && sv->maxn > 0 ? ", unknown words from character n-grams" : "");
         else
             ADD("vocabulary:      %zu token ids (tokenizer %zu)\n", sv->n_ids, tok_vocab_size(m->tok));
         ADD("max length:      %d %s\n", m->max_length, emb_sv_is_word_format(sv) ? "words" : "tokens");
