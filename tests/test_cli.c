@@ -380,3 +380,16 @@ Test(cli, fit_tfidf_then_sparse_npz_and_jsonl) {
     cr_assert(!strncmp(out_text, "{\"index\": 0, \"vector\": {", 24), "%.80s", out_text);
     assert_no_partial();
 }
+
+Test(cli, tokenize_static_models) {
+    static const char *models[] = {"tests/golden/static/fasttext.bin", "tests/golden/static/w2v.txt",
+                                   "tests/golden/static/st-static"};
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(run("tokenize -m %s --tokens -i tests/data/corpus/texts.jsonl", models[i]), 0, "%s: %s",
+                     models[i], err_text);
+        int lines = 0;
+        for (char *l = out_text; l && (l = strchr(l, '\n')); l++) lines++;
+        cr_assert_eq(lines, 10240, "%s", models[i]);
+        cr_assert(strstr(out_text, "\"oov\": "), "%s", models[i]);
+    }
+}

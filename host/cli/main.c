@@ -343,8 +343,10 @@ static int tokenize_static(emb_model *m, FILE *out, uint64_t idx, const char *te
         fprintf(out, ", \"tokens\": [");
         for (size_t k = 0; k < n; k++) {
             if (k) fprintf(out, ", ");
-            const char *t = emb_sv_is_word_format(m->sv) ? emb_sv_word(m->sv, (size_t)ids[k])
-                                                         : tok_id_to_token(m->tok, ids[k]);
+            const char *t;
+            if (!emb_sv_is_word_format(m->sv)) t = tok_id_to_token(m->tok, ids[k]);
+            else if ((size_t)ids[k] < m->sv->n_words) t = emb_sv_word(m->sv, (size_t)ids[k]);
+            else t = "<n-gram>";   /* a row of an unknown word's fastText character n-grams */
             json_string(out, t ? t : "");
         }
         fprintf(out, "]");
