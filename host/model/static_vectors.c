@@ -450,6 +450,11 @@ static emb_status load_fasttext_bin(const char *path, emb_static_vectors *sv, em
         goto done;
     }
     if (prune >= 0) { st = emb_fail(err, EMB_ERR_UNSUPPORTED, "%s: pruned (quantized) fastText models are not supported", path); goto done; }
+    if ((size_t)dsize > size / 10) {   /* an entry takes at least 10 bytes (NUL, count, type) */
+        st = emb_fail(err, EMB_ERR_FORMAT, "%s: the header says %d dictionary entries, more than the file's %zu bytes hold",
+                      path, dsize, size);
+        goto done;
+    }
     sv->dim = args[0];
     sv->bucket = (uint32_t)args[8];
     sv->minn = args[9];
