@@ -398,6 +398,7 @@ Test(static_errors, truncated_fasttext_bin) {
     char *bin = ts_read_file(golden("fasttext.bin"), &len);
     cr_assert(bin && len > 1000);
     expect_error("cut.bin", bin, len / 2, ": truncated in the input matrix", "bytes needed");
-    expect_error("cut2.bin", bin, 200, ": truncated in dictionary entry", "");
+    expect_error("cut2.bin", bin, 3000, ": truncated in dictionary entry", "");
+    expect_error("cut3.bin", bin, 200, ": the header says 292 dictionary entries", "bytes hold");
     free(bin);
 }
