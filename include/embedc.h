@@ -45,7 +45,8 @@ enum {
     EMB_POOL_MEAN = 1 << 2,
     EMB_POOL_MEAN_SQRT_LEN = 1 << 3,
     EMB_POOL_WEIGHTED_MEAN = 1 << 4,
-    EMB_POOL_LAST_TOKEN = 1 << 5
+    EMB_POOL_LAST_TOKEN = 1 << 5,
+    EMB_POOL_SUM = 1 << 6          /* static models only */
 };
 
 typedef struct emb_model emb_model;
@@ -59,6 +60,8 @@ typedef struct {
     int verbose;            /* notices on stderr */
     const char *devices;    /* GPUs to use: NULL or "all" (every visible one), "N" (the first N),
                                or a list "0,2,3"; one device worker each, data-parallel */
+    int lowercase;          /* word-vector models: 1 lowercase words before lookup, -1 never,
+                               0 auto (when the vocabulary has no uppercase letter) */
 } emb_model_options;
 
 #define EMB_MAX_DEVICES 64
@@ -66,7 +69,10 @@ typedef struct {
 emb_model_options emb_model_default_options(void);
 
 /* path: a model directory, or a repo id ("org/name") looked up in the
- * Hugging Face cache ($HF_HOME/hub or ~/.cache/huggingface/hub). */
+ * Hugging Face cache ($HF_HOME/hub or ~/.cache/huggingface/hub). Static
+ * models load through the same call: a word-vector file (word2vec binary or
+ * text, GloVe, fastText .vec), a model2vec directory or a sentence-transformers
+ * StaticEmbedding model. */
 emb_status emb_model_load(const char *path, const emb_model_options *opts,
                           emb_model **out, emb_error *err);
 void emb_model_free(emb_model *m);
@@ -104,6 +110,7 @@ typedef struct {
     double flops;               /* model FLOPs computed (matmuls + attention), for MFU */
     int devices;                /* device workers that took part */
     uint64_t device_tokens[EMB_MAX_DEVICES];   /* tokens computed by each worker */
+    uint64_t oov;               /* static models: words (model2vec: unknown tokens) dropped */
 } emb_encode_stats;
 
 /* Embeds n texts (lens[i] bytes each; lens may be NULL for NUL-terminated

@@ -123,6 +123,20 @@ cudaError_t emb_launch_finalize(float *out, const float *x, int rows, int in_dim
 cudaError_t emb_launch_to_f32(float *dst, const void *src, emb_kdtype dt, size_t n,
                               cudaStream_t stream);
 
+/* --- static_pool.cu -------------------------------------------------------
+ * Static tables: for each packed sequence s, the rows table[mapping ? mapping[id] : id]
+ * ([rows, dim] fp32) of its ids, scaled by weights[id] when given, pooled by
+ * max / mean / sum (modes: EMB_POOL_MAX 2, EMB_POOL_MEAN 4, EMB_POOL_SUM 64,
+ * concatenated in that order; an empty sequence gives zeros; groups, may be
+ * NULL: groups[t] = k > 1 makes ids t..t+k-1 one word, their rows averaged), the first out_dim
+ * columns kept and L2-normalized when asked. out: float [nseq, out_dim].
+ * Twin: emb_static_pool in host/cpu/static_backend.c. */
+cudaError_t emb_launch_static_pool(float *out, const float *table, int dim, const int32_t *ids,
+                                   const int32_t *groups, const int32_t *cu_seqlens, int nseq,
+                                   const int32_t *mapping,
+                                   const float *weights, int modes, int out_dim, int normalize,
+                                   cudaStream_t stream);
+
 #ifdef __cplusplus
 }
 #endif

@@ -258,3 +258,75 @@ Test(cli, similarity_table_cuts_text_on_character_boundaries) {
     }
     cr_assert_eq(chars, 60, "expected 60 characters, got %d", chars);
 }
+
+/* ---- static models and TF-IDF (tests/golden/static) ------------------------ */
+
+Test(cli, similar_words_and_analogy_print_word_score_lines) {
+    cr_assert_eq(run("similar-words -m tests/golden/static/w2v.txt -k 4 the"), 0, "%s", err_text);
+    int lines = 0;
+    for (char *l = out_text; l && *l; lines++) {
+        char w[128];
+        double s;
+        cr_assert_eq(sscanf(l, "%127s %lf", w, &s), 2, "bad line: %s", l);
+        cr_assert(s <= 1.0 && s >= -1.0);
+        cr_assert_str_neq(w, "the", "the query word itself is excluded");
+        l = strchr(l, '\n');
+        l = l ? l + 1 : NULL;
+    }
+    cr_assert_eq(lines, 4);
+    cr_assert_eq(run("analogy -m tests/golden/static/w2v.bin -k 2 the of and"), 0, "%s", err_text);
+    cr_assert(out_text && strchr(out_text, '\n') && strchr(strchr(out_text, '\n') + 1, '\n'));
+    cr_assert_neq(run("similar-words -m tests/golden/static/w2v.txt nosuchword"), 0);
+    cr_assert(strstr(err_text, "\"nosuchword\" is not in the vocabulary of tests/golden/static/w2v.txt"), "%s", err_text);
+}
+
+Test(cli, static_encode_counts_oov_and_names_malformed_lines) {
+    cr_assert_eq(run("encode -m tests/golden/static/glove.txt -i tests/data/corpus/texts.jsonl -o %s --pooling sum "
+                     "--summary-json %s", tpath("v.npy"), tpath("s.json")), 0, "%s", err_text);
+    cr_assert(strstr(err_text, "words out of vocabulary (dropped)"), "%s", err_text);
+    char *js = ts_read_file(tpath("s.json"), NULL);
+    cr_assert(js && strstr(js, "\"oov\": "), "%s", js ? js : "(none)");
+    free(js);
+    size_t rows, cols;
+    float *v = npy_load(tpath("v.npy"), &rows, &cols);
+    cr_assert(v && rows == 10240 && cols == 8);
+    free(v);
+    FILE *f = fopen(tpath("bad.txt"), "w");
+    fputs("2 3\nalpha 1 2 3\nbeta 1 2\n", f);
+    fclose(f);
+    cr_assert_neq(run("encode -m %s -i tests/data/corpus/texts.jsonl -o %s", tpath("bad.txt"), tpath("x.npy")), 0);
+    char want[4200];
+    snprintf(want, sizeof want, "%s:3: row of 2 values, expected 3", tpath("bad.txt"));
+    cr_assert(strstr(err_text, want), "%s", err_text);
+    cr_assert(!exists(tpath("x.npy")));
+    assert_no_partial();
+}
+
+Test(cli, fit_tfidf_then_sparse_npz_and_jsonl) {
+    cr_assert_eq(run("fit-tfidf -i tests/data/corpus/texts.jsonl -o %s --min-df 2", tpath("tf")), 0, "%s", err_text);
+    cr_assert(exists(tpath("tf/tfidf.json")));
+    cr_assert_eq(run("encode -m %s -i tests/data/corpus/texts.jsonl -o %s", tpath("tf"), tpath("rows.npz")), 0, "%s", err_text);
+    size_t n;
+    char *z = ts_read_file(tpath("rows.npz"), &n);
+    cr_assert(z && n > 22 && !memcmp(z, "PK\x03\x04", 4), "not a zip");
+    free(z);
+    cr_assert_eq(run("encode -m %s -i tests/data/corpus/texts.jsonl -o -", tpath("tf")), 0, "%s", err_text);
+    int lines = 0;
+    for (char *l = out_text; l && (l = strchr(l, '\n')); l++) lines++;
+    cr_assert_eq(lines, 10240);
+    cr_assert(!strncmp(out_text, "{\"index\": 0, \"vector\": {", 24), "%.80s", out_text);
+    assert_no_partial();
+}
+
+Test(cli, tokenize_static_models) {
+    static const char *models[] = {"tests/golden/static/fasttext.bin", "tests/golden/static/w2v.txt",
+                                   "tests/golden/static/st-static"};
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(run("tokenize -m %s --tokens -i tests/data/corpus/texts.jsonl", models[i]), 0, "%s: %s",
+                     models[i], err_text);
+        int lines = 0;
+        for (char *l = out_text; l && (l = strchr(l, '\n')); l++) lines++;
+        cr_assert_eq(lines, 10240, "%s", models[i]);
+        cr_assert(strstr(out_text, "\"oov\": "), "%s", models[i]);
+    }
+}

@@ -138,6 +138,7 @@ static char *make_manifest(const cli_opts *o, emb_model *m, const emb_job *job, 
     add(j, "max doc bytes", "%zu, %d", eng_max_doc_bytes(&o->eo), (int)o->eo.long_docs);
     add(j, "batch tokens", "%zu", o->batch_tokens);
     add(j, "window docs", "%zu", window_docs);
+    add(j, "lowercase", "%d", o->lowercase);
     add(j, "ranks", "%d", nranks);
     char *s = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);

@@ -17,6 +17,8 @@
 #include "engine.h"
 #include "error.h"
 #include "io.h"
+#include "cli_words.h"
+#include "tfidf.h"
 #include "cli.h"
 
 #define DEFAULT_MODEL "models/all-MiniLM-L6-v2"
@@ -37,6 +39,10 @@ static void usage(FILE *f) {
         "  info        describe a model: embedc info [MODEL]\n"
         "  similarity  embed the texts given as arguments and print their cosine similarities\n"
         "  bench       measure throughput on a corpus\n"
+        "  similar-words  nearest words of a word-vector model: --model FILE [-k 10] WORD\n"
+        "  analogy     words nearest to A - B + C: --model FILE [-k 10] A B C\n"
+        "  fit-tfidf   learn a TF-IDF / bag-of-words model: --input FILE --output DIR (see fit-tfidf --help);\n"
+        "              encode --model DIR then writes sparse rows (.npz scipy CSR, or JSONL)\n"
         "\n"
         "common options:\n"
         "  -m, --model DIR|ORG/NAME   model directory or Hugging Face cache repo id\n"
@@ -53,6 +59,9 @@ static void usage(FILE *f) {
         "      --normalize / --no-normalize   L2-normalize output (default: as the model says)\n"
         "      --truncate-dim N       keep the first N dimensions (Matryoshka), renormalized when normalizing\n"
         "      --pooling MODES        comma list of cls,mean,max,mean_sqrt_len_tokens,weightedmean,lasttoken\n"
+        "                             (static models: mean, max, sum)\n"
+        "      --lowercase / --no-lowercase   word vectors: lowercase words before lookup (default:\n"
+        "                             when the vocabulary has no uppercase letter)\n"
         "      --layer K              use the output of encoder layer K (negative counts from the end)\n"
         "      --device auto|cuda|cpu (default auto)\n"
         "      --dtype auto|f16|bf16  GPU precision (default: from the model)\n"
@@ -75,7 +84,7 @@ static int parse_pooling(const char *s, int *out) {
     static const struct { const char *name; int bit; } names[] = {
         {"cls", EMB_POOL_CLS}, {"max", EMB_POOL_MAX}, {"mean", EMB_POOL_MEAN},
         {"mean_sqrt_len_tokens", EMB_POOL_MEAN_SQRT_LEN}, {"mean_sqrt_len", EMB_POOL_MEAN_SQRT_LEN},
-        {"weightedmean", EMB_POOL_WEIGHTED_MEAN}, {"lasttoken", EMB_POOL_LAST_TOKEN}};
+        {"weightedmean", EMB_POOL_WEIGHTED_MEAN}, {"lasttoken", EMB_POOL_LAST_TOKEN}, {"sum", EMB_POOL_SUM}};
     int bits = 0;
     char *copy = strdup(s), *save = NULL;
     if (!copy) { fprintf(stderr, "embedc: out of memory\n"); return -1; }
@@ -123,7 +132,7 @@ static int parse_layer(const char *s, int *out) {
 
 enum { O_INFMT = 256, O_FIELD, O_BATCH, O_MAXLEN, O_PROMPT, O_PROMPT_NAME, O_NORM, O_NONORM,
        O_TRUNC, O_POOL, O_LAYER, O_DEVICE, O_DTYPE, O_THREADS, O_TOKENS, O_SUMMARY, O_FIXED, O_JOB, O_WINDOW, O_DEVICES,
-       O_MAXDOC, O_LONGDOCS, O_TOKENIZER };
+       O_MAXDOC, O_LONGDOCS, O_TOKENIZER, O_LOWER, O_NOLOWER };
 
 static int parse_opts(int argc, char **argv, cli_opts *o) {
     static const struct option longopts[] = {
@@ -140,6 +149,7 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
         {"job", required_argument, 0, O_JOB}, {"devices", required_argument, 0, O_DEVICES}, {"window-docs", required_argument, 0, O_WINDOW},
         {"max-doc-bytes", required_argument, 0, O_MAXDOC}, {"long-docs", required_argument, 0, O_LONGDOCS},
         {"tokenizer", required_argument, 0, O_TOKENIZER},
+        {"lowercase", no_argument, 0, O_LOWER}, {"no-lowercase", no_argument, 0, O_NOLOWER},
         {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     o->eo = emb_encode_default_options();
@@ -188,6 +198,8 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
             else { fprintf(stderr, "embedc: --long-docs %s: expected cut or error\n", optarg); return -1; }
             break;
         case O_TOKENIZER: o->tokenizer = optarg; break;
+        case O_LOWER: o->lowercase = 1; break;
+        case O_NOLOWER: o->lowercase = -1; break;
         default: usage(stderr); return -1;
         }
     }
@@ -201,6 +213,7 @@ emb_model *cli_load_model(const cli_opts *o, emb_error *err) {
     mo.batch_tokens = o->batch_tokens;
     mo.verbose = !o->quiet;
     mo.devices = o->devices;
+    mo.lowercase = o->lowercase;
     if (o->device) {
         if (!strcmp(o->device, "cpu")) mo.device = EMB_DEVICE_CPU;
         else if (!strcmp(o->device, "cuda") || !strcmp(o->device, "gpu")) mo.device = EMB_DEVICE_CUDA;
@@ -277,10 +290,11 @@ static int write_summary_json(const char *path, const emb_encode_stats *s, doubl
                 "{\"documents\": %llu, \"tokens\": %llu, \"truncated\": %llu, \"invalid_utf8\": %llu, "
                 "\"cut\": %llu, \"empty\": %llu, "
                 "\"seconds\": %.6f, \"tokens_per_second\": %.1f, \"documents_per_second\": %.1f, "
-                "\"dim\": %d, \"backend\": \"%s\", \"devices\": %d, \"device_tokens\": [",
+                "\"dim\": %d, \"backend\": \"%s\", \"oov\": %llu, \"devices\": %d, \"device_tokens\": [",
                 (unsigned long long)s->documents, (unsigned long long)s->tokens, (unsigned long long)s->truncated,
                 (unsigned long long)s->invalid_utf8, (unsigned long long)s->cut, (unsigned long long)s->empty, secs, secs > 0 ? s->tokens / secs : 0.0,
-                secs > 0 ? s->documents / secs : 0.0, dim, m->be->name, s->devices);
+                secs > 0 ? s->documents / secs : 0.0, dim, m->be->name,
+                (unsigned long long)s->oov, s->devices);
         for (int k = 0; k < s->devices && k < EMB_MAX_DEVICES; k++)
             fprintf(io_out_stream(out), "%s%llu", k ? ", " : "", (unsigned long long)s->device_tokens[k]);
         fprintf(io_out_stream(out), "]}\n");
@@ -308,6 +322,8 @@ int cli_open_input(const cli_opts *o, io_reader **r, emb_error *err) {
 }
 
 static int cmd_encode(const cli_opts *o) {
+    if (emb_tfidf_detect(o->model))
+        return cli_encode_tfidf(o->model, o->input, o->input_format, o->field, o->output, o->format, o->quiet);
     if (o->job) return cli_encode_job(o);
     emb_error err = {0};
     io_out_format fmt;
@@ -344,6 +360,9 @@ static int cmd_encode(const cli_opts *o) {
                 secs > 0 ? stats.tokens / secs : 0.0, secs > 0 ? stats.documents / secs : 0.0,
                 (unsigned long long)stats.truncated, (unsigned long long)stats.invalid_utf8,
                 (unsigned long long)stats.cut, (unsigned long long)stats.empty, m->be->name, dim);
+    if (!o->quiet && m->sv && m->sv->format != SV_ST_STATIC)
+        fprintf(stderr, "embedc: %llu %s out of vocabulary (dropped)\n", (unsigned long long)stats.oov,
+                emb_sv_is_word_format(m->sv) ? "words" : "unknown tokens");
     if (o->summary_json && write_summary_json(o->summary_json, &stats, secs, m, dim)) goto done;
     rc = 0;
     goto done;
@@ -364,6 +383,39 @@ static void json_string(FILE *f, const char *s) {
         else fputc(*p, f);
     }
     fputc('"', f);
+}
+
+/* Static models: the ids (rows of a word table, or token ids) the pipeline pools. */
+static int tokenize_static(emb_model *m, FILE *out, uint64_t idx, const char *text, size_t len,
+                           tok_encoding *enc, int strings, emb_error *err) {
+    int32_t *ids = malloc((size_t)m->max_length * sizeof *ids);
+    size_t n = 0;
+    uint64_t oov = 0;
+    int inv, tr;
+    if (!ids) { emb_fail(err, EMB_ERR_NOMEM, "out of memory"); return -1; }
+    if (eng_static_tokenize(m, text, len, enc, ids, NULL, (size_t)m->max_length, &n, &oov, &inv, &tr, err) != EMB_OK) {
+        emb_fail_prefix(err, "document %llu", (unsigned long long)idx);
+        free(ids);
+        return -1;
+    }
+    fprintf(out, "{\"index\": %llu, \"ids\": [", (unsigned long long)idx);
+    for (size_t k = 0; k < n; k++) fprintf(out, "%s%d", k ? ", " : "", ids[k]);
+    fprintf(out, "]");
+    if (strings) {
+        fprintf(out, ", \"tokens\": [");
+        for (size_t k = 0; k < n; k++) {
+            if (k) fprintf(out, ", ");
+            const char *t;
+            if (!emb_sv_is_word_format(m->sv)) t = tok_id_to_token(m->tok, ids[k]);
+            else if ((size_t)ids[k] < m->sv->n_words) t = emb_sv_word(m->sv, (size_t)ids[k]);
+            else t = "<n-gram>";   /* a row of an unknown word's fastText character n-grams */
+            json_string(out, t ? t : "");
+        }
+        fprintf(out, "]");
+    }
+    fprintf(out, ", \"oov\": %llu%s}\n", (unsigned long long)oov, tr ? ", \"truncated\": true" : "");
+    free(ids);
+    return 0;
 }
 
 static int cmd_tokenize(const cli_opts *o) {
@@ -395,6 +447,10 @@ static int cmd_tokenize(const cli_opts *o) {
     uint64_t idx = 0;
     while ((got = io_reader_next(r, &text, &len, &err)) == 1) {
         int inv, tr;
+        if (m->sv) {
+            if (tokenize_static(m, out, idx++, text, len, &enc, o->tokens, &err)) goto fail;
+            continue;
+        }
         if (eng_doc_limit(m, max_doc, o->eo.long_docs == EMB_LONG_DOCS_ERROR, text, &len, idx, &err) < 0) goto fail;
         if (eng_tokenize(m, &p, text, len, &enc, &inv, &tr, &err) != EMB_OK) {
             emb_fail_prefix(&err, "document %llu", (unsigned long long)idx);
@@ -434,6 +490,7 @@ static int cmd_info(const cli_opts *o, int argc, char **argv) {
     cli_opts co = *o;
     co.device = co.device ? co.device : "cpu";
     if (optind < argc) co.model = argv[optind];
+    if (emb_tfidf_detect(co.model)) return cli_info_tfidf(co.model);
     emb_error err = {0};
     emb_model *m = cli_load_model(&co, &err);
     if (!m) { fprintf(stderr, "embedc: error: %s\n", err.message); return 1; }
@@ -762,6 +819,9 @@ int main(int argc, char **argv) {
         return finish_output(0);
     }
     const char *cmd = argv[1];
+    if (!strcmp(cmd, "similar-words")) return cli_similar_words(argc - 1, argv + 1);
+    if (!strcmp(cmd, "analogy")) return cli_analogy(argc - 1, argv + 1);
+    if (!strcmp(cmd, "fit-tfidf")) return cli_fit_tfidf(argc - 1, argv + 1);
     cli_opts o;
     if (parse_opts(argc - 1, argv + 1, &o)) return 2;
     /* getopt ran over argv + 1: positional arguments start at optind there. */

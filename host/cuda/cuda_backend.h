@@ -1,12 +1,19 @@
 /*
  * CUDA backend extras beyond the backend table (host/backend.h): a cheap
- * "is there a GPU we can run on" probe for --device auto and tools.
+ * "is there a GPU we can run on" probe for --device auto and tools, and the
+ * static-model (gather-and-pool) backend.
  */
 #ifndef EMBEDC_HOST_CUDA_BACKEND_H
 #define EMBEDC_HOST_CUDA_BACKEND_H
 
 #include <stddef.h>
 #include "embedc.h"
+
+struct emb_backend;
+struct emb_static_vectors;
+/* The static-model backend (host/cuda/static_cuda.c): sv must outlive it. */
+emb_status emb_cuda_static_backend_create(const struct emb_static_vectors *sv, int device,
+                                          struct emb_backend **out, emb_error *err);
 
 /* EMB_OK when `device` exists and is sm_80 or newer; otherwise fills why. */
 emb_status emb_cuda_device_usable(int device, char *why, size_t why_len);

@@ -21,6 +21,7 @@
 #include <utf8proc.h>
 
 #include "error.h"
+#include "static_backend.h"
 #ifdef EMBEDC_HAVE_CUDA_BACKEND
 #include "cuda_backend.h"
 #endif
@@ -30,6 +31,8 @@
 #define ENG_DEFAULT_WINDOW_DOCS 4096
 #define ENG_WINDOW_TOKEN_CAP ((size_t)1 << 21)
 #define ENG_WINDOW_BYTE_CAP ((size_t)64 << 20)   /* document bytes held per window */
+/* Static models without a truncation of their own: words (tokens) kept per document. */
+#define ENG_STATIC_MAX_LENGTH 4096
 
 emb_model_options emb_model_default_options(void) {
     emb_model_options o = {0};
@@ -152,6 +155,52 @@ static emb_status create_backend(emb_model *m, emb_error *err) {
     return st;
 }
 
+/* Static tables take the engine's path with a gather-and-pool backend; mf
+ * carries only what the engine reads (dir, width, pooling, normalize). */
+static emb_status load_static(emb_model *m, const char *path, emb_error *err) {
+    emb_status st = emb_sv_load(path, &m->sv, err);
+    if (st != EMB_OK) return st;
+    emb_static_vectors *sv = m->sv;
+    m->mf.dir = strdup(sv->path);
+    if (!m->mf.dir) return emb_fail(err, EMB_ERR_NOMEM, "out of memory");
+    m->mf.cfg.hidden = sv->dim;
+    m->mf.cfg.layers = 1;
+    m->mf.cfg.vocab_size = (int)sv->n_ids;
+    m->mf.st.pooling_modes = EMB_POOL_MEAN;
+    m->mf.st.normalize = sv->normalize;
+    m->mf.st.include_prompt = 1;
+    if (emb_sv_is_word_format(sv)) {
+        m->sv_lowercase = m->opts.lowercase > 0 || (m->opts.lowercase == 0 && !sv->has_upper);
+        m->max_length = m->opts.max_length > 0 ? m->opts.max_length : ENG_STATIC_MAX_LENGTH;
+    } else {
+        char tokpath[4200];
+        snprintf(tokpath, sizeof tokpath, "%s/tokenizer.json", sv->path);
+        tok_error terr;
+        if (tok_load_file(tokpath, &m->tok, &terr) != 0)
+            return emb_fail(err, EMB_ERR_FORMAT, "%s", terr.message);
+        if (tok_vocab_size(m->tok) > sv->n_ids)
+            return emb_fail(err, EMB_ERR_FORMAT, "%s: the tokenizer has %zu ids but the embedding table "
+                            "answers %zu", tokpath, tok_vocab_size(m->tok), sv->n_ids);
+        if (sv->format == SV_MODEL2VEC) {
+            m->sv_truncate = m->opts.max_length > 0 ? m->opts.max_length : sv->max_length;
+            m->sv_median_token_len = eng_median_token_length(m->tok);
+        }
+        m->max_length = m->sv_truncate > 0 ? m->sv_truncate
+                        : m->opts.max_length > 0 ? m->opts.max_length : ENG_STATIC_MAX_LENGTH;
+    }
+    m->mf.cfg.max_position = m->max_length;
+    m->cls_id = -1;
+    /* The gather is memory-bound and cheap next to tokenizing: the GPU only
+     * when asked for (--device cuda), the CPU for auto. */
+#ifdef EMBEDC_HAVE_CUDA_BACKEND
+    if (m->opts.device == EMB_DEVICE_CUDA) return emb_cuda_static_backend_create(sv, 0, &m->be, err);
+#else
+    if (m->opts.device == EMB_DEVICE_CUDA)
+        return emb_fail(err, EMB_ERR_UNSUPPORTED, "--device cuda: this build of embedc has no CUDA backend");
+#endif
+    return emb_static_backend_create(sv, m->opts.threads, &m->be, err);
+}
+
 emb_status emb_model_load(const char *path, const emb_model_options *opts, emb_model **out,
                           emb_error *err) {
     if (!path || !out) return emb_fail(err, EMB_ERR_INVALID_ARG, "emb_model_load: NULL argument");
@@ -161,8 +210,22 @@ emb_status emb_model_load(const char *path, const emb_model_options *opts, emb_m
     m->opts = opts ? *opts : emb_model_default_options();
 
     char *dir = NULL;
-    emb_status st = emb_mf_resolve(path, &dir, err);
+    emb_status st;
+    if (emb_sv_detect(path)) {
+        st = load_static(m, path, err);
+        if (st != EMB_OK) goto fail;
+        *out = m;
+        return EMB_OK;
+    }
+    st = emb_mf_resolve(path, &dir, err);
     if (st != EMB_OK) goto fail;
+    if (emb_sv_detect(dir)) {
+        st = load_static(m, dir, err);
+        free(dir);
+        if (st != EMB_OK) goto fail;
+        *out = m;
+        return EMB_OK;
+    }
     st = emb_mf_load(dir, &m->mf, err);
     free(dir);
     if (st != EMB_OK) goto fail;
@@ -197,8 +260,10 @@ emb_status eng_load_tokenizer_model(const char *tokenizer_json, const char *mode
     char *dir = NULL, *path = NULL;
     emb_status st = EMB_OK;
     if (!tokenizer_json) {
-        st = emb_mf_resolve(model_path, &dir, err);
-        if (st != EMB_OK) return st;
+        /* Not a directory (a word-vector file, a missing path): the caller's
+         * full load handles it, or says what is wrong. */
+        emb_error ignored = {0};
+        if (emb_mf_resolve(model_path, &dir, &ignored) != EMB_OK) return EMB_OK;
         size_t n = strlen(dir) + 32;
         path = malloc(n);
         if (!path) { free(dir); return emb_fail(err, EMB_ERR_NOMEM, "out of memory"); }
@@ -234,6 +299,7 @@ void emb_model_free(emb_model *m) {
     for (int i = 0; i < m->nworkers; i++) m->workers[i]->destroy(m->workers[i]);
     if (m->tok) tok_free(m->tok);
     emb_mf_free(&m->mf);
+    emb_sv_free(m->sv);
     free(m);
 }
 
@@ -253,8 +319,12 @@ emb_status eng_make_job(const emb_model *m, const emb_encode_options *opts, emb_
     const emb_st_config *st = &m->mf.st;
     memset(job, 0, sizeof *job);
     job->pooling_modes = opts->pooling ? opts->pooling : st->pooling_modes;
-    if (job->pooling_modes & ~0x3f)
+    if (job->pooling_modes & ~0x7f)
         return emb_fail(err, EMB_ERR_INVALID_ARG, "unknown pooling mode bits 0x%x", opts->pooling);
+    if (m->sv && (job->pooling_modes & ~(EMB_POOL_MEAN | EMB_POOL_MAX | EMB_POOL_SUM)))
+        return emb_fail(err, EMB_ERR_INVALID_ARG, "--pooling: static models pool by mean, max or sum");
+    if (!m->sv && (job->pooling_modes & EMB_POOL_SUM))
+        return emb_fail(err, EMB_ERR_INVALID_ARG, "--pooling sum is for static models only");
     job->layer = encoder_layers(m, opts->layer);
     if (job->layer < 1 || job->layer > m->mf.cfg.layers)
         return emb_fail(err, EMB_ERR_INVALID_ARG,
@@ -320,6 +390,12 @@ emb_status eng_resolve_prompt(emb_model *m, const emb_encode_options *opts, eng_
     p->prompt = NULL;
     p->owned = NULL;
     p->skip = 0;
+    if (m->sv) {
+        if (opts->prompt || opts->prompt_name)
+            return emb_fail(err, EMB_ERR_INVALID_ARG, "static models (%s) take no prompt",
+                            emb_sv_format_name(m->sv->format));
+        return EMB_OK;
+    }
     const char *name = opts->prompt_name;
     if (opts->prompt) {
         p->prompt = opts->prompt;
@@ -374,7 +450,7 @@ emb_status eng_resolve_prompt(emb_model *m, const emb_encode_options *opts, eng_
 }
 
 /* Python str.lower() per code point, for models with do_lower_case. */
-static char *lowercase_utf8(const char *s, size_t len, size_t *out_len) {
+char *eng_lowercase_utf8(const char *s, size_t len, size_t *out_len) {
     char *out = malloc(len * 2 + 4);   /* lowercase never more than doubles UTF-8 length */
     if (!out) return NULL;
     size_t o = 0, i = 0;
@@ -392,6 +468,9 @@ static char *lowercase_utf8(const char *s, size_t len, size_t *out_len) {
 
 emb_status eng_tokenize(emb_model *m, const eng_prompt *p, const char *text, size_t len,
                         tok_encoding *enc, int *invalid_utf8, int *truncated, emb_error *err) {
+    if (m->sv)
+        return emb_fail(err, EMB_ERR_UNSUPPORTED, "static models (%s) are tokenized inside the pipeline only",
+                        emb_sv_format_name(m->sv->format));
     char *fixed = NULL, *lower = NULL, *joined = NULL;
     size_t fixed_len = 0;
     emb_status st = EMB_OK;
@@ -411,7 +490,7 @@ emb_status eng_tokenize(emb_model *m, const eng_prompt *p, const char *text, siz
         slen += pl;
     }
     if (m->mf.st.do_lower_case) {
-        lower = lowercase_utf8(s, slen, &slen);
+        lower = eng_lowercase_utf8(s, slen, &slen);
         if (!lower) { st = emb_fail(err, EMB_ERR_NOMEM, "out of memory"); goto done; }
         s = lower;
     }
@@ -437,7 +516,7 @@ typedef struct {
     int32_t *len;              /* tokens per document */
     char **text;               /* copies of the documents' bytes */
     size_t *text_len;
-    uint64_t tokens, truncated, invalid_utf8, cut, empty;
+    uint64_t tokens, truncated, invalid_utf8, cut, empty, oov;
     int eof;                   /* the reader is exhausted after this window */
     emb_status st;
     emb_error err;
@@ -508,10 +587,10 @@ static void fill_window(eng_pipe *p, eng_window *w) {
 static void tokenize_window(eng_pipe *p, eng_window *w) {
     emb_model *m = p->m;
     size_t maxlen = (size_t)m->max_length;
-    uint64_t tokens = 0, truncated = 0, bad = 0, empty = 0;
+    uint64_t tokens = 0, truncated = 0, bad = 0, empty = 0, oov = 0;
     int failed = 0;
     long n = (long)w->n;
-#pragma omp parallel reduction(+ : tokens, truncated, bad, empty)
+#pragma omp parallel reduction(+ : tokens, truncated, bad, empty, oov)
     {
         tok_encoding enc;
         tok_encoding_init(&enc);
@@ -520,7 +599,25 @@ static void tokenize_window(eng_pipe *p, eng_window *w) {
         for (long i = 0; i < n; i++) {
             int inv = 0, tr = 0;
             if (failed) continue;
-            if (eng_tokenize(m, &p->prompt, w->text[i], w->text_len[i], &enc, &inv, &tr, &lerr) != EMB_OK) {
+            emb_status tst;
+            if (m->sv) {
+                size_t got = 0;
+                uint64_t doc_oov = 0;
+                tst = eng_static_tokenize(m, w->text[i], w->text_len[i], &enc, w->ids + (size_t)i * maxlen,
+                                          w->types + (size_t)i * maxlen, maxlen, &got, &doc_oov, &inv, &tr,
+                                          &lerr);
+                if (tst == EMB_OK) {
+                    w->len[i] = (int32_t)got;
+                    tokens += got;
+                    truncated += (uint64_t)tr;
+                    bad += (uint64_t)inv;
+                    oov += doc_oov;
+                    continue;
+                }
+            } else {
+                tst = eng_tokenize(m, &p->prompt, w->text[i], w->text_len[i], &enc, &inv, &tr, &lerr);
+            }
+            if (tst != EMB_OK) {
 #pragma omp critical(eng_tok_fail)
                 {
                     if (!failed) {
@@ -550,6 +647,7 @@ static void tokenize_window(eng_pipe *p, eng_window *w) {
     w->truncated = truncated;
     w->invalid_utf8 = bad;
     w->empty = empty;
+    w->oov = oov;
 }
 
 static void *producer(void *arg) {
@@ -630,7 +728,7 @@ static emb_status encode_window(eng_pipe *p, eng_window *w, const emb_job *job,
             memcpy(s->ids + total, w->ids + (size_t)d * maxlen, l * sizeof *s->ids);
             memcpy(s->types + total, w->types + (size_t)d * maxlen, l * sizeof *s->types);
             s->skip[nseq] = p->prompt.skip;
-            *flops += seq_flops(&m->mf.cfg, job->layer, (double)l);
+            if (!m->sv) *flops += seq_flops(&m->mf.cfg, job->layer, (double)l);
             total += l;
             if ((int)l > max_seqlen) max_seqlen = (int)l;
             nseq++;
@@ -863,6 +961,7 @@ emb_status eng_run(emb_model *m, const emb_encode_options *opts, const eng_run_o
             tot.invalid_utf8 += w->invalid_utf8;
             tot.cut += w->cut;
             tot.empty += w->empty;
+            tot.oov += w->oov;
         }
         pthread_mutex_lock(&p.mu);
         p.ready[k] = 0;
@@ -963,6 +1062,24 @@ char *emb_model_describe(const emb_model *m) {
     char pools[128];
 #define ADD(...) k += (size_t)snprintf(s + k, k < cap ? cap - k : 0, __VA_ARGS__)
     ADD("model:           %s\n", m->mf.dir);
+    if (m->sv) {
+        const emb_static_vectors *sv = m->sv;
+        ADD("format:          %s (static)\n", emb_sv_format_name(sv->format));
+        ADD("table:           %zu rows x %d%s%s\n", sv->rows, sv->dim, sv->mapping ? ", token mapping" : "",
+            sv->weights ? ", token weights" : "");
+        if (emb_sv_is_word_format(sv))
+            ADD("vocabulary:      %zu words%s%s\n", sv->n_words, m->sv_lowercase ? " (lookups lowercased)" : "",
+                sv->format == SV_FASTTEXT_BIN && sv->maxn > 0 ? ", unknown words from character n-grams" : "");
+        else
+            ADD("vocabulary:      %zu token ids (tokenizer %zu)\n", sv->n_ids, tok_vocab_size(m->tok));
+        ADD("max length:      %d %s\n", m->max_length, emb_sv_is_word_format(sv) ? "words" : "tokens");
+        ADD("pooling:         mean\n");
+        ADD("normalize:       %s\n", st->normalize ? "yes" : "no");
+        ADD("output dim:      %d\n", sv->dim);
+        ADD("backend:         %s\n", m->be ? m->be->name : "none");
+        if (k >= cap) s[cap - 1] = 0;
+        return s;
+    }
     ADD("architecture:    %s encoder, %d layers, hidden %d, %d heads x %d, FFN %d\n", c->model_type,
         c->layers, c->hidden, c->heads, c->head_dim, c->intermediate);
     ADD("vocabulary:      %d (tokenizer %zu)\n", c->vocab_size, tok_vocab_size(m->tok));

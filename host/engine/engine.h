@@ -14,6 +14,7 @@
 #include "backend.h"
 #include "model_files.h"
 #include "tokenizer.h"
+#include "static_vectors.h"
 
 struct emb_model {
     emb_model_files mf;
@@ -25,6 +26,12 @@ struct emb_model {
     emb_model_options opts;
     int max_length;            /* tokens, specials included */
     int cls_id;                /* for describe() */
+    /* Static models (word vectors, model2vec, StaticEmbedding); NULL for
+     * transformers. mf then only carries dir, hidden = dim and pooling. */
+    emb_static_vectors *sv;
+    int sv_lowercase;          /* word formats: lowercase before lookup */
+    int sv_truncate;           /* model2vec max_length in tokens (0 = none) */
+    int sv_median_token_len;   /* model2vec: characters kept = sv_truncate x this */
 };
 
 /* Reader: fills one document. Returns 1 with a document, 0 at the end, -1 on
@@ -109,6 +116,22 @@ emb_status eng_resolve_prompt(emb_model *m, const emb_encode_options *opts, eng_
                               emb_error *err);
 emb_status eng_tokenize(emb_model *m, const eng_prompt *p, const char *text, size_t len,
                         tok_encoding *enc, int *invalid_utf8, int *truncated, emb_error *err);
+
+/* Static models: one document's ids (rows of a word table, or token ids)
+ * into ids[0..cap), see static_text.c for the word splitter. *oov counts
+ * words (or model2vec unknown tokens) dropped. groups (may be NULL) gets,
+ * per id, the number of consecutive ids that make up its word (1, or k for
+ * the k n-gram rows of a word fastText builds from subwords); the engine
+ * hands it to the backend as the batch's type_ids. */
+emb_status eng_static_tokenize(const emb_model *m, const char *text, size_t len, tok_encoding *scratch,
+                               int32_t *ids, int32_t *groups, size_t cap, size_t *n_out, uint64_t *oov,
+                               int *invalid_utf8, int *truncated, emb_error *err);
+/* The word splitter alone: calls fn for each word; returns the count. */
+typedef void (*eng_word_fn)(void *ud, const char *word, size_t len);
+size_t eng_split_words(const char *s, size_t len, eng_word_fn fn, void *ud);
+int eng_median_token_length(const tok_tokenizer *tok);
+/* Python str.lower() per code point (caller frees). */
+char *eng_lowercase_utf8(const char *s, size_t len, size_t *out_len);
 
 /* Fills the backend job for these options. */
 emb_status eng_make_job(const emb_model *m, const emb_encode_options *opts, emb_job *job,

@@ -13,6 +13,16 @@ char *ts_src_path(const char *rel) {
     return p;
 }
 
+const char *ts_src(const char *rel) {
+    static char ring[8][4096];
+    static int k;
+    char *p = ts_src_path(rel);
+    k = (k + 1) % 8;
+    snprintf(ring[k], sizeof ring[k], "%s", p ? p : "");
+    free(p);
+    return ring[k];
+}
+
 const char *ts_default_model(void) {
     static char path[4096];
     const char *env = getenv("EMBEDC_TEST_MODEL");

@@ -8,6 +8,8 @@
 /* Absolute path of a file in the source tree (static buffer per call site is
  * not needed: result is malloc'ed, caller frees). */
 char *ts_src_path(const char *rel);
+/* The same without a free: the result lives in one of 8 static buffers used in turn. */
+const char *ts_src(const char *rel);
 /* Directory of the default model (models/all-MiniLM-L6-v2), or NULL if it
  * has not been fetched (tools/fetch-model). */
 const char *ts_default_model(void);
