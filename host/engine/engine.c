@@ -270,6 +270,8 @@ emb_status eng_load_tokenizer_model(const char *tokenizer_json, const char *mode
         snprintf(path, n, "%s/config.json", dir);
         struct stat sb;
         int has_config = lstat(path, &sb) == 0;
+        snprintf(path, n, "%s/modules.json", dir);   /* a sentence-transformers model (StaticEmbedding) */
+        has_config = has_config || lstat(path, &sb) == 0;
         snprintf(path, n, "%s/tokenizer.json", dir);
         if (has_config || lstat(path, &sb) != 0) {   /* a model directory: the caller loads it whole */
             free(dir);
