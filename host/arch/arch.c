@@ -131,6 +131,40 @@ emb_status arch_bind_linear(const emb_weights *w, const char *name, int64_t d0, 
     return emb_weights_bind(w, n, 1, d0, 0, bt, err);
 }
 
+emb_status arch_split_heads(emb_recipe *r, const char *hidden_key, const char *heads_key, emb_error *err) {
+    if (r->hidden % r->heads != 0)
+        return emb_fail(err, EMB_ERR_FORMAT, "config.json: %s %d is not divisible by %s %d", hidden_key, r->hidden,
+                        heads_key, r->heads);
+    r->head_dim = r->hidden / r->heads;
+    r->kv_heads = r->heads;
+    r->scale = 1.0f / sqrtf((float)r->head_dim);
+    return EMB_OK;
+}
+
+emb_status arch_bind_post_layers(const emb_weights *w, const char *layer_prefix, const arch_post_names *nm,
+                                 float eps, const char *count_field, emb_recipe *r, emb_error *err) {
+    emb_status s = arch_alloc_layers(r, err);
+    if (s) return s;
+    const int64_t H = r->hidden, I = r->intermediate;
+    for (int l = 0; l < r->layers; l++) {
+        emb_recipe_layer *L = &r->layer[l];
+        char n[256];
+        L->window_left = L->window_right = EMB_WINDOW_NONE;
+#define LIN(name, d0, d1, wt, bt) \
+    (snprintf(n, sizeof n, "%s%d.%s", layer_prefix, l, name), arch_bind_linear(w, n, d0, d1, 1, wt, bt, err))
+#define NORM(name, dst) \
+    (snprintf(n, sizeof n, "%s%d.%s", layer_prefix, l, name), arch_bind_norm(w, n, EMB_NORM_LAYER, 1, eps, H, dst, err))
+        if ((s = LIN(nm->q, H, H, &L->wq, &L->bq)) || (s = LIN(nm->k, H, H, &L->wk, &L->bk)) ||
+            (s = LIN(nm->v, H, H, &L->wv, &L->bv)) || (s = LIN(nm->o, H, H, &L->wo, &L->bo)) ||
+            (s = NORM(nm->attn_norm, &L->attn_norm)) || (s = LIN(nm->up, I, H, &L->w_up, &L->b_up)) ||
+            (s = LIN(nm->down, H, I, &L->w_down, &L->b_down)) || (s = NORM(nm->mlp_norm, &L->mlp_norm)))
+            return s;
+#undef LIN
+#undef NORM
+    }
+    return emb_weights_check_layers(w, layer_prefix, r->layers, count_field, err);
+}
+
 /* ---- build -------------------------------------------------------------- */
 
 /* Every tensor the recipe points at, for the one-dtype rule. */

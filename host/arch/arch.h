@@ -61,4 +61,18 @@ emb_status arch_bind_linear(const emb_weights *w, const char *name, int64_t d0, 
 
 const char *arch_act_name(emb_act a);
 
+/* heads must divide hidden (messages name the two config keys); sets
+ * head_dim, kv_heads = heads and scale = 1/sqrt(head_dim). */
+emb_status arch_split_heads(emb_recipe *r, const char *hidden_key, const char *heads_key, emb_error *err);
+
+/* BERT's post-norm layer under a family's names: biased Q, K, V, O, a
+ * LayerNorm after attention, a plain biased FFN and a LayerNorm. Binds
+ * layer_prefix + "<l>." + each name for every layer, then refuses tensors
+ * of layers beyond count_field. */
+typedef struct {
+    const char *q, *k, *v, *o, *attn_norm, *up, *down, *mlp_norm;
+} arch_post_names;
+emb_status arch_bind_post_layers(const emb_weights *w, const char *layer_prefix, const arch_post_names *n,
+                                 float eps, const char *count_field, emb_recipe *r, emb_error *err);
+
 #endif

@@ -7,7 +7,6 @@
  * padding_idx + 1 more rows than the longest sequence.
  * Tensor names are BertModel's, with or without a "bert."/"roberta." prefix.
  */
-#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -53,13 +52,7 @@ emb_status emb_arch_bert(const cJSON *j, emb_weights *w, emb_recipe *r, emb_erro
     int type_vocab = 2;
     if ((s = arch_opt_int(j, "type_vocab_size", 0, ARCH_MAX_TYPE_VOCAB, &type_vocab, err))) return s;
     if ((s = arch_pad_id(j, roberta_like ? 1 : 0, &r->pad_token_id, err))) return s;
-    if (r->hidden % r->heads != 0)
-        return emb_fail(err, EMB_ERR_FORMAT,
-                        "config.json: hidden_size %d is not divisible by num_attention_heads %d", r->hidden,
-                        r->heads);
-    r->head_dim = r->hidden / r->heads;
-    r->kv_heads = r->heads;
-    r->scale = 1.0f / sqrtf((float)r->head_dim);
+    if ((s = arch_split_heads(r, "hidden_size", "num_attention_heads", err))) return s;
     float eps = 1e-12f;
     if ((s = arch_opt_float(j, "layer_norm_eps", 0, 1, &eps, err))) return s;
     const char *act = "gelu";
@@ -82,7 +75,7 @@ emb_status emb_arch_bert(const cJSON *j, emb_weights *w, emb_recipe *r, emb_erro
     r->place = EMB_PLACE_POST;
 
     if ((s = pick_prefix(w, err))) return s;
-    const int64_t H = r->hidden, I = r->intermediate;
+    const int64_t H = r->hidden;
     if ((s = emb_weights_bind(w, "embeddings.word_embeddings.weight", 2, r->vocab_size, H, &r->emb.word, err)) ||
         (s = emb_weights_bind(w, "embeddings.position_embeddings.weight", 2, max_pos, H, &r->emb.position,
                               err)))
@@ -95,27 +88,8 @@ emb_status emb_arch_bert(const cJSON *j, emb_weights *w, emb_recipe *r, emb_erro
     }
     if ((s = arch_bind_norm(w, "embeddings.LayerNorm", EMB_NORM_LAYER, 1, eps, H, &r->emb.norm, err))) return s;
 
-    if ((s = arch_alloc_layers(r, err))) return s;
-    for (int l = 0; l < r->layers; l++) {
-        emb_recipe_layer *L = &r->layer[l];
-        char p[96], n[160];
-        snprintf(p, sizeof p, "encoder.layer.%d.", l);
-        L->window_left = L->window_right = EMB_WINDOW_NONE;
-#define LIN(suffix, d0, d1, wt, bt) \
-    (snprintf(n, sizeof n, "%s%s", p, suffix), arch_bind_linear(w, n, d0, d1, 1, wt, bt, err))
-#define NORM(suffix, dst) \
-    (snprintf(n, sizeof n, "%s%s", p, suffix), arch_bind_norm(w, n, EMB_NORM_LAYER, 1, eps, H, dst, err))
-        if ((s = LIN("attention.self.query", H, H, &L->wq, &L->bq)) ||
-            (s = LIN("attention.self.key", H, H, &L->wk, &L->bk)) ||
-            (s = LIN("attention.self.value", H, H, &L->wv, &L->bv)) ||
-            (s = LIN("attention.output.dense", H, H, &L->wo, &L->bo)) ||
-            (s = NORM("attention.output.LayerNorm", &L->attn_norm)) ||
-            (s = LIN("intermediate.dense", I, H, &L->w_up, &L->b_up)) ||
-            (s = LIN("output.dense", H, I, &L->w_down, &L->b_down)) ||
-            (s = NORM("output.LayerNorm", &L->mlp_norm)))
-            return s;
-#undef LIN
-#undef NORM
-    }
-    return emb_weights_check_layers(w, "encoder.layer.", r->layers, "num_hidden_layers", err);
+    static const arch_post_names names = {
+        "attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
+        "attention.output.LayerNorm", "intermediate.dense", "output.dense", "output.LayerNorm"};
+    return arch_bind_post_layers(w, "encoder.layer.", &names, eps, "num_hidden_layers", r, err);
 }
