@@ -226,21 +226,35 @@ Test(families, info_describes_the_recipe) {
     free(s);
 }
 
-/* A DistilBERT checkpoint with sinusoidal_pos_embds and no stored position
- * table gets transformers' sinusoids computed: the golden model's table is
- * those sinusoids rounded to bf16, so the vectors stay close (not equal). */
-Test(families, distilbert_computed_sinusoids) {
-    char *src = model_dir("distilbert");
+/* A copy of golden model `name` in a fresh directory (symlinks resolved). */
+static char *copy_model(const char *name) {
+    char *src = model_dir(name);
     char *dir = ts_tmpdir();
     char cmd[8192];
+    snprintf(cmd, sizeof cmd, "cp -rL '%s'/. '%s'/", src, dir);
+    cr_assert_eq(system(cmd), 0);
+    free(src);
+    return dir;
+}
+
+static void remove_dir(char *dir) {
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
+    free(dir);
+}
+
+/* Rewrites dir/model.safetensors without tensor `name` (Python, stdlib only). */
+static void drop_tensor(const char *dir, const char *name) {
+    if (system("python3 -c 1 2>/dev/null") != 0) cr_skip_test("python3 not available");
+    char cmd[8192];
     snprintf(cmd, sizeof cmd,
-             "cp -rL '%s'/. '%s'/ && python3 - '%s/model.safetensors' <<'EOF'\n"
+             "python3 - '%s/model.safetensors' '%s' <<'EOF'\n"
              "import json, struct, sys\n"
-             "p = sys.argv[1]\n"
+             "p, name = sys.argv[1], sys.argv[2]\n"
              "raw = open(p, 'rb').read()\n"
              "n = struct.unpack('<Q', raw[:8])[0]\n"
              "h = json.loads(raw[8:8 + n])\n"
-             "name = 'embeddings.position_embeddings.weight'\n"
              "b, e = h.pop(name)['data_offsets']\n"
              "body = raw[8 + n:]\n"
              "body = body[:b] + body[e:]\n"
@@ -250,16 +264,135 @@ Test(families, distilbert_computed_sinusoids) {
              "hb = json.dumps(h).encode(); hb += b' ' * (-len(hb) %% 8)\n"
              "open(p, 'wb').write(struct.pack('<Q', len(hb)) + hb + body)\n"
              "EOF",
-             src, dir, dir);
-    if (system("python3 -c 1 2>/dev/null") != 0) cr_skip_test("python3 not available");
+             dir, name);
     cr_assert_eq(system(cmd), 0);
+}
+
+/* Replaces the first `from` in dir/config.json by `to`. */
+static void edit_config(const char *dir, const char *from, const char *to) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    size_t len;
+    char *s = ts_read_file(path, &len);
+    cr_assert_not_null(s);
+    char *at = strstr(s, from);
+    cr_assert_not_null(at, "config.json lacks %s", from);
+    size_t lf = strlen(from), lt = strlen(to);
+    char *o = malloc(len - lf + lt + 1);
+    memcpy(o, s, (size_t)(at - s));
+    memcpy(o + (at - s), to, lt);
+    strcpy(o + (at - s) + lt, at + lf);
+    cr_assert_eq(ts_write_file(path, o, strlen(o)), 0);
+    free(o);
+    free(s);
+}
+
+static void expect_load_error(const char *dir, emb_status code, const char *phrase) {
+    emb_model_options mo = emb_model_default_options();
+    mo.device = EMB_DEVICE_CPU;
+    emb_model *m = NULL;
+    emb_error err = {0};
+    emb_status s = emb_model_load(dir, &mo, &m, &err);
+    cr_assert_eq(s, code, "expected status %d, got %d: %s", code, s, err.message);
+    cr_expect(strstr(err.message, phrase) != NULL, "message \"%s\" lacks \"%s\"", err.message, phrase);
+    cr_expect(strstr(err.message, dir) != NULL, "message \"%s\" does not name the model %s", err.message, dir);
+}
+
+Test(families, malformed_missing_tensor) {
+    char *dir = copy_model("mpnet");
+    drop_tensor(dir, "encoder.relative_attention_bias.weight");
+    expect_load_error(dir, EMB_ERR_FORMAT, "model.safetensors: missing tensor \"encoder.relative_attention_bias.weight\"");
+    remove_dir(dir);
+    dir = copy_model("modernbert");
+    drop_tensor(dir, "layers.2.attn_norm.weight");
+    expect_load_error(dir, EMB_ERR_FORMAT, "model.safetensors: missing tensor \"layers.2.attn_norm.weight\"");
+    remove_dir(dir);
+    dir = copy_model("t5");   /* relu expects wi, the file holds wi_0 / wi_1 */
+    edit_config(dir, "\"feed_forward_proj\": \"gated-gelu\"", "\"feed_forward_proj\": \"relu\"");
+    expect_load_error(dir, EMB_ERR_FORMAT,
+                      "model.safetensors: missing tensor \"encoder.block.0.layer.1.DenseReluDense.wi.weight\"");
+    remove_dir(dir);
+    dir = copy_model("distilbert");
+    drop_tensor(dir, "transformer.layer.1.ffn.lin2.bias");
+    expect_load_error(dir, EMB_ERR_FORMAT, "model.safetensors: missing tensor \"transformer.layer.1.ffn.lin2.bias\"");
+    remove_dir(dir);
+}
+
+Test(families, malformed_wrong_shape) {
+    char *dir = copy_model("modernbert");
+    edit_config(dir, "\"intermediate_size\": 96", "\"intermediate_size\": 80");
+    expect_load_error(dir, EMB_ERR_FORMAT,
+                      "model.safetensors: tensor \"layers.0.mlp.Wi.weight\": shape [192, 64], config.json implies [160, 64]");
+    remove_dir(dir);
+    dir = copy_model("t5");
+    edit_config(dir, "\"d_kv\": 32", "\"d_kv\": 16");
+    expect_load_error(dir, EMB_ERR_FORMAT,
+                      "model.safetensors: tensor \"encoder.block.0.layer.0.SelfAttention.q.weight\": shape [96, 64], "
+                      "config.json implies [48, 64]");
+    remove_dir(dir);
+    dir = copy_model("mpnet");
+    edit_config(dir, "\"num_attention_heads\": 2", "\"num_attention_heads\": 4");
+    expect_load_error(dir, EMB_ERR_FORMAT,
+                      "model.safetensors: tensor \"encoder.relative_attention_bias.weight\": shape [32, 2], "
+                      "config.json implies [32, 4]");
+    remove_dir(dir);
+    dir = copy_model("t5");
+    edit_config(dir, "\"num_layers\": 2", "\"num_layers\": 1");
+    expect_load_error(dir, EMB_ERR_FORMAT, "belongs to layer 1, but config.json num_layers is 1");
+    remove_dir(dir);
+}
+
+Test(families, malformed_unknown_variant) {
+    static const struct {
+        const char *family, *from, *to, *phrase;
+        emb_status code;
+    } cases[] = {
+        {"t5", "\"feed_forward_proj\": \"gated-gelu\"", "\"feed_forward_proj\": \"gated-swoosh\"",
+         "config.json: feed_forward_proj \"swoosh\" is not supported", EMB_ERR_UNSUPPORTED},
+        {"modernbert", "\"sliding_attention\"", "\"chunked_attention\"",
+         "config.json: layer_types[1] must be \"full_attention\" or \"sliding_attention\"", EMB_ERR_UNSUPPORTED},
+        {"modernbert", "\"rope_type\": \"default\"", "\"rope_type\": \"yarn\"",
+         "rope_type \"yarn\" is not supported (only \"default\")", EMB_ERR_UNSUPPORTED},
+        {"mpnet", "\"relative_attention_num_buckets\": 32", "\"relative_attention_num_buckets\": 16",
+         "config.json: relative_attention_num_buckets 16: MPNet always looks up 32 buckets", EMB_ERR_UNSUPPORTED},
+        {"roberta", "\"model_type\": \"roberta\"", "\"model_type\": \"deberta-v2\"",
+         "config.json: model_type \"deberta-v2\" is not supported (supported: bert, roberta, xlm-roberta, "
+         "camembert, distilbert, mpnet, modernbert, t5)", EMB_ERR_UNSUPPORTED},
+        {"roberta", "\"pad_token_id\": 1", "\"pad_token_id\": null",
+         "config.json: pad_token_id is null, but roberta numbers positions from it", EMB_ERR_FORMAT},
+        {"roberta", "\"model_type\": \"roberta\"", "\"position_embedding_type\": \"relative_key_query\", \"model_type\": \"roberta\"",
+         "config.json: position_embedding_type \"relative_key_query\" is not supported (only \"absolute\")", EMB_ERR_UNSUPPORTED},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *dir = copy_model(cases[i].family);
+        edit_config(dir, cases[i].from, cases[i].to);
+        expect_load_error(dir, cases[i].code, cases[i].phrase);
+        remove_dir(dir);
+    }
+}
+
+/* The same model under model_type camembert runs the RoBERTa recipe. */
+Test(families, camembert_is_roberta) {
+    char *dir = copy_model("roberta");
+    edit_config(dir, "\"model_type\": \"roberta\"", "\"model_type\": \"camembert\"");
+    family_data d;
+    load_family("roberta", &d);
+    double w = worst_cos_for("roberta", dir, &d);
+    cr_expect_geq(w, 0.99999, "camembert: worst cos %.8f", w);
+    free_family(&d);
+    remove_dir(dir);
+}
+
+/* A DistilBERT checkpoint with sinusoidal_pos_embds and no stored position
+ * table gets transformers' sinusoids computed: the golden model's table is
+ * those sinusoids rounded to bf16, so the vectors stay close (not equal). */
+Test(families, distilbert_computed_sinusoids) {
+    char *dir = copy_model("distilbert");
+    drop_tensor(dir, "embeddings.position_embeddings.weight");
     family_data d;
     load_family("distilbert", &d);
     double w = worst_cos_for("distilbert", dir, &d);
     cr_expect_geq(w, 0.999, "computed sinusoids: worst cos %.6f", w);
     free_family(&d);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    cr_assert_eq(system(cmd), 0);
-    free(dir);
-    free(src);
+    remove_dir(dir);
 }
