@@ -118,9 +118,17 @@ typedef struct {
     float *dst;
 } cu_slot;
 
+/* The BERT-shaped sizes this backend runs (from the recipe; check_model
+ * refuses recipes of any other shape until the generic CUDA forward). */
+typedef struct {
+    int vocab_size, hidden, layers, heads, head_dim, intermediate, max_position, type_vocab_size;
+    float layer_norm_eps;
+    emb_act hidden_act;
+} cu_cfg;
+
 typedef struct {
     const emb_model_files *mf;
-    emb_bert_config cfg;
+    cu_cfg cfg;
     int device;
     emb_dtype dtype;
     emb_kdtype kdt;
@@ -228,30 +236,30 @@ typedef struct {
 } weight_offsets;
 
 static emb_status plan_model(upload_plan *p, cuda_ctx *c, weight_offsets *wo, emb_error *err) {
-    const emb_bert_weights *w = &c->mf->w;
+    const emb_recipe *w = &c->mf->r;
     emb_dtype dt = c->dtype;
     emb_status st;
-    if ((st = plan_add(p, &w->word, 0, dt, &wo->word, err)) ||
-        (st = plan_add(p, &w->position, 0, dt, &wo->pos, err)) ||
-        (st = plan_add(p, &w->token_type, 0, dt, &wo->tt, err)) ||
-        (st = plan_add(p, &w->ln_g, 0, dt, &wo->emb_g, err)) ||
-        (st = plan_add(p, &w->ln_b, 0, dt, &wo->emb_b, err)))
+    if ((st = plan_add(p, &w->emb.word, 0, dt, &wo->word, err)) ||
+        (st = plan_add(p, &w->emb.position, 0, dt, &wo->pos, err)) ||
+        (st = plan_add(p, &w->emb.token_type, 0, dt, &wo->tt, err)) ||
+        (st = plan_add(p, &w->emb.norm.w, 0, dt, &wo->emb_g, err)) ||
+        (st = plan_add(p, &w->emb.norm.b, 0, dt, &wo->emb_b, err)))
         return st;
     for (int l = 0; l < c->cfg.layers; l++) {
-        const emb_bert_layer *L = &w->layer[l];
+        const emb_recipe_layer *L = &w->layer[l];
         size_t *o = wo->lay + 12 * l;
         if ((st = plan_add_qkv(p, &L->wq, &L->wk, &L->wv, dt, &o[0], err)) ||
             (st = plan_add_qkv(p, &L->bq, &L->bk, &L->bv, dt, &o[1], err)) ||
             (st = plan_add(p, &L->wo, 0, dt, &o[2], err)) ||
             (st = plan_add(p, &L->bo, 0, dt, &o[3], err)) ||
-            (st = plan_add(p, &L->ln_attn_g, 0, dt, &o[4], err)) ||
-            (st = plan_add(p, &L->ln_attn_b, 0, dt, &o[5], err)) ||
-            (st = plan_add(p, &L->w_in, 0, dt, &o[6], err)) ||
-            (st = plan_add(p, &L->b_in, 0, dt, &o[7], err)) ||
-            (st = plan_add(p, &L->w_out, 0, dt, &o[8], err)) ||
-            (st = plan_add(p, &L->b_out, 0, dt, &o[9], err)) ||
-            (st = plan_add(p, &L->ln_ffn_g, 0, dt, &o[10], err)) ||
-            (st = plan_add(p, &L->ln_ffn_b, 0, dt, &o[11], err)))
+            (st = plan_add(p, &L->attn_norm.w, 0, dt, &o[4], err)) ||
+            (st = plan_add(p, &L->attn_norm.b, 0, dt, &o[5], err)) ||
+            (st = plan_add(p, &L->w_up, 0, dt, &o[6], err)) ||
+            (st = plan_add(p, &L->b_up, 0, dt, &o[7], err)) ||
+            (st = plan_add(p, &L->w_down, 0, dt, &o[8], err)) ||
+            (st = plan_add(p, &L->b_down, 0, dt, &o[9], err)) ||
+            (st = plan_add(p, &L->mlp_norm.w, 0, dt, &o[10], err)) ||
+            (st = plan_add(p, &L->mlp_norm.b, 0, dt, &o[11], err)))
             return st;
     }
     for (int d = 0; d < c->mf->st.n_dense; d++) {
@@ -430,7 +438,7 @@ static emb_status gemm(cuda_ctx *c, void *y, const void *x, const void *w, int r
  * states end in c->h. */
 static emb_status forward(cuda_ctx *c, const cu_slot *sl, int nseq, int total, int max_seqlen,
                           int layers, emb_error *err) {
-    const emb_bert_config *cfg = &c->cfg;
+    const cu_cfg *cfg = &c->cfg;
     const int H = cfg->hidden, I = cfg->intermediate;
     const emb_kdtype k = c->kdt;
     cudaStream_t s = c->compute;
@@ -759,8 +767,37 @@ static double device_peak_flops(int device) {
     return (double)sms * khz * 1e3 * per_sm;
 }
 
-static emb_status check_model(const emb_model_files *mf, emb_error *err) {
-    const emb_bert_config *cfg = &mf->cfg;
+/* Until the generic CUDA forward: the recipe must have BERT's shape
+ * (learned absolute positions numbered from 0, token types, LayerNorms with
+ * bias in post-norm, biased Q/K/V/O, plain biased FFN, no window). */
+static int bert_shaped(const emb_recipe *r) {
+    if (r->emb.pos != EMB_EPOS_LEARNED || r->emb.pos_pad_id >= 0 || r->emb.pos_offset ||
+        !r->emb.token_type.data || r->emb.scale != 1.0f || r->emb.norm.kind != EMB_NORM_LAYER ||
+        !r->emb.norm.b.data || r->place != EMB_PLACE_POST || r->attn_pos != EMB_APOS_NONE ||
+        r->kv_heads != r->heads || r->head_dim * r->heads != r->hidden || r->softcap > 0 || r->gated ||
+        r->final_norm.kind != EMB_NORM_NONE || !r->layer)
+        return 0;
+    for (int l = 0; l < r->layers; l++) {
+        const emb_recipe_layer *L = &r->layer[l];
+        if (!L->wq.data || !L->bq.data || !L->bk.data || !L->bv.data || !L->bo.data || !L->b_up.data ||
+            !L->b_down.data || L->attn_norm.kind != EMB_NORM_LAYER || !L->attn_norm.b.data ||
+            L->mlp_norm.kind != EMB_NORM_LAYER || !L->mlp_norm.b.data || L->q_norm.kind || L->k_norm.kind ||
+            L->window_left >= 0 || L->window_right >= 0)
+            return 0;
+    }
+    return 1;
+}
+
+static emb_status check_model(const emb_model_files *mf, cu_cfg *cfg, emb_error *err) {
+    const emb_recipe *r = &mf->r;
+    if (!bert_shaped(r))
+        return emb_fail(err, EMB_ERR_UNSUPPORTED,
+                        "CUDA backend: the %s family is not supported on the GPU yet (use --device cpu)",
+                        r->family ? r->family : r->model_type);
+    *cfg = (cu_cfg){.vocab_size = r->vocab_size, .hidden = r->hidden, .layers = r->layers, .heads = r->heads,
+                    .head_dim = r->head_dim, .intermediate = r->intermediate, .max_position = r->max_position,
+                    .type_vocab_size = r->emb.type_vocab, .layer_norm_eps = r->layer[0].attn_norm.eps,
+                    .hidden_act = r->act};
     if (cfg->head_dim != 32 && cfg->head_dim != 64 && cfg->head_dim != 128)
         return emb_fail(err, EMB_ERR_UNSUPPORTED,
                         "CUDA backend: head_dim %d (the attention kernel supports 32, 64, 128)",
@@ -780,14 +817,15 @@ emb_status emb_cuda_backend_create(const struct emb_model_files *mf, emb_dtype d
                                    size_t max_batch_tokens, emb_backend **out, emb_error *err) {
     if (!mf || !out) return emb_fail(err, EMB_ERR_INVALID_ARG, "emb_cuda_backend_create: NULL argument");
     *out = NULL;
-    emb_status st = check_model(mf, err);
+    cu_cfg cfg;
+    emb_status st = check_model(mf, &cfg, err);
     if (st) return st;
     char why[256];
     if ((st = emb_cuda_device_usable(device, why, sizeof why)))
         return emb_fail(err, st, "CUDA backend: %s", why);
 
     if (dtype == EMB_DTYPE_AUTO)
-        dtype = mf->cfg.torch_dtype == EMB_DTYPE_BF16 ? EMB_DTYPE_BF16 : EMB_DTYPE_F16;
+        dtype = mf->r.dtype == EMB_DTYPE_BF16 ? EMB_DTYPE_BF16 : EMB_DTYPE_F16;
     if (dtype != EMB_DTYPE_F16 && dtype != EMB_DTYPE_BF16)
         return emb_fail(err, EMB_ERR_UNSUPPORTED,
                         "CUDA backend: --dtype f32 is not supported on the GPU (use f16 or bf16)");
@@ -807,7 +845,7 @@ emb_status emb_cuda_backend_create(const struct emb_model_files *mf, emb_dtype d
     be->token_embeddings = cuda_token_embeddings;
     be->destroy = cuda_destroy;
     c->mf = mf;
-    c->cfg = mf->cfg;
+    c->cfg = cfg;
     c->device = device;
     c->dtype = dtype;
     c->kdt = dtype == EMB_DTYPE_BF16 ? EMB_KDT_BF16 : EMB_KDT_F16;
@@ -847,7 +885,7 @@ emb_status emb_cuda_backend_create(const struct emb_model_files *mf, emb_dtype d
     /* The budget must hold the longest sequence the model accepts; on OOM
      * halve it (down to that floor) rather than refuse to run. */
     size_t tokens = max_batch_tokens ? max_batch_tokens : CUDA_DEFAULT_BATCH_TOKENS;
-    size_t floor_tokens = (size_t)mf->cfg.max_position;
+    size_t floor_tokens = (size_t)mf->r.max_position;
     if (floor_tokens < MIN_BUDGET_TOKENS) floor_tokens = MIN_BUDGET_TOKENS;
     if (tokens < floor_tokens) tokens = floor_tokens;
     for (;;) {

@@ -41,7 +41,7 @@ emb_encode_options emb_encode_default_options(void) {
 /* ---- model loading ---------------------------------------------------- */
 
 static int resolve_max_length(const emb_model *m, int requested) {
-    int limit = m->mf.cfg.max_position;
+    int limit = m->mf.r.max_position;
     int len = m->mf.st.max_seq_length;
     if (len <= 0) len = (int)tok_truncation_max_length(m->tok);
     if (len <= 0 || len > limit) len = limit;
@@ -93,10 +93,10 @@ emb_status emb_model_load(const char *path, const emb_model_options *opts, emb_m
         st = emb_fail(err, EMB_ERR_FORMAT, "%s", terr.message);
         goto fail;
     }
-    if (tok_vocab_size(m->tok) > (size_t)m->mf.cfg.vocab_size) {
+    if (tok_vocab_size(m->tok) > (size_t)m->mf.r.vocab_size) {
         st = emb_fail(err, EMB_ERR_FORMAT,
                       "%s: the tokenizer has %zu ids but config.json vocab_size is %d", tokpath,
-                      tok_vocab_size(m->tok), m->mf.cfg.vocab_size);
+                      tok_vocab_size(m->tok), m->mf.r.vocab_size);
         goto fail;
     }
     m->max_length = resolve_max_length(m, m->opts.max_length);
@@ -123,7 +123,7 @@ void emb_model_free(emb_model *m) {
 static int popcount(int x) { return __builtin_popcount((unsigned)x); }
 
 static int encoder_layers(const emb_model *m, int layer) {
-    int n = m->mf.cfg.layers;
+    int n = m->mf.r.layers;
     if (layer == 0) return n;
     if (layer < 0) return n + 1 + layer;
     return layer;
@@ -137,11 +137,11 @@ emb_status eng_make_job(const emb_model *m, const emb_encode_options *opts, emb_
     if (job->pooling_modes & ~0x3f)
         return emb_fail(err, EMB_ERR_INVALID_ARG, "unknown pooling mode bits 0x%x", opts->pooling);
     job->layer = encoder_layers(m, opts->layer);
-    if (job->layer < 1 || job->layer > m->mf.cfg.layers)
+    if (job->layer < 1 || job->layer > m->mf.r.layers)
         return emb_fail(err, EMB_ERR_INVALID_ARG,
                         "--layer %d: the model has %d encoder layers (use 1..%d, or -1 for the last)",
-                        opts->layer, m->mf.cfg.layers, m->mf.cfg.layers);
-    int pooled = m->mf.cfg.hidden * popcount(job->pooling_modes);
+                        opts->layer, m->mf.r.layers, m->mf.r.layers);
+    int pooled = m->mf.r.hidden * popcount(job->pooling_modes);
     /* Dense modules were trained on the model's own pooling output: only run
      * them when the pooled width is what they expect. */
     job->apply_dense = st->n_dense > 0 && st->dense[0].in_features == pooled;
@@ -416,13 +416,6 @@ static int cmp_len_desc(const void *a, const void *b, void *lens) {
     return *(const int32_t *)a - *(const int32_t *)b;   /* stable: input order */
 }
 
-/* Model FLOPs of one sequence of len tokens through `layers` encoder layers:
- * 2 per multiply-add of the weight matmuls, plus QK^T and PV (4 L^2 H). */
-static double seq_flops(const emb_bert_config *c, int layers, double len) {
-    double h = c->hidden, weights = 4.0 * h * h + 2.0 * h * c->intermediate;
-    return layers * (2.0 * weights * len + 4.0 * len * len * h);
-}
-
 static emb_status encode_window(eng_pipe *p, eng_window *w, const emb_job *job,
                                 size_t batch_tokens, eng_scratch *s, const eng_run_options *ro,
                                 uint64_t *docs_done, uint64_t *tokens_done, double *flops,
@@ -444,7 +437,7 @@ static emb_status encode_window(eng_pipe *p, eng_window *w, const emb_job *job,
             memcpy(s->ids + total, w->ids + (size_t)d * maxlen, l * sizeof *s->ids);
             memcpy(s->types + total, w->types + (size_t)d * maxlen, l * sizeof *s->types);
             s->skip[nseq] = p->prompt.skip;
-            *flops += seq_flops(&m->mf.cfg, job->layer, (double)l);
+            *flops += emb_recipe_seq_flops(&m->mf.r, job->layer, (double)l);
             total += l;
             if ((int)l > max_seqlen) max_seqlen = (int)l;
             nseq++;
@@ -628,15 +621,16 @@ char *emb_model_describe(const emb_model *m) {
     size_t cap = 8192, k = 0;
     char *s = malloc(cap);
     if (!s) return NULL;
-    const emb_bert_config *c = &m->mf.cfg;
+    const emb_recipe *c = &m->mf.r;
     const emb_st_config *st = &m->mf.st;
     char pools[128];
 #define ADD(...) k += (size_t)snprintf(s + k, k < cap ? cap - k : 0, __VA_ARGS__)
     ADD("model:           %s\n", m->mf.dir);
     ADD("architecture:    %s encoder, %d layers, hidden %d, %d heads x %d, FFN %d\n", c->model_type,
         c->layers, c->hidden, c->heads, c->head_dim, c->intermediate);
+    if (k < cap) k += emb_recipe_describe(c, s + k, cap - k);
     ADD("vocabulary:      %d (tokenizer %zu)\n", c->vocab_size, tok_vocab_size(m->tok));
-    ADD("weights dtype:   %s\n", dtype_name(c->torch_dtype));
+    ADD("weights dtype:   %s\n", dtype_name(c->dtype));
     ADD("max length:      %d tokens (positions %d)\n", m->max_length, c->max_position);
     ADD("pooling:         %s%s\n", pool_names(st->pooling_modes, pools, sizeof pools),
         st->include_prompt ? "" : " (prompt excluded)");
