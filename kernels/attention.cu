@@ -271,6 +271,7 @@ static cudaError_t attn_dispatch(void *out, const void *qkv, const int32_t *cu_s
                                  int max_seqlen, int head_dim, const attn_kargs &a,
                                  cudaStream_t stream) {
     switch (head_dim) {
+    case 16: return attn_launch<T, 16>(out, qkv, cu_seqlens, nseq, max_seqlen, a, stream);
     case 32: return attn_launch<T, 32>(out, qkv, cu_seqlens, nseq, max_seqlen, a, stream);
     case 64: return attn_launch<T, 64>(out, qkv, cu_seqlens, nseq, max_seqlen, a, stream);
     case 80: return attn_launch<T, 80>(out, qkv, cu_seqlens, nseq, max_seqlen, a, stream);
@@ -288,7 +289,7 @@ extern "C" cudaError_t emb_launch_attention(void *out, emb_kdtype dt, const void
         p->kv_heads < 1 || p->heads % p->kv_heads != 0 ||
         (max_seqlen + ATTN_BM - 1) / ATTN_BM > 65535 ||
         (dt != EMB_KDT_F16 && dt != EMB_KDT_BF16) ||
-        (p->head_dim != 32 && p->head_dim != 64 && p->head_dim != 80 && p->head_dim != 96 &&
+        (p->head_dim != 16 && p->head_dim != 32 && p->head_dim != 64 && p->head_dim != 80 && p->head_dim != 96 &&
          p->head_dim != 128 && p->head_dim != 256) ||
         (p->rel_bias && p->rel_span < max_seqlen) || !(p->softcap >= 0.0f))
         return cudaErrorInvalidValue;

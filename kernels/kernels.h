@@ -62,9 +62,24 @@ cudaError_t emb_launch_embed_layernorm(void *out, emb_kdtype dt, const int32_t *
                                        const void *g, const void *b, int hidden, float eps,
                                        cudaStream_t stream);
 
+/* Norm kinds of emb_launch_embed (an RMSNorm with weight (1 + w) is RMS with
+ * the weight pre-added on the host). */
+enum { EMB_KNORM_NONE = 0, EMB_KNORM_LAYER = 1, EMB_KNORM_RMS = 2 };
+
+/* out[t] = norm(word[ids[t]] * scale + position[pos_ids[t]] + token_type[type_ids[t]])
+ * with pos_ids computed by the host (any position rule); position, token_type
+ * may be NULL (none), type_ids NULL (type 0). norm: EMB_KNORM_*; g is needed
+ * unless NONE, b (LayerNorm bias) may be NULL. Twin: the CPU backend's embed
+ * (word * scale + position + type, then cpu_bias_residual_layernorm / cpu_rmsnorm). */
+cudaError_t emb_launch_embed(void *out, emb_kdtype dt, const int32_t *ids, const int32_t *type_ids,
+                             const int32_t *pos_ids, int total, const void *word, float scale,
+                             const void *position, const void *token_type, int norm,
+                             const void *g, const void *b, int hidden, float eps,
+                             cudaStream_t stream);
+
 /* --- norm.cu --------------------------------------------------------------
  * out[i] = LayerNorm(x[i] + bias + residual[i]) * g + b, statistics in fp32.
- * Twin: cpu_bias_residual_layernorm. bias/residual may be NULL; out may alias x. */
+ * Twin: cpu_bias_residual_layernorm. bias/residual/b may be NULL; out may alias x. */
 cudaError_t emb_launch_bias_residual_layernorm(void *out, emb_kdtype dt, const void *x,
                                                const void *bias, const void *residual,
                                                const void *g, const void *b, int rows, int dim,
@@ -85,6 +100,9 @@ cudaError_t emb_launch_bias_act(void *x, emb_kdtype dt, const void *bias, int ro
 cudaError_t emb_launch_gated_act(void *out, emb_kdtype dt, const void *x, int rows, int cols,
                                  int act, cudaStream_t stream);
 
+/* x[i] += y[i] for n elements (n even). */
+cudaError_t emb_launch_add(void *x, emb_kdtype dt, const void *y, size_t n, cudaStream_t stream);
+
 /* --- attention.cu ---------------------------------------------------------
  * Varlen fused attention (FlashAttention-2 style, online softmax in fp32,
  * tensor cores via mma.sync) with grouped-query heads. qkv: [total, (heads +
@@ -98,8 +116,8 @@ cudaError_t emb_launch_gated_act(void *out, emb_kdtype dt, const void *x, int ro
  * query tile are skipped, not only masked. logit = (q . k) * scale, then
  * + rel_bias[h * (2*rel_span - 1) + (j - i + rel_span - 1)] when rel_bias (a
  * device fp32 table; rel_span >= max_seqlen), then softcap * tanh(logit /
- * softcap) when softcap > 0. dt is F16 or BF16; head_dim 32, 64, 80, 96, 128
- * or 256; heads a multiple of kv_heads. Twin: cpu_attention. */
+ * softcap) when softcap > 0. dt is F16 or BF16; head_dim 16, 32, 64, 80, 96,
+ * 128 or 256; heads a multiple of kv_heads. Twin: cpu_attention. */
 typedef struct {
     int heads, kv_heads, head_dim;
     float scale;

@@ -20,8 +20,13 @@ __global__ void rotary_kernel(T *__restrict__ qkv, const int32_t *__restrict__ c
     for (int i = threadIdx.x; i < nrot * half; i += blockDim.x) {
         const int h = i / half, d = i % half;
         const float inv_freq = 1.0f / powf(theta, (float)(2 * d) / rotary_dim);
-        float sn, cs;
-        sincosf(pos * inv_freq, &sn, &cs);
+        /* The angle is rounded to fp32 exactly as torch does; its reduction
+         * to [-pi, pi] runs in double (exact enough for any position), so
+         * the fast __sinf/__cosf apply and sincosf's large-argument path
+         * (which needs local memory) is never compiled in. */
+        const double ang = (double)(pos * inv_freq);
+        const float red = (float)(ang - rint(ang * 0.15915494309189535) * 6.283185307179586);
+        const float sn = __sinf(red), cs = __cosf(red);
         T *x = row + (size_t)h * head_dim;
         const float x1 = emb_ld(x + d), x2 = emb_ld(x + d + half);
         /* q * cos + rotate_half(q) * sin, each product rounded as in torch. */

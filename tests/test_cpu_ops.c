@@ -462,8 +462,8 @@ static void check_gqa(const int *lens, int nseq, cpu_attn_params p, int with_bia
 Test(cpu_ops, attention_gqa_mqa_every_head_dim) {
     rng_seed(21);
     const int lens[] = {1, 31, 133, 70};
-    const int hds[] = {32, 64, 80, 96, 128, 256};
-    for (int d = 0; d < 6; d++) {
+    const int hds[] = {16, 32, 64, 80, 96, 128, 256};
+    for (int d = 0; d < 7; d++) {
         const int heads = 4;
         const int kvs[] = {1, heads / 2, heads};
         for (int k = 0; k < 3; k++) {

@@ -325,9 +325,9 @@ static void gqa_case(emb_kdtype dt, const int *lens, int nseq, int heads, int kv
 
 Test(cuda_kernels, attention_gqa_mqa_head_dims) {
     const int lens[] = {33, 1, 70, 130};
-    const int hds[] = {32, 64, 80, 96, 128, 256};
+    const int hds[] = {16, 32, 64, 80, 96, 128, 256};
     for (int di = 0; di < 2; di++)
-        for (int d = 0; d < 6; d++) {
+        for (int d = 0; d < 7; d++) {
             gqa_case(DTS[di], lens, 4, 4, 1, hds[d], -1, -1, 0, 0);   /* MQA */
             gqa_case(DTS[di], lens, 4, 4, 2, hds[d], -1, 0, 0, 0);    /* GQA, causal */
             gqa_case(DTS[di], lens, 4, 4, 4, hds[d], -1, -1, 0, 0);   /* MHA */
