@@ -86,6 +86,105 @@ Test(cuda_kernels, embed_layernorm) {
         }
 }
 
+/* ---- the general embedding (any position rule, scale, norm kind) --------- */
+
+typedef struct {
+    void *out;
+    emb_kdtype dt;
+    int32_t *ids, *types, *pos_ids;
+    int total, hidden, norm;
+    float scale;
+    void *word, *pos, *tt, *g, *b;
+} gembed_args;
+
+static void gembed_launch(void *ud) {
+    gembed_args *a = ud;
+    kt_poison(a->out, (size_t)a->total * a->hidden * kt_esz(a->dt));
+    KT_CHECK(emb_launch_embed(a->out, a->dt, a->ids, a->types, a->pos_ids, a->total, a->word, a->scale,
+                              a->pos, a->tt, a->norm, a->g, a->b, a->hidden, 1e-6f, 0));
+}
+
+/* use_pos / use_tt / use_b: whether that table is given; norm EMB_KNORM_*. */
+static void gembed_case(emb_kdtype dt, int H, float scale, int use_pos, int use_tt, int norm, int use_b) {
+    int total, maxlen;
+    const int vocab = 50, npos = 700, ntypes = 2;
+    int32_t *cu = make_cu(AWKWARD, NAWK, &total, &maxlen);
+    int32_t *ids = malloc((size_t)total * 4), *types = malloc((size_t)total * 4), *pids = malloc((size_t)total * 4);
+    for (int t = 0; t < total; t++) {
+        ids[t] = (int)kt_uniform(0, vocab - 0.01f);
+        types[t] = t % 3 == 0;
+        pids[t] = (t * 7 + 2) % npos;   /* any rule: the host decides */
+    }
+    float *word = kt_rand((size_t)vocab * H, 1.0f, dt), *pos = kt_rand((size_t)npos * H, 0.5f, dt);
+    float *tt = kt_rand((size_t)ntypes * H, 0.3f, dt), *g = kt_rand(H, 1.5f, dt), *b = kt_rand(H, 0.5f, dt);
+    float *zero = calloc((size_t)H, sizeof *zero), *ref = malloc((size_t)total * H * sizeof *ref);
+    for (int t = 0; t < total; t++)
+        for (int c = 0; c < H; c++)
+            ref[(size_t)t * H + c] = word[(size_t)ids[t] * H + c] * scale +
+                                     (use_pos ? pos[(size_t)pids[t] * H + c] : 0.0f) +
+                                     (use_tt ? tt[(size_t)types[t] * H + c] : 0.0f);
+    if (norm == EMB_KNORM_LAYER) cpu_bias_residual_layernorm(ref, NULL, NULL, g, use_b ? b : zero, total, H, 1e-6f);
+    else if (norm == EMB_KNORM_RMS) cpu_rmsnorm(ref, NULL, g, total, H, 1e-6f);
+    gembed_args a = {kt_poisoned((size_t)total * H * 2), dt, kt_upload_bytes(ids, (size_t)total * 4),
+                     use_tt ? kt_upload_bytes(types, (size_t)total * 4) : NULL,
+                     use_pos ? kt_upload_bytes(pids, (size_t)total * 4) : NULL, total, H, norm, scale,
+                     kt_upload(word, (size_t)vocab * H, dt), use_pos ? kt_upload(pos, (size_t)npos * H, dt) : NULL,
+                     use_tt ? kt_upload(tt, (size_t)ntypes * H, dt) : NULL,
+                     norm ? kt_upload(g, H, dt) : NULL, norm && use_b ? kt_upload(b, H, dt) : NULL};
+    kt_run_orders(gembed_launch, &a, a.out, (size_t)total * H * 2);
+    float *got = kt_download(a.out, (size_t)total * H, dt), atol, rtol;
+    kt_tol(dt, &atol, &rtol);
+    char what[128];
+    snprintf(what, sizeof what, "embed %s H=%d scale=%g pos=%d types=%d norm=%d bias=%d", dt_name(dt), H, scale,
+             use_pos, use_tt, norm, use_b);
+    kt_compare(what, got, ref, (size_t)total * H, atol * (scale > 1 ? 8 : 1), rtol);
+    cudaFree(a.out); cudaFree(a.ids); cudaFree(a.types); cudaFree(a.pos_ids); cudaFree(a.word);
+    cudaFree(a.pos); cudaFree(a.tt); cudaFree(a.g); cudaFree(a.b);
+    free(cu); free(ids); free(types); free(pids); free(word); free(pos); free(tt); free(g); free(b);
+    free(zero); free(ref); free(got);
+}
+
+Test(cuda_kernels, embed_general) {
+    for (int di = 0; di < 2; di++) {
+        gembed_case(DTS[di], 768, 1.0f, 1, 1, EMB_KNORM_LAYER, 1);   /* learned positions + types */
+        gembed_case(DTS[di], 384, 1.0f, 0, 0, EMB_KNORM_LAYER, 0);   /* LayerNorm without bias */
+        gembed_case(DTS[di], 256, 16.0f, 0, 0, EMB_KNORM_RMS, 0);    /* scaled words, RMSNorm */
+        gembed_case(DTS[di], 64, 1.0f, 1, 0, EMB_KNORM_NONE, 0);     /* no norm */
+    }
+}
+
+/* x += y over every element. */
+typedef struct {
+    void *x, *y;
+    const float *x_host;
+    emb_kdtype dt;
+    size_t n;
+} add_args;
+
+static void add_launch(void *ud) {
+    add_args *a = ud;
+    void *fresh = kt_upload(a->x_host, a->n, a->dt);
+    KT_CHECK(cudaMemcpy(a->x, fresh, a->n * kt_esz(a->dt), cudaMemcpyDeviceToDevice));
+    cudaFree(fresh);
+    KT_CHECK(emb_launch_add(a->x, a->dt, a->y, a->n, 0));
+}
+
+Test(cuda_kernels, add) {
+    for (int di = 0; di < 2; di++) {
+        const size_t n = (size_t)127 * 96;
+        float *x = kt_rand(n, 2.0f, DTS[di]), *y = kt_rand(n, 2.0f, DTS[di]), *ref = malloc(n * sizeof *ref);
+        for (size_t i = 0; i < n; i++) ref[i] = x[i] + y[i];
+        add_args a = {kt_poisoned(n * 2), kt_upload(y, n, DTS[di]), x, DTS[di], n};
+        kt_run_orders(add_launch, &a, a.x, n * 2);
+        float *got = kt_download(a.x, n, DTS[di]), atol, rtol;
+        kt_tol(DTS[di], &atol, &rtol);
+        kt_compare("add", got, ref, n, atol, rtol);
+        cudaFree(a.x); cudaFree(a.y);
+        free(x); free(y); free(ref); free(got);
+    }
+    cr_assert_eq(emb_launch_add(NULL, EMB_KDT_F16, NULL, 3, 0), cudaErrorInvalidValue);
+}
+
 /* ---- bias + residual + LayerNorm, RMSNorm --------------------------------- */
 
 typedef struct {
@@ -119,17 +218,21 @@ static void norm_launch_oop(void *ud) {
                                                     a->b, a->rows, a->dim, 1e-12f, 0));
 }
 
+/* rms: 0 LayerNorm, 1 RMSNorm, 2 LayerNorm without its bias b (b == NULL). */
 static void norm_case(emb_kdtype dt, int rows, int dim, int rms, int with_bias, int with_res) {
     const size_t n = (size_t)rows * dim;
+    const int no_beta = rms == 2;
+    if (no_beta) rms = 0;
     float *x = kt_rand(n, 2.0f, dt), *res = kt_rand(n, 1.0f, dt), *bias = kt_rand(dim, 0.5f, dt);
     float *g = kt_rand(dim, 1.5f, dt), *b = kt_rand(dim, 0.5f, dt);
+    if (no_beta) memset(b, 0, (size_t)dim * sizeof *b);
     float *ref = malloc(n * sizeof *ref);
     memcpy(ref, x, n * sizeof *ref);
     if (rms) cpu_rmsnorm(ref, with_res ? res : NULL, g, rows, dim, 1e-6f);
     else cpu_bias_residual_layernorm(ref, with_bias ? bias : NULL, with_res ? res : NULL, g, b, rows, dim, 1e-12f);
     norm_args a = {kt_poisoned(n * kt_esz(dt)), kt_upload(x, n, dt),
                    with_bias ? kt_upload(bias, dim, dt) : NULL, with_res ? kt_upload(res, n, dt) : NULL,
-                   kt_upload(g, dim, dt), kt_upload(b, dim, dt), x, dt, rows, dim, rms};
+                   kt_upload(g, dim, dt), no_beta ? NULL : kt_upload(b, dim, dt), x, dt, rows, dim, rms};
     float atol, rtol;
     kt_tol(dt, &atol, &rtol);
     char what[96];
@@ -154,6 +257,8 @@ Test(cuda_kernels, bias_residual_layernorm) {
     norm_case(EMB_KDT_BF16, 31, 4096, 0, 1, 0);
     norm_case(EMB_KDT_F32, 33, 384, 0, 1, 1);
     norm_case(EMB_KDT_F16, 3, 34, 0, 1, 1);   /* width not a multiple of 64 */
+    norm_case(EMB_KDT_BF16, 33, 768, 2, 0, 1);  /* LayerNorm without bias */
+    norm_case(EMB_KDT_F16, 127, 384, 2, 1, 0);
 }
 
 Test(cuda_kernels, rmsnorm) {
