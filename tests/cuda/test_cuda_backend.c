@@ -68,29 +68,35 @@ static emb_tensor toy_tensor(toy_model *t, int64_t d0, int64_t d1, float amp, fl
 
 static void toy_build(toy_model *t, int hidden, int heads, int layers, int inter, int dense_out) {
     memset(t, 0, sizeof *t);
-    emb_bert_config *c = &t->mf.cfg;
+    emb_recipe *c = &t->mf.r;
     snprintf(c->model_type, sizeof c->model_type, "bert");
+    c->family = "bert";
     c->vocab_size = 97;
     c->hidden = hidden;
     c->layers = layers;
     c->heads = heads;
+    c->kv_heads = heads;
     c->head_dim = hidden / heads;
+    c->scale = 1.0f / sqrtf((float)c->head_dim);
     c->intermediate = inter;
     c->max_position = 160;
-    c->type_vocab_size = 2;
-    c->layer_norm_eps = 1e-12f;
-    c->hidden_act = EMB_ACT_GELU;
-    c->torch_dtype = EMB_DTYPE_F32;
-    const float wa = 1.5f / sqrtf((float)hidden);
-    emb_bert_weights *w = &t->mf.w;
-    w->word = toy_tensor(t, c->vocab_size, hidden, 1.0f, 0);
-    w->position = toy_tensor(t, c->max_position, hidden, 0.3f, 0);
-    w->token_type = toy_tensor(t, 2, hidden, 0.3f, 0);
-    w->ln_g = toy_tensor(t, hidden, 0, 0.2f, 1.0f);
-    w->ln_b = toy_tensor(t, hidden, 0, 0.1f, 0);
-    w->layer = calloc((size_t)layers, sizeof *w->layer);
+    c->pad_token_id = 0;
+    c->act = EMB_ACT_GELU;
+    c->dtype = EMB_DTYPE_F32;
+    c->place = EMB_PLACE_POST;
+    const float wa = 1.5f / sqrtf((float)hidden), eps = 1e-12f;
+    c->emb.scale = 1.0f;
+    c->emb.pos = EMB_EPOS_LEARNED;
+    c->emb.pos_pad_id = -1;
+    c->emb.word = toy_tensor(t, c->vocab_size, hidden, 1.0f, 0);
+    c->emb.position = toy_tensor(t, c->max_position, hidden, 0.3f, 0);
+    c->emb.token_type = toy_tensor(t, 2, hidden, 0.3f, 0);
+    c->emb.type_vocab = 2;
+    c->emb.norm = (emb_norm){EMB_NORM_LAYER, eps, toy_tensor(t, hidden, 0, 0.2f, 1.0f), toy_tensor(t, hidden, 0, 0.1f, 0)};
+    c->layer = calloc((size_t)layers, sizeof *c->layer);
     for (int l = 0; l < layers; l++) {
-        emb_bert_layer *L = &w->layer[l];
+        emb_recipe_layer *L = &c->layer[l];
+        L->window_left = L->window_right = -1;
         L->wq = toy_tensor(t, hidden, hidden, wa * 2, 0);
         L->wk = toy_tensor(t, hidden, hidden, wa * 2, 0);
         L->wv = toy_tensor(t, hidden, hidden, wa, 0);
@@ -99,14 +105,14 @@ static void toy_build(toy_model *t, int hidden, int heads, int layers, int inter
         L->bv = toy_tensor(t, hidden, 0, 0.1f, 0);
         L->wo = toy_tensor(t, hidden, hidden, wa, 0);
         L->bo = toy_tensor(t, hidden, 0, 0.1f, 0);
-        L->ln_attn_g = toy_tensor(t, hidden, 0, 0.2f, 1.0f);
-        L->ln_attn_b = toy_tensor(t, hidden, 0, 0.1f, 0);
-        L->w_in = toy_tensor(t, inter, hidden, wa, 0);
-        L->b_in = toy_tensor(t, inter, 0, 0.1f, 0);
-        L->w_out = toy_tensor(t, hidden, inter, 1.5f / sqrtf((float)inter), 0);
-        L->b_out = toy_tensor(t, hidden, 0, 0.1f, 0);
-        L->ln_ffn_g = toy_tensor(t, hidden, 0, 0.2f, 1.0f);
-        L->ln_ffn_b = toy_tensor(t, hidden, 0, 0.1f, 0);
+        L->attn_norm = (emb_norm){EMB_NORM_LAYER, eps, toy_tensor(t, hidden, 0, 0.2f, 1.0f),
+                                  toy_tensor(t, hidden, 0, 0.1f, 0)};
+        L->w_up = toy_tensor(t, inter, hidden, wa, 0);
+        L->b_up = toy_tensor(t, inter, 0, 0.1f, 0);
+        L->w_down = toy_tensor(t, hidden, inter, 1.5f / sqrtf((float)inter), 0);
+        L->b_down = toy_tensor(t, hidden, 0, 0.1f, 0);
+        L->mlp_norm = (emb_norm){EMB_NORM_LAYER, eps, toy_tensor(t, hidden, 0, 0.2f, 1.0f),
+                                 toy_tensor(t, hidden, 0, 0.1f, 0)};
     }
     emb_st_config *st = &t->mf.st;
     st->pooling_modes = EMB_POOL_MEAN;
@@ -128,7 +134,7 @@ static void toy_build(toy_model *t, int hidden, int heads, int layers, int inter
 static void toy_free(toy_model *t) {
     for (int i = 0; i < t->nbufs; i++) free(t->bufs[i]);
     free(t->bufs);
-    free(t->mf.w.layer);
+    free(t->mf.r.layer);
     free(t->mf.st.dense);
 }
 
@@ -193,7 +199,7 @@ static emb_job make_job(const emb_model_files *mf, int modes, int layer, int den
                         int trunc) {
     int width = 0;
     for (int m = modes; m; m &= m - 1) width++;
-    width *= mf->cfg.hidden;
+    width *= mf->r.hidden;
     if (dense && mf->st.n_dense) width = mf->st.dense[mf->st.n_dense - 1].out_features;
     emb_job j = {modes, layer, dense, normalize, trunc, trunc ? trunc : width};
     return j;
@@ -230,7 +236,7 @@ Test(cuda_backend, toy_bert_all_modes, .timeout = 1200) {
     toy_build(&t, 64, 2, 2, 128, 0);
     const int lens[] = {1, 31, 33, 127, 3, 64};
     test_batch tb;
-    make_batch(&tb, lens, 6, t.mf.cfg.vocab_size, 1);
+    make_batch(&tb, lens, 6, t.mf.r.vocab_size, 1);
     for (int d = 0; d < 2; d++) {
         emb_job j = make_job(&t.mf, EMB_POOL_MEAN, 2, 0, 1, 0);
         compare_backends(&t.mf, DTYPES[d], &tb.b, &j, 0, "toy mean");
@@ -249,7 +255,7 @@ Test(cuda_backend, toy_bert_dense_head_dim_64) {
     toy_build(&t, 128, 2, 1, 256, 48);
     const int lens[] = {5, 33, 17};
     test_batch tb;
-    make_batch(&tb, lens, 3, t.mf.cfg.vocab_size, 0);
+    make_batch(&tb, lens, 3, t.mf.r.vocab_size, 0);
     for (int d = 0; d < 2; d++) {
         emb_job j = make_job(&t.mf, EMB_POOL_MEAN, 1, 1, 1, 32);
         compare_backends(&t.mf, DTYPES[d], &tb.b, &j, 0, "toy dense+truncate");
@@ -265,7 +271,7 @@ Test(cuda_backend, chunked_over_budget) {
     int lens[40];
     for (int i = 0; i < 40; i++) lens[i] = 1 + (i * 37) % 150;
     test_batch tb;
-    make_batch(&tb, lens, 40, t.mf.cfg.vocab_size, 1);
+    make_batch(&tb, lens, 40, t.mf.r.vocab_size, 1);
     emb_job j = make_job(&t.mf, EMB_POOL_MEAN, 1, 0, 1, 0);
     compare_backends(&t.mf, EMB_DTYPE_F16, &tb.b, &j, 512, "toy chunked");
     free_batch(&tb);
@@ -280,14 +286,14 @@ Test(cuda_backend, rejects_bad_input) {
     cr_assert_eq(emb_cuda_backend_create(&t.mf, EMB_DTYPE_F16, 0, 0, &gpu, &err), EMB_OK, "%s", err.message);
     const int lens[] = {4};
     test_batch tb;
-    make_batch(&tb, lens, 1, t.mf.cfg.vocab_size, 0);
+    make_batch(&tb, lens, 1, t.mf.r.vocab_size, 0);
     tb.ids[2] = 5000;
     emb_job j = make_job(&t.mf, EMB_POOL_MEAN, 1, 0, 1, 0);
     float out[64];
     cr_assert_eq(gpu->encode(gpu, &tb.b, &j, out, &err), EMB_ERR_INVALID_ARG);
     cr_assert(strstr(err.message, "id 5000"), "%s", err.message);
     gpu->destroy(gpu);
-    t.mf.cfg.head_dim = 48;
+    t.mf.r.head_dim = 48;
     cr_assert_eq(emb_cuda_backend_create(&t.mf, EMB_DTYPE_F16, 0, 0, &gpu, &err), EMB_ERR_UNSUPPORTED);
     free_batch(&tb);
     toy_free(&t);
@@ -371,7 +377,7 @@ Test(cuda_backend, oom_at_create_lowers_token_budget) {
     toy_model t;
     toy_build(&t, 64, 2, 1, 128, 0);
     test_batch tb;
-    oom_batch(&tb, t.mf.cfg.vocab_size);
+    oom_batch(&tb, t.mf.r.vocab_size);
     emb_job j = make_job(&t.mf, EMB_POOL_MEAN, 1, 0, 1, 0);
     emb_status st;
     emb_error err = {0};
@@ -422,7 +428,7 @@ Test(cuda_backend, oom_in_encode_splits_and_retries) {
     toy_model t;
     toy_build(&t, 64, 2, 1, 128, 0);
     test_batch tb;
-    oom_batch(&tb, t.mf.cfg.vocab_size);
+    oom_batch(&tb, t.mf.r.vocab_size);
     emb_job j = make_job(&t.mf, EMB_POOL_MEAN, 1, 0, 1, 0);
     emb_status st;
     emb_error err = {0};
@@ -478,11 +484,11 @@ Test(cuda_backend, minilm_vs_cpu, .timeout = 1200) {
     cr_assert_eq(emb_mf_load(dir, &mf, &err), EMB_OK, "%s", err.message);
     const int lens[] = {7, 31, 33, 128};
     test_batch tb;
-    make_batch(&tb, lens, 4, mf.cfg.vocab_size, 0);
+    make_batch(&tb, lens, 4, mf.r.vocab_size, 0);
     for (int i = 0; i < 4; i++) tb.ids[tb.cu[i]] = 101, tb.ids[tb.cu[i + 1] - 1] = 102; /* [CLS] .. [SEP] */
     for (int t = 0; t < tb.b.total; t++) tb.types[t] = 0;
     for (int d = 0; d < 2; d++) {
-        emb_job j = make_job(&mf, EMB_POOL_MEAN, mf.cfg.layers, 1, 1, 0);
+        emb_job j = make_job(&mf, EMB_POOL_MEAN, mf.r.layers, 1, 1, 0);
         compare_backends(&mf, DTYPES[d], &tb.b, &j, 0, "all-MiniLM-L6-v2");
     }
     free_batch(&tb);
