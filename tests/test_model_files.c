@@ -883,7 +883,7 @@ Test(mf_st, sentence_bert_config) {
     emb_mf_free(&mf);
     write_text(dir, "sentence_bert_config.json", "{\"max_seq_length\": 17}");
     expect_fail(dir, EMB_ERR_FORMAT,
-                "sentence_bert_config.json: max_seq_length 17 exceeds config.json max_position_embeddings 16");
+                "sentence_bert_config.json: max_seq_length 17 exceeds the 16 positions config.json gives the model");
     write_text(dir, "sentence_bert_config.json", "{\"max_seq_length\": \"long\"}");
     expect_fail(dir, EMB_ERR_FORMAT, "sentence_bert_config.json: field \"max_seq_length\" must be an integer");
     free(dir);

@@ -362,10 +362,11 @@ size_t emb_recipe_describe(const emb_recipe *r, char *buf, size_t cap) {
         while (e < r->layers && r->layer[e].window_left == L->window_left &&
                r->layer[e].window_right == L->window_right && r->layer[e].rope_theta == L->rope_theta)
             e++;
-        char wb[64];
+        char wb[64], label[32];
         window_words(L, wb, sizeof wb);
-        if (e - l == 1) ADD("  layer %d:       %s", l, wb);
-        else ADD("  layers %d-%d:%*s%s", l, e - 1, e - 1 >= 10 ? 2 : 4, "", wb);
+        if (e - l == 1) snprintf(label, sizeof label, "  layer %d:", l);
+        else snprintf(label, sizeof label, "  layers %d-%d:", l, e - 1);
+        ADD("%-16s %s", label, wb);
         if (r->attn_pos == EMB_APOS_ROTARY) ADD(", rope theta %g", L->rope_theta);
         ADD("\n");
         l = e;

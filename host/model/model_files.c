@@ -712,7 +712,7 @@ static emb_status load_sbert_config(const char *dir, emb_model_files *mf, emb_er
     if (!s) s = ju_get_bool(j, "do_lower_case", shown, &mf->st.do_lower_case, NULL, err);
     if (!s && mf->st.max_seq_length > mf->r.max_position)
         s = emb_fail(err, EMB_ERR_FORMAT,
-                     "%s: max_seq_length %d exceeds config.json max_position_embeddings %d", shown,
+                     "%s: max_seq_length %d exceeds the %d positions config.json gives the model", shown,
                      mf->st.max_seq_length, mf->r.max_position);
     cJSON_Delete(j);
     return s;
