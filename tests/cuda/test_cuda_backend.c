@@ -678,3 +678,34 @@ Test(cuda_backend, family_mpnet, .timeout = 1800) { family_on_gpu("mpnet"); }
 Test(cuda_backend, family_modernbert, .timeout = 1800) { family_on_gpu("modernbert"); }
 Test(cuda_backend, family_t5_gated_gelu, .timeout = 1800) { family_on_gpu("t5"); }
 Test(cuda_backend, family_t5_relu, .timeout = 1800) { family_on_gpu("t5-relu"); }
+
+/* The real all-mpnet-base-v2 (relative buckets, RoBERTa-style positions) on
+ * the CUDA backend against the CPU backend, when tools/fetch-model
+ * all-mpnet-base-v2 has put it in models/. A few corpus texts: the simulator
+ * runs a 110M-parameter model slowly. */
+Test(cuda_backend, mpnet_real_vs_cpu, .timeout = 1800) {
+    char *dir = ts_src_path("models/all-mpnet-base-v2/config.json");
+    FILE *f = fopen(dir, "r");
+    free(dir);
+    if (!f) cr_skip_test("all-mpnet-base-v2 not fetched (tools/fetch-model all-mpnet-base-v2)");
+    fclose(f);
+    dir = ts_src_path("models/all-mpnet-base-v2");
+    size_t total;
+    char **texts = family_texts("mpnet", &total);   /* corpus texts of every length up to 128 tokens */
+    const size_t n = total < 3 ? total : 3;
+    const size_t dim = 768;
+    float *cpu = encode_all(dir, EMB_DEVICE_CPU, EMB_DTYPE_AUTO, texts, n, dim);
+    for (int d = 0; d < 2; d++) {
+        float *got = encode_all(dir, EMB_DEVICE_CUDA, DTYPES[d], texts, n, dim);
+        int wi = 0;
+        const double c = worst_cos(got, cpu, (int)n, (int)dim, &wi);
+        const char *dn = DTYPES[d] == EMB_DTYPE_BF16 ? "bf16" : "f16";
+        cr_log_info("all-mpnet-base-v2 %s: %zu vectors, worst cos %.7f vs cpu (#%d)", dn, n, c, wi);
+        cr_expect_geq(c, MIN_COS, "all-mpnet-base-v2 %s: cos %.7f vs the cpu backend, text %d", dn, c, wi);
+        free(got);
+    }
+    for (size_t i = 0; i < total; i++) free(texts[i]);
+    free(texts);
+    free(cpu);
+    free(dir);
+}
