@@ -280,6 +280,83 @@ Test(cuda_backend, chunked_over_budget) {
     toy_free(&t);
 }
 
+/* A recipe no issue-10 family has, so the generic forward's other branches
+ * run too: grouped-query heads with rotary (partial), per-layer sliding
+ * windows, softcap, sandwich norms with RMSNorm (1 + w), scaled word
+ * embeddings without positions or token types, a bias-free gated MLP, a
+ * final norm; and a pre-norm variant with LayerNorm without bias, a layer
+ * without attn_norm and a fused gate/up weight. */
+static emb_norm toy_norm(toy_model *t, emb_norm_kind kind, int dim) {
+    return (emb_norm){kind, 1e-6f, toy_tensor(t, dim, 0, 0.2f, kind == EMB_NORM_RMS_1P ? 0.0f : 1.0f),
+                      {0}};
+}
+
+static void toy_generic(toy_model *t, emb_norm_place place) {
+    const int hidden = 64, heads = 4, kv = 2, hd = 32, inter = 96, layers = 3;
+    toy_build(t, hidden, 2, layers, inter, 0);
+    emb_recipe *r = &t->mf.r;
+    r->heads = heads, r->kv_heads = kv, r->head_dim = hd;
+    r->scale = 1.0f / sqrtf((float)hd);
+    r->place = place;
+    r->gated = 1;
+    r->act = EMB_ACT_GELU_TANH;
+    r->attn_pos = EMB_APOS_ROTARY;
+    r->rotary_dim = 16;
+    r->emb.pos = EMB_EPOS_NONE;
+    r->emb.token_type = (emb_tensor){0};
+    r->emb.type_vocab = 0;
+    const emb_norm_kind nk = place == EMB_PLACE_SANDWICH ? EMB_NORM_RMS_1P : EMB_NORM_LAYER;
+    if (place == EMB_PLACE_SANDWICH) {
+        r->emb.scale = 8.0f;
+        r->emb.norm = (emb_norm){0};
+        r->softcap = 1.5f;   /* small enough to bend most logits */
+    } else {
+        r->emb.norm = toy_norm(t, EMB_NORM_LAYER, hidden);   /* LayerNorm without bias */
+    }
+    r->final_norm = toy_norm(t, nk, hidden);
+    const float wa = 1.5f / sqrtf((float)hidden);
+    for (int l = 0; l < layers; l++) {
+        emb_recipe_layer *L = &r->layer[l];
+        memset(L, 0, sizeof *L);
+        L->wq = toy_tensor(t, heads * hd, hidden, wa * 2, 0);
+        L->wk = toy_tensor(t, kv * hd, hidden, wa * 2, 0);
+        L->wv = toy_tensor(t, kv * hd, hidden, wa, 0);
+        L->wo = toy_tensor(t, hidden, heads * hd, wa, 0);
+        if (place == EMB_PLACE_SANDWICH) {
+            L->w_gate = toy_tensor(t, inter, hidden, wa, 0);
+            L->w_up = toy_tensor(t, inter, hidden, wa, 0);
+            L->attn_post_norm = toy_norm(t, nk, hidden);
+            L->mlp_post_norm = toy_norm(t, nk, hidden);
+        } else {
+            L->w_gate_up = toy_tensor(t, 2 * inter, hidden, wa, 0);
+        }
+        L->w_down = toy_tensor(t, hidden, inter, 1.5f / sqrtf((float)inter), 0);
+        if (place == EMB_PLACE_SANDWICH || l > 0) L->attn_norm = toy_norm(t, nk, hidden);
+        L->mlp_norm = toy_norm(t, nk, hidden);
+        /* Alternate a sliding causal window, a symmetric local one and none. */
+        L->window_left = l == 0 ? 6 : l == 1 ? 4 : -1;
+        L->window_right = l == 0 ? 0 : l == 1 ? 4 : -1;
+        L->rope_theta = l == 1 ? 10000.0f : 160000.0f;
+    }
+}
+
+Test(cuda_backend, toy_generic_recipes, .timeout = 1200) {
+    const emb_norm_place places[] = {EMB_PLACE_SANDWICH, EMB_PLACE_PRE};
+    for (int p = 0; p < 2; p++) {
+        toy_model t;
+        toy_generic(&t, places[p]);
+        const int lens[] = {1, 31, 33, 80, 3};
+        test_batch tb;
+        make_batch(&tb, lens, 5, t.mf.r.vocab_size, 0);
+        for (int d = 0; d < 2; d++) {
+            emb_job j = make_job(&t.mf, EMB_POOL_MEAN | EMB_POOL_LAST_TOKEN, 3, 0, 1, 0);
+            compare_backends(&t.mf, DTYPES[d], &tb.b, &j, 0, p ? "toy pre-norm" : "toy sandwich");
+        }
+        free_batch(&tb);
+        toy_free(&t);
+    }
+}
+
 Test(cuda_backend, rejects_bad_input) {
     toy_model t;
     toy_build(&t, 64, 2, 1, 128, 0);
