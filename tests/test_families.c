@@ -21,6 +21,7 @@
 #include "embedc.h"
 #include "npy.h"
 #include "test_support.h"
+#include "model_files.h"
 #include "tokenizer.h"
 
 typedef struct {
@@ -395,4 +396,113 @@ Test(families, distilbert_computed_sinusoids) {
     cr_expect_geq(w, 0.999, "computed sinusoids: worst cos %.6f", w);
     free_family(&d);
     remove_dir(dir);
+}
+
+/* BERT-large shapes (UAE-Large-V1, bge-large: 24 layers, hidden 1024, 16
+ * heads x 64, FFN 4096, vocab 30522): every tensor of a BertModel checkpoint
+ * named in a safetensors header whose data is a sparse file of zeros (670 MB
+ * apparent, no disk), so the loader's shape checks and the recipe run at the
+ * real sizes without storing the weights. */
+static void add_tensor(cJSON *hdr, const char *name, int64_t d0, int64_t d1, size_t *off) {
+    cJSON *t = cJSON_CreateObject();
+    cJSON_AddStringToObject(t, "dtype", "F16");
+    cJSON *shape = cJSON_AddArrayToObject(t, "shape");
+    cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)d0));
+    if (d1) cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)d1));
+    size_t bytes = (size_t)d0 * (size_t)(d1 ? d1 : 1) * 2;
+    cJSON *offs = cJSON_AddArrayToObject(t, "data_offsets");
+    cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)*off));
+    cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)(*off + bytes)));
+    *off += bytes;
+    cJSON_AddItemToObject(hdr, name, t);
+}
+
+Test(families, bert_large_shapes) {
+    const int V = 30522, H = 1024, L = 24, I = 4096, P = 512;
+    char *dir = ts_tmpdir();
+    cJSON *hdr = cJSON_CreateObject();
+    size_t off = 0;
+    add_tensor(hdr, "embeddings.word_embeddings.weight", V, H, &off);
+    add_tensor(hdr, "embeddings.position_embeddings.weight", P, H, &off);
+    add_tensor(hdr, "embeddings.token_type_embeddings.weight", 2, H, &off);
+    add_tensor(hdr, "embeddings.LayerNorm.weight", H, 0, &off);
+    add_tensor(hdr, "embeddings.LayerNorm.bias", H, 0, &off);
+    for (int l = 0; l < L; l++) {
+        static const char *sq[] = {"attention.self.query", "attention.self.key", "attention.self.value",
+                                   "attention.output.dense"};
+        char n[160];
+        for (int k = 0; k < 4; k++) {
+            snprintf(n, sizeof n, "encoder.layer.%d.%s.weight", l, sq[k]);
+            add_tensor(hdr, n, H, H, &off);
+            snprintf(n, sizeof n, "encoder.layer.%d.%s.bias", l, sq[k]);
+            add_tensor(hdr, n, H, 0, &off);
+        }
+        static const char *norms[] = {"attention.output.LayerNorm", "output.LayerNorm"};
+        for (int k = 0; k < 2; k++) {
+            snprintf(n, sizeof n, "encoder.layer.%d.%s.weight", l, norms[k]);
+            add_tensor(hdr, n, H, 0, &off);
+            snprintf(n, sizeof n, "encoder.layer.%d.%s.bias", l, norms[k]);
+            add_tensor(hdr, n, H, 0, &off);
+        }
+        snprintf(n, sizeof n, "encoder.layer.%d.intermediate.dense.weight", l);
+        add_tensor(hdr, n, I, H, &off);
+        snprintf(n, sizeof n, "encoder.layer.%d.intermediate.dense.bias", l);
+        add_tensor(hdr, n, I, 0, &off);
+        snprintf(n, sizeof n, "encoder.layer.%d.output.dense.weight", l);
+        add_tensor(hdr, n, H, I, &off);
+        snprintf(n, sizeof n, "encoder.layer.%d.output.dense.bias", l);
+        add_tensor(hdr, n, H, 0, &off);
+    }
+    char *hs = cJSON_PrintUnformatted(hdr);
+    cJSON_Delete(hdr);
+    size_t hl = strlen(hs), pad = (8 - hl % 8) % 8;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    FILE *f = fopen(path, "wb");
+    cr_assert_not_null(f);
+    uint64_t n8 = hl + pad;
+    fwrite(&n8, 8, 1, f);
+    fwrite(hs, 1, hl, f);
+    for (size_t i = 0; i < pad; i++) fputc(' ', f);
+    fclose(f);
+    free(hs);
+    cr_assert_eq(truncate(path, (off_t)(8 + n8 + off)), 0);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    char cfg[1024];
+    snprintf(cfg, sizeof cfg,
+             "{\"model_type\": \"bert\", \"vocab_size\": %d, \"hidden_size\": %d, \"num_hidden_layers\": %d, "
+             "\"num_attention_heads\": 16, \"intermediate_size\": %d, \"max_position_embeddings\": %d, "
+             "\"type_vocab_size\": 2, \"layer_norm_eps\": 1e-12, \"hidden_act\": \"gelu\", "
+             "\"position_embedding_type\": \"absolute\", \"torch_dtype\": \"float16\"}",
+             V, H, L, I, P);
+    cr_assert_eq(ts_write_file(path, cfg, strlen(cfg)), 0);
+
+    emb_model_files mf;
+    emb_error err = {0};
+    cr_assert_eq(emb_mf_load(dir, &mf, &err), EMB_OK, "%s", err.message);
+    const emb_recipe *r = &mf.r;
+    cr_assert_eq(r->layers, 24);
+    cr_assert_eq(r->hidden, 1024);
+    cr_assert_eq(r->heads, 16);
+    cr_assert_eq(r->head_dim, 64);
+    cr_assert_eq(r->intermediate, 4096);
+    cr_assert_eq(r->dtype, EMB_DTYPE_F16);
+    cr_assert_eq(r->layer[23].w_down.shape[1], 4096);
+    cr_assert_float_eq(r->scale, 0.125f, 1e-9);
+    /* 2 x 302M matmul weights per token + attention at 512 tokens */
+    double per_tok = emb_recipe_seq_flops(r, 24, 512) / 512;
+    cr_assert_float_eq(per_tok, 24 * (2.0 * (4.0 * H * H + 2.0 * H * I) + 4.0 * 512 * H), 1.0);
+    emb_mf_free(&mf);
+
+    /* position_embedding_type other than absolute: refused, naming it */
+    char *c2 = strstr(cfg, "\"absolute\"");
+    memcpy(c2, "\"relative\"", 10);
+    cr_assert_eq(ts_write_file(path, cfg, strlen(cfg)), 0);
+    cr_assert_eq(emb_mf_load(dir, &mf, &err), EMB_ERR_UNSUPPORTED);
+    cr_assert(strstr(err.message, "config.json: position_embedding_type \"relative\" is not supported"), "%s",
+              err.message);
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
+    free(dir);
 }
