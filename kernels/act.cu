@@ -4,6 +4,7 @@
  * the fused QKV GEMM) and the gated forms (GeGLU, SwiGLU) of later models,
  * which halve a [rows, 2*cols] GEMM output into [rows, cols]. Grid-stride
  * loops over element pairs; memory-bound, so one read and one write each.
+ * Also a plain x += y (a residual add after a sublayer's own output norm).
  * CPU twins: cpu_bias_act, cpu_gated_act.
  */
 #include "common.cuh"
@@ -43,6 +44,17 @@ __global__ void gated_act_kernel(T *__restrict__ out, const T *__restrict__ x, s
     }
 }
 
+template <typename T>
+__global__ void add_kernel(T *x, const T *__restrict__ y, size_t npairs) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < npairs;
+         i += (size_t)gridDim.x * blockDim.x) {
+        float a, b, c, d;
+        emb_ld2(x + 2 * i, a, b);
+        emb_ld2(y + 2 * i, c, d);
+        emb_st2(x + 2 * i, a + c, b + d);
+    }
+}
+
 /* Enough CTAs to fill any current GPU several times over; the grid-stride
  * loop covers the rest, so huge batches never overflow gridDim. */
 static dim3 elementwise_grid(size_t npairs, int threads) {
@@ -73,5 +85,16 @@ extern "C" cudaError_t emb_launch_gated_act(void *out, emb_kdtype dt, const void
     EMB_DISPATCH_DT(dt, T,
         EMB_LAUNCH(gated_act_kernel<T>, elementwise_grid(npairs, 256), dim3(256), 0, stream)(
             (T *)out, (const T *)x, npairs, cols, act));
+    return emb_launch_status();
+}
+
+extern "C" cudaError_t emb_launch_add(void *x, emb_kdtype dt, const void *y, size_t n,
+                                      cudaStream_t stream) {
+    if (n % 2) return cudaErrorInvalidValue;
+    const size_t npairs = n / 2;
+    if (npairs == 0) return cudaSuccess;
+    EMB_DISPATCH_DT(dt, T,
+        EMB_LAUNCH(add_kernel<T>, elementwise_grid(npairs, 256), dim3(256), 0, stream)(
+            (T *)x, (const T *)y, npairs));
     return emb_launch_status();
 }

@@ -1,16 +1,21 @@
 /*
  * Fused varlen self-attention (FlashAttention-2 style) over packed sequences:
- * q, k, v are read in place from the fused QKV GEMM output [total, 3, heads,
- * head_dim] (row stride 3*hidden), sequences are delimited by cu_seqlens, and
- * no padded token or score matrix ever exists in memory. One CTA (4 warps)
- * per (sequence, head, 64-query tile); each warp owns 16 query rows, keeps
- * its Q fragments, the running max/sum and the output accumulator in
- * registers, and walks the key tiles: S = Q K^T and O += P V on tensor cores
- * (mma.sync m16n8k16, fp32 accumulate), online softmax in fp32 with exp2.
- * Keys past the sequence end (and, for causal masks, after the query) get
- * -inf scores; out-of-range tile rows are zero-filled so 0 * garbage never
- * reaches the accumulator. Templated on element type, head_dim and the mask.
- * CPU twin: cpu_attention_varlen.
+ * q, k, v are read in place from the fused QKV GEMM output [total, heads +
+ * 2*kv_heads, head_dim] (grouped-query heads: query head h reads KV head
+ * h / (heads / kv_heads) where it lies, never copied), sequences are
+ * delimited by cu_seqlens, and no padded token or score matrix ever exists in
+ * memory. One CTA (4 warps) per (sequence, head, 64-query tile); each warp
+ * owns 16 query rows, keeps the running max/sum and the output accumulator in
+ * registers (and its Q fragments too up to head_dim 128; at 256 they are
+ * re-read from shared memory), and walks the key tiles: S = Q K^T and
+ * O += P V on tensor cores (mma.sync m16n8k16, fp32 accumulate), online
+ * softmax in fp32 with exp2. A CTA walks only the key tiles that the window
+ * (window_left / window_right, see kernels.h) of one of its queries reaches;
+ * inside them, keys out of the sequence or out of a query's window get -inf
+ * scores, and out-of-range tile rows are zero-filled so 0 * garbage never
+ * reaches the accumulator. Optional per-head relative bias table and logit
+ * softcap. Templated on element type and head_dim.
+ * CPU twin: cpu_attention.
  */
 #include <string.h>
 #include "common.cuh"
@@ -45,12 +50,29 @@ template <typename T> __device__ __forceinline__ uint32_t pack2(float lo, float 
 #define ATTN_WARPS 4
 #define ATTN_BM (16 * ATTN_WARPS)
 
-/* Key tile: 64 rows, 32 at head_dim 128 so Q + K + V tiles stay within the
- * 48 KiB of static shared memory and the accumulators within registers. */
+/* Key tile: 64 rows, 32 from head_dim 128. Up to 128 the Q fragments stay in
+ * registers; at 256 the output accumulator alone takes 128 registers per
+ * thread, so Q is re-read from shared memory for every key tile instead. */
 template <int D> struct attn_cfg {
-    static constexpr int BN = D == 128 ? 32 : 64;
+    static constexpr int BN = D >= 128 ? 32 : 64;
     static constexpr int LDS = D + 8;   /* +16 B per row: ldmatrix rows hit distinct banks */
     static constexpr int CH = D / 8;    /* 16-byte chunks per row */
+    static constexpr bool QREG = D <= 128;
+    static constexpr int SMEM = (ATTN_BM + 2 * BN) * LDS * 2;  /* bytes (16-bit elements) */
+    /* CTAs per SM the register budget must allow without bias/softcap: 4 at
+     * head_dim 32 (<= 128 registers, as before windows were runtime
+     * arguments; the bias/softcap variant would spill). */
+    static constexpr int MIN_CTAS = D == 32 ? 4 : 1;
+};
+
+/* The launch arguments that are not pointers to the tensors. */
+struct attn_kargs {
+    int heads, kv_heads;
+    float scale, scale_log2;
+    int wl, wr;                 /* window; < 0: unbounded on that side */
+    float softcap;              /* > 0: softcap * tanh(logit / softcap) */
+    const float *rel_bias;      /* [heads, 2 * rel_span - 1] or NULL */
+    int rel_span;
 };
 
 /* Copies rows [r0, r0 + n) of a [.., ld] head slice into a tile (LDS stride);
@@ -66,15 +88,15 @@ __device__ __forceinline__ void load_tile(T *tile, const T *g, size_t ld, int r0
     }
 }
 
-template <typename T, int D, bool CAUSAL>
-__global__ void attention_varlen_kernel(T *__restrict__ out, const T *__restrict__ qkv,
-                                        const int32_t *__restrict__ cu_seqlens, int heads,
-                                        float scale_log2) {
+template <typename T, int D, bool XF>
+__global__ void __launch_bounds__(32 * ATTN_WARPS, XF ? 1 : attn_cfg<D>::MIN_CTAS) attention_kernel(T *__restrict__ out, const T *__restrict__ qkv,
+                                 const int32_t *__restrict__ cu_seqlens, const attn_kargs a) {
     constexpr int BM = ATTN_BM, BN = attn_cfg<D>::BN, LDS = attn_cfg<D>::LDS;
+    constexpr bool QREG = attn_cfg<D>::QREG;
     constexpr int KD = D / 16;    /* k-steps over head_dim for S = Q K^T */
     constexpr int NT = BN / 8;    /* n-tiles of S per key tile */
     constexpr int DT = D / 8;     /* n-tiles of O */
-    EMB_SHARED(attn_chunk, smem, (BM + 2 * BN) * LDS * (int)sizeof(T) / 16);
+    EMB_DYNAMIC_SHARED(attn_chunk, smem);
     T *sQ = reinterpret_cast<T *>(smem);
     T *sK = sQ + BM * LDS;
     T *sV = sK + BN * LDS;
@@ -85,13 +107,22 @@ __global__ void attention_varlen_kernel(T *__restrict__ out, const T *__restrict
 
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int g = lane >> 2, t4 = lane & 3;
-    const size_t ld = (size_t)3 * heads * D;
+    const int kvh = h / (a.heads / a.kv_heads);
+    const size_t ld = (size_t)(a.heads + 2 * a.kv_heads) * D;
     const T *gQ = qkv + (size_t)start * ld + (size_t)h * D;
-    const T *gK = gQ + (size_t)heads * D;
-    const T *gV = gQ + (size_t)2 * heads * D;
-    const int n_end = CAUSAL && q0 + BM < len ? q0 + BM : len;
+    const T *gK = qkv + (size_t)start * ld + (size_t)(a.heads + kvh) * D;
+    const T *gV = qkv + (size_t)start * ld + (size_t)(a.heads + a.kv_heads + kvh) * D;
 
-    uint32_t qf[KD][4];
+    /* Key tiles any query of this CTA sees: from the first query's window
+     * start (rounded down to a tile) to the last query's window end. */
+    const int q_last = (q0 + BM < len ? q0 + BM : len) - 1;
+    int k_begin = a.wl < 0 || q0 - a.wl < 0 ? 0 : q0 - a.wl;
+    k_begin -= k_begin % BN;
+    const int k_end = a.wr < 0 || q_last + a.wr + 1 > len ? len : q_last + a.wr + 1;
+    const float *bias_h = XF && a.rel_bias ? a.rel_bias + (size_t)h * (2 * a.rel_span - 1) + a.rel_span - 1
+                                     : nullptr;
+
+    uint32_t qf[QREG ? KD : 1][4];
     float o[DT][4];
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
 #pragma unroll
@@ -99,19 +130,18 @@ __global__ void attention_varlen_kernel(T *__restrict__ out, const T *__restrict
 
     /* Query rows of this thread within the sequence: g and g + 8 of its warp. */
     const int qrow0 = q0 + warp * 16 + g;
+    const T *qfrag = sQ + (warp * 16 + (lane & 15)) * LDS + (lane >> 4) * 8;
 
     load_tile<T, D>(sQ, gQ, ld, q0, BM, len);
-    for (int k0 = 0; k0 < n_end; k0 += BN) {
+    for (int k0 = k_begin; k0 < k_end; k0 += BN) {
         load_tile<T, D>(sK, gK, ld, k0, BN, len);
         load_tile<T, D>(sV, gV, ld, k0, BN, len);
         emb_cp_async_commit();
         emb_cp_async_wait_all();
         __syncthreads();
-        if (k0 == 0) {
+        if (QREG && k0 == k_begin) {
 #pragma unroll
-            for (int kk = 0; kk < KD; kk++)
-                emb_ldmatrix_x4(qf[kk], sQ + (warp * 16 + (lane & 15)) * LDS + kk * 16 +
-                                            (lane >> 4) * 8);
+            for (int kk = 0; kk < KD; kk++) emb_ldmatrix_x4(qf[QREG ? kk : 0], qfrag + kk * 16);
         }
 
         float sc[NT][4];
@@ -119,18 +149,21 @@ __global__ void attention_varlen_kernel(T *__restrict__ out, const T *__restrict
         for (int i = 0; i < NT; i++) sc[i][0] = sc[i][1] = sc[i][2] = sc[i][3] = 0.0f;
 #pragma unroll
         for (int kk = 0; kk < KD; kk++) {
+            uint32_t qs[4];
+            if (!QREG) emb_ldmatrix_x4(qs, qfrag + kk * 16);
+            const uint32_t *qa = QREG ? qf[QREG ? kk : 0] : qs;
 #pragma unroll
             for (int j = 0; j < NT / 2; j++) {
                 uint32_t r[4];
                 emb_ldmatrix_x4(r, sK + (j * 16 + (lane & 7) + (lane >> 4) * 8) * LDS + kk * 16 +
                                        ((lane >> 3) & 1) * 8);
                 const uint32_t b0[2] = {r[0], r[1]}, b1[2] = {r[2], r[3]};
-                attn_mma<T>::run(sc[2 * j], qf[kk], b0);
-                attn_mma<T>::run(sc[2 * j + 1], qf[kk], b1);
+                attn_mma<T>::run(sc[2 * j], qa, b0);
+                attn_mma<T>::run(sc[2 * j + 1], qa, b1);
             }
         }
 
-        /* Scale into the log2 domain, mask, and update the running max. */
+        /* Logits into the log2 domain, mask, and update the running max. */
         float mnew[2] = {m[0], m[1]};
 #pragma unroll
         for (int i = 0; i < NT; i++) {
@@ -138,8 +171,16 @@ __global__ void attention_varlen_kernel(T *__restrict__ out, const T *__restrict
             for (int e = 0; e < 4; e++) {
                 const int key = k0 + i * 8 + 2 * t4 + (e & 1);
                 const int qrow = qrow0 + (e >> 1) * 8;
-                const bool ok = key < len && (!CAUSAL || key <= qrow);
-                sc[i][e] = ok ? sc[i][e] * scale_log2 : -INFINITY;
+                const bool ok = key < len && qrow < len && (a.wl < 0 || key >= qrow - a.wl) &&
+                                (a.wr < 0 || key <= qrow + a.wr);
+                float x = sc[i][e] * a.scale_log2;
+                if (XF && ok) {
+                    x = sc[i][e] * a.scale;
+                    if (bias_h) x += bias_h[key - qrow];
+                    if (a.softcap > 0.0f) x = a.softcap * tanhf(x / a.softcap);
+                    x *= 1.4426950408889634f;
+                }
+                sc[i][e] = ok ? x : -INFINITY;
                 mnew[e >> 1] = fmaxf(mnew[e >> 1], sc[i][e]);
             }
         }
@@ -175,24 +216,24 @@ __global__ void attention_varlen_kernel(T *__restrict__ out, const T *__restrict
          * A fragment of one k-step (rows g / g+8, keys 2t.. and 2t+8..). */
 #pragma unroll
         for (int kk = 0; kk < BN / 16; kk++) {
-            const uint32_t a[4] = {pack2<T>(sc[2 * kk][0], sc[2 * kk][1]),
-                                   pack2<T>(sc[2 * kk][2], sc[2 * kk][3]),
-                                   pack2<T>(sc[2 * kk + 1][0], sc[2 * kk + 1][1]),
-                                   pack2<T>(sc[2 * kk + 1][2], sc[2 * kk + 1][3])};
+            const uint32_t pa[4] = {pack2<T>(sc[2 * kk][0], sc[2 * kk][1]),
+                                    pack2<T>(sc[2 * kk][2], sc[2 * kk][3]),
+                                    pack2<T>(sc[2 * kk + 1][0], sc[2 * kk + 1][1]),
+                                    pack2<T>(sc[2 * kk + 1][2], sc[2 * kk + 1][3])};
 #pragma unroll
             for (int j = 0; j < DT / 2; j++) {
                 uint32_t r[4];
                 emb_ldmatrix_x4_trans(r, sV + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LDS +
                                              j * 16 + (lane >> 4) * 8);
                 const uint32_t b0[2] = {r[0], r[1]}, b1[2] = {r[2], r[3]};
-                attn_mma<T>::run(o[2 * j], a, b0);
-                attn_mma<T>::run(o[2 * j + 1], a, b1);
+                attn_mma<T>::run(o[2 * j], pa, b0);
+                attn_mma<T>::run(o[2 * j + 1], pa, b1);
             }
         }
         __syncthreads();  /* the next tile overwrites sK / sV */
     }
 
-    const size_t ldo = (size_t)heads * D;
+    const size_t ldo = (size_t)a.heads * D;
 #pragma unroll
     for (int r = 0; r < 2; r++) {
         l[r] += __shfl_xor_sync(EMB_FULL_MASK, l[r], 1);
@@ -207,20 +248,66 @@ __global__ void attention_varlen_kernel(T *__restrict__ out, const T *__restrict
 }
 
 template <typename T, int D>
-static void attn_launch(void *out, const void *qkv, const int32_t *cu_seqlens, int nseq,
-                        int max_seqlen, int heads, float scale_log2, int causal,
-                        cudaStream_t stream) {
-    const dim3 grid(nseq, heads, (max_seqlen + ATTN_BM - 1) / ATTN_BM);
+static cudaError_t attn_launch(void *out, const void *qkv, const int32_t *cu_seqlens, int nseq,
+                               int max_seqlen, const attn_kargs &a, cudaStream_t stream) {
+    const dim3 grid(nseq, a.heads, (max_seqlen + ATTN_BM - 1) / ATTN_BM);
     const dim3 block(32 * ATTN_WARPS);
-    if (causal) {
-        auto k = attention_varlen_kernel<T, D, true>;
-        EMB_LAUNCH(k, grid, block, 0, stream)((T *)out, (const T *)qkv, cu_seqlens, heads,
-                                              scale_log2);
-    } else {
-        auto k = attention_varlen_kernel<T, D, false>;
-        EMB_LAUNCH(k, grid, block, 0, stream)((T *)out, (const T *)qkv, cu_seqlens, heads,
-                                              scale_log2);
+    constexpr int smem = attn_cfg<D>::SMEM;
+    /* Bias and softcap in their own instantiation: the plain one keeps the
+     * register budget (and occupancy) of a bare FlashAttention kernel. */
+    auto k = a.rel_bias || a.softcap > 0.0f ? attention_kernel<T, D, true>
+                                            : attention_kernel<T, D, false>;
+    if (smem > 48 * 1024) {
+        /* Cheap after the first call; a launcher must not keep host state. */
+        cudaError_t e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+        if (e != cudaSuccess) return e;
     }
+    EMB_LAUNCH(k, grid, block, smem, stream)((T *)out, (const T *)qkv, cu_seqlens, a);
+    return emb_launch_status();
+}
+
+template <typename T>
+static cudaError_t attn_dispatch(void *out, const void *qkv, const int32_t *cu_seqlens, int nseq,
+                                 int max_seqlen, int head_dim, const attn_kargs &a,
+                                 cudaStream_t stream) {
+    switch (head_dim) {
+    case 16: return attn_launch<T, 16>(out, qkv, cu_seqlens, nseq, max_seqlen, a, stream);
+    case 32: return attn_launch<T, 32>(out, qkv, cu_seqlens, nseq, max_seqlen, a, stream);
+    case 64: return attn_launch<T, 64>(out, qkv, cu_seqlens, nseq, max_seqlen, a, stream);
+    case 80: return attn_launch<T, 80>(out, qkv, cu_seqlens, nseq, max_seqlen, a, stream);
+    case 96: return attn_launch<T, 96>(out, qkv, cu_seqlens, nseq, max_seqlen, a, stream);
+    case 128: return attn_launch<T, 128>(out, qkv, cu_seqlens, nseq, max_seqlen, a, stream);
+    case 256: return attn_launch<T, 256>(out, qkv, cu_seqlens, nseq, max_seqlen, a, stream);
+    default: return cudaErrorInvalidValue;
+    }
+}
+
+extern "C" cudaError_t emb_launch_attention(void *out, emb_kdtype dt, const void *qkv,
+                                            const int32_t *cu_seqlens, int nseq, int max_seqlen,
+                                            const emb_kattn_params *p, cudaStream_t stream) {
+    if (!p || nseq < 0 || max_seqlen < 0 || p->heads < 1 || p->heads > 65535 ||
+        p->kv_heads < 1 || p->heads % p->kv_heads != 0 ||
+        (max_seqlen + ATTN_BM - 1) / ATTN_BM > 65535 ||
+        (dt != EMB_KDT_F16 && dt != EMB_KDT_BF16) ||
+        (p->head_dim != 16 && p->head_dim != 32 && p->head_dim != 64 && p->head_dim != 80 && p->head_dim != 96 &&
+         p->head_dim != 128 && p->head_dim != 256) ||
+        (p->rel_bias && p->rel_span < max_seqlen) || !(p->softcap >= 0.0f))
+        return cudaErrorInvalidValue;
+    if (nseq == 0 || max_seqlen == 0) return cudaSuccess;
+    attn_kargs a;
+    a.heads = p->heads;
+    a.kv_heads = p->kv_heads;
+    a.scale = p->scale;
+    a.scale_log2 = p->scale * 1.4426950408889634f;
+    a.wl = p->window_left < 0 ? -1 : p->window_left;
+    a.wr = p->window_right < 0 ? -1 : p->window_right;
+    a.softcap = p->softcap;
+    a.rel_bias = p->rel_bias;
+    a.rel_span = p->rel_span;
+    if (dt == EMB_KDT_F16)
+        return attn_dispatch<__half>(out, qkv, cu_seqlens, nseq, max_seqlen, p->head_dim, a, stream);
+    return attn_dispatch<__nv_bfloat16>(out, qkv, cu_seqlens, nseq, max_seqlen, p->head_dim, a,
+                                        stream);
 }
 
 extern "C" cudaError_t emb_launch_attention_varlen(void *out, emb_kdtype dt, const void *qkv,
@@ -228,25 +315,12 @@ extern "C" cudaError_t emb_launch_attention_varlen(void *out, emb_kdtype dt, con
                                                    int max_seqlen, int heads, int head_dim,
                                                    float scale, int causal,
                                                    cudaStream_t stream) {
-    if (nseq < 0 || max_seqlen < 0 || heads < 1 || heads > 65535 ||
-        (max_seqlen + ATTN_BM - 1) / ATTN_BM > 65535 ||
-        (dt != EMB_KDT_F16 && dt != EMB_KDT_BF16) ||
-        (head_dim != 32 && head_dim != 64 && head_dim != 128))
-        return cudaErrorInvalidValue;
-    if (nseq == 0 || max_seqlen == 0) return cudaSuccess;
-    const float scale_log2 = scale * 1.4426950408889634f;
-#define ATTN_CASE(TT, DD)                                                                    \
-    attn_launch<TT, DD>(out, qkv, cu_seqlens, nseq, max_seqlen, heads, scale_log2, causal, \
-                        stream)
-    if (dt == EMB_KDT_F16) {
-        if (head_dim == 32) ATTN_CASE(__half, 32);
-        else if (head_dim == 64) ATTN_CASE(__half, 64);
-        else ATTN_CASE(__half, 128);
-    } else {
-        if (head_dim == 32) ATTN_CASE(__nv_bfloat16, 32);
-        else if (head_dim == 64) ATTN_CASE(__nv_bfloat16, 64);
-        else ATTN_CASE(__nv_bfloat16, 128);
-    }
-#undef ATTN_CASE
-    return emb_launch_status();
+    emb_kattn_params p;
+    memset(&p, 0, sizeof p);
+    p.heads = p.kv_heads = heads;
+    p.head_dim = head_dim;
+    p.scale = scale;
+    p.window_left = -1;
+    p.window_right = causal ? 0 : -1;
+    return emb_launch_attention(out, dt, qkv, cu_seqlens, nseq, max_seqlen, &p, stream);
 }

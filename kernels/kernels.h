@@ -7,11 +7,11 @@
  *
  * Layouts (all row-major, tokens of all sequences packed back to back):
  *   hidden states   [total, hidden]            element type `dt`
- *   fused QKV       [total, 3, heads, head_dim] (one GEMM with W = [Wq; Wk; Wv],
- *                   so token t's Q, K, V heads sit at row t, column blocks
- *                   0, hidden, 2*hidden: attention reads them with row
- *                   stride 3*hidden; identical to cpu_attention_varlen)
- *   attention out   [total, heads, head_dim] == [total, hidden]
+ *   fused QKV       [total, heads + 2*kv_heads, head_dim] (one GEMM with
+ *                   W = [Wq; Wk; Wv], so token t's Q, K, V heads sit at row
+ *                   t one after the other; kv_heads == heads is [total, 3,
+ *                   heads, head_dim]; identical to cpu_attention)
+ *   attention out   [total, heads, head_dim]
  *   cu_seqlens      int32 [nseq + 1], prefix offsets, cu_seqlens[0] == 0
  *   pooled output   float [nseq, out_dim]
  * Each kernel's CPU twin is the function of host/cpu/cpu_ops.h named in its comment.
@@ -62,9 +62,24 @@ cudaError_t emb_launch_embed_layernorm(void *out, emb_kdtype dt, const int32_t *
                                        const void *g, const void *b, int hidden, float eps,
                                        cudaStream_t stream);
 
+/* Norm kinds of emb_launch_embed (an RMSNorm with weight (1 + w) is RMS with
+ * the weight pre-added on the host). */
+enum { EMB_KNORM_NONE = 0, EMB_KNORM_LAYER = 1, EMB_KNORM_RMS = 2 };
+
+/* out[t] = norm(word[ids[t]] * scale + position[pos_ids[t]] + token_type[type_ids[t]])
+ * with pos_ids computed by the host (any position rule); position, token_type
+ * may be NULL (none), type_ids NULL (type 0). norm: EMB_KNORM_*; g is needed
+ * unless NONE, b (LayerNorm bias) may be NULL. Twin: the CPU backend's embed
+ * (word * scale + position + type, then cpu_bias_residual_layernorm / cpu_rmsnorm). */
+cudaError_t emb_launch_embed(void *out, emb_kdtype dt, const int32_t *ids, const int32_t *type_ids,
+                             const int32_t *pos_ids, int total, const void *word, float scale,
+                             const void *position, const void *token_type, int norm,
+                             const void *g, const void *b, int hidden, float eps,
+                             cudaStream_t stream);
+
 /* --- norm.cu --------------------------------------------------------------
  * out[i] = LayerNorm(x[i] + bias + residual[i]) * g + b, statistics in fp32.
- * Twin: cpu_bias_residual_layernorm. bias/residual may be NULL; out may alias x. */
+ * Twin: cpu_bias_residual_layernorm. bias/residual/b may be NULL; out may alias x. */
 cudaError_t emb_launch_bias_residual_layernorm(void *out, emb_kdtype dt, const void *x,
                                                const void *bias, const void *residual,
                                                const void *g, const void *b, int rows, int dim,
@@ -85,15 +100,54 @@ cudaError_t emb_launch_bias_act(void *x, emb_kdtype dt, const void *bias, int ro
 cudaError_t emb_launch_gated_act(void *out, emb_kdtype dt, const void *x, int rows, int cols,
                                  int act, cudaStream_t stream);
 
+/* x[i] += y[i] for n elements (n even). */
+cudaError_t emb_launch_add(void *x, emb_kdtype dt, const void *y, size_t n, cudaStream_t stream);
+
 /* --- attention.cu ---------------------------------------------------------
  * Varlen fused attention (FlashAttention-2 style, online softmax in fp32,
- * tensor cores via mma.sync). qkv [total, 3, heads, head_dim], out [total,
- * heads, head_dim]. dt is F16 or BF16; head_dim 32, 64 or 128.
- * Twin: cpu_attention_varlen. */
+ * tensor cores via mma.sync) with grouped-query heads. qkv: [total, (heads +
+ * 2*kv_heads) * head_dim], per token the Q heads, then the K heads, then the V
+ * heads (kv_heads == heads: [total, 3, heads, head_dim]); out: [total, heads *
+ * head_dim]. Query head h uses KV head h / (heads / kv_heads), read in place.
+ * Key j (position in its sequence) is visible to query i iff
+ *   (window_left < 0 || j >= i - window_left) && (window_right < 0 || j <= i + window_right)
+ * (causal: right = 0; full: both -1; symmetric local: both = w; Mistral-style
+ * sliding: left = w - 1, right = 0); key tiles outside every window of a
+ * query tile are skipped, not only masked. logit = (q . k) * scale, then
+ * + rel_bias[h * (2*rel_span - 1) + (j - i + rel_span - 1)] when rel_bias (a
+ * device fp32 table; rel_span >= max_seqlen), then softcap * tanh(logit /
+ * softcap) when softcap > 0. dt is F16 or BF16; head_dim 16, 32, 64, 80, 96,
+ * 128 or 256; heads a multiple of kv_heads. Twin: cpu_attention. */
+typedef struct {
+    int heads, kv_heads, head_dim;
+    float scale;
+    int window_left, window_right;
+    float softcap;
+    const float *rel_bias;
+    int rel_span;
+} emb_kattn_params;
+
+cudaError_t emb_launch_attention(void *out, emb_kdtype dt, const void *qkv,
+                                 const int32_t *cu_seqlens, int nseq, int max_seqlen,
+                                 const emb_kattn_params *p, cudaStream_t stream);
+
+/* emb_launch_attention with kv_heads == heads, no bias or softcap, full
+ * (causal == 0) or causal. Twin: cpu_attention_varlen. */
 cudaError_t emb_launch_attention_varlen(void *out, emb_kdtype dt, const void *qkv,
                                         const int32_t *cu_seqlens, int nseq, int max_seqlen,
                                         int heads, int head_dim, float scale, int causal,
                                         cudaStream_t stream);
+
+/* --- rotary.cu ------------------------------------------------------------
+ * Rotary position embedding in place on the Q and K heads of qkv (layout of
+ * emb_launch_attention); the position of token t is t - start(seq(t)). The
+ * first rotary_dim dims of each head are rotated with the rotate_half pairing
+ * (d, d + rotary_dim/2), inv_freq[d] = 1 / theta^((float)(2d) / rotary_dim),
+ * angle = (float)pos * inv_freq[d], in fp32. rotary_dim even, <= head_dim.
+ * Twin: cpu_rotary. */
+cudaError_t emb_launch_rotary(void *qkv, emb_kdtype dt, const int32_t *cu_seqlens, int nseq,
+                              int total, int heads, int kv_heads, int head_dim, int rotary_dim,
+                              float theta, cudaStream_t stream);
 
 /* --- pool.cu --------------------------------------------------------------
  * Segmented pooling, one CTA per sequence: hidden [total, dim] -> the

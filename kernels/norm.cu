@@ -49,9 +49,9 @@ __global__ void bias_residual_layernorm_kernel(T *out, const T *x, const T *__re
     for (int i = 0; i < EMB_ROW_PAIRS; i++) {
         int c = 2 * (threadIdx.x + i * blockDim.x);
         if (c < dim) {
-            float g0, g1, b0, b1;
+            float g0, g1, b0 = 0.0f, b1 = 0.0f;
             emb_ld2(g + c, g0, g1);
-            emb_ld2(b + c, b0, b1);
+            if (b) emb_ld2(b + c, b0, b1);   /* LayerNorm without bias (ModernBERT-style) */
             emb_st2(o + c, (v[i][0] - mean) * rstd * g0 + b0, (v[i][1] - mean) * rstd * g1 + b1);
         }
     }

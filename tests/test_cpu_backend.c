@@ -67,11 +67,11 @@ static int make_batch(emb_batch *b) {
 static emb_job default_job(void) {
     emb_job j = {0};
     j.pooling_modes = mf.st.pooling_modes;
-    j.layer = mf.cfg.layers;
+    j.layer = mf.r.layers;
     j.apply_dense = mf.st.n_dense > 0;
     j.normalize = 1;
     j.out_dim = mf.st.n_dense ? mf.st.dense[mf.st.n_dense - 1].out_features
-                              : mf.cfg.hidden * __builtin_popcount((unsigned)j.pooling_modes);
+                              : mf.r.hidden * __builtin_popcount((unsigned)j.pooling_modes);
     return j;
 }
 
@@ -156,14 +156,14 @@ Test(cpu_backend, packing_does_not_matter) {
 Test(cpu_backend, layer_selects_hidden_states) {
     NEED_MODEL();
     emb_batch b;
-    const int total = make_batch(&b), H = mf.cfg.hidden;
-    const int K = mf.cfg.layers > 1 ? mf.cfg.layers / 2 : 1;
+    const int total = make_batch(&b), H = mf.r.hidden;
+    const int K = mf.r.layers > 1 ? mf.r.layers / 2 : 1;
     float *tok = malloc((size_t)total * H * sizeof(float));
     float *last = malloc((size_t)total * H * sizeof(float));
     float *pooled = malloc((size_t)NSEQ * H * sizeof(float));
     emb_error err = {0};
     cr_assert(be->token_embeddings(be, &b, K, tok, &err) == EMB_OK, "%s", err.message);
-    cr_assert(be->token_embeddings(be, &b, mf.cfg.layers, last, &err) == EMB_OK, "%s",
+    cr_assert(be->token_embeddings(be, &b, mf.r.layers, last, &err) == EMB_OK, "%s",
               err.message);
     cr_expect(max_abs_diff(tok, last, (size_t)total * H) > 1e-2,
               "layer %d and the last layer give the same hidden states", K);
@@ -225,7 +225,7 @@ Test(cpu_backend, refuses_bad_batches) {
     emb_error err = {0};
 
     int32_t saved = ids[5];
-    ids[5] = mf.cfg.vocab_size;
+    ids[5] = mf.r.vocab_size;
     cr_expect(be->encode(be, &b, &j, out, &err) == EMB_ERR_INVALID_ARG);
     ids[5] = -1;
     cr_expect(be->encode(be, &b, &j, out, &err) == EMB_ERR_INVALID_ARG);
@@ -236,7 +236,7 @@ Test(cpu_backend, refuses_bad_batches) {
     cr_expect(be->encode(be, &bad, &j, out, &err) == EMB_ERR_INVALID_ARG);
 
     emb_job jl = j;
-    jl.layer = mf.cfg.layers + 1;
+    jl.layer = mf.r.layers + 1;
     cr_expect(be->encode(be, &b, &jl, out, &err) == EMB_ERR_INVALID_ARG);
     jl.layer = 0;
     cr_expect(be->encode(be, &b, &jl, out, &err) == EMB_ERR_INVALID_ARG);

@@ -11,7 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "cpu_ops.h"
+#include "npy.h"
+#include "test_support.h"
 
 /* ---- helpers ---------------------------------------------------------- */
 
@@ -381,6 +385,205 @@ Test(cpu_ops, attention_packing_is_invisible) {
         free(alone);
     }
     free(cu), free(qkv), free(packed);
+}
+
+/* ---- attention with grouped heads, windows, bias, softcap ------------- */
+
+/* The contract of cpu_attention written out literally: every (query, key)
+ * pair, the mask as a condition, double accumulation. */
+static void gqa_ref(double *out, const float *qkv, const int32_t *cu, int nseq,
+                    const cpu_attn_params *p) {
+    const int H = p->heads, KV = p->kv_heads, hd = p->head_dim;
+    const size_t ld = (size_t)(H + 2 * KV) * hd;
+    for (int s = 0; s < nseq; s++) {
+        int start = cu[s], len = cu[s + 1] - start;
+        double *w = dalloc((size_t)len);
+        for (int h = 0; h < H; h++) {
+            const int kvh = h / (H / KV);
+            for (int i = 0; i < len; i++) {
+                const float *q = qkv + (size_t)(start + i) * ld + (size_t)h * hd;
+                double mx = -INFINITY, sum = 0;
+                for (int j = 0; j < len; j++) {
+                    int vis = (p->window_left < 0 || j >= i - p->window_left) &&
+                              (p->window_right < 0 || j <= i + p->window_right);
+                    if (!vis) {
+                        w[j] = -INFINITY;
+                        continue;
+                    }
+                    const float *k = qkv + (size_t)(start + j) * ld + (size_t)(H + kvh) * hd;
+                    double d = 0;
+                    for (int c = 0; c < hd; c++) d += (double)q[c] * k[c];
+                    d *= p->scale;
+                    if (p->rel_bias)
+                        d += p->rel_bias[(size_t)h * (2 * p->rel_span - 1) +
+                                         (size_t)(j - i + p->rel_span - 1)];
+                    if (p->softcap > 0) d = p->softcap * tanh(d / p->softcap);
+                    w[j] = d;
+                    mx = fmax(mx, d);
+                }
+                for (int j = 0; j < len; j++) sum += (w[j] = isinf(w[j]) ? 0.0 : exp(w[j] - mx));
+                double *o = out + (size_t)(start + i) * H * hd + (size_t)h * hd;
+                for (int c = 0; c < hd; c++) {
+                    double acc = 0;
+                    for (int j = 0; j < len; j++)
+                        acc += w[j] * qkv[(size_t)(start + j) * ld + (size_t)(H + KV + kvh) * hd + c];
+                    o[c] = acc / sum;
+                }
+            }
+        }
+        free(w);
+    }
+}
+
+static void check_gqa(const int *lens, int nseq, cpu_attn_params p, int with_bias) {
+    int32_t *cu = make_cu(lens, nseq);
+    const int total = cu[nseq], hd = p.head_dim;
+    int maxlen = 1;
+    for (int s = 0; s < nseq; s++) maxlen = lens[s] > maxlen ? lens[s] : maxlen;
+    float *qkv = rnd_array((size_t)total * (p.heads + 2 * p.kv_heads) * hd, -2, 2);
+    float *bias = NULL;
+    if (with_bias) {
+        p.rel_span = maxlen + 3; /* any span >= the longest sequence */
+        bias = rnd_array((size_t)p.heads * (2 * p.rel_span - 1), -3, 3);
+        p.rel_bias = bias;
+    }
+    float *out = poisoned((size_t)total * p.heads * hd);
+    double *want = dalloc((size_t)total * p.heads * hd);
+    cpu_attention(out, qkv, cu, nseq, &p);
+    gqa_ref(want, qkv, cu, nseq, &p);
+    char what[160];
+    snprintf(what, sizeof what,
+             "attention heads=%d kv=%d hd=%d window=(%d,%d) softcap=%g bias=%d", p.heads,
+             p.kv_heads, hd, p.window_left, p.window_right, p.softcap, with_bias);
+    expect_close(what, out, want, (size_t)total * p.heads * hd, 2e-5, 2e-5);
+    free(cu), free(qkv), free(out), free(want), free(bias);
+}
+
+Test(cpu_ops, attention_gqa_mqa_every_head_dim) {
+    rng_seed(21);
+    const int lens[] = {1, 31, 133, 70};
+    const int hds[] = {16, 32, 64, 80, 96, 128, 256};
+    for (int d = 0; d < 7; d++) {
+        const int heads = 4;
+        const int kvs[] = {1, heads / 2, heads};
+        for (int k = 0; k < 3; k++) {
+            cpu_attn_params p = {.heads = heads, .kv_heads = kvs[k], .head_dim = hds[d],
+                                 .scale = 1.0f / sqrtf((float)hds[d]), .window_left = -1,
+                                 .window_right = (k == 1) ? 0 : -1};
+            check_gqa(lens, 4, p, 0);
+        }
+    }
+}
+
+Test(cpu_ops, attention_windows) {
+    /* Windows narrower and wider than the query block (128), one-sided and
+     * symmetric, on sequences shorter and longer than the window. */
+    rng_seed(22);
+    const int lens[] = {5, 300, 1, 129};
+    const int win[][2] = {{0, 0}, {3, 3}, {64, 64}, {4095, 0}, {15, 0}, {-1, 7}, {200, -1},
+                          {130, 130}};
+    for (int w = 0; w < 8; w++) {
+        cpu_attn_params p = {.heads = 6, .kv_heads = 2, .head_dim = 64, .scale = 0.125f,
+                             .window_left = win[w][0], .window_right = win[w][1]};
+        check_gqa(lens, 4, p, 0);
+    }
+}
+
+Test(cpu_ops, attention_rel_bias_and_softcap) {
+    rng_seed(23);
+    const int lens[] = {17, 140, 2};
+    cpu_attn_params p = {.heads = 3, .kv_heads = 3, .head_dim = 32, .scale = 0.25f,
+                         .window_left = -1, .window_right = -1};
+    check_gqa(lens, 3, p, 1);                       /* relative bias (MPNet, T5) */
+    p.softcap = 5.0f;
+    check_gqa(lens, 3, p, 0);                       /* softcap alone (Gemma 2) */
+    p.kv_heads = 1, p.window_left = 20, p.window_right = 0;
+    check_gqa(lens, 3, p, 1);                       /* everything at once */
+}
+
+Test(cpu_ops, attention_varlen_is_the_full_or_causal_case) {
+    rng_seed(24);
+    const int lens[] = {40, 9};
+    int32_t *cu = make_cu(lens, 2);
+    const int heads = 2, hd = 32, n = cu[2] * heads * hd;
+    float *qkv = rnd_array((size_t)cu[2] * 3 * heads * hd, -2, 2);
+    float *a = poisoned((size_t)n), *b = poisoned((size_t)n);
+    for (int causal = 0; causal < 2; causal++) {
+        cpu_attention_varlen(a, qkv, cu, 2, heads, hd, 0.3f, causal);
+        cpu_attn_params p = {.heads = heads, .kv_heads = heads, .head_dim = hd, .scale = 0.3f,
+                             .window_left = -1, .window_right = causal ? 0 : -1};
+        cpu_attention(b, qkv, cu, 2, &p);
+        cr_expect(memcmp(a, b, (size_t)n * sizeof *a) == 0, "causal=%d", causal);
+    }
+    free(cu), free(qkv), free(a), free(b);
+}
+
+/* ---- rotary ----------------------------------------------------------- */
+
+/* transformers' LlamaRotaryEmbedding + apply_rotary_pos_emb in float32
+ * (tools/make-rotary-golden) on exactly representable inputs. */
+Test(cpu_ops, rotary_matches_transformers) {
+    char *mpath = ts_src_path("tests/golden/rotary/manifest.json");
+    char *mtext = ts_read_file(mpath, NULL);
+    cr_assert(mtext, "cannot read %s", mpath);
+    cJSON *m = cJSON_Parse(mtext);
+    cr_assert(cJSON_IsArray(m));
+    int ncases = 0;
+    const cJSON *c;
+    cJSON_ArrayForEach(c, m) {
+        const char *name = cJSON_GetObjectItem(c, "name")->valuestring;
+        const int heads = cJSON_GetObjectItem(c, "heads")->valueint;
+        const int kv = cJSON_GetObjectItem(c, "kv_heads")->valueint;
+        const int hd = cJSON_GetObjectItem(c, "head_dim")->valueint;
+        const int rot = cJSON_GetObjectItem(c, "rotary_dim")->valueint;
+        const float theta = (float)cJSON_GetObjectItem(c, "theta")->valuedouble;
+        const cJSON *jl = cJSON_GetObjectItem(c, "lens"), *jt = cJSON_GetObjectItem(c, "tokens");
+        int lens[8], nseq = 0;
+        const cJSON *e;
+        cJSON_ArrayForEach(e, jl) lens[nseq++] = e->valueint;
+        int32_t *cu = make_cu(lens, nseq);
+        const int total = cu[nseq], ncol = (heads + 2 * kv) * hd;
+        float *qkv = malloc((size_t)total * ncol * sizeof *qkv);
+        cr_assert(qkv);
+        for (int t = 0; t < total; t++)
+            for (int h = 0; h < heads + 2 * kv; h++)
+                for (int d = 0; d < hd; d++)
+                    qkv[(size_t)t * ncol + h * hd + d] =
+                        (float)(((7 * t + 5 * h + 13 * d) % 17) - 8) / 4.0f;
+        cpu_rotary(qkv, cu, nseq, heads, kv, hd, rot, theta);
+
+        char rel[128];
+        snprintf(rel, sizeof rel, "tests/golden/rotary/%s.npy", name);
+        char *gpath = ts_src_path(rel);
+        size_t rows, cols;
+        float *gold = npy_load(gpath, &rows, &cols);
+        cr_assert(gold, "cannot read %s", gpath);
+        cr_assert_eq(cols, (size_t)hd);
+        size_t r = 0;
+        cJSON_ArrayForEach(e, jt) {
+            const int t = e->valueint;
+            for (int h = 0; h < heads + kv; h++, r++) {
+                cr_assert(r < rows);
+                double want[512];
+                for (int d = 0; d < hd; d++) want[d] = gold[r * cols + d];
+                char what[96];
+                snprintf(what, sizeof what, "rotary %s token %d head %d", name, t, h);
+                /* float32 cos/sin of angles up to ~8000 rad: a few ulp of the angle. */
+                expect_close(what, qkv + (size_t)t * ncol + h * hd, want, (size_t)hd, 2e-5, 2e-5);
+            }
+            /* V heads are not rotated. */
+            for (int h = heads + kv; h < heads + 2 * kv; h++)
+                for (int d = 0; d < hd; d++)
+                    cr_expect_eq(qkv[(size_t)t * ncol + h * hd + d],
+                                 (float)(((7 * t + 5 * h + 13 * d) % 17) - 8) / 4.0f);
+        }
+        cr_expect_eq(r, rows);
+        free(gold), free(gpath), free(qkv), free(cu);
+        ncases++;
+    }
+    cr_expect_eq(ncases, 4);
+    cJSON_Delete(m);
+    free(mtext), free(mpath);
 }
 
 /* ---- pooling ---------------------------------------------------------- */

@@ -252,8 +252,9 @@ Test(mf_real, default_model) {
     if (!m) cr_skip_test("default model not fetched");
     emb_model_files mf;
     load_ok(m, &mf);
-    const emb_bert_config *c = &mf.cfg;
+    const emb_recipe *c = &mf.r;
     cr_assert_str_eq(c->model_type, "bert");
+    cr_assert_str_eq(c->family, "bert");
     cr_assert_eq(c->vocab_size, 30522);
     cr_assert_eq(c->hidden, 384);
     cr_assert_eq(c->layers, 6);
@@ -261,11 +262,17 @@ Test(mf_real, default_model) {
     cr_assert_eq(c->head_dim, 32);
     cr_assert_eq(c->intermediate, 1536);
     cr_assert_eq(c->max_position, 512);
-    cr_assert_eq(c->type_vocab_size, 2);
+    cr_assert_eq(c->emb.type_vocab, 2);
     cr_assert_eq(c->pad_token_id, 0);
-    cr_assert_float_eq(c->layer_norm_eps, 1e-12f, 1e-18);
-    cr_assert_eq(c->hidden_act, EMB_ACT_GELU);
-    cr_assert_eq(c->torch_dtype, EMB_DTYPE_F32);
+    cr_assert_float_eq(c->layer[0].attn_norm.eps, 1e-12f, 1e-18);
+    cr_assert_eq(c->act, EMB_ACT_GELU);
+    cr_assert_eq(c->dtype, EMB_DTYPE_F32);
+    cr_assert_eq(c->place, EMB_PLACE_POST);
+    cr_assert_eq(c->emb.pos, EMB_EPOS_LEARNED);
+    cr_assert_eq(c->emb.pos_pad_id, -1);
+    cr_assert_eq(c->attn_pos, EMB_APOS_NONE);
+    cr_assert_eq(c->gated, 0);
+    cr_assert_float_eq(c->scale, 1.0f / sqrtf(32.0f), 1e-9);
 
     const emb_st_config *st = &mf.st;
     cr_assert_eq(st->pooling_modes, EMB_POOL_MEAN);
@@ -279,30 +286,35 @@ Test(mf_real, default_model) {
     cr_assert_null(st->default_prompt_name);
     cr_assert_str_eq(st->similarity_fn, "cosine");
 
-    const emb_bert_weights *w = &mf.w;
-    cr_assert_eq(w->word.ndim, 2);
-    cr_assert_eq(w->word.shape[0], 30522);
-    cr_assert_eq(w->word.shape[1], 384);
-    cr_assert_eq(w->position.shape[0], 512);
-    cr_assert_eq(w->token_type.shape[0], 2);
-    cr_assert_str_eq(w->layer[5].w_in.name, "encoder.layer.5.intermediate.dense.weight");
-    cr_assert_eq(w->layer[5].w_in.shape[0], 1536);
-    cr_assert_eq(w->layer[5].w_in.shape[1], 384);
-    cr_assert_eq(w->layer[5].w_out.shape[0], 384);
-    cr_assert_eq(w->layer[5].w_out.shape[1], 1536);
+    const emb_recipe *w = &mf.r;
+    cr_assert_eq(w->emb.word.ndim, 2);
+    cr_assert_eq(w->emb.word.shape[0], 30522);
+    cr_assert_eq(w->emb.word.shape[1], 384);
+    cr_assert_eq(w->emb.position.shape[0], 512);
+    cr_assert_eq(w->emb.token_type.shape[0], 2);
+    cr_assert_str_eq(w->layer[5].w_up.name, "encoder.layer.5.intermediate.dense.weight");
+    cr_assert_eq(w->layer[5].w_up.shape[0], 1536);
+    cr_assert_eq(w->layer[5].w_up.shape[1], 384);
+    cr_assert_eq(w->layer[5].w_down.shape[0], 384);
+    cr_assert_eq(w->layer[5].w_down.shape[1], 1536);
     for (int l = 0; l < 6; l++) {
-        const emb_tensor *t = &w->layer[l].wq;
-        for (size_t i = 0; i < sizeof(emb_bert_layer) / sizeof(emb_tensor); i++) {
-            cr_assert_not_null(t[i].data, "layer %d tensor %zu unbound", l, i);
-            cr_assert_eq(t[i].dtype, EMB_DTYPE_F32);
+        const emb_recipe_layer *L = &w->layer[l];
+        const emb_tensor *t[] = {&L->wq, &L->bq, &L->wk, &L->bk, &L->wv, &L->bv, &L->wo, &L->bo,
+                                 &L->attn_norm.w, &L->attn_norm.b, &L->w_up, &L->b_up, &L->w_down,
+                                 &L->b_down, &L->mlp_norm.w, &L->mlp_norm.b};
+        for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+            cr_assert_not_null(t[i]->data, "layer %d tensor %zu unbound", l, i);
+            cr_assert_eq(t[i]->dtype, EMB_DTYPE_F32);
         }
+        cr_assert_eq(L->window_left, -1);
+        cr_assert_eq(L->window_right, -1);
     }
     /* Values straight from the file (checked against safetensors in Python). */
     float v[2];
-    emb_tensor_to_f32(&w->layer[5].ln_ffn_g, v, 2);
+    emb_tensor_to_f32(&w->layer[5].mlp_norm.w, v, 2);
     cr_assert_float_eq(v[0], 0.64597034f, 1e-7);
     cr_assert_float_eq(v[1], 0.6747911f, 1e-7);
-    cr_assert_eq(emb_tensor_numel(&w->word), (size_t)30522 * 384);
+    cr_assert_eq(emb_tensor_numel(&w->emb.word), (size_t)30522 * 384);
     cr_assert_str_eq(mf.dir, m);
     emb_mf_free(&mf);
     cr_assert_null(mf.dir);
@@ -311,15 +323,15 @@ Test(mf_real, default_model) {
 /* ------------------------------------------------------------ tiny model */
 
 static void check_tiny(const emb_model_files *mf, emb_dtype dt) {
-    cr_assert_eq(mf->cfg.hidden, TH);
-    cr_assert_eq(mf->cfg.layers, TL);
-    cr_assert_eq(mf->cfg.head_dim, TH / THEADS);
-    cr_assert_float_eq(mf->cfg.layer_norm_eps, 1e-5f, 1e-12);
-    cr_assert_eq(mf->cfg.torch_dtype, dt);
-    cr_assert_eq(mf->w.word.dtype, dt);
-    cr_assert_eq(mf->w.layer[1].w_out.dtype, dt);
+    cr_assert_eq(mf->r.hidden, TH);
+    cr_assert_eq(mf->r.layers, TL);
+    cr_assert_eq(mf->r.head_dim, TH / THEADS);
+    cr_assert_float_eq(mf->r.layer[1].mlp_norm.eps, 1e-5f, 1e-12);
+    cr_assert_eq(mf->r.dtype, dt);
+    cr_assert_eq(mf->r.emb.word.dtype, dt);
+    cr_assert_eq(mf->r.layer[1].w_down.dtype, dt);
     float v[TH * TI];
-    emb_tensor_to_f32(&mf->w.layer[1].w_out, v, TH * TI);
+    emb_tensor_to_f32(&mf->r.layer[1].w_down, v, TH * TI);
     for (size_t k = 0; k < TH * TI; k++) cr_assert_eq(v[k], tiny_value(k), "element %zu: %g", k, v[k]);
 }
 
@@ -369,7 +381,7 @@ Test(mf_tiny, bert_prefix_names) {
     emb_model_files mf;
     load_ok(dir, &mf);
     check_tiny(&mf, EMB_DTYPE_F32);
-    cr_assert_str_eq(mf.w.layer[0].wq.name, "bert.encoder.layer.0.attention.self.query.weight");
+    cr_assert_str_eq(mf.r.layer[0].wq.name, "bert.encoder.layer.0.attention.self.query.weight");
     emb_mf_free(&mf);
     free(dir);
 }
@@ -381,8 +393,8 @@ Test(mf_tiny, layernorm_gamma_beta_names) {
     char *dir = tiny_model_with(&l);
     emb_model_files mf;
     load_ok(dir, &mf);
-    cr_assert_str_eq(mf.w.ln_g.name, "embeddings.LayerNorm.gamma");
-    cr_assert_str_eq(mf.w.layer[1].ln_ffn_b.name, "encoder.layer.1.output.LayerNorm.beta");
+    cr_assert_str_eq(mf.r.emb.norm.w.name, "embeddings.LayerNorm.gamma");
+    cr_assert_str_eq(mf.r.layer[1].mlp_norm.b.name, "encoder.layer.1.output.LayerNorm.beta");
     emb_mf_free(&mf);
     free(dir);
 }
@@ -396,10 +408,10 @@ Test(mf_tiny, config_defaults) {
     write_text(dir, "config.json", c4);
     emb_model_files mf;
     load_ok(dir, &mf);
-    cr_assert_float_eq(mf.cfg.layer_norm_eps, 1e-12f, 1e-18);
-    cr_assert_eq(mf.cfg.type_vocab_size, 2);
-    cr_assert_eq(mf.cfg.hidden_act, EMB_ACT_GELU);
-    cr_assert_eq(mf.cfg.pad_token_id, -1);
+    cr_assert_float_eq(mf.r.emb.norm.eps, 1e-12f, 1e-18);
+    cr_assert_eq(mf.r.emb.type_vocab, 2);
+    cr_assert_eq(mf.r.act, EMB_ACT_GELU);
+    cr_assert_eq(mf.r.pad_token_id, -1);
     emb_mf_free(&mf);
     free(c1), free(c2), free(c3), free(c4), free(dir);
 }
@@ -418,7 +430,7 @@ Test(mf_tiny, hidden_act_names) {
         write_config_repl(dir, "\"gelu\"", to);
         emb_model_files mf;
         load_ok(dir, &mf);
-        cr_assert_eq(mf.cfg.hidden_act, acts[i].act, "%s", acts[i].name);
+        cr_assert_eq(mf.r.act, acts[i].act, "%s", acts[i].name);
         emb_mf_free(&mf);
     }
     free(dir);
@@ -443,8 +455,8 @@ Test(mf_config, wrong_fields) {
          "field \"num_hidden_layers\" is 2.5"},
         {"\"vocab_size\": 10,", "", EMB_ERR_FORMAT, "config.json: missing field \"vocab_size\""},
         {"\"model_type\": \"bert\",", "", EMB_ERR_FORMAT, "config.json: missing field \"model_type\""},
-        {"\"model_type\": \"bert\"", "\"model_type\": \"roberta\"", EMB_ERR_UNSUPPORTED,
-         "config.json: model_type \"roberta\" is not supported"},
+        {"\"model_type\": \"bert\"", "\"model_type\": \"xlnet\"", EMB_ERR_UNSUPPORTED,
+         "config.json: model_type \"xlnet\" is not supported (supported: bert, roberta"},
         {"\"absolute\"", "\"relative_key\"", EMB_ERR_UNSUPPORTED,
          "config.json: position_embedding_type \"relative_key\" is not supported"},
         {"\"gelu\"", "\"quick_gelu\"", EMB_ERR_UNSUPPORTED, "config.json: hidden_act \"quick_gelu\" is not supported"},
@@ -530,7 +542,8 @@ Test(mf_weights, missing_tensor) {
     tl_find(&l, "embeddings.word_embeddings.weight")->skip = 1;
     dir = tiny_model_with(&l);
     expect_fail(dir, EMB_ERR_FORMAT,
-                "missing tensor \"embeddings.word_embeddings.weight\" (also tried \"bert.\" prefix)");
+                "also tried the \"bert.\", \"roberta.\" and \"model.\" prefixes: model.safetensors: missing "
+                "tensor \"embeddings.word_embeddings.weight\"");
     free(dir);
 }
 
@@ -609,8 +622,8 @@ Test(mf_sharded, loads_from_two_shards) {
     emb_model_files mf;
     load_ok(dir, &mf);
     check_tiny(&mf, EMB_DTYPE_F32);
-    cr_assert_not_null(mf.w.layer[1].wq.data);
-    cr_assert_neq(mf.w.layer[0].wq.data, mf.w.layer[1].wq.data);
+    cr_assert_not_null(mf.r.layer[1].wq.data);
+    cr_assert_neq(mf.r.layer[0].wq.data, mf.r.layer[1].wq.data);
     emb_mf_free(&mf);
     free(dir);
 }
@@ -870,7 +883,7 @@ Test(mf_st, sentence_bert_config) {
     emb_mf_free(&mf);
     write_text(dir, "sentence_bert_config.json", "{\"max_seq_length\": 17}");
     expect_fail(dir, EMB_ERR_FORMAT,
-                "sentence_bert_config.json: max_seq_length 17 exceeds config.json max_position_embeddings 16");
+                "sentence_bert_config.json: max_seq_length 17 exceeds the 16 positions config.json gives the model");
     write_text(dir, "sentence_bert_config.json", "{\"max_seq_length\": \"long\"}");
     expect_fail(dir, EMB_ERR_FORMAT, "sentence_bert_config.json: field \"max_seq_length\" must be an integer");
     free(dir);
@@ -955,7 +968,7 @@ Test(mf_resolve, repo_id_in_hf_cache) {
     cr_assert_str_eq(dir, snap);
     emb_model_files mf;
     load_ok(dir, &mf);
-    cr_assert_eq(mf.cfg.hidden, TH);
+    cr_assert_eq(mf.r.hidden, TH);
     emb_mf_free(&mf);
     free(dir);
 
@@ -1016,12 +1029,12 @@ Test(mf_resolve, directories_and_bad_names) {
 
 Test(mf_tiny, stored_dtype_wins_over_config) {
     /* config.json says float16, the file holds F32: backends must read what
-     * is stored, so cfg.torch_dtype reports the storage dtype. */
+     * is stored, so the recipe's dtype reports the storage dtype. */
     char *dir = tiny_model();
     write_config_repl(dir, "\"float32\"", "\"float16\"");
     emb_model_files mf;
     load_ok(dir, &mf);
-    cr_assert_eq(mf.cfg.torch_dtype, EMB_DTYPE_F32);
+    cr_assert_eq(mf.r.dtype, EMB_DTYPE_F32);
     emb_mf_free(&mf);
     free(dir);
 }

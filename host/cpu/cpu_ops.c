@@ -192,43 +192,71 @@ static void softmax_row(float *s, int n) {
     cpu_vm_scale(s, n, 1.0f / sum);
 }
 
-/* One (sequence, head, query block): S = scale Q K^T, softmax, O = P V. */
+/* Keys visible to query i of a sequence of len tokens: [*lo, *hi). Never
+ * empty: the query sees itself whatever the window. */
+static void visible_keys(int i, int len, int wl, int wr, int *lo, int *hi) {
+    *lo = wl < 0 || i - wl < 0 ? 0 : i - wl;
+    *hi = wr < 0 || i + wr + 1 > len ? len : i + wr + 1;
+}
+
+/* One (sequence, head, query block): S = scale Q K^T over the keys any query
+ * of the block sees, bias, softcap, softmax per row over its own window,
+ * O = P V. */
 static void attention_block(float *out, const float *qkv, int start, int len, int q0, int nq,
-                            int h, int heads, int head_dim, float scale, int causal) {
-    const int ld_qkv = 3 * heads * head_dim, ld_out = heads * head_dim;
-    const float *q = qkv + (size_t)(start + q0) * ld_qkv + (size_t)h * head_dim;
-    const float *k = qkv + (size_t)start * ld_qkv + (size_t)(heads + h) * head_dim;
-    const float *v = qkv + (size_t)start * ld_qkv + (size_t)(2 * heads + h) * head_dim;
-    float *o = out + (size_t)(start + q0) * ld_out + (size_t)h * head_dim;
-    /* Causal: no query of this block sees a key past its last query. */
-    const int nk = causal ? q0 + nq : len;
+                            int h, const cpu_attn_params *p) {
+    const int hd = p->head_dim, group = p->heads / p->kv_heads, kvh = h / group;
+    const int ld_qkv = (p->heads + 2 * p->kv_heads) * hd, ld_out = p->heads * hd;
+    const float *q = qkv + (size_t)(start + q0) * ld_qkv + (size_t)h * hd;
+    const float *k = qkv + (size_t)start * ld_qkv + (size_t)(p->heads + kvh) * hd;
+    const float *v = qkv + (size_t)start * ld_qkv + (size_t)(p->heads + p->kv_heads + kvh) * hd;
+    float *o = out + (size_t)(start + q0) * ld_out + (size_t)h * hd;
+    /* Key range of the whole block: from the first query's window start to
+     * the last query's window end (the windows slide monotonically). */
+    int k_lo, k_hi, unused;
+    visible_keys(q0, len, p->window_left, p->window_right, &k_lo, &unused);
+    visible_keys(q0 + nq - 1, len, p->window_left, p->window_right, &unused, &k_hi);
+    const int nk = k_hi - k_lo;
 
     float *s = scores_buffer((size_t)nq * nk);
     if (!s) {
         /* No way to report from here: poison the output so it cannot pass
          * for a result (every test and the parity check would catch it). */
         for (int i = 0; i < nq; i++)
-            for (int d = 0; d < head_dim; d++) o[(size_t)i * ld_out + d] = NAN;
+            for (int d = 0; d < hd; d++) o[(size_t)i * ld_out + d] = NAN;
         return;
     }
-    cpu_gemm(1, nq, nk, head_dim, scale, q, ld_qkv, k, ld_qkv, 0.0f, s, nk);
-    for (int i = 0; i < nq; i++) {
-        float *row = s + (size_t)i * nk;
-        const int visible = causal ? q0 + i + 1 : nk;
-        softmax_row(row, visible);
-        for (int j = visible; j < nk; j++) row[j] = 0.0f;
+    cpu_gemm(1, nq, nk, hd, p->scale, q, ld_qkv, k + (size_t)k_lo * ld_qkv, ld_qkv, 0.0f, s, nk);
+    const float *bias_h = p->rel_bias ? p->rel_bias + (size_t)h * (2 * p->rel_span - 1) : NULL;
+    for (int r = 0; r < nq; r++) {
+        const int i = q0 + r;
+        float *row = s + (size_t)r * nk;
+        int lo, hi;
+        visible_keys(i, len, p->window_left, p->window_right, &lo, &hi);
+        for (int j = k_lo; j < lo; j++) row[j - k_lo] = 0.0f;
+        for (int j = hi; j < k_hi; j++) row[j - k_lo] = 0.0f;
+        float *vis = row + (lo - k_lo);
+        if (bias_h) {
+            const float *bb = bias_h + (p->rel_span - 1 - i);
+            for (int j = lo; j < hi; j++) vis[j - lo] += bb[j];
+        }
+        if (p->softcap > 0.0f) {
+            const float inv = 1.0f / p->softcap;
+            for (int j = 0; j < hi - lo; j++) vis[j] = p->softcap * tanhf(vis[j] * inv);
+        }
+        softmax_row(vis, hi - lo);
     }
-    cpu_gemm(0, nq, head_dim, nk, 1.0f, s, nk, v, ld_qkv, 0.0f, o, ld_out);
+    cpu_gemm(0, nq, hd, nk, 1.0f, s, nk, v + (size_t)k_lo * ld_qkv, ld_qkv, 0.0f, o, ld_out);
 }
 
-void cpu_attention_varlen(float *out, const float *qkv, const int32_t *cu_seqlens, int nseq,
-                          int heads, int head_dim, float scale, int causal) {
+void cpu_attention(float *out, const float *qkv, const int32_t *cu_seqlens, int nseq,
+                   const cpu_attn_params *p) {
+    if (p->heads < 1 || p->kv_heads < 1 || p->heads % p->kv_heads) return;
     /* Work items: every (sequence, query block, head). Counted up front so
      * one flat OpenMP loop can balance long and short sequences. */
     long items = 0;
     for (int s = 0; s < nseq; s++) {
         int len = cu_seqlens[s + 1] - cu_seqlens[s];
-        items += (long)((len + QBLOCK - 1) / QBLOCK) * heads;
+        items += (long)((len + QBLOCK - 1) / QBLOCK) * p->heads;
     }
     if (items == 0) return;
 
@@ -246,11 +274,57 @@ void cpu_attention_varlen(float *out, const float *qkv, const int32_t *cu_seqlen
             const int start = cu_seqlens[s], len = cu_seqlens[s + 1] - start;
             for (int q0 = 0; q0 < len; q0 += QBLOCK) {
                 const int nq = len - q0 < QBLOCK ? len - q0 : QBLOCK;
-                for (int h = 0; h < heads; h++, item++) {
+                for (int h = 0; h < p->heads; h++, item++) {
                     if (item % nth != tid) continue;
-                    attention_block(out, qkv, start, len, q0, nq, h, heads, head_dim, scale,
-                                    causal);
+                    attention_block(out, qkv, start, len, q0, nq, h, p);
                 }
+            }
+        }
+    }
+}
+
+void cpu_attention_varlen(float *out, const float *qkv, const int32_t *cu_seqlens, int nseq,
+                          int heads, int head_dim, float scale, int causal) {
+    const cpu_attn_params p = {.heads = heads, .kv_heads = heads, .head_dim = head_dim,
+                               .scale = scale, .window_left = -1,
+                               .window_right = causal ? 0 : -1};
+    cpu_attention(out, qkv, cu_seqlens, nseq, &p);
+}
+
+/* ---- rotary ----------------------------------------------------------- */
+
+void cpu_rotary(float *qkv, const int32_t *cu_seqlens, int nseq, int heads, int kv_heads,
+                int head_dim, int rotary_dim, float theta) {
+    if (nseq <= 0 || rotary_dim < 2 || rotary_dim > head_dim || rotary_dim > 512) return;
+    const int half = rotary_dim / 2, nrot = heads + kv_heads;
+    const int total = cu_seqlens[nseq];
+    const size_t ld = (size_t)(heads + 2 * kv_heads) * head_dim;
+    /* transformers: inv_freq = 1 / base ** (arange(0, dim, 2).float() / dim),
+     * all float32. */
+    float inv_freq[256];
+    for (int d = 0; d < half; d++) {
+        const float e = (float)(2 * d) / (float)rotary_dim;
+        inv_freq[d] = 1.0f / powf(theta, e);
+    }
+#pragma omp parallel for schedule(static) if ((size_t)total * nrot * head_dim >= PAR_MIN_ELEMS)
+    for (int t = 0; t < total; t++) {
+        const float pos = (float)(t - cu_seqlens[seq_of(cu_seqlens, nseq, t)]);
+        float cs[256], sn[256];
+        for (int d = 0; d < half; d++) {
+            const float ang = pos * inv_freq[d];
+            cs[d] = cosf(ang);
+            sn[d] = sinf(ang);
+        }
+        /* The Q heads then the K heads are adjacent: nrot heads from column 0. */
+        for (int h = 0; h < nrot; h++) {
+            float *x = qkv + (size_t)t * ld + (size_t)h * head_dim;
+            for (int d = 0; d < half; d++) {
+                const float x1 = x[d], x2 = x[d + half];
+                /* q * cos + rotate_half(q) * sin, each product rounded. */
+                const float a1 = x1 * cs[d], b1 = -x2 * sn[d];
+                const float a2 = x2 * cs[d], b2 = x1 * sn[d];
+                x[d] = a1 + b1;
+                x[d + half] = a2 + b2;
             }
         }
     }

@@ -31,11 +31,48 @@ void cpu_bias_act(float *x, const float *bias, int rows, int cols, emb_act act);
 /* out[r][c] = act(x[r][c]) * x[r][cols + c]: gated FFN (GeGLU/SwiGLU), x is [rows, 2*cols]. */
 void cpu_gated_act(float *out, const float *x, int rows, int cols, emb_act act);
 
-/* Varlen self-attention. qkv: [total, 3, heads, head_dim] (Q, K, V of one token
- * adjacent), out: [total, heads, head_dim]. Softmax(QK^T * scale) V within each
- * sequence; causal masks keys after the query. */
+/* Attention parameters (see cpu_attention). */
+typedef struct {
+    int heads, kv_heads, head_dim;
+    float scale;
+    int window_left, window_right; /* < 0: unbounded on that side */
+    float softcap;                 /* > 0: logit = softcap * tanh(logit / softcap) */
+    const float *rel_bias;         /* NULL, or [heads, 2*rel_span - 1] over j - i */
+    int rel_span;                  /* >= the longest sequence when rel_bias */
+} cpu_attn_params;
+
+/* Attention over packed sequences with grouped-query heads.
+ * qkv: [total, (heads + 2*kv_heads) * head_dim]: per token, the Q heads, then
+ * the K heads, then the V heads (kv_heads == heads is [total, 3, heads,
+ * head_dim]). out: [total, heads * head_dim]. Query head h uses KV head
+ * h / (heads / kv_heads). Key j (position within the sequence) is visible to
+ * query i iff (window_left < 0 || j >= i - window_left) && (window_right < 0
+ * || j <= i + window_right): causal is window_right = 0, bidirectional full
+ * both -1, a symmetric local window both = w, Mistral's sliding window
+ * left = w - 1, right = 0. logit = (q . k) * scale, then
+ * + rel_bias[h * (2*rel_span - 1) + (j - i + rel_span - 1)] when rel_bias,
+ * then softcap * tanhf(logit / softcap) when softcap > 0. Softmax in fp32
+ * over the visible keys; keys outside the window are never computed. */
+void cpu_attention(float *out, const float *qkv, const int32_t *cu_seqlens, int nseq,
+                   const cpu_attn_params *p);
+
+/* cpu_attention with kv_heads == heads, no bias or softcap, and either
+ * bidirectional (causal == 0) or causal masking. */
 void cpu_attention_varlen(float *out, const float *qkv, const int32_t *cu_seqlens, int nseq,
                           int heads, int head_dim, float scale, int causal);
+
+/* Rotary position embedding in place on the Q and K heads of qkv (layout of
+ * cpu_attention); the position of token t is t - cu_seqlens[seq(t)]. The
+ * first rotary_dim dims of each head are rotated with transformers'
+ * rotate_half pairing (d, d + rotary_dim/2): with inv_freq[d] =
+ * 1 / theta^((float)(2d) / rotary_dim) and angle = (float)pos * inv_freq[d],
+ * all in float32 as transformers computes them,
+ *   x'[d]        = x[d] cos - x[d + half] sin
+ *   x'[d + half] = x[d + half] cos + x[d] sin.
+ * Dims past rotary_dim (partial rotary) are left as they are. rotary_dim is
+ * even and <= min(head_dim, 512). */
+void cpu_rotary(float *qkv, const int32_t *cu_seqlens, int nseq, int heads, int kv_heads,
+                int head_dim, int rotary_dim, float theta);
 
 /* y[rows, out] = x[rows, in] W^T + b  (W is [out, in] like torch; b may be NULL). */
 void cpu_linear(float *y, const float *x, const float *w, const float *b,

@@ -1,12 +1,19 @@
 /*
- * The CUDA backend: runs BERT-family encoders on one GPU and returns finished
- * vectors (pooled, Dense, truncated, normalized), so hidden states never
- * leave the device. Weights are converted to fp16/bf16 on the host and
- * uploaded once (Q, K, V concatenated into one [3*hidden, hidden] matrix so
- * the projection is a single GEMM whose output is the [total, 3, heads,
- * head_dim] layout the attention kernel reads in place). All GEMMs go
- * through cublasGemmEx with fp32 accumulation; everything else is a kernel
- * from kernels/. A workspace arena sized from the token budget is allocated
+ * The CUDA backend: runs any recipe (host/arch/recipe.h) on one GPU with one
+ * generic forward and returns finished vectors (pooled, Dense, truncated,
+ * normalized), so hidden states never leave the device. The forward:
+ * embeddings (word x scale + learned or sinusoidal positions, whose row per
+ * token the host computes by the recipe's rule, + optional token types, then
+ * LayerNorm with or without bias, RMSNorm or none), then per layer attention
+ * and MLP with the recipe's norm placement (post, pre, sandwich), rotary with
+ * the layer's theta, a relative-position bias table, the layer's window, GQA,
+ * softcap; plain or gated MLP; a final norm. Weights are converted to
+ * fp16/bf16 on the host and uploaded once (Q, K, V stacked into one
+ * [(heads + 2 kv_heads) head_dim, hidden] matrix so the projection is a
+ * single GEMM whose output is the layout the attention kernel reads in place;
+ * a gated MLP's gate and up likewise). All GEMMs go through cublasGemmEx with
+ * fp32 accumulation (pre-norm residual adds as beta = 1); everything else is
+ * a kernel from kernels/. A workspace arena sized from the token budget is allocated
  * once; a batch larger than the budget is cut into chunks that run through a
  * two-slot pipeline (pinned staging, a copy stream and a compute stream with
  * events, so chunk i+1's upload overlaps chunk i's compute and chunk i's
@@ -37,9 +44,9 @@ _Static_assert(EMB_KACT_GELU == (int)EMB_ACT_GELU && EMB_KACT_GELU_TANH == (int)
                "kernels.h activation codes must match emb_act");
 
 #define NSLOTS 2
-/* Default chunk budget: on an H200, 64K-token chunks ran all-MiniLM-L6-v2
+/* Default chunk budget: on an H200, 64K-token chunks ran the default model
  * 9-13 % faster than 16K ones and no slower than 256K (bench/RESULTS.md);
- * the workspace stays well under 1 GB for BERT-large shapes. */
+ * the workspace stays well under 1 GB for 1024-wide, 24-layer shapes. */
 #define CUDA_DEFAULT_BATCH_TOKENS 65536
 
 /* The smallest token budget worth running with after halving on OOM. */
@@ -98,8 +105,22 @@ static emb_status blas_fail(emb_error *err, cublasStatus_t s, const char *call, 
 
 /* ---- the backend's state ------------------------------------------------- */
 
+/* A norm on the device: kind EMB_KNORM_*, g (with 1 pre-added for RMSNorm
+ * (1 + w)), b (LayerNorm bias or NULL). */
 typedef struct {
-    void *wqkv, *bqkv, *wo, *bo, *ln1_g, *ln1_b, *win, *bin, *wout, *bout, *ln2_g, *ln2_b;
+    int kind;
+    float eps;
+    void *g, *b;
+} cu_norm;
+
+typedef struct {
+    cu_norm attn_norm, mlp_norm, attn_post, mlp_post;
+    void *wqkv, *bqkv;      /* [(heads + 2 kv) hd, hidden]: Q, K, V rows stacked */
+    void *wo, *bo;          /* [hidden, heads hd] */
+    void *win, *bin;        /* plain [I, hidden]; gated [2I, hidden], gate rows first */
+    void *wdown, *bdown;    /* [hidden, I] */
+    int window_left, window_right;
+    float rope_theta;
 } cu_layer;
 
 typedef struct {
@@ -108,9 +129,9 @@ typedef struct {
 } cu_dense;
 
 typedef struct {
-    int32_t *ids, *types, *cu, *skip;   /* pinned host staging */
-    float *out;                         /* pinned host result rows */
-    int32_t *d_ids, *d_types, *d_cu, *d_skip;
+    int32_t *ids, *types, *pos, *cu, *skip;   /* pinned host staging */
+    float *out;                               /* pinned host result rows */
+    int32_t *d_ids, *d_types, *d_pos, *d_cu, *d_skip;
     cudaEvent_t uploaded;               /* copy stream: inputs are on the device */
     cudaEvent_t done;                   /* compute stream: slot free, results on the host */
     /* What the slot holds while in flight (to copy out when it completes). */
@@ -120,7 +141,8 @@ typedef struct {
 
 typedef struct {
     const emb_model_files *mf;
-    emb_bert_config cfg;
+    emb_recipe r;           /* sizes and flags (its tensor views are only read at upload) */
+    int n_position;         /* rows of the position table (0: none) */
     int device;
     emb_dtype dtype;
     emb_kdtype kdt;
@@ -130,8 +152,10 @@ typedef struct {
     cublasHandle_t blas;
     cudaStream_t compute, copy;
 
-    void *weights;    /* one allocation for all 16-bit weights */
-    void *word, *pos, *tt, *emb_g, *emb_b;
+    void *weights;    /* one allocation for all weights */
+    void *word, *pos, *tt;
+    cu_norm emb_norm, final_norm;
+    float *rel_bias;  /* [heads, 2 max_position - 1] fp32, or NULL */
     cu_layer *layer;
     cu_dense *dense;
     int n_dense;
@@ -141,7 +165,9 @@ typedef struct {
     int cap_seqs;
     size_t pool_floats;     /* capacity of each fp32 row buffer below */
     void *arena;
-    void *h, *tmp, *big, *ctx;     /* [cap, hidden] x3, big = [cap, max(3H, I)] */
+    void *h, *tmp;          /* [cap, hidden] */
+    void *ctx;              /* [cap, max(heads hd, gated ? I : 0)] */
+    void *big;              /* [cap, max(qkv width, I or 2I)], >= [cap, hidden] fp32 */
     float *pool_a, *pool_b, *vec_out;
     cu_slot slot[NSLOTS];
     int next_slot;
@@ -155,39 +181,62 @@ static int popcount6(int m) {
 
 static size_t align256(size_t n) { return (n + 255) & ~(size_t)255; }
 
+static size_t qkv_width(const emb_recipe *r) {
+    return (size_t)(r->heads + 2 * r->kv_heads) * (size_t)r->head_dim;
+}
+
 /* ---- weights ------------------------------------------------------------- */
+
+/* The weight block is planned twice: a sizing pass (host == NULL) that only
+ * moves the cursor, then a pass that converts every tensor into the staging
+ * image at the same offsets. Absent tensors of a stack are zero-filled; an
+ * absent tensor on its own gets no space (offset NONE, pointer NULL). */
+#define NONE ((size_t)-1)
 
 typedef struct {
     unsigned char *host;   /* staging image of the whole weight block */
     size_t size, used;
     float *scratch;
     size_t scratch_n;
+    emb_dtype dt;
+    emb_status st;         /* first failure */
 } upload_plan;
 
-/* Appends a tensor (any stored dtype) converted to the device dtype (or fp32
- * when f32 != 0) at the cursor; returns its offset in the block. The first
- * pass (host == NULL) only measures. */
-static emb_status plan_put(upload_plan *p, const emb_tensor *t, int f32, emb_dtype dt,
-                           size_t *off, emb_error *err) {
-    const size_t n = emb_tensor_numel(t), bytes = n * (f32 ? 4 : 2);
+/* Appends n fp32 values (from src, or zeros when src is NULL), +add each,
+ * in the device dtype (or fp32 when f32). */
+static size_t plan_floats(upload_plan *p, const float *src, size_t n, float add, int f32) {
+    const size_t bytes = n * (f32 ? 4 : 2);
     size_t *cursor = p->host ? &p->used : &p->size;
-    *off = *cursor;
+    const size_t off = *cursor;
     if (!p->host) {
-        if (n > p->scratch_n) p->scratch_n = n;
         p->size += bytes;
-        return EMB_OK;
+        return off;
     }
-    if (p->used + bytes > p->size) return emb_fail(err, EMB_ERR_INTERNAL, "weight plan overflow");
-    if (f32) {
-        emb_tensor_to_f32(t, (float *)(p->host + p->used), n);
-    } else {
-        emb_tensor_to_f32(t, p->scratch, n);
-        uint16_t *dst = (uint16_t *)(p->host + p->used);
-        for (size_t i = 0; i < n; i++)
-            dst[i] = dt == EMB_DTYPE_BF16 ? emb_f32_to_bf16(p->scratch[i]) : emb_f32_to_f16(p->scratch[i]);
+    for (size_t i = 0; i < n; i++) {
+        float v = (src ? src[i] : 0.0f) + add;
+        if (f32) memcpy(p->host + p->used + 4 * i, &v, 4);
+        else {
+            uint16_t u = p->dt == EMB_DTYPE_BF16 ? emb_f32_to_bf16(v) : emb_f32_to_f16(v);
+            memcpy(p->host + p->used + 2 * i, &u, 2);
+        }
     }
     p->used += bytes;
-    return EMB_OK;
+    return off;
+}
+
+/* Appends tensor t as n elements (zeros when absent). */
+static size_t plan_tensor(upload_plan *p, const emb_tensor *t, size_t n, float add, int f32) {
+    if (!p->host) {
+        if (n > p->scratch_n) p->scratch_n = n;
+        return plan_floats(p, NULL, n, add, f32);
+    }
+    if (t->data && emb_tensor_numel(t) != n) {
+        p->st = EMB_ERR_FORMAT;   /* reported by plan_model; the recipe's checks make it unreachable */
+    } else if (t->data) {
+        emb_tensor_to_f32(t, p->scratch, n);
+        return plan_floats(p, p->scratch, n, add, f32);
+    }
+    return plan_floats(p, NULL, n, add, f32);
 }
 
 /* Every tensor starts 256-byte aligned (vectorized kernel loads, cuBLAS). */
@@ -201,82 +250,177 @@ static void plan_align(upload_plan *p) {
     }
 }
 
-static emb_status plan_add(upload_plan *p, const emb_tensor *t, int f32, emb_dtype dt,
-                           size_t *off, emb_error *err) {
-    emb_status st = plan_put(p, t, f32, dt, off, err);
+/* One optional tensor of n elements: NONE when absent. */
+static size_t plan_opt(upload_plan *p, const emb_tensor *t, size_t n, int f32) {
+    if (!t->data) return NONE;
+    size_t off = plan_tensor(p, t, n, 0.0f, f32);
     plan_align(p);
-    return st;
+    return off;
 }
 
-/* Q, K, V weights (or biases) back to back: [Wq; Wk; Wv] is the [3*hidden,
- * hidden] matrix of the fused projection. */
-static emb_status plan_add_qkv(upload_plan *p, const emb_tensor *a, const emb_tensor *b,
-                               const emb_tensor *c, emb_dtype dt, size_t *off, emb_error *err) {
-    size_t o2, o3;
-    emb_status st;
-    if ((st = plan_put(p, a, 0, dt, off, err)) || (st = plan_put(p, b, 0, dt, &o2, err)) ||
-        (st = plan_put(p, c, 0, dt, &o3, err)))
-        return st;
+/* Up to three tensors stacked into one (zeros for absent parts); NONE when
+ * all are absent. */
+static size_t plan_stack(upload_plan *p, const emb_tensor *const *t, const size_t *n, int parts) {
+    int any = 0;
+    for (int i = 0; i < parts; i++) any |= t[i]->data != NULL;
+    if (!any) return NONE;
+    size_t off = NONE;
+    for (int i = 0; i < parts; i++) {
+        size_t o = plan_tensor(p, t[i], n[i], 0.0f, 0);
+        if (!i) off = o;
+    }
     plan_align(p);
-    return EMB_OK;
+    return off;
 }
 
 typedef struct {
-    size_t word, pos, tt, emb_g, emb_b;
-    size_t *lay;   /* 12 per layer */
+    size_t g, b;
+} norm_offsets;
+
+static norm_offsets plan_norm(upload_plan *p, const emb_norm *nm, size_t dim) {
+    norm_offsets o = {NONE, NONE};
+    if (nm->kind == EMB_NORM_NONE) return o;
+    o.g = plan_tensor(p, &nm->w, dim, nm->kind == EMB_NORM_RMS_1P ? 1.0f : 0.0f, 0);
+    plan_align(p);
+    if (nm->kind == EMB_NORM_LAYER) o.b = plan_opt(p, &nm->b, dim, 0);
+    return o;
+}
+
+/* Fixed sinusoidal positions (transformers' create_sinusoidal_embeddings:
+ * float64 math, stored as float32). */
+static void sinusoids(float *t, int n_pos, int dim) {
+    for (int p = 0; p < n_pos; p++)
+        for (int j = 0; j < dim; j++) {
+            const double angle = p / pow(10000.0, 2.0 * (j / 2) / dim);
+            t[(size_t)p * dim + j] = (float)(j % 2 ? cos(angle) : sin(angle));
+        }
+}
+
+/* Per-head relative bias over every distance a sequence can have, from the
+ * shared bucket table [num_buckets, heads]: [heads, 2 span - 1]. */
+static void relative_bias_table(float *out, const float *buckets, const emb_recipe *r, int span) {
+    const size_t w = 2 * (size_t)span - 1;
+    for (int d = -(span - 1); d <= span - 1; d++) {
+        const int k = emb_relative_bucket(d, r->rel.num_buckets, r->rel.max_distance, r->rel.bidirectional);
+        for (int h = 0; h < r->heads; h++)
+            out[(size_t)h * w + (size_t)(d + span - 1)] = buckets[(size_t)k * r->heads + h];
+    }
+}
+
+typedef struct {
+    size_t word, pos, tt, rel;
+    norm_offsets emb_norm, final_norm;
+    size_t *lay;   /* LAY_OFFSETS per layer */
     size_t *dense; /* 2 per dense */
+    float *computed;   /* host table: sinusoids or relative bias (measured in the sizing pass) */
 } weight_offsets;
 
-static emb_status plan_model(upload_plan *p, cuda_ctx *c, weight_offsets *wo, emb_error *err) {
-    const emb_bert_weights *w = &c->mf->w;
-    emb_dtype dt = c->dtype;
-    emb_status st;
-    if ((st = plan_add(p, &w->word, 0, dt, &wo->word, err)) ||
-        (st = plan_add(p, &w->position, 0, dt, &wo->pos, err)) ||
-        (st = plan_add(p, &w->token_type, 0, dt, &wo->tt, err)) ||
-        (st = plan_add(p, &w->ln_g, 0, dt, &wo->emb_g, err)) ||
-        (st = plan_add(p, &w->ln_b, 0, dt, &wo->emb_b, err)))
-        return st;
-    for (int l = 0; l < c->cfg.layers; l++) {
-        const emb_bert_layer *L = &w->layer[l];
-        size_t *o = wo->lay + 12 * l;
-        if ((st = plan_add_qkv(p, &L->wq, &L->wk, &L->wv, dt, &o[0], err)) ||
-            (st = plan_add_qkv(p, &L->bq, &L->bk, &L->bv, dt, &o[1], err)) ||
-            (st = plan_add(p, &L->wo, 0, dt, &o[2], err)) ||
-            (st = plan_add(p, &L->bo, 0, dt, &o[3], err)) ||
-            (st = plan_add(p, &L->ln_attn_g, 0, dt, &o[4], err)) ||
-            (st = plan_add(p, &L->ln_attn_b, 0, dt, &o[5], err)) ||
-            (st = plan_add(p, &L->w_in, 0, dt, &o[6], err)) ||
-            (st = plan_add(p, &L->b_in, 0, dt, &o[7], err)) ||
-            (st = plan_add(p, &L->w_out, 0, dt, &o[8], err)) ||
-            (st = plan_add(p, &L->b_out, 0, dt, &o[9], err)) ||
-            (st = plan_add(p, &L->ln_ffn_g, 0, dt, &o[10], err)) ||
-            (st = plan_add(p, &L->ln_ffn_b, 0, dt, &o[11], err)))
-            return st;
+enum { O_WQKV, O_BQKV, O_WO, O_BO, O_WIN, O_BIN, O_WDOWN, O_BDOWN, O_NORMS, LAY_OFFSETS = O_NORMS + 8 };
+
+static void plan_layer(upload_plan *p, const emb_recipe *r, const emb_recipe_layer *L, size_t *o) {
+    const size_t H = (size_t)r->hidden, I = (size_t)r->intermediate, hd = (size_t)r->head_dim;
+    const size_t qd = (size_t)r->heads * hd, kvd = (size_t)r->kv_heads * hd;
+    if (L->wqkv.data) {
+        o[O_WQKV] = plan_opt(p, &L->wqkv, (qd + 2 * kvd) * H, 0);
+        o[O_BQKV] = plan_opt(p, &L->bqkv, qd + 2 * kvd, 0);
+    } else {
+        const emb_tensor *w3[] = {&L->wq, &L->wk, &L->wv}, *b3[] = {&L->bq, &L->bk, &L->bv};
+        const size_t nw[] = {qd * H, kvd * H, kvd * H}, nb[] = {qd, kvd, kvd};
+        o[O_WQKV] = plan_stack(p, w3, nw, 3);
+        o[O_BQKV] = plan_stack(p, b3, nb, 3);
     }
+    o[O_WO] = plan_opt(p, &L->wo, H * qd, 0);
+    o[O_BO] = plan_opt(p, &L->bo, H, 0);
+    if (!r->gated) {
+        o[O_WIN] = plan_opt(p, &L->w_up, I * H, 0);
+        o[O_BIN] = plan_opt(p, &L->b_up, I, 0);
+    } else if (L->w_gate_up.data) {
+        o[O_WIN] = plan_opt(p, &L->w_gate_up, 2 * I * H, 0);
+        o[O_BIN] = plan_opt(p, &L->b_gate_up, 2 * I, 0);
+    } else {
+        const emb_tensor *w2[] = {&L->w_gate, &L->w_up}, *b2[] = {&L->b_gate, &L->b_up};
+        const size_t nw[] = {I * H, I * H}, nb[] = {I, I};
+        o[O_WIN] = plan_stack(p, w2, nw, 2);
+        o[O_BIN] = plan_stack(p, b2, nb, 2);
+    }
+    o[O_WDOWN] = plan_opt(p, &L->w_down, H * I, 0);
+    o[O_BDOWN] = plan_opt(p, &L->b_down, H, 0);
+    const emb_norm *norms[] = {&L->attn_norm, &L->mlp_norm, &L->attn_post_norm, &L->mlp_post_norm};
+    for (int i = 0; i < 4; i++) {
+        norm_offsets no = plan_norm(p, norms[i], H);
+        o[O_NORMS + 2 * i] = no.g;
+        o[O_NORMS + 2 * i + 1] = no.b;
+    }
+}
+
+static emb_status plan_model(upload_plan *p, cuda_ctx *c, weight_offsets *wo, emb_error *err) {
+    const emb_recipe *r = &c->r;
+    const size_t H = (size_t)r->hidden;
+    wo->word = plan_opt(p, &r->emb.word, (size_t)r->vocab_size * H, 0);
+    wo->pos = wo->tt = wo->rel = NONE;
+    if (r->emb.pos == EMB_EPOS_LEARNED) {
+        wo->pos = plan_opt(p, &r->emb.position, (size_t)c->n_position * H, 0);
+    } else if (r->emb.pos == EMB_EPOS_SINUSOIDAL) {
+        if (p->host) sinusoids(wo->computed, c->n_position, (int)H);
+        wo->pos = plan_floats(p, wo->computed, (size_t)c->n_position * H, 0.0f, 0);
+        plan_align(p);
+    }
+    if (r->emb.token_type.data) wo->tt = plan_opt(p, &r->emb.token_type, (size_t)r->emb.type_vocab * H, 0);
+    if (r->attn_pos == EMB_APOS_RELATIVE) {
+        const size_t nb = (size_t)r->rel.num_buckets * r->heads;
+        if (p->host) {
+            /* The bucket table in fp32 after the relative table itself. */
+            float *buckets = wo->computed + (size_t)r->heads * (2 * (size_t)r->max_position - 1);
+            emb_tensor_to_f32(&r->rel.table, buckets, nb);
+            relative_bias_table(wo->computed, buckets, r, r->max_position);
+        }
+        wo->rel = plan_floats(p, wo->computed, (size_t)r->heads * (2 * (size_t)r->max_position - 1), 0.0f, 1);
+        plan_align(p);
+    }
+    wo->emb_norm = plan_norm(p, &r->emb.norm, H);
+    wo->final_norm = plan_norm(p, &r->final_norm, H);
+    for (int l = 0; l < r->layers; l++) plan_layer(p, r, &c->mf->r.layer[l], wo->lay + LAY_OFFSETS * l);
     for (int d = 0; d < c->mf->st.n_dense; d++) {
         const emb_dense *D = &c->mf->st.dense[d];
-        if ((st = plan_add(p, &D->w, 1, dt, &wo->dense[2 * d], err))) return st;
-        if (D->has_bias && (st = plan_add(p, &D->b, 1, dt, &wo->dense[2 * d + 1], err))) return st;
+        wo->dense[2 * d] = plan_opt(p, &D->w, (size_t)D->in_features * D->out_features, 1);
+        wo->dense[2 * d + 1] = D->has_bias ? plan_opt(p, &D->b, (size_t)D->out_features, 1) : NONE;
     }
+    if (p->st)
+        return emb_fail(err, EMB_ERR_FORMAT, "CUDA backend: a tensor's size disagrees with the recipe");
     return EMB_OK;
 }
 
+static void *at(unsigned char *base, size_t off) { return off == NONE ? NULL : base + off; }
+
+static cu_norm bind_norm(unsigned char *base, const emb_norm *src, norm_offsets o) {
+    cu_norm n = {EMB_KNORM_NONE, src->eps, at(base, o.g), at(base, o.b)};
+    if (src->kind == EMB_NORM_LAYER) n.kind = EMB_KNORM_LAYER;
+    else if (src->kind != EMB_NORM_NONE) n.kind = EMB_KNORM_RMS;
+    return n;
+}
+
 static emb_status upload_weights(cuda_ctx *c, emb_error *err) {
-    const int L = c->cfg.layers, ND = c->mf->st.n_dense;
+    const emb_recipe *r = &c->r;
+    const int L = r->layers, ND = c->mf->st.n_dense;
     weight_offsets wo = {0};
     upload_plan p = {0};
+    p.dt = c->dtype;
     emb_status st = EMB_OK;
-    wo.lay = calloc((size_t)L * 12 + 1, sizeof *wo.lay);
+    size_t computed_n = 0;
+    if (r->emb.pos == EMB_EPOS_SINUSOIDAL) computed_n = (size_t)c->n_position * r->hidden;
+    if (r->attn_pos == EMB_APOS_RELATIVE)
+        computed_n = (size_t)r->heads * (2 * (size_t)r->max_position - 1) + (size_t)r->rel.num_buckets * r->heads;
+    wo.lay = calloc((size_t)L * LAY_OFFSETS + 1, sizeof *wo.lay);
     wo.dense = calloc((size_t)ND * 2 + 1, sizeof *wo.dense);
+    wo.computed = malloc((computed_n ? computed_n : 1) * sizeof(float));
     c->layer = calloc((size_t)L, sizeof *c->layer);
     c->dense = calloc((size_t)ND + 1, sizeof *c->dense);
-    if (!wo.lay || !wo.dense || !c->layer || !c->dense) {
+    if (!wo.lay || !wo.dense || !wo.computed || !c->layer || !c->dense) {
         st = emb_fail(err, EMB_ERR_NOMEM, "CUDA backend: out of host memory");
         goto done;
     }
     if ((st = plan_model(&p, c, &wo, err))) goto done;          /* sizing pass */
-    p.host = malloc(p.size);
+    p.host = malloc(p.size ? p.size : 1);
     p.scratch = malloc((p.scratch_n ? p.scratch_n : 1) * sizeof(float));
     if (!p.host || !p.scratch) {
         st = emb_fail(err, EMB_ERR_NOMEM, "CUDA backend: no host memory to stage %zu bytes of weights",
@@ -286,7 +430,7 @@ static emb_status upload_weights(cuda_ctx *c, emb_error *err) {
     if ((st = plan_model(&p, c, &wo, err))) goto done;          /* converting pass */
 
     {
-        cudaError_t e = cudaMalloc(&c->weights, p.size);
+        cudaError_t e = cudaMalloc(&c->weights, p.size ? p.size : 1);
         if (e != cudaSuccess) {
             c->weights = NULL;
             st = cu_fail(err, e, "cudaMalloc(weights)", __FILE__, __LINE__);
@@ -299,31 +443,36 @@ static emb_status upload_weights(cuda_ctx *c, emb_error *err) {
         }
     }
     unsigned char *base = c->weights;
-    c->word = base + wo.word;
-    c->pos = base + wo.pos;
-    c->tt = base + wo.tt;
-    c->emb_g = base + wo.emb_g;
-    c->emb_b = base + wo.emb_b;
+    c->word = at(base, wo.word);
+    c->pos = at(base, wo.pos);
+    c->tt = at(base, wo.tt);
+    c->rel_bias = at(base, wo.rel);
+    c->emb_norm = bind_norm(base, &r->emb.norm, wo.emb_norm);
+    c->final_norm = bind_norm(base, &r->final_norm, wo.final_norm);
     for (int l = 0; l < L; l++) {
-        const size_t *o = wo.lay + 12 * l;
+        const size_t *o = wo.lay + LAY_OFFSETS * l;
+        const emb_recipe_layer *src = &c->mf->r.layer[l];
         cu_layer *y = &c->layer[l];
-        y->wqkv = base + o[0];
-        y->bqkv = base + o[1];
-        y->wo = base + o[2];
-        y->bo = base + o[3];
-        y->ln1_g = base + o[4];
-        y->ln1_b = base + o[5];
-        y->win = base + o[6];
-        y->bin = base + o[7];
-        y->wout = base + o[8];
-        y->bout = base + o[9];
-        y->ln2_g = base + o[10];
-        y->ln2_b = base + o[11];
+        y->wqkv = at(base, o[O_WQKV]);
+        y->bqkv = at(base, o[O_BQKV]);
+        y->wo = at(base, o[O_WO]);
+        y->bo = at(base, o[O_BO]);
+        y->win = at(base, o[O_WIN]);
+        y->bin = at(base, o[O_BIN]);
+        y->wdown = at(base, o[O_WDOWN]);
+        y->bdown = at(base, o[O_BDOWN]);
+        const emb_norm *norms[] = {&src->attn_norm, &src->mlp_norm, &src->attn_post_norm, &src->mlp_post_norm};
+        cu_norm *dst[] = {&y->attn_norm, &y->mlp_norm, &y->attn_post, &y->mlp_post};
+        for (int i = 0; i < 4; i++)
+            *dst[i] = bind_norm(base, norms[i], (norm_offsets){o[O_NORMS + 2 * i], o[O_NORMS + 2 * i + 1]});
+        y->window_left = src->window_left;
+        y->window_right = src->window_right;
+        y->rope_theta = src->rope_theta;
     }
     for (int d = 0; d < ND; d++) {
         const emb_dense *D = &c->mf->st.dense[d];
-        c->dense[d].w = (float *)(base + wo.dense[2 * d]);
-        c->dense[d].b = D->has_bias ? (float *)(base + wo.dense[2 * d + 1]) : NULL;
+        c->dense[d].w = at(base, wo.dense[2 * d]);
+        c->dense[d].b = at(base, wo.dense[2 * d + 1]);
         c->dense[d].in = D->in_features;
         c->dense[d].out = D->out_features;
         c->dense[d].act = D->act;
@@ -335,6 +484,7 @@ done:
     free(p.scratch);
     free(wo.lay);
     free(wo.dense);
+    free(wo.computed);
     return st;
 }
 
@@ -342,7 +492,7 @@ done:
 
 /* Widest fp32 row any job can need: every pooling mode, any Dense width. */
 static size_t max_row_floats(const cuda_ctx *c) {
-    size_t w = (size_t)c->cfg.hidden * 6;
+    size_t w = (size_t)c->r.hidden * 6;
     for (int d = 0; d < c->n_dense; d++) {
         if ((size_t)c->dense[d].out > w) w = (size_t)c->dense[d].out;
         if ((size_t)c->dense[d].in > w) w = (size_t)c->dense[d].in;
@@ -364,8 +514,12 @@ static void free_workspace(cuda_ctx *c) {
 
 /* One device arena and one pinned block per slot, for `tokens` tokens. */
 static emb_status alloc_workspace(cuda_ctx *c, size_t tokens, emb_error *err) {
-    const size_t H = (size_t)c->cfg.hidden, I = (size_t)c->cfg.intermediate;
-    const size_t big_w = 3 * H > I ? 3 * H : I;
+    const emb_recipe *r = &c->r;
+    const size_t H = (size_t)r->hidden, I = (size_t)r->intermediate;
+    const size_t QD = (size_t)r->heads * r->head_dim, W = qkv_width(r);
+    const size_t mlp_w = r->gated ? 2 * I : I;
+    const size_t big_w = W > mlp_w ? W : mlp_w;
+    const size_t ctx_w = r->gated && I > QD ? I : QD;
     /* big also holds fp32 hidden states for token_embeddings(). */
     size_t big_bytes = tokens * big_w * c->esz;
     if (big_bytes < tokens * H * sizeof(float)) big_bytes = tokens * H * sizeof(float);
@@ -374,10 +528,10 @@ static emb_status alloc_workspace(cuda_ctx *c, size_t tokens, emb_error *err) {
     int seqs = (int)(tokens / 8 > 64 ? tokens / 8 : (tokens < 64 ? tokens : 64));
     const size_t rowf = max_row_floats(c);
     const size_t pool_floats = (size_t)seqs * rowf;
-    const size_t act = align256(tokens * H * c->esz);
+    const size_t act = align256(tokens * H * c->esz), ctx_bytes = align256(tokens * ctx_w * c->esz);
     const size_t ints = align256(tokens * sizeof(int32_t)), cu_ints = align256(((size_t)seqs + 1) * 4);
-    size_t total = 3 * act + align256(big_bytes) + 3 * align256(pool_floats * sizeof(float)) +
-                   NSLOTS * (2 * ints + 2 * cu_ints);
+    size_t total = 2 * act + ctx_bytes + align256(big_bytes) + 3 * align256(pool_floats * sizeof(float)) +
+                   NSLOTS * (3 * ints + 2 * cu_ints);
     c->cap_tokens = tokens;
     c->cap_seqs = seqs;
     c->pool_floats = pool_floats;
@@ -389,7 +543,7 @@ static emb_status alloc_workspace(cuda_ctx *c, size_t tokens, emb_error *err) {
     unsigned char *p = arena;
     c->h = p, p += act;
     c->tmp = p, p += act;
-    c->ctx = p, p += act;
+    c->ctx = p, p += ctx_bytes;
     c->big = p, p += align256(big_bytes);
     c->pool_a = (float *)p, p += align256(pool_floats * sizeof(float));
     c->pool_b = (float *)p, p += align256(pool_floats * sizeof(float));
@@ -398,16 +552,18 @@ static emb_status alloc_workspace(cuda_ctx *c, size_t tokens, emb_error *err) {
         cu_slot *sl = &c->slot[s];
         sl->d_ids = (int32_t *)p, p += ints;
         sl->d_types = (int32_t *)p, p += ints;
+        sl->d_pos = (int32_t *)p, p += ints;
         sl->d_cu = (int32_t *)p, p += cu_ints;
         sl->d_skip = (int32_t *)p, p += cu_ints;
-        /* Pinned staging: ids, types, cu, skip in one block; results in another. */
-        size_t in_bytes = 2 * ints + 2 * cu_ints;
+        /* Pinned staging: ids, types, positions, cu, skip in one block; results in another. */
+        size_t in_bytes = 3 * ints + 2 * cu_ints;
         void *hp = NULL, *ho = NULL;
         CU_CHECK(cudaMallocHost(&hp, in_bytes));
         sl->ids = hp;
         sl->types = (int32_t *)((unsigned char *)hp + ints);
-        sl->cu = (int32_t *)((unsigned char *)hp + 2 * ints);
-        sl->skip = (int32_t *)((unsigned char *)hp + 2 * ints + cu_ints);
+        sl->pos = (int32_t *)((unsigned char *)hp + 2 * ints);
+        sl->cu = (int32_t *)((unsigned char *)hp + 3 * ints);
+        sl->skip = (int32_t *)((unsigned char *)hp + 3 * ints + cu_ints);
         CU_CHECK(cudaMallocHost(&ho, pool_floats * sizeof(float)));
         sl->out = ho;
     }
@@ -416,51 +572,138 @@ static emb_status alloc_workspace(cuda_ctx *c, size_t tokens, emb_error *err) {
 
 /* ---- the forward pass ---------------------------------------------------- */
 
-/* y[rows, out] = x[rows, in] W^T with W [out, in] row-major: in cuBLAS's
- * column-major terms y^T = W^T^T x^T, i.e. op(A) = T on the [in, out] view. */
-static emb_status gemm(cuda_ctx *c, void *y, const void *x, const void *w, int rows, int in,
-                       int out, cudaDataType_t t, emb_error *err) {
-    const float one = 1.0f, zero = 0.0f;
+/* y[rows, out] = x[rows, in] W^T (+ y when accumulate) with W [out, in]
+ * row-major: in cuBLAS's column-major terms y^T = W^T^T x^T, i.e. op(A) = T
+ * on the [in, out] view. */
+static emb_status gemm_acc(cuda_ctx *c, void *y, const void *x, const void *w, int rows, int in,
+                           int out, cudaDataType_t t, int accumulate, emb_error *err) {
+    const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
     BLAS_CHECK(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, out, rows, in, &one, w, t, in, x, t,
-                            in, &zero, y, t, out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+                            in, &beta, y, t, out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     return EMB_OK;
 }
 
-/* Embeddings and the first `layers` encoder layers of one chunk; the hidden
- * states end in c->h. */
+static emb_status gemm(cuda_ctx *c, void *y, const void *x, const void *w, int rows, int in,
+                       int out, cudaDataType_t t, emb_error *err) {
+    return gemm_acc(c, y, x, w, rows, in, out, t, 0, err);
+}
+
+/* out = norm(x + residual) over rows of the hidden width (residual may be
+ * NULL; kind NONE copies nothing and is never called). */
+static cudaError_t norm_rows(const cuda_ctx *c, void *out, const void *x, const void *residual,
+                             const cu_norm *n, int rows) {
+    if (n->kind == EMB_KNORM_LAYER)
+        return emb_launch_bias_residual_layernorm(out, c->kdt, x, NULL, residual, n->g, n->b, rows,
+                                                  c->r.hidden, n->eps, c->compute);
+    return emb_launch_rmsnorm(out, c->kdt, x, residual, n->g, rows, c->r.hidden, n->eps, c->compute);
+}
+
+/* The sublayer output y (already through W, no bias yet) meets the residual
+ * stream h by the recipe's placement:
+ *   post:     h = norm(y + bias + h)
+ *   pre:      h = h + y + bias          (y was accumulated into h by the GEMM)
+ *   sandwich: h = h + post_norm(y + bias) */
+static emb_status residual_out(cuda_ctx *c, void *y, const void *bias, const cu_norm *norm,
+                               const cu_norm *post_norm, int total, emb_error *err) {
+    const int H = c->r.hidden;
+    const emb_kdtype k = c->kdt;
+    cudaStream_t s = c->compute;
+    switch (c->r.place) {
+    case EMB_PLACE_POST:
+        if (norm->kind == EMB_KNORM_LAYER) {
+            CU_CHECK(emb_launch_bias_residual_layernorm(c->h, k, y, bias, c->h, norm->g, norm->b, total,
+                                                        H, norm->eps, s));
+        } else {
+            if (bias) CU_CHECK(emb_launch_bias_act(y, k, bias, total, H, EMB_KACT_IDENTITY, s));
+            if (norm->kind == EMB_KNORM_NONE)
+                CU_CHECK(emb_launch_add(c->h, k, y, (size_t)total * H, s));
+            else
+                CU_CHECK(norm_rows(c, c->h, y, c->h, norm, total));
+        }
+        break;
+    case EMB_PLACE_PRE:
+        if (bias) CU_CHECK(emb_launch_bias_act(c->h, k, bias, total, H, EMB_KACT_IDENTITY, s));
+        break;
+    case EMB_PLACE_SANDWICH:
+        if (bias) CU_CHECK(emb_launch_bias_act(y, k, bias, total, H, EMB_KACT_IDENTITY, s));
+        if (post_norm->kind != EMB_KNORM_NONE) CU_CHECK(norm_rows(c, y, y, NULL, post_norm, total));
+        CU_CHECK(emb_launch_add(c->h, k, y, (size_t)total * H, s));
+        break;
+    }
+    return EMB_OK;
+}
+
+/* The input of a sublayer: the residual stream itself (post-norm, or a
+ * pre-norm without a norm here), else norm(h) in c->tmp. */
+static emb_status sublayer_input(cuda_ctx *c, const cu_norm *norm, int total, const void **in,
+                                 emb_error *err) {
+    *in = c->h;
+    if (c->r.place == EMB_PLACE_POST || norm->kind == EMB_KNORM_NONE) return EMB_OK;
+    CU_CHECK(norm_rows(c, c->tmp, c->h, NULL, norm, total));
+    *in = c->tmp;
+    return EMB_OK;
+}
+
+/* Embeddings and the first `layers` layers of one chunk (the final norm
+ * after the model's last layer only); the hidden states end in c->h. */
 static emb_status forward(cuda_ctx *c, const cu_slot *sl, int nseq, int total, int max_seqlen,
                           int layers, emb_error *err) {
-    const emb_bert_config *cfg = &c->cfg;
-    const int H = cfg->hidden, I = cfg->intermediate;
+    const emb_recipe *r = &c->r;
+    const int H = r->hidden, I = r->intermediate, hd = r->head_dim;
+    const int QD = r->heads * hd, W = (int)qkv_width(r);
     const emb_kdtype k = c->kdt;
     cudaStream_t s = c->compute;
     emb_status st;
-    CU_CHECK(emb_launch_embed_layernorm(c->h, k, sl->d_ids, sl->d_types, sl->d_cu, nseq, total,
-                                        c->word, c->pos, c->tt, c->emb_g, c->emb_b, H,
-                                        cfg->layer_norm_eps, s));
-    const float scale = 1.0f / sqrtf((float)cfg->head_dim);
+    CU_CHECK(emb_launch_embed(c->h, k, sl->d_ids, c->tt ? sl->d_types : NULL, sl->d_pos, total, c->word,
+                              r->emb.scale, c->pos, c->tt, c->emb_norm.kind, c->emb_norm.g, c->emb_norm.b,
+                              H, c->emb_norm.eps, s));
     for (int l = 0; l < layers; l++) {
         const cu_layer *L = &c->layer[l];
-        if ((st = gemm(c, c->big, c->h, L->wqkv, total, H, 3 * H, c->cdt, err))) return st;
-        CU_CHECK(emb_launch_bias_act(c->big, k, L->bqkv, total, 3 * H, EMB_KACT_IDENTITY, s));
-        CU_CHECK(emb_launch_attention_varlen(c->ctx, k, c->big, sl->d_cu, nseq, max_seqlen,
-                                             cfg->heads, cfg->head_dim, scale, 0, s));
-        if ((st = gemm(c, c->tmp, c->ctx, L->wo, total, H, H, c->cdt, err))) return st;
-        CU_CHECK(emb_launch_bias_residual_layernorm(c->h, k, c->tmp, L->bo, c->h, L->ln1_g,
-                                                    L->ln1_b, total, H, cfg->layer_norm_eps, s));
-        if ((st = gemm(c, c->big, c->h, L->win, total, H, I, c->cdt, err))) return st;
-        CU_CHECK(emb_launch_bias_act(c->big, k, L->bin, total, I, (int)cfg->hidden_act, s));
-        if ((st = gemm(c, c->tmp, c->big, L->wout, total, I, H, c->cdt, err))) return st;
-        CU_CHECK(emb_launch_bias_residual_layernorm(c->h, k, c->tmp, L->bout, c->h, L->ln2_g,
-                                                    L->ln2_b, total, H, cfg->layer_norm_eps, s));
+        const void *in;
+        /* attention */
+        if ((st = sublayer_input(c, &L->attn_norm, total, &in, err))) return st;
+        if ((st = gemm(c, c->big, in, L->wqkv, total, H, W, c->cdt, err))) return st;
+        if (L->bqkv) CU_CHECK(emb_launch_bias_act(c->big, k, L->bqkv, total, W, EMB_KACT_IDENTITY, s));
+        if (r->attn_pos == EMB_APOS_ROTARY)
+            CU_CHECK(emb_launch_rotary(c->big, k, sl->d_cu, nseq, total, r->heads, r->kv_heads, hd,
+                                       r->rotary_dim, L->rope_theta, s));
+        const emb_kattn_params ap = {
+            .heads = r->heads, .kv_heads = r->kv_heads, .head_dim = hd, .scale = r->scale,
+            .window_left = L->window_left, .window_right = L->window_right, .softcap = r->softcap,
+            .rel_bias = c->rel_bias, .rel_span = c->rel_bias ? r->max_position : 0,
+        };
+        CU_CHECK(emb_launch_attention(c->ctx, k, c->big, sl->d_cu, nseq, max_seqlen, &ap, s));
+        void *y = r->place == EMB_PLACE_PRE ? c->h : c->tmp;
+        if ((st = gemm_acc(c, y, c->ctx, L->wo, total, QD, H, c->cdt, r->place == EMB_PLACE_PRE, err)))
+            return st;
+        if ((st = residual_out(c, y, L->bo, &L->attn_norm, &L->attn_post, total, err))) return st;
+
+        /* MLP */
+        if ((st = sublayer_input(c, &L->mlp_norm, total, &in, err))) return st;
+        const void *act_out = c->big;
+        if (r->gated) {
+            if ((st = gemm(c, c->big, in, L->win, total, H, 2 * I, c->cdt, err))) return st;
+            if (L->bin) CU_CHECK(emb_launch_bias_act(c->big, k, L->bin, total, 2 * I, EMB_KACT_IDENTITY, s));
+            CU_CHECK(emb_launch_gated_act(c->ctx, k, c->big, total, I, (int)r->act, s));
+            act_out = c->ctx;
+        } else {
+            if ((st = gemm(c, c->big, in, L->win, total, H, I, c->cdt, err))) return st;
+            CU_CHECK(emb_launch_bias_act(c->big, k, L->bin, total, I, (int)r->act, s));
+        }
+        y = r->place == EMB_PLACE_PRE ? c->h : c->tmp;
+        if ((st = gemm_acc(c, y, act_out, L->wdown, total, I, H, c->cdt, r->place == EMB_PLACE_PRE, err)))
+            return st;
+        if ((st = residual_out(c, y, L->bdown, &L->mlp_norm, &L->mlp_post, total, err))) return st;
     }
+    if (layers == r->layers && c->final_norm.kind != EMB_KNORM_NONE)
+        CU_CHECK(norm_rows(c, c->h, c->h, NULL, &c->final_norm, total));
     return EMB_OK;
 }
 
 /* Pooling, Dense modules, truncation, normalization: rows into c->vec_out. */
 static emb_status pool_and_finish(cuda_ctx *c, const cu_slot *sl, int nseq, int has_skip,
                                   const emb_job *job, emb_error *err) {
-    const int H = c->cfg.hidden;
+    const int H = c->r.hidden;
     const int width = H * popcount6(job->pooling_modes);
     cudaStream_t s = c->compute;
     const int dense = job->apply_dense && c->n_dense > 0;
@@ -512,6 +755,30 @@ static emb_status drain_all(cuda_ctx *c, emb_error *err) {
     return first;
 }
 
+/* The position row of every token of sequences [s0, s1) of b into pos
+ * (from 0), by the recipe's rule: t + offset within the sequence, or with a
+ * padding id (pad_id >= 0) transformers' create_position_ids_from_input_ids
+ * (pad tokens get pad_id, the others pad_id + their count of non-pad tokens
+ * so far). Nothing to do without a position table. */
+static emb_status position_ids(const cuda_ctx *c, const emb_batch *b, int s0, int s1, int32_t *pos,
+                               emb_error *err) {
+    if (!c->pos) return EMB_OK;
+    const int pad = c->r.emb.pos_pad_id, t0 = b->cu_seqlens[s0];
+    for (int s = s0; s < s1; s++) {
+        int counted = 0;
+        for (int t = b->cu_seqlens[s]; t < b->cu_seqlens[s + 1]; t++) {
+            int p = t - b->cu_seqlens[s] + c->r.emb.pos_offset;
+            if (pad >= 0) p = b->ids[t] == pad ? pad : pad + ++counted;
+            if (p < 0 || p >= c->n_position)
+                return emb_fail(err, EMB_ERR_INVALID_ARG,
+                                "CUDA backend: sequence %d token %d has position %d (table of %d)", s,
+                                t - b->cu_seqlens[s], p, c->n_position);
+            pos[t - t0] = p;
+        }
+    }
+    return EMB_OK;
+}
+
 /* Queues one chunk (sequences [s0, s1) of b) on the next slot. */
 static emb_status run_chunk(cuda_ctx *c, const emb_batch *b, int s0, int s1, const emb_job *job,
                             float *out, emb_error *err) {
@@ -529,6 +796,7 @@ static emb_status run_chunk(cuda_ctx *c, const emb_batch *b, int s0, int s1, con
         if (b->skip) sl->skip[i] = b->skip[s0 + i];
     }
     sl->cu[nseq] = total;
+    if ((st = position_ids(c, b, s0, s1, sl->pos, err))) return st;
     memcpy(sl->ids, b->ids + t0, (size_t)total * sizeof(int32_t));
     if (b->type_ids) memcpy(sl->types, b->type_ids + t0, (size_t)total * sizeof(int32_t));
     else memset(sl->types, 0, (size_t)total * sizeof(int32_t));
@@ -540,6 +808,7 @@ static emb_status run_chunk(cuda_ctx *c, const emb_batch *b, int s0, int s1, con
     CU_CHECK(cudaMemcpyAsync(sl->d_ids, sl->ids, ib, cudaMemcpyHostToDevice, c->copy));
     CU_CHECK(cudaMemcpyAsync(sl->d_types, sl->types, ib, cudaMemcpyHostToDevice, c->copy));
     CU_CHECK(cudaMemcpyAsync(sl->d_cu, sl->cu, cb, cudaMemcpyHostToDevice, c->copy));
+    if (c->pos) CU_CHECK(cudaMemcpyAsync(sl->d_pos, sl->pos, ib, cudaMemcpyHostToDevice, c->copy));
     if (b->skip)
         CU_CHECK(cudaMemcpyAsync(sl->d_skip, sl->skip, (size_t)nseq * sizeof(int32_t),
                                  cudaMemcpyHostToDevice, c->copy));
@@ -605,10 +874,10 @@ static emb_status check_batch(const cuda_ctx *c, const emb_batch *b, emb_error *
         return emb_fail(err, EMB_ERR_INVALID_ARG, "CUDA backend: malformed batch");
     for (int s = 0; s < b->nseq; s++) {
         int len = b->cu_seqlens[s + 1] - b->cu_seqlens[s];
-        if (len < 0 || len > c->cfg.max_position)
+        if (len < 0 || len > c->r.max_position)
             return emb_fail(err, EMB_ERR_INVALID_ARG,
                             "CUDA backend: sequence %d has %d tokens (model limit %d)", s, len,
-                            c->cfg.max_position);
+                            c->r.max_position);
         if ((size_t)len > c->cap_tokens)
             return emb_fail(err, EMB_ERR_INVALID_ARG,
                             "CUDA backend: sequence %d has %d tokens, more than the device "
@@ -617,10 +886,10 @@ static emb_status check_batch(const cuda_ctx *c, const emb_batch *b, emb_error *
     }
     /* Out-of-range ids would make the gather read outside the table. */
     for (int t = 0; t < b->total; t++) {
-        if (b->ids[t] < 0 || b->ids[t] >= c->cfg.vocab_size)
+        if (b->ids[t] < 0 || b->ids[t] >= c->r.vocab_size)
             return emb_fail(err, EMB_ERR_INVALID_ARG, "CUDA backend: token %d has id %d (vocab %d)",
-                            t, b->ids[t], c->cfg.vocab_size);
-        if (b->type_ids && (b->type_ids[t] < 0 || b->type_ids[t] >= c->cfg.type_vocab_size))
+                            t, b->ids[t], c->r.vocab_size);
+        if (c->tt && b->type_ids && (b->type_ids[t] < 0 || b->type_ids[t] >= c->r.emb.type_vocab))
             return emb_fail(err, EMB_ERR_INVALID_ARG, "CUDA backend: token %d has type id %d",
                             t, b->type_ids[t]);
     }
@@ -632,13 +901,13 @@ static emb_status cuda_encode(emb_backend *be, const emb_batch *b, const emb_job
     cuda_ctx *c = be->ctx;
     emb_status st = check_batch(c, b, err);
     if (st) return st;
-    if (job->layer < 1 || job->layer > c->cfg.layers || popcount6(job->pooling_modes) == 0 ||
+    if (job->layer < 1 || job->layer > c->r.layers || popcount6(job->pooling_modes) == 0 ||
         job->out_dim < 1)
         return emb_fail(err, EMB_ERR_INVALID_ARG, "CUDA backend: bad job (layer %d, modes %#x, dim %d)",
                         job->layer, job->pooling_modes, job->out_dim);
     if (b->nseq == 0) return EMB_OK;
     CU_CHECK(cudaSetDevice(c->device));
-    size_t widest = (size_t)c->cfg.hidden * popcount6(job->pooling_modes);
+    size_t widest = (size_t)c->r.hidden * popcount6(job->pooling_modes);
     if (job->apply_dense)
         for (int d = 0; d < c->n_dense; d++)
             if ((size_t)c->dense[d].out > widest) widest = (size_t)c->dense[d].out;
@@ -655,8 +924,8 @@ static emb_status cuda_token_embeddings(emb_backend *be, const emb_batch *b, int
     cuda_ctx *c = be->ctx;
     emb_status st = check_batch(c, b, err);
     if (st) return st;
-    if (layer < 1 || layer > c->cfg.layers)
-        return emb_fail(err, EMB_ERR_INVALID_ARG, "CUDA backend: layer %d of %d", layer, c->cfg.layers);
+    if (layer < 1 || layer > c->r.layers)
+        return emb_fail(err, EMB_ERR_INVALID_ARG, "CUDA backend: layer %d of %d", layer, c->r.layers);
     if ((size_t)b->total > c->cap_tokens || b->nseq > c->cap_seqs)
         return emb_fail(err, EMB_ERR_INVALID_ARG,
                         "CUDA backend: token_embeddings batch of %d tokens exceeds budget %zu",
@@ -675,12 +944,14 @@ static emb_status cuda_token_embeddings(emb_backend *be, const emb_batch *b, int
     if (b->type_ids) memcpy(sl->types, b->type_ids, ib);
     else memset(sl->types, 0, ib);
     memcpy(sl->cu, b->cu_seqlens, ((size_t)b->nseq + 1) * sizeof(int32_t));
+    if ((st = position_ids(c, b, 0, b->nseq, sl->pos, err))) return st;
+    if (c->pos) CU_CHECK(cudaMemcpyAsync(sl->d_pos, sl->pos, ib, cudaMemcpyHostToDevice, c->compute));
     CU_CHECK(cudaMemcpyAsync(sl->d_ids, sl->ids, ib, cudaMemcpyHostToDevice, c->compute));
     CU_CHECK(cudaMemcpyAsync(sl->d_types, sl->types, ib, cudaMemcpyHostToDevice, c->compute));
     CU_CHECK(cudaMemcpyAsync(sl->d_cu, sl->cu, ((size_t)b->nseq + 1) * sizeof(int32_t),
                              cudaMemcpyHostToDevice, c->compute));
     if ((st = forward(c, sl, b->nseq, b->total, max_seqlen, layer, err))) return st;
-    const size_t n = (size_t)b->total * c->cfg.hidden;
+    const size_t n = (size_t)b->total * c->r.hidden;
     CU_CHECK(emb_launch_to_f32((float *)c->big, c->h, c->kdt, n, c->compute));
     CU_CHECK(cudaMemcpyAsync(out, c->big, n * sizeof(float), cudaMemcpyDeviceToHost, c->compute));
     CU_CHECK(cudaStreamSynchronize(c->compute));
@@ -768,16 +1039,37 @@ static double device_peak_flops(int device) {
     return (double)sms * khz * 1e3 * per_sm;
 }
 
+/* What the kernels can run: head_dim of the attention kernel, even widths
+ * of at most EMB_KERNEL_MAX_NORM_DIM for the row kernels; per-head q/k norms
+ * are not on the GPU yet. */
 static emb_status check_model(const emb_model_files *mf, emb_error *err) {
-    const emb_bert_config *cfg = &mf->cfg;
-    if (cfg->head_dim != 32 && cfg->head_dim != 64 && cfg->head_dim != 128)
+    const emb_recipe *r = &mf->r;
+    const char *what = r->family ? r->family : r->model_type;
+    if (!r->layer || r->layers < 1 || r->heads < 1 || r->kv_heads < 1 || r->heads % r->kv_heads)
+        return emb_fail(err, EMB_ERR_UNSUPPORTED, "CUDA backend: %s: %d layers, %d heads, %d KV heads", what,
+                        r->layers, r->heads, r->kv_heads);
+    const int hd = r->head_dim;
+    if (hd != 16 && hd != 32 && hd != 64 && hd != 80 && hd != 96 && hd != 128 && hd != 256)
         return emb_fail(err, EMB_ERR_UNSUPPORTED,
-                        "CUDA backend: head_dim %d (the attention kernel supports 32, 64, 128)",
-                        cfg->head_dim);
-    if (cfg->hidden % 2 || cfg->hidden > EMB_KERNEL_MAX_NORM_DIM || cfg->intermediate % 2)
-        return emb_fail(err, EMB_ERR_UNSUPPORTED, "CUDA backend: hidden size %d", cfg->hidden);
-    if (cfg->hidden_act < EMB_ACT_IDENTITY || cfg->hidden_act > EMB_ACT_SIGMOID)
-        return emb_fail(err, EMB_ERR_UNSUPPORTED, "CUDA backend: activation %d", cfg->hidden_act);
+                        "CUDA backend: %s: head_dim %d (the attention kernel supports 16, 32, 64, 80, "
+                        "96, 128, 256)", what, hd);
+    if (r->hidden % 2 || r->hidden > EMB_KERNEL_MAX_NORM_DIM || r->intermediate % 2 || r->intermediate < 2)
+        return emb_fail(err, EMB_ERR_UNSUPPORTED, "CUDA backend: %s: hidden size %d, intermediate %d", what,
+                        r->hidden, r->intermediate);
+    if (r->act < EMB_ACT_IDENTITY || r->act > EMB_ACT_SIGMOID)
+        return emb_fail(err, EMB_ERR_UNSUPPORTED, "CUDA backend: %s: activation %d", what, r->act);
+    if (r->attn_pos == EMB_APOS_ROTARY &&
+        (r->rotary_dim < 2 || r->rotary_dim % 2 || r->rotary_dim > hd))
+        return emb_fail(err, EMB_ERR_UNSUPPORTED, "CUDA backend: %s: rotary_dim %d", what, r->rotary_dim);
+    if (r->attn_pos == EMB_APOS_RELATIVE && (!r->rel.table.data || r->rel.num_buckets < 1))
+        return emb_fail(err, EMB_ERR_UNSUPPORTED, "CUDA backend: %s: relative positions without a table", what);
+    if (r->emb.pos == EMB_EPOS_LEARNED && !r->emb.position.data)
+        return emb_fail(err, EMB_ERR_UNSUPPORTED, "CUDA backend: %s: learned positions without a table", what);
+    for (int l = 0; l < r->layers; l++)
+        if (r->layer[l].q_norm.kind != EMB_NORM_NONE || r->layer[l].k_norm.kind != EMB_NORM_NONE)
+            return emb_fail(err, EMB_ERR_UNSUPPORTED,
+                            "CUDA backend: %s: layer %d normalizes queries/keys per head, not supported "
+                            "on the GPU yet (use --device cpu)", what, l);
     for (int d = 0; d < mf->st.n_dense; d++)
         if (mf->st.dense[d].out_features % 2)
             return emb_fail(err, EMB_ERR_UNSUPPORTED, "CUDA backend: Dense width %d is odd",
@@ -796,7 +1088,7 @@ emb_status emb_cuda_backend_create(const struct emb_model_files *mf, emb_dtype d
         return emb_fail(err, st, "CUDA backend: %s", why);
 
     if (dtype == EMB_DTYPE_AUTO)
-        dtype = mf->cfg.torch_dtype == EMB_DTYPE_BF16 ? EMB_DTYPE_BF16 : EMB_DTYPE_F16;
+        dtype = mf->r.dtype == EMB_DTYPE_BF16 ? EMB_DTYPE_BF16 : EMB_DTYPE_F16;
     if (dtype != EMB_DTYPE_F16 && dtype != EMB_DTYPE_BF16)
         return emb_fail(err, EMB_ERR_UNSUPPORTED,
                         "CUDA backend: --dtype f32 is not supported on the GPU (use f16 or bf16)");
@@ -816,7 +1108,10 @@ emb_status emb_cuda_backend_create(const struct emb_model_files *mf, emb_dtype d
     be->token_embeddings = cuda_token_embeddings;
     be->destroy = cuda_destroy;
     c->mf = mf;
-    c->cfg = mf->cfg;
+    c->r = mf->r;
+    c->r.layer = NULL;   /* the views stay with the model files */
+    if (mf->r.emb.pos == EMB_EPOS_LEARNED) c->n_position = (int)mf->r.emb.position.shape[0];
+    else if (mf->r.emb.pos == EMB_EPOS_SINUSOIDAL) c->n_position = mf->r.max_position;
     c->device = device;
     c->dtype = dtype;
     c->kdt = dtype == EMB_DTYPE_BF16 ? EMB_KDT_BF16 : EMB_KDT_F16;
@@ -856,7 +1151,7 @@ emb_status emb_cuda_backend_create(const struct emb_model_files *mf, emb_dtype d
     /* The budget must hold the longest sequence the model accepts; on OOM
      * halve it (down to that floor) rather than refuse to run. */
     size_t tokens = max_batch_tokens ? max_batch_tokens : CUDA_DEFAULT_BATCH_TOKENS;
-    size_t floor_tokens = (size_t)mf->cfg.max_position;
+    size_t floor_tokens = (size_t)mf->r.max_position;
     if (floor_tokens < MIN_BUDGET_TOKENS) floor_tokens = MIN_BUDGET_TOKENS;
     if (tokens < floor_tokens) tokens = floor_tokens;
     for (;;) {

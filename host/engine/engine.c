@@ -50,7 +50,7 @@ emb_encode_options emb_encode_default_options(void) {
 /* ---- model loading ---------------------------------------------------- */
 
 static int resolve_max_length(const emb_model *m, int requested) {
-    int limit = m->mf.cfg.max_position;
+    int limit = m->mf.r.max_position;
     int len = m->mf.st.max_seq_length;
     if (len <= 0) len = (int)tok_truncation_max_length(m->tok);
     if (len <= 0 || len > limit) len = limit;
@@ -163,9 +163,9 @@ static emb_status load_static(emb_model *m, const char *path, emb_error *err) {
     emb_static_vectors *sv = m->sv;
     m->mf.dir = strdup(sv->path);
     if (!m->mf.dir) return emb_fail(err, EMB_ERR_NOMEM, "out of memory");
-    m->mf.cfg.hidden = sv->dim;
-    m->mf.cfg.layers = 1;
-    m->mf.cfg.vocab_size = (int)sv->n_ids;
+    m->mf.r.hidden = sv->dim;
+    m->mf.r.layers = 1;
+    m->mf.r.vocab_size = (int)sv->n_ids;
     m->mf.st.pooling_modes = EMB_POOL_MEAN;
     m->mf.st.normalize = sv->normalize;
     m->mf.st.include_prompt = 1;
@@ -188,17 +188,23 @@ static emb_status load_static(emb_model *m, const char *path, emb_error *err) {
         m->max_length = m->sv_truncate > 0 ? m->sv_truncate
                         : m->opts.max_length > 0 ? m->opts.max_length : ENG_STATIC_MAX_LENGTH;
     }
-    m->mf.cfg.max_position = m->max_length;
+    m->mf.r.max_position = m->max_length;
     m->cls_id = -1;
     /* The gather is memory-bound and cheap next to tokenizing: the GPU only
      * when asked for (--device cuda), the CPU for auto. */
 #ifdef EMBEDC_HAVE_CUDA_BACKEND
-    if (m->opts.device == EMB_DEVICE_CUDA) return emb_cuda_static_backend_create(sv, 0, &m->be, err);
+    if (m->opts.device == EMB_DEVICE_CUDA) st = emb_cuda_static_backend_create(sv, 0, &m->be, err);
+    else
 #else
     if (m->opts.device == EMB_DEVICE_CUDA)
         return emb_fail(err, EMB_ERR_UNSUPPORTED, "--device cuda: this build of embedc has no CUDA backend");
 #endif
-    return emb_static_backend_create(sv, m->opts.threads, &m->be, err);
+    st = emb_static_backend_create(sv, m->opts.threads, &m->be, err);
+    if (st == EMB_OK) {
+        m->workers[0] = m->be;
+        m->nworkers = 1;
+    }
+    return st;
 }
 
 emb_status emb_model_load(const char *path, const emb_model_options *opts, emb_model **out,
@@ -237,10 +243,10 @@ emb_status emb_model_load(const char *path, const emb_model_options *opts, emb_m
         emb_fail_prefix(err, "model %s", m->mf.dir);
         goto fail;
     }
-    if (tok_vocab_size(m->tok) > (size_t)m->mf.cfg.vocab_size) {
+    if (tok_vocab_size(m->tok) > (size_t)m->mf.r.vocab_size) {
         st = emb_fail(err, EMB_ERR_FORMAT,
                       "%s: the tokenizer has %zu ids but config.json vocab_size is %d", tokpath,
-                      tok_vocab_size(m->tok), m->mf.cfg.vocab_size);
+                      tok_vocab_size(m->tok), m->mf.r.vocab_size);
         goto fail;
     }
     m->max_length = resolve_max_length(m, m->opts.max_length);
@@ -310,7 +316,7 @@ void emb_model_free(emb_model *m) {
 static int popcount(int x) { return __builtin_popcount((unsigned)x); }
 
 static int encoder_layers(const emb_model *m, int layer) {
-    int n = m->mf.cfg.layers;
+    int n = m->mf.r.layers;
     if (layer == 0) return n;
     if (layer < 0) return n + 1 + layer;
     return layer;
@@ -328,11 +334,11 @@ emb_status eng_make_job(const emb_model *m, const emb_encode_options *opts, emb_
     if (!m->sv && (job->pooling_modes & EMB_POOL_SUM))
         return emb_fail(err, EMB_ERR_INVALID_ARG, "--pooling sum is for static models only");
     job->layer = encoder_layers(m, opts->layer);
-    if (job->layer < 1 || job->layer > m->mf.cfg.layers)
+    if (job->layer < 1 || job->layer > m->mf.r.layers)
         return emb_fail(err, EMB_ERR_INVALID_ARG,
                         "--layer %d: the model has %d encoder layers (use 1..%d, or -1 for the last)",
-                        opts->layer, m->mf.cfg.layers, m->mf.cfg.layers);
-    int pooled = m->mf.cfg.hidden * popcount(job->pooling_modes);
+                        opts->layer, m->mf.r.layers, m->mf.r.layers);
+    int pooled = m->mf.r.hidden * popcount(job->pooling_modes);
     /* Dense modules were trained on the model's own pooling output: only run
      * them when the pooled width is what they expect. */
     job->apply_dense = st->n_dense > 0 && st->dense[0].in_features == pooled;
@@ -691,13 +697,6 @@ static int cmp_len_desc(const void *a, const void *b, void *lens) {
     return *(const int32_t *)a - *(const int32_t *)b;   /* stable: input order */
 }
 
-/* Model FLOPs of one sequence of len tokens through `layers` encoder layers:
- * 2 per multiply-add of the weight matmuls, plus QK^T and PV (4 L^2 H). */
-static double seq_flops(const emb_bert_config *c, int layers, double len) {
-    double h = c->hidden, weights = 4.0 * h * h + 2.0 * h * c->intermediate;
-    return layers * (2.0 * weights * len + 4.0 * len * len * h);
-}
-
 static emb_status encode_window(eng_pipe *p, eng_window *w, const emb_job *job,
                                 size_t batch_tokens, eng_scratch *s, const eng_run_options *ro,
                                 uint64_t *docs_done, uint64_t *tokens_done, double *flops,
@@ -730,7 +729,7 @@ static emb_status encode_window(eng_pipe *p, eng_window *w, const emb_job *job,
             memcpy(s->ids + total, w->ids + (size_t)d * maxlen, l * sizeof *s->ids);
             memcpy(s->types + total, w->types + (size_t)d * maxlen, l * sizeof *s->types);
             s->skip[nseq] = p->prompt.skip;
-            if (!m->sv) *flops += seq_flops(&m->mf.cfg, job->layer, (double)l);
+            if (!m->sv) *flops += emb_recipe_seq_flops(&m->mf.r, job->layer, (double)l);
             total += l;
             if ((int)l > max_seqlen) max_seqlen = (int)l;
             nseq++;
@@ -816,7 +815,7 @@ static emb_status encode_window_multi(eng_pipe *p, eng_window *w, const emb_job 
             memcpy(s->ids + tok_off + total, w->ids + (size_t)d * maxlen, l * sizeof *s->ids);
             memcpy(s->types + tok_off + total, w->types + (size_t)d * maxlen, l * sizeof *s->types);
             skip[n] = p->prompt.skip;
-            *flops += seq_flops(&m->mf.cfg, job->layer, (double)l);
+            if (!m->sv) *flops += emb_recipe_seq_flops(&m->mf.r, job->layer, (double)l);
             total += l;
             if ((int)l > max_seqlen) max_seqlen = (int)l;
             cu[++n] = (int32_t)total;
@@ -1059,7 +1058,7 @@ char *emb_model_describe(const emb_model *m) {
     size_t cap = 8192, k = 0;
     char *s = malloc(cap);
     if (!s) return NULL;
-    const emb_bert_config *c = &m->mf.cfg;
+    const emb_recipe *c = &m->mf.r;
     const emb_st_config *st = &m->mf.st;
     char pools[128];
 #define ADD(...) k += (size_t)snprintf(s + k, k < cap ? cap - k : 0, __VA_ARGS__)
@@ -1084,8 +1083,9 @@ char *emb_model_describe(const emb_model *m) {
     }
     ADD("architecture:    %s encoder, %d layers, hidden %d, %d heads x %d, FFN %d\n", c->model_type,
         c->layers, c->hidden, c->heads, c->head_dim, c->intermediate);
+    if (k < cap) k += emb_recipe_describe(c, s + k, cap - k);
     ADD("vocabulary:      %d (tokenizer %zu)\n", c->vocab_size, tok_vocab_size(m->tok));
-    ADD("weights dtype:   %s\n", dtype_name(c->torch_dtype));
+    ADD("weights dtype:   %s\n", dtype_name(c->dtype));
     ADD("max length:      %d tokens (positions %d)\n", m->max_length, c->max_position);
     ADD("pooling:         %s%s\n", pool_names(st->pooling_modes, pools, sizeof pools),
         st->include_prompt ? "" : " (prompt excluded)");

@@ -32,41 +32,6 @@ typedef enum {
     EMB_ACT_SIGMOID
 } emb_act;
 
-/* config.json of a BERT-family encoder. */
-typedef struct {
-    char model_type[32];      /* "bert", ... */
-    int vocab_size;
-    int hidden;               /* hidden_size */
-    int layers;               /* num_hidden_layers */
-    int heads;                /* num_attention_heads */
-    int head_dim;             /* hidden / heads */
-    int intermediate;         /* intermediate_size */
-    int max_position;         /* max_position_embeddings */
-    int type_vocab_size;
-    int pad_token_id;
-    float layer_norm_eps;
-    emb_act hidden_act;
-    emb_dtype torch_dtype;    /* dtype the weights are stored in (F32 if absent) */
-} emb_bert_config;
-
-/* One encoder layer. Linear weights are [out, in] like torch.nn.Linear. */
-typedef struct {
-    emb_tensor wq, bq, wk, bk, wv, bv;   /* [hidden, hidden], [hidden] */
-    emb_tensor wo, bo;                   /* attention.output.dense */
-    emb_tensor ln_attn_g, ln_attn_b;     /* attention.output.LayerNorm */
-    emb_tensor w_in, b_in;               /* intermediate.dense [intermediate, hidden] */
-    emb_tensor w_out, b_out;             /* output.dense [hidden, intermediate] */
-    emb_tensor ln_ffn_g, ln_ffn_b;       /* output.LayerNorm */
-} emb_bert_layer;
-
-typedef struct {
-    emb_tensor word;          /* [vocab, hidden] */
-    emb_tensor position;      /* [max_position, hidden] */
-    emb_tensor token_type;    /* [type_vocab, hidden] */
-    emb_tensor ln_g, ln_b;    /* embeddings.LayerNorm */
-    emb_bert_layer *layer;    /* cfg.layers entries */
-} emb_bert_weights;
-
 /* sentence-transformers Dense module (N_Dense/). */
 typedef struct {
     int in_features, out_features;

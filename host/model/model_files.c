@@ -1,9 +1,10 @@
 /*
- * Loads a model directory (see model_files.h): config.json is parsed and its
- * sizes checked for consistency first, then every tensor the BERT recipe
- * uses is looked up (with or without the "bert." prefix) in model.safetensors
- * or the shards named by model.safetensors.index.json, and its dtype and
- * shape checked against what config.json implies. The sentence-transformers
+ * Loads a model directory (see model_files.h): the weights are mapped
+ * (model.safetensors or the shards named by model.safetensors.index.json),
+ * then config.json's model_type picks the family file in host/arch that
+ * reads its config fields and binds every tensor it needs through the
+ * emb_weights_* lookup below (dtype and shape checked against what
+ * config.json implies) into the recipe. The sentence-transformers
  * files (modules.json, pooling, Dense, Normalize, sentence_bert_config.json,
  * config_sentence_transformers.json) are read last. Errors name the file and
  * field; the whole message is prefixed with the model directory.
@@ -23,16 +24,8 @@
 
 #include "error.h"
 #include "json_util.h"
+#include "arch.h"
 #include "safetensors.h"
-
-/* Sizes beyond these are not BERT-family encoders; bounding them keeps every
- * later int computation (hidden * heads, vocab * hidden indices) in range. */
-#define MF_MAX_HIDDEN (1 << 16)
-#define MF_MAX_LAYERS 1024
-#define MF_MAX_INTERMEDIATE (1 << 20)
-#define MF_MAX_VOCAB (1 << 24)
-#define MF_MAX_POSITION (1 << 20)
-#define MF_MAX_TYPE_VOCAB (1 << 16)
 
 /* One mapped weight file and the path shown in messages. */
 typedef struct {
@@ -45,14 +38,15 @@ typedef struct {
     size_t file;
 } mf_index_entry;
 
-typedef struct {
+struct emb_weights {
     mf_file *files;           /* every safetensors file we mapped (encoder + Dense) */
     size_t n_files, cap_files;
     size_t n_encoder_files;   /* files[0 .. n) hold the encoder */
     mf_index_entry *index;    /* sorted by name; NULL when not sharded */
     size_t n_index;
-    const char *prefix;       /* "" or "bert." */
-} mf_priv;
+    const char *prefix;       /* set by the family file: "", "bert.", ... */
+};
+typedef struct emb_weights mf_priv;
 
 /* ---------------------------------------------------------------- paths */
 
@@ -208,110 +202,6 @@ emb_status emb_mf_resolve(const char *path_or_repo, char **dir_out, emb_error *e
     free(root);
     *dir_out = snap;
     return s;
-}
-
-/* --------------------------------------------------------- config.json */
-
-static emb_status parse_act(const char *s, emb_act *out) {
-    static const struct {
-        const char *name;
-        emb_act act;
-    } map[] = {
-        {"gelu", EMB_ACT_GELU},          {"gelu_new", EMB_ACT_GELU_TANH},
-        {"gelu_pytorch_tanh", EMB_ACT_GELU_TANH}, {"gelu_fast", EMB_ACT_GELU_TANH},
-        {"relu", EMB_ACT_RELU},          {"silu", EMB_ACT_SILU},
-        {"swish", EMB_ACT_SILU},         {"tanh", EMB_ACT_TANH},
-        {"sigmoid", EMB_ACT_SIGMOID},    {"linear", EMB_ACT_IDENTITY},
-    };
-    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
-        if (strcmp(s, map[i].name) == 0) {
-            *out = map[i].act;
-            return EMB_OK;
-        }
-    }
-    return EMB_ERR_UNSUPPORTED;
-}
-
-/* A required positive size field. */
-static emb_status need_int(const cJSON *j, const char *key, int lo, int hi, int *out, emb_error *err) {
-    int present = 0;
-    emb_status s = ju_get_int(j, key, "config.json", lo, hi, out, &present, err);
-    if (s == EMB_OK && !present)
-        s = emb_fail(err, EMB_ERR_FORMAT, "config.json: missing field \"%s\"", key);
-    return s;
-}
-
-static emb_status parse_config(const cJSON *j, emb_bert_config *c, emb_error *err) {
-    emb_status s;
-    if (!cJSON_IsObject(j)) return emb_fail(err, EMB_ERR_FORMAT, "config.json: not a JSON object");
-    const char *mt = NULL;
-    int present;
-    if ((s = ju_get_string(j, "model_type", "config.json", &mt, &present, err))) return s;
-    if (!present) return emb_fail(err, EMB_ERR_FORMAT, "config.json: missing field \"model_type\"");
-    if (strcmp(mt, "bert") != 0)
-        return emb_fail(err, EMB_ERR_UNSUPPORTED,
-                        "config.json: model_type \"%.64s\" is not supported (supported: bert)", mt);
-    snprintf(c->model_type, sizeof c->model_type, "%s", mt);
-
-    const char *pe = NULL;
-    if ((s = ju_get_string(j, "position_embedding_type", "config.json", &pe, NULL, err))) return s;
-    if (pe && strcmp(pe, "absolute") != 0)
-        return emb_fail(err, EMB_ERR_UNSUPPORTED,
-                        "config.json: position_embedding_type \"%.64s\" is not supported (only \"absolute\")",
-                        pe);
-
-    if ((s = need_int(j, "vocab_size", 1, MF_MAX_VOCAB, &c->vocab_size, err))) return s;
-    if ((s = need_int(j, "hidden_size", 1, MF_MAX_HIDDEN, &c->hidden, err))) return s;
-    if ((s = need_int(j, "num_hidden_layers", 1, MF_MAX_LAYERS, &c->layers, err))) return s;
-    if ((s = need_int(j, "num_attention_heads", 1, MF_MAX_HIDDEN, &c->heads, err))) return s;
-    if ((s = need_int(j, "intermediate_size", 1, MF_MAX_INTERMEDIATE, &c->intermediate, err))) return s;
-    if ((s = need_int(j, "max_position_embeddings", 1, MF_MAX_POSITION, &c->max_position, err))) return s;
-    /* BertConfig's defaults for the fields older configs omit. */
-    c->type_vocab_size = 2;
-    if ((s = ju_get_int(j, "type_vocab_size", "config.json", 1, MF_MAX_TYPE_VOCAB, &c->type_vocab_size,
-                        NULL, err)))
-        return s;
-    c->pad_token_id = 0;
-    const cJSON *pad = cJSON_GetObjectItemCaseSensitive(j, "pad_token_id");
-    if (cJSON_IsNull(pad)) c->pad_token_id = -1;   /* explicitly none */
-    else if ((s = ju_get_int(j, "pad_token_id", "config.json", 0, INT_MAX, &c->pad_token_id, NULL, err)))
-        return s;
-
-    if (c->hidden % c->heads != 0)
-        return emb_fail(err, EMB_ERR_FORMAT,
-                        "config.json: hidden_size %d is not divisible by num_attention_heads %d", c->hidden,
-                        c->heads);
-    c->head_dim = c->hidden / c->heads;
-
-    double eps = 1e-12;
-    if ((s = ju_get_double(j, "layer_norm_eps", "config.json", &eps, NULL, err))) return s;
-    if (!(eps > 0 && eps < 1))
-        return emb_fail(err, EMB_ERR_FORMAT, "config.json: layer_norm_eps %g must be in (0, 1)", eps);
-    c->layer_norm_eps = (float)eps;
-
-    const char *act = "gelu";
-    if ((s = ju_get_string(j, "hidden_act", "config.json", &act, NULL, err))) return s;
-    if (parse_act(act, &c->hidden_act) != EMB_OK)
-        return emb_fail(err, EMB_ERR_UNSUPPORTED, "config.json: hidden_act \"%.64s\" is not supported", act);
-
-    /* transformers >= 4.56 writes "dtype"; older ones "torch_dtype". */
-    const char *dt = NULL, *dt_key = "torch_dtype";
-    if ((s = ju_get_string(j, "torch_dtype", "config.json", &dt, &present, err))) return s;
-    if (!present) {
-        dt_key = "dtype";
-        if ((s = ju_get_string(j, "dtype", "config.json", &dt, NULL, err))) return s;
-    }
-    c->torch_dtype = EMB_DTYPE_F32;
-    if (dt) {
-        if (strcmp(dt, "float32") == 0) c->torch_dtype = EMB_DTYPE_F32;
-        else if (strcmp(dt, "float16") == 0) c->torch_dtype = EMB_DTYPE_F16;
-        else if (strcmp(dt, "bfloat16") == 0) c->torch_dtype = EMB_DTYPE_BF16;
-        else
-            return emb_fail(err, EMB_ERR_UNSUPPORTED,
-                            "config.json: %s \"%.64s\" is not supported (float32, float16, bfloat16)", dt_key,
-                            dt);
-    }
-    return EMB_OK;
 }
 
 /* ------------------------------------------------------------ weights */
@@ -485,7 +375,7 @@ static emb_status check_tensor(const st_tensor *t, const char *origin, const cha
 static emb_status bind(const mf_priv *p, const char *name, int ndim, int64_t d0, int64_t d1,
                        emb_tensor *dst, emb_error *err) {
     char full[256];
-    snprintf(full, sizeof full, "%s%s", p->prefix, name);
+    snprintf(full, sizeof full, "%s%s", emb_weights_prefix(p), name);
     const st_tensor *t = NULL;
     const char *origin = NULL;
     emb_status s = find_raw(p, full, &t, &origin, err);
@@ -504,11 +394,37 @@ static emb_status bind(const mf_priv *p, const char *name, int ndim, int64_t d0,
     return check_tensor(t, origin, full, ndim, d0, d1, dst, err);
 }
 
-/* Tensors named encoder.layer.K with K >= num_hidden_layers mean config.json
+emb_status emb_weights_bind(const emb_weights *p, const char *name, int ndim, int64_t d0, int64_t d1,
+                            emb_tensor *dst, emb_error *err) {
+    return bind(p, name, ndim, d0, d1, dst, err);
+}
+
+emb_status emb_weights_bind_opt(const emb_weights *p, const char *name, int ndim, int64_t d0,
+                                int64_t d1, emb_tensor *dst, emb_error *err) {
+    memset(dst, 0, sizeof *dst);
+    if (!emb_weights_has(p, name)) return EMB_OK;
+    return bind(p, name, ndim, d0, d1, dst, err);
+}
+
+void emb_weights_set_prefix(emb_weights *p, const char *prefix) { p->prefix = prefix; }
+
+const char *emb_weights_prefix(const emb_weights *p) { return p->prefix ? p->prefix : ""; }
+
+int emb_weights_has(const emb_weights *p, const char *name) {
+    char full[256];
+    snprintf(full, sizeof full, "%s%s", emb_weights_prefix(p), name);
+    const st_tensor *t = NULL;
+    const char *origin = NULL;
+    emb_error e = {0};
+    return find_raw(p, full, &t, &origin, &e) == EMB_OK && t != NULL;
+}
+
+/* Tensors named prefix + layer_prefix + K with K >= layers mean config.json
  * and the weights disagree; running with fewer layers would be silently wrong. */
-static emb_status check_extra_layers(const mf_priv *p, int layers, emb_error *err) {
-    char pre[64];
-    int pl = snprintf(pre, sizeof pre, "%sencoder.layer.", p->prefix);
+emb_status emb_weights_check_layers(const emb_weights *p, const char *layer_prefix, int layers,
+                                    const char *count_field, emb_error *err) {
+    char pre[128];
+    int pl = snprintf(pre, sizeof pre, "%s%s", emb_weights_prefix(p), layer_prefix);
     for (size_t f = 0; f < p->n_encoder_files; f++) {
         const st_file *st = p->files[f].st;
         for (size_t i = 0; i < st->n_tensors; i++) {
@@ -518,101 +434,11 @@ static emb_status check_extra_layers(const mf_priv *p, int layers, emb_error *er
             long k = strtol(nm + pl, &end, 10);
             if (end != nm + pl && *end == '.' && k >= layers)
                 return emb_fail(err, EMB_ERR_FORMAT,
-                                "%s: tensor \"%s\" belongs to layer %ld, but config.json num_hidden_layers is %d",
-                                st->origin, nm, k, layers);
+                                "%s: tensor \"%s\" belongs to layer %ld, but config.json %s is %d",
+                                st->origin, nm, k, count_field, layers);
         }
     }
     return EMB_OK;
-}
-
-static emb_status load_encoder(emb_model_files *mf, mf_priv *p, emb_error *err) {
-    const emb_bert_config *c = &mf->cfg;
-    emb_bert_weights *w = &mf->w;
-    const st_tensor *t = NULL;
-    const char *origin = NULL;
-    emb_status s = find_raw(p, "embeddings.word_embeddings.weight", &t, &origin, err);
-    if (s) return s;
-    p->prefix = "";
-    if (!t) {
-        if ((s = find_raw(p, "bert.embeddings.word_embeddings.weight", &t, &origin, err))) return s;
-        if (t) p->prefix = "bert.";
-    }
-    if (!t)
-        return emb_fail(err, EMB_ERR_FORMAT,
-                        "%s: missing tensor \"embeddings.word_embeddings.weight\" (also tried \"bert.\" prefix)",
-                        p->index ? "model.safetensors.index.json" : p->files[0].st->origin);
-    int64_t H = c->hidden, I = c->intermediate;
-    if ((s = bind(p, "embeddings.word_embeddings.weight", 2, c->vocab_size, H, &w->word, err))) return s;
-    if ((s = bind(p, "embeddings.position_embeddings.weight", 2, c->max_position, H, &w->position, err)))
-        return s;
-    if ((s = bind(p, "embeddings.token_type_embeddings.weight", 2, c->type_vocab_size, H, &w->token_type,
-                  err)))
-        return s;
-    if ((s = bind(p, "embeddings.LayerNorm.weight", 1, H, 0, &w->ln_g, err))) return s;
-    if ((s = bind(p, "embeddings.LayerNorm.bias", 1, H, 0, &w->ln_b, err))) return s;
-
-    w->layer = calloc((size_t)c->layers, sizeof *w->layer);
-    if (!w->layer) return emb_fail(err, EMB_ERR_NOMEM, "out of memory");
-    for (int l = 0; l < c->layers; l++) {
-        emb_bert_layer *L = &w->layer[l];
-        const struct {
-            const char *suffix;
-            int ndim;
-            int64_t d0, d1;
-            emb_tensor *dst;
-        } spec[] = {
-            {"attention.self.query.weight", 2, H, H, &L->wq},
-            {"attention.self.query.bias", 1, H, 0, &L->bq},
-            {"attention.self.key.weight", 2, H, H, &L->wk},
-            {"attention.self.key.bias", 1, H, 0, &L->bk},
-            {"attention.self.value.weight", 2, H, H, &L->wv},
-            {"attention.self.value.bias", 1, H, 0, &L->bv},
-            {"attention.output.dense.weight", 2, H, H, &L->wo},
-            {"attention.output.dense.bias", 1, H, 0, &L->bo},
-            {"attention.output.LayerNorm.weight", 1, H, 0, &L->ln_attn_g},
-            {"attention.output.LayerNorm.bias", 1, H, 0, &L->ln_attn_b},
-            {"intermediate.dense.weight", 2, I, H, &L->w_in},
-            {"intermediate.dense.bias", 1, I, 0, &L->b_in},
-            {"output.dense.weight", 2, H, I, &L->w_out},
-            {"output.dense.bias", 1, H, 0, &L->b_out},
-            {"output.LayerNorm.weight", 1, H, 0, &L->ln_ffn_g},
-            {"output.LayerNorm.bias", 1, H, 0, &L->ln_ffn_b},
-        };
-        for (size_t i = 0; i < sizeof spec / sizeof spec[0]; i++) {
-            char name[160];
-            snprintf(name, sizeof name, "encoder.layer.%d.%s", l, spec[i].suffix);
-            if ((s = bind(p, name, spec[i].ndim, spec[i].d0, spec[i].d1, spec[i].dst, err))) return s;
-        }
-    }
-    if ((s = check_extra_layers(p, c->layers, err))) return s;
-
-    /* One storage dtype for the whole encoder: backends upload it as one
-     * block, and a mixture means the file is not what config.json says. */
-    emb_dtype dt = w->word.dtype;
-    const emb_tensor *all[] = {&w->position, &w->token_type, &w->ln_g, &w->ln_b};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
-        if (all[i]->dtype != dt) goto mixed;
-    for (int l = 0; l < c->layers; l++) {
-        const emb_tensor *lt = &w->layer[l].wq;
-        for (size_t i = 0; i < sizeof(emb_bert_layer) / sizeof(emb_tensor); i++)
-            if (lt[i].dtype != dt) {
-                all[0] = &lt[i];
-                goto mixed;
-            }
-    }
-    /* The stored dtype is what backends must read, whatever torch_dtype says. */
-    mf->cfg.torch_dtype = dt;
-    return EMB_OK;
-mixed:
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
-        if (all[i]->dtype != dt) {
-            static const char *names[] = {"?", "F32", "F16", "BF16"};
-            return emb_fail(err, EMB_ERR_FORMAT,
-                            "tensor \"%s\" is %s but \"%s\" is %s: mixed dtypes in the encoder weights",
-                            all[i]->name, names[all[i]->dtype], w->word.name, names[dt]);
-        }
-    }
-    return emb_fail(err, EMB_ERR_INTERNAL, "mixed dtypes");
 }
 
 /* --------------------------------------------- sentence-transformers */
@@ -697,12 +523,12 @@ static emb_status load_pooling(const char *dir, const char *rel, emb_model_files
     emb_st_config *st = &mf->st;
     int dim = 0, present = 0;
     if (!cJSON_IsObject(j)) s = emb_fail(err, EMB_ERR_FORMAT, "%s: not a JSON object", shown);
-    if (!s) s = ju_get_int(j, "word_embedding_dimension", shown, 1, MF_MAX_HIDDEN, &dim, &present, err);
-    if (!s && !present) s = ju_get_int(j, "embedding_dimension", shown, 1, MF_MAX_HIDDEN, &dim, &present, err);
+    if (!s) s = ju_get_int(j, "word_embedding_dimension", shown, 1, ARCH_MAX_HIDDEN, &dim, &present, err);
+    if (!s && !present) s = ju_get_int(j, "embedding_dimension", shown, 1, ARCH_MAX_HIDDEN, &dim, &present, err);
     if (!s && !present) s = emb_fail(err, EMB_ERR_FORMAT, "%s: missing field \"word_embedding_dimension\"", shown);
-    if (!s && dim != mf->cfg.hidden)
+    if (!s && dim != mf->r.hidden)
         s = emb_fail(err, EMB_ERR_FORMAT, "%s: word_embedding_dimension %d differs from config.json hidden_size %d",
-                     shown, dim, mf->cfg.hidden);
+                     shown, dim, mf->r.hidden);
     st->pooling_dim = dim;
 
     const cJSON *pm = s ? NULL : cJSON_GetObjectItemCaseSensitive(j, "pooling_mode");
@@ -925,10 +751,10 @@ static emb_status load_sbert_config(const char *dir, emb_model_files *mf, emb_er
     if (!cJSON_IsObject(j)) s = emb_fail(err, EMB_ERR_FORMAT, "%s: not a JSON object", shown);
     if (!s) s = ju_get_int(j, "max_seq_length", shown, 1, INT_MAX, &mf->st.max_seq_length, NULL, err);
     if (!s) s = ju_get_bool(j, "do_lower_case", shown, &mf->st.do_lower_case, NULL, err);
-    if (!s && mf->st.max_seq_length > mf->cfg.max_position)
+    if (!s && mf->st.max_seq_length > mf->r.max_position)
         s = emb_fail(err, EMB_ERR_FORMAT,
-                     "%s: max_seq_length %d exceeds config.json max_position_embeddings %d", shown,
-                     mf->st.max_seq_length, mf->cfg.max_position);
+                     "%s: max_seq_length %d exceeds the %d positions config.json gives the model", shown,
+                     mf->st.max_seq_length, mf->r.max_position);
     cJSON_Delete(j);
     return s;
 }
@@ -1005,7 +831,7 @@ static emb_status load_sentence_transformers(const char *dir, emb_model_files *m
      * builds around a plain transformers checkpoint. */
     st->pooling_modes = EMB_POOL_MEAN;
     st->include_prompt = 1;
-    st->pooling_dim = mf->cfg.hidden;
+    st->pooling_dim = mf->r.hidden;
     emb_status s;
     char *mod = path_join(dir, "modules.json");
     if (!mod) return emb_fail(err, EMB_ERR_NOMEM, "out of memory");
@@ -1030,10 +856,9 @@ emb_status emb_mf_load(const char *dir, emb_model_files *mf, emb_error *err) {
     }
     cJSON *cfg = NULL;
     emb_status s = read_rel_json(dir, "config.json", &cfg, err);
-    if (!s) s = parse_config(cfg, &mf->cfg, err);
-    cJSON_Delete(cfg);
     if (!s) s = open_weights(dir, p, err);
-    if (!s) s = load_encoder(mf, p, err);
+    if (!s) s = emb_arch_build(cfg, p, &mf->r, err);
+    cJSON_Delete(cfg);
     if (!s) s = load_sentence_transformers(dir, mf, p, err);
     if (s) {
         if (err && s != EMB_ERR_NOMEM) emb_fail_prefix(err, "model %s", dir);
@@ -1052,7 +877,7 @@ void emb_mf_free(emb_model_files *mf) {
         free(p->index);
         free(p);
     }
-    free(mf->w.layer);
+    emb_recipe_free(&mf->r);
     free(mf->st.dense);
     for (int i = 0; i < mf->st.n_prompts; i++) {
         free(mf->st.prompts[i].name);

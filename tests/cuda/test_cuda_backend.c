@@ -66,31 +66,38 @@ static emb_tensor toy_tensor(toy_model *t, int64_t d0, int64_t d1, float amp, fl
     return e;
 }
 
+/* A post-norm encoder with learned positions, token types and biased
+ * LayerNorms, as a recipe (host/arch/recipe.h). */
 static void toy_build(toy_model *t, int hidden, int heads, int layers, int inter, int dense_out) {
     memset(t, 0, sizeof *t);
-    emb_bert_config *c = &t->mf.cfg;
-    snprintf(c->model_type, sizeof c->model_type, "bert");
-    c->vocab_size = 97;
-    c->hidden = hidden;
-    c->layers = layers;
-    c->heads = heads;
-    c->head_dim = hidden / heads;
-    c->intermediate = inter;
-    c->max_position = 160;
-    c->type_vocab_size = 2;
-    c->layer_norm_eps = 1e-12f;
-    c->hidden_act = EMB_ACT_GELU;
-    c->torch_dtype = EMB_DTYPE_F32;
-    const float wa = 1.5f / sqrtf((float)hidden);
-    emb_bert_weights *w = &t->mf.w;
-    w->word = toy_tensor(t, c->vocab_size, hidden, 1.0f, 0);
-    w->position = toy_tensor(t, c->max_position, hidden, 0.3f, 0);
-    w->token_type = toy_tensor(t, 2, hidden, 0.3f, 0);
-    w->ln_g = toy_tensor(t, hidden, 0, 0.2f, 1.0f);
-    w->ln_b = toy_tensor(t, hidden, 0, 0.1f, 0);
-    w->layer = calloc((size_t)layers, sizeof *w->layer);
+    emb_recipe *r = &t->mf.r;
+    snprintf(r->model_type, sizeof r->model_type, "toy");
+    r->family = "toy";
+    r->dtype = EMB_DTYPE_F32;
+    r->vocab_size = 97;
+    r->hidden = hidden;
+    r->layers = layers;
+    r->heads = r->kv_heads = heads;
+    r->head_dim = hidden / heads;
+    r->scale = 1.0f / sqrtf((float)r->head_dim);
+    r->intermediate = inter;
+    r->max_position = 160;
+    r->pad_token_id = -1;
+    r->act = EMB_ACT_GELU;
+    r->place = EMB_PLACE_POST;
+    const float wa = 1.5f / sqrtf((float)hidden), eps = 1e-12f;
+    r->emb.word = toy_tensor(t, r->vocab_size, hidden, 1.0f, 0);
+    r->emb.scale = 1.0f;
+    r->emb.pos = EMB_EPOS_LEARNED;
+    r->emb.pos_pad_id = -1;
+    r->emb.position = toy_tensor(t, r->max_position, hidden, 0.3f, 0);
+    r->emb.token_type = toy_tensor(t, 2, hidden, 0.3f, 0);
+    r->emb.type_vocab = 2;
+    r->emb.norm = (emb_norm){EMB_NORM_LAYER, eps, toy_tensor(t, hidden, 0, 0.2f, 1.0f),
+                             toy_tensor(t, hidden, 0, 0.1f, 0)};
+    r->layer = calloc((size_t)layers, sizeof *r->layer);
     for (int l = 0; l < layers; l++) {
-        emb_bert_layer *L = &w->layer[l];
+        emb_recipe_layer *L = &r->layer[l];
         L->wq = toy_tensor(t, hidden, hidden, wa * 2, 0);
         L->wk = toy_tensor(t, hidden, hidden, wa * 2, 0);
         L->wv = toy_tensor(t, hidden, hidden, wa, 0);
@@ -99,14 +106,15 @@ static void toy_build(toy_model *t, int hidden, int heads, int layers, int inter
         L->bv = toy_tensor(t, hidden, 0, 0.1f, 0);
         L->wo = toy_tensor(t, hidden, hidden, wa, 0);
         L->bo = toy_tensor(t, hidden, 0, 0.1f, 0);
-        L->ln_attn_g = toy_tensor(t, hidden, 0, 0.2f, 1.0f);
-        L->ln_attn_b = toy_tensor(t, hidden, 0, 0.1f, 0);
-        L->w_in = toy_tensor(t, inter, hidden, wa, 0);
-        L->b_in = toy_tensor(t, inter, 0, 0.1f, 0);
-        L->w_out = toy_tensor(t, hidden, inter, 1.5f / sqrtf((float)inter), 0);
-        L->b_out = toy_tensor(t, hidden, 0, 0.1f, 0);
-        L->ln_ffn_g = toy_tensor(t, hidden, 0, 0.2f, 1.0f);
-        L->ln_ffn_b = toy_tensor(t, hidden, 0, 0.1f, 0);
+        L->attn_norm = (emb_norm){EMB_NORM_LAYER, eps, toy_tensor(t, hidden, 0, 0.2f, 1.0f),
+                                  toy_tensor(t, hidden, 0, 0.1f, 0)};
+        L->w_up = toy_tensor(t, inter, hidden, wa, 0);
+        L->b_up = toy_tensor(t, inter, 0, 0.1f, 0);
+        L->w_down = toy_tensor(t, hidden, inter, 1.5f / sqrtf((float)inter), 0);
+        L->b_down = toy_tensor(t, hidden, 0, 0.1f, 0);
+        L->mlp_norm = (emb_norm){EMB_NORM_LAYER, eps, toy_tensor(t, hidden, 0, 0.2f, 1.0f),
+                                 toy_tensor(t, hidden, 0, 0.1f, 0)};
+        L->window_left = L->window_right = -1;
     }
     emb_st_config *st = &t->mf.st;
     st->pooling_modes = EMB_POOL_MEAN;
@@ -128,7 +136,7 @@ static void toy_build(toy_model *t, int hidden, int heads, int layers, int inter
 static void toy_free(toy_model *t) {
     for (int i = 0; i < t->nbufs; i++) free(t->bufs[i]);
     free(t->bufs);
-    free(t->mf.w.layer);
+    free(t->mf.r.layer);
     free(t->mf.st.dense);
 }
 
@@ -193,7 +201,7 @@ static emb_job make_job(const emb_model_files *mf, int modes, int layer, int den
                         int trunc) {
     int width = 0;
     for (int m = modes; m; m &= m - 1) width++;
-    width *= mf->cfg.hidden;
+    width *= mf->r.hidden;
     if (dense && mf->st.n_dense) width = mf->st.dense[mf->st.n_dense - 1].out_features;
     emb_job j = {modes, layer, dense, normalize, trunc, trunc ? trunc : width};
     return j;
@@ -230,7 +238,7 @@ Test(cuda_backend, toy_bert_all_modes, .timeout = 1200) {
     toy_build(&t, 64, 2, 2, 128, 0);
     const int lens[] = {1, 31, 33, 127, 3, 64};
     test_batch tb;
-    make_batch(&tb, lens, 6, t.mf.cfg.vocab_size, 1);
+    make_batch(&tb, lens, 6, t.mf.r.vocab_size, 1);
     for (int d = 0; d < 2; d++) {
         emb_job j = make_job(&t.mf, EMB_POOL_MEAN, 2, 0, 1, 0);
         compare_backends(&t.mf, DTYPES[d], &tb.b, &j, 0, "toy mean");
@@ -249,7 +257,7 @@ Test(cuda_backend, toy_bert_dense_head_dim_64) {
     toy_build(&t, 128, 2, 1, 256, 48);
     const int lens[] = {5, 33, 17};
     test_batch tb;
-    make_batch(&tb, lens, 3, t.mf.cfg.vocab_size, 0);
+    make_batch(&tb, lens, 3, t.mf.r.vocab_size, 0);
     for (int d = 0; d < 2; d++) {
         emb_job j = make_job(&t.mf, EMB_POOL_MEAN, 1, 1, 1, 32);
         compare_backends(&t.mf, DTYPES[d], &tb.b, &j, 0, "toy dense+truncate");
@@ -265,11 +273,88 @@ Test(cuda_backend, chunked_over_budget) {
     int lens[40];
     for (int i = 0; i < 40; i++) lens[i] = 1 + (i * 37) % 150;
     test_batch tb;
-    make_batch(&tb, lens, 40, t.mf.cfg.vocab_size, 1);
+    make_batch(&tb, lens, 40, t.mf.r.vocab_size, 1);
     emb_job j = make_job(&t.mf, EMB_POOL_MEAN, 1, 0, 1, 0);
     compare_backends(&t.mf, EMB_DTYPE_F16, &tb.b, &j, 512, "toy chunked");
     free_batch(&tb);
     toy_free(&t);
+}
+
+/* A recipe no issue-10 family has, so the generic forward's other branches
+ * run too: grouped-query heads with rotary (partial), per-layer sliding
+ * windows, softcap, sandwich norms with RMSNorm (1 + w), scaled word
+ * embeddings without positions or token types, a bias-free gated MLP, a
+ * final norm; and a pre-norm variant with LayerNorm without bias, a layer
+ * without attn_norm and a fused gate/up weight. */
+static emb_norm toy_norm(toy_model *t, emb_norm_kind kind, int dim) {
+    return (emb_norm){kind, 1e-6f, toy_tensor(t, dim, 0, 0.2f, kind == EMB_NORM_RMS_1P ? 0.0f : 1.0f),
+                      {0}};
+}
+
+static void toy_generic(toy_model *t, emb_norm_place place) {
+    const int hidden = 64, heads = 4, kv = 2, hd = 32, inter = 96, layers = 3;
+    toy_build(t, hidden, 2, layers, inter, 0);
+    emb_recipe *r = &t->mf.r;
+    r->heads = heads, r->kv_heads = kv, r->head_dim = hd;
+    r->scale = 1.0f / sqrtf((float)hd);
+    r->place = place;
+    r->gated = 1;
+    r->act = EMB_ACT_GELU_TANH;
+    r->attn_pos = EMB_APOS_ROTARY;
+    r->rotary_dim = 16;
+    r->emb.pos = EMB_EPOS_NONE;
+    r->emb.token_type = (emb_tensor){0};
+    r->emb.type_vocab = 0;
+    const emb_norm_kind nk = place == EMB_PLACE_SANDWICH ? EMB_NORM_RMS_1P : EMB_NORM_LAYER;
+    if (place == EMB_PLACE_SANDWICH) {
+        r->emb.scale = 8.0f;
+        r->emb.norm = (emb_norm){0};
+        r->softcap = 1.5f;   /* small enough to bend most logits */
+    } else {
+        r->emb.norm = toy_norm(t, EMB_NORM_LAYER, hidden);   /* LayerNorm without bias */
+    }
+    r->final_norm = toy_norm(t, nk, hidden);
+    const float wa = 1.5f / sqrtf((float)hidden);
+    for (int l = 0; l < layers; l++) {
+        emb_recipe_layer *L = &r->layer[l];
+        memset(L, 0, sizeof *L);
+        L->wq = toy_tensor(t, heads * hd, hidden, wa * 2, 0);
+        L->wk = toy_tensor(t, kv * hd, hidden, wa * 2, 0);
+        L->wv = toy_tensor(t, kv * hd, hidden, wa, 0);
+        L->wo = toy_tensor(t, hidden, heads * hd, wa, 0);
+        if (place == EMB_PLACE_SANDWICH) {
+            L->w_gate = toy_tensor(t, inter, hidden, wa, 0);
+            L->w_up = toy_tensor(t, inter, hidden, wa, 0);
+            L->attn_post_norm = toy_norm(t, nk, hidden);
+            L->mlp_post_norm = toy_norm(t, nk, hidden);
+        } else {
+            L->w_gate_up = toy_tensor(t, 2 * inter, hidden, wa, 0);
+        }
+        L->w_down = toy_tensor(t, hidden, inter, 1.5f / sqrtf((float)inter), 0);
+        if (place == EMB_PLACE_SANDWICH || l > 0) L->attn_norm = toy_norm(t, nk, hidden);
+        L->mlp_norm = toy_norm(t, nk, hidden);
+        /* Alternate a sliding causal window, a symmetric local one and none. */
+        L->window_left = l == 0 ? 6 : l == 1 ? 4 : -1;
+        L->window_right = l == 0 ? 0 : l == 1 ? 4 : -1;
+        L->rope_theta = l == 1 ? 10000.0f : 160000.0f;
+    }
+}
+
+Test(cuda_backend, toy_generic_recipes, .timeout = 1200) {
+    const emb_norm_place places[] = {EMB_PLACE_SANDWICH, EMB_PLACE_PRE};
+    for (int p = 0; p < 2; p++) {
+        toy_model t;
+        toy_generic(&t, places[p]);
+        const int lens[] = {1, 31, 33, 80, 3};
+        test_batch tb;
+        make_batch(&tb, lens, 5, t.mf.r.vocab_size, 0);
+        for (int d = 0; d < 2; d++) {
+            emb_job j = make_job(&t.mf, EMB_POOL_MEAN | EMB_POOL_LAST_TOKEN, 3, 0, 1, 0);
+            compare_backends(&t.mf, DTYPES[d], &tb.b, &j, 0, p ? "toy pre-norm" : "toy sandwich");
+        }
+        free_batch(&tb);
+        toy_free(&t);
+    }
 }
 
 Test(cuda_backend, rejects_bad_input) {
@@ -280,14 +365,14 @@ Test(cuda_backend, rejects_bad_input) {
     cr_assert_eq(emb_cuda_backend_create(&t.mf, EMB_DTYPE_F16, 0, 0, &gpu, &err), EMB_OK, "%s", err.message);
     const int lens[] = {4};
     test_batch tb;
-    make_batch(&tb, lens, 1, t.mf.cfg.vocab_size, 0);
+    make_batch(&tb, lens, 1, t.mf.r.vocab_size, 0);
     tb.ids[2] = 5000;
     emb_job j = make_job(&t.mf, EMB_POOL_MEAN, 1, 0, 1, 0);
     float out[64];
     cr_assert_eq(gpu->encode(gpu, &tb.b, &j, out, &err), EMB_ERR_INVALID_ARG);
     cr_assert(strstr(err.message, "id 5000"), "%s", err.message);
     gpu->destroy(gpu);
-    t.mf.cfg.head_dim = 48;
+    t.mf.r.head_dim = 48;
     cr_assert_eq(emb_cuda_backend_create(&t.mf, EMB_DTYPE_F16, 0, 0, &gpu, &err), EMB_ERR_UNSUPPORTED);
     free_batch(&tb);
     toy_free(&t);
@@ -371,7 +456,7 @@ Test(cuda_backend, oom_at_create_lowers_token_budget) {
     toy_model t;
     toy_build(&t, 64, 2, 1, 128, 0);
     test_batch tb;
-    oom_batch(&tb, t.mf.cfg.vocab_size);
+    oom_batch(&tb, t.mf.r.vocab_size);
     emb_job j = make_job(&t.mf, EMB_POOL_MEAN, 1, 0, 1, 0);
     emb_status st;
     emb_error err = {0};
@@ -422,7 +507,7 @@ Test(cuda_backend, oom_in_encode_splits_and_retries) {
     toy_model t;
     toy_build(&t, 64, 2, 1, 128, 0);
     test_batch tb;
-    oom_batch(&tb, t.mf.cfg.vocab_size);
+    oom_batch(&tb, t.mf.r.vocab_size);
     emb_job j = make_job(&t.mf, EMB_POOL_MEAN, 1, 0, 1, 0);
     emb_status st;
     emb_error err = {0};
@@ -478,11 +563,11 @@ Test(cuda_backend, minilm_vs_cpu, .timeout = 1200) {
     cr_assert_eq(emb_mf_load(dir, &mf, &err), EMB_OK, "%s", err.message);
     const int lens[] = {7, 31, 33, 128};
     test_batch tb;
-    make_batch(&tb, lens, 4, mf.cfg.vocab_size, 0);
+    make_batch(&tb, lens, 4, mf.r.vocab_size, 0);
     for (int i = 0; i < 4; i++) tb.ids[tb.cu[i]] = 101, tb.ids[tb.cu[i + 1] - 1] = 102; /* [CLS] .. [SEP] */
     for (int t = 0; t < tb.b.total; t++) tb.types[t] = 0;
     for (int d = 0; d < 2; d++) {
-        emb_job j = make_job(&mf, EMB_POOL_MEAN, mf.cfg.layers, 1, 1, 0);
+        emb_job j = make_job(&mf, EMB_POOL_MEAN, mf.r.layers, 1, 1, 0);
         compare_backends(&mf, DTYPES[d], &tb.b, &j, 0, "all-MiniLM-L6-v2");
     }
     free_batch(&tb);
@@ -542,4 +627,162 @@ Test(cuda_backend, minilm_golden, .timeout = 1200) {
     for (int i = 0; i < n; i++) free(texts[i]);
     free(want);
     free(data);
+}
+
+/* ---- every family's golden model ------------------------------------------------ */
+
+/* tests/golden/families/<name>: tiny seeded random-weight models of each
+ * family made by tools/make-golden-families with transformers' own classes,
+ * the corpus texts they were run on (texts.json: indices into the corpus,
+ * up to 128 tokens: longer than every window and relative distance) and
+ * sentence-transformers' vectors (ref.npy). Through the public API on the
+ * CUDA backend: every f16 vector within cos 0.9995 of the reference and of
+ * the CPU backend; every bf16 vector within 0.9995, or, where transformers'
+ * own bf16 forward on the same model is itself further off (its worst
+ * cosine from tools/make-bf16-bounds), within twice transformers' bf16 error
+ * (1 - 2 (1 - its worst cos)). These deliberately large random weights make
+ * some families (T5 with logit scale 1, ModernBERT) amplify every bf16
+ * rounding: each single rounding site (GEMM inputs, GEMM outputs, norms,
+ * q/k/v) costs t5-relu about 3e-4 of cosine in an fp32 torch run, and the
+ * backend and transformers round at different, equally legitimate sites. */
+static double bf16_bound(const char *name) {
+    char *path = ts_src_path("tests/golden/cuda_bf16_bounds.json");
+    char *js = ts_read_file(path, NULL);
+    free(path);
+    cr_assert_not_null(js, "missing tests/golden/cuda_bf16_bounds.json (tools/make-bf16-bounds)");
+    cJSON *j = cJSON_Parse(js);
+    free(js);
+    const cJSON *v = cJSON_GetObjectItem(j, name);
+    cr_assert(cJSON_IsNumber(v), "cuda_bf16_bounds.json has no %s", name);
+    const double twice = 1.0 - 2.0 * (1.0 - v->valuedouble);
+    const double b = twice < MIN_COS ? twice : MIN_COS;
+    cJSON_Delete(j);
+    return b;
+}
+
+static char **family_texts(const char *name, size_t *n_out) {
+    char rel[256];
+    snprintf(rel, sizeof rel, "tests/golden/families/%s/texts.json", name);
+    char *path = ts_src_path(rel);
+    char *js = ts_read_file(path, NULL);
+    free(path);
+    cr_assert_not_null(js, "missing %s", rel);
+    cJSON *t = cJSON_Parse(js);
+    free(js);
+    const cJSON *idx = cJSON_GetObjectItem(t, "texts");
+    const size_t n = (size_t)cJSON_GetArraySize(idx);
+    char **texts = calloc(n, sizeof *texts);
+    char *cpath = ts_src_path("tests/data/corpus/texts.jsonl");
+    char *data = ts_read_file(cpath, NULL);
+    free(cpath);
+    cr_assert_not_null(data);
+    int line_no = 0;
+    for (char *line = data; line && *line; line_no++) {
+        char *nl = strchr(line, '\n');
+        if (nl) *nl = 0;
+        for (size_t i = 0; i < n; i++)
+            if (cJSON_GetArrayItem(idx, (int)i)->valueint == line_no) {
+                cJSON *o = cJSON_Parse(line);
+                texts[i] = strdup(cJSON_GetObjectItem(o, "text")->valuestring);
+                cJSON_Delete(o);
+            }
+        line = nl ? nl + 1 : NULL;
+    }
+    for (size_t i = 0; i < n; i++) cr_assert_not_null(texts[i], "%s: text %zu not in the corpus", name, i);
+    free(data);
+    cJSON_Delete(t);
+    *n_out = n;
+    return texts;
+}
+
+static float *encode_all(const char *dir, emb_device dev, emb_dtype dt, char **texts, size_t n, size_t dim) {
+    emb_model_options mo = emb_model_default_options();
+    mo.device = dev;
+    mo.dtype = dt;
+    mo.threads = 1;
+    emb_model *m = NULL;
+    emb_error err = {0};
+    cr_assert_eq(emb_model_load(dir, &mo, &m, &err), EMB_OK, "%s: %s", dir, err.message);
+    emb_encode_options eo = emb_encode_default_options();
+    cr_assert_eq((size_t)emb_model_dim(m, &eo), dim);
+    float *out = malloc(n * dim * sizeof *out);
+    for (size_t i = 0; i < n * dim; i++) out[i] = NAN;
+    cr_assert_eq(emb_encode(m, (const char *const *)texts, NULL, n, &eo, out, NULL, &err), EMB_OK, "%s",
+                 err.message);
+    emb_model_free(m);
+    return out;
+}
+
+static void family_on_gpu(const char *name) {
+    char rel[256];
+    snprintf(rel, sizeof rel, "tests/golden/families/%s/model", name);
+    char *dir = ts_src_path(rel);
+    snprintf(rel, sizeof rel, "tests/golden/families/%s/ref.npy", name);
+    char *rpath = ts_src_path(rel);
+    size_t rows, cols, n;
+    float *want = npy_load(rpath, &rows, &cols);
+    free(rpath);
+    cr_assert_not_null(want, "missing %s", rel);
+    char **texts = family_texts(name, &n);
+    cr_assert_eq(rows, n);
+    float *cpu = encode_all(dir, EMB_DEVICE_CPU, EMB_DTYPE_AUTO, texts, n, cols);
+    for (int d = 0; d < 2; d++) {
+        float *got = encode_all(dir, EMB_DEVICE_CUDA, DTYPES[d], texts, n, cols);
+        int wi = 0, wc = 0;
+        const double vs_ref = worst_cos(got, want, (int)n, (int)cols, &wi);
+        const double vs_cpu = worst_cos(got, cpu, (int)n, (int)cols, &wc);
+        const char *dn = DTYPES[d] == EMB_DTYPE_BF16 ? "bf16" : "f16";
+        const double min_cos = DTYPES[d] == EMB_DTYPE_BF16 ? bf16_bound(name) : MIN_COS;
+        cr_log_info("%s %s: %zu vectors, worst cos %.7f vs sentence-transformers (#%d), %.7f vs cpu (#%d)",
+                    name, dn, n, vs_ref, wi, vs_cpu, wc);
+        cr_expect_geq(vs_ref, min_cos, "%s %s: cos %.7f < %.7f vs sentence-transformers, text %d", name, dn,
+                      vs_ref, min_cos, wi);
+        cr_expect_geq(vs_cpu, min_cos, "%s %s: cos %.7f < %.7f vs the cpu backend, text %d", name, dn, vs_cpu,
+                      min_cos, wc);
+        free(got);
+    }
+    for (size_t i = 0; i < n; i++) free(texts[i]);
+    free(texts);
+    free(cpu);
+    free(want);
+    free(dir);
+}
+
+Test(cuda_backend, family_distilbert, .timeout = 1800) { family_on_gpu("distilbert"); }
+Test(cuda_backend, family_roberta, .timeout = 1800) { family_on_gpu("roberta"); }
+Test(cuda_backend, family_xlm_roberta, .timeout = 1800) { family_on_gpu("xlm-roberta"); }
+Test(cuda_backend, family_mpnet, .timeout = 1800) { family_on_gpu("mpnet"); }
+Test(cuda_backend, family_modernbert, .timeout = 1800) { family_on_gpu("modernbert"); }
+Test(cuda_backend, family_t5_gated_gelu, .timeout = 1800) { family_on_gpu("t5"); }
+Test(cuda_backend, family_t5_relu, .timeout = 1800) { family_on_gpu("t5-relu"); }
+
+/* The real all-mpnet-base-v2 (relative buckets, RoBERTa-style positions) on
+ * the CUDA backend against the CPU backend, when tools/fetch-model
+ * all-mpnet-base-v2 has put it in models/. A few corpus texts: the simulator
+ * runs a 110M-parameter model slowly. */
+Test(cuda_backend, mpnet_real_vs_cpu, .timeout = 1800) {
+    char *dir = ts_src_path("models/all-mpnet-base-v2/config.json");
+    FILE *f = fopen(dir, "r");
+    free(dir);
+    if (!f) cr_skip_test("all-mpnet-base-v2 not fetched (tools/fetch-model all-mpnet-base-v2)");
+    fclose(f);
+    dir = ts_src_path("models/all-mpnet-base-v2");
+    size_t total;
+    char **texts = family_texts("mpnet", &total);   /* corpus texts of every length up to 128 tokens */
+    const size_t n = total < 3 ? total : 3;
+    const size_t dim = 768;
+    float *cpu = encode_all(dir, EMB_DEVICE_CPU, EMB_DTYPE_AUTO, texts, n, dim);
+    for (int d = 0; d < 2; d++) {
+        float *got = encode_all(dir, EMB_DEVICE_CUDA, DTYPES[d], texts, n, dim);
+        int wi = 0;
+        const double c = worst_cos(got, cpu, (int)n, (int)dim, &wi);
+        const char *dn = DTYPES[d] == EMB_DTYPE_BF16 ? "bf16" : "f16";
+        cr_log_info("all-mpnet-base-v2 %s: %zu vectors, worst cos %.7f vs cpu (#%d)", dn, n, c, wi);
+        cr_expect_geq(c, MIN_COS, "all-mpnet-base-v2 %s: cos %.7f vs the cpu backend, text %d", dn, c, wi);
+        free(got);
+    }
+    for (size_t i = 0; i < total; i++) free(texts[i]);
+    free(texts);
+    free(cpu);
+    free(dir);
 }

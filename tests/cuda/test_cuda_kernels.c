@@ -86,6 +86,105 @@ Test(cuda_kernels, embed_layernorm) {
         }
 }
 
+/* ---- the general embedding (any position rule, scale, norm kind) --------- */
+
+typedef struct {
+    void *out;
+    emb_kdtype dt;
+    int32_t *ids, *types, *pos_ids;
+    int total, hidden, norm;
+    float scale;
+    void *word, *pos, *tt, *g, *b;
+} gembed_args;
+
+static void gembed_launch(void *ud) {
+    gembed_args *a = ud;
+    kt_poison(a->out, (size_t)a->total * a->hidden * kt_esz(a->dt));
+    KT_CHECK(emb_launch_embed(a->out, a->dt, a->ids, a->types, a->pos_ids, a->total, a->word, a->scale,
+                              a->pos, a->tt, a->norm, a->g, a->b, a->hidden, 1e-6f, 0));
+}
+
+/* use_pos / use_tt / use_b: whether that table is given; norm EMB_KNORM_*. */
+static void gembed_case(emb_kdtype dt, int H, float scale, int use_pos, int use_tt, int norm, int use_b) {
+    int total, maxlen;
+    const int vocab = 50, npos = 700, ntypes = 2;
+    int32_t *cu = make_cu(AWKWARD, NAWK, &total, &maxlen);
+    int32_t *ids = malloc((size_t)total * 4), *types = malloc((size_t)total * 4), *pids = malloc((size_t)total * 4);
+    for (int t = 0; t < total; t++) {
+        ids[t] = (int)kt_uniform(0, vocab - 0.01f);
+        types[t] = t % 3 == 0;
+        pids[t] = (t * 7 + 2) % npos;   /* any rule: the host decides */
+    }
+    float *word = kt_rand((size_t)vocab * H, 1.0f, dt), *pos = kt_rand((size_t)npos * H, 0.5f, dt);
+    float *tt = kt_rand((size_t)ntypes * H, 0.3f, dt), *g = kt_rand(H, 1.5f, dt), *b = kt_rand(H, 0.5f, dt);
+    float *zero = calloc((size_t)H, sizeof *zero), *ref = malloc((size_t)total * H * sizeof *ref);
+    for (int t = 0; t < total; t++)
+        for (int c = 0; c < H; c++)
+            ref[(size_t)t * H + c] = word[(size_t)ids[t] * H + c] * scale +
+                                     (use_pos ? pos[(size_t)pids[t] * H + c] : 0.0f) +
+                                     (use_tt ? tt[(size_t)types[t] * H + c] : 0.0f);
+    if (norm == EMB_KNORM_LAYER) cpu_bias_residual_layernorm(ref, NULL, NULL, g, use_b ? b : zero, total, H, 1e-6f);
+    else if (norm == EMB_KNORM_RMS) cpu_rmsnorm(ref, NULL, g, total, H, 1e-6f);
+    gembed_args a = {kt_poisoned((size_t)total * H * 2), dt, kt_upload_bytes(ids, (size_t)total * 4),
+                     use_tt ? kt_upload_bytes(types, (size_t)total * 4) : NULL,
+                     use_pos ? kt_upload_bytes(pids, (size_t)total * 4) : NULL, total, H, norm, scale,
+                     kt_upload(word, (size_t)vocab * H, dt), use_pos ? kt_upload(pos, (size_t)npos * H, dt) : NULL,
+                     use_tt ? kt_upload(tt, (size_t)ntypes * H, dt) : NULL,
+                     norm ? kt_upload(g, H, dt) : NULL, norm && use_b ? kt_upload(b, H, dt) : NULL};
+    kt_run_orders(gembed_launch, &a, a.out, (size_t)total * H * 2);
+    float *got = kt_download(a.out, (size_t)total * H, dt), atol, rtol;
+    kt_tol(dt, &atol, &rtol);
+    char what[128];
+    snprintf(what, sizeof what, "embed %s H=%d scale=%g pos=%d types=%d norm=%d bias=%d", dt_name(dt), H, scale,
+             use_pos, use_tt, norm, use_b);
+    kt_compare(what, got, ref, (size_t)total * H, atol * (scale > 1 ? 8 : 1), rtol);
+    cudaFree(a.out); cudaFree(a.ids); cudaFree(a.types); cudaFree(a.pos_ids); cudaFree(a.word);
+    cudaFree(a.pos); cudaFree(a.tt); cudaFree(a.g); cudaFree(a.b);
+    free(cu); free(ids); free(types); free(pids); free(word); free(pos); free(tt); free(g); free(b);
+    free(zero); free(ref); free(got);
+}
+
+Test(cuda_kernels, embed_general) {
+    for (int di = 0; di < 2; di++) {
+        gembed_case(DTS[di], 768, 1.0f, 1, 1, EMB_KNORM_LAYER, 1);   /* learned positions + types */
+        gembed_case(DTS[di], 384, 1.0f, 0, 0, EMB_KNORM_LAYER, 0);   /* LayerNorm without bias */
+        gembed_case(DTS[di], 256, 16.0f, 0, 0, EMB_KNORM_RMS, 0);    /* scaled words, RMSNorm */
+        gembed_case(DTS[di], 64, 1.0f, 1, 0, EMB_KNORM_NONE, 0);     /* no norm */
+    }
+}
+
+/* x += y over every element. */
+typedef struct {
+    void *x, *y;
+    const float *x_host;
+    emb_kdtype dt;
+    size_t n;
+} add_args;
+
+static void add_launch(void *ud) {
+    add_args *a = ud;
+    void *fresh = kt_upload(a->x_host, a->n, a->dt);
+    KT_CHECK(cudaMemcpy(a->x, fresh, a->n * kt_esz(a->dt), cudaMemcpyDeviceToDevice));
+    cudaFree(fresh);
+    KT_CHECK(emb_launch_add(a->x, a->dt, a->y, a->n, 0));
+}
+
+Test(cuda_kernels, add) {
+    for (int di = 0; di < 2; di++) {
+        const size_t n = (size_t)127 * 96;
+        float *x = kt_rand(n, 2.0f, DTS[di]), *y = kt_rand(n, 2.0f, DTS[di]), *ref = malloc(n * sizeof *ref);
+        for (size_t i = 0; i < n; i++) ref[i] = x[i] + y[i];
+        add_args a = {kt_poisoned(n * 2), kt_upload(y, n, DTS[di]), x, DTS[di], n};
+        kt_run_orders(add_launch, &a, a.x, n * 2);
+        float *got = kt_download(a.x, n, DTS[di]), atol, rtol;
+        kt_tol(DTS[di], &atol, &rtol);
+        kt_compare("add", got, ref, n, atol, rtol);
+        cudaFree(a.x); cudaFree(a.y);
+        free(x); free(y); free(ref); free(got);
+    }
+    cr_assert_eq(emb_launch_add(NULL, EMB_KDT_F16, NULL, 3, 0), cudaErrorInvalidValue);
+}
+
 /* ---- bias + residual + LayerNorm, RMSNorm --------------------------------- */
 
 typedef struct {
@@ -119,17 +218,21 @@ static void norm_launch_oop(void *ud) {
                                                     a->b, a->rows, a->dim, 1e-12f, 0));
 }
 
+/* rms: 0 LayerNorm, 1 RMSNorm, 2 LayerNorm without its bias b (b == NULL). */
 static void norm_case(emb_kdtype dt, int rows, int dim, int rms, int with_bias, int with_res) {
     const size_t n = (size_t)rows * dim;
+    const int no_beta = rms == 2;
+    if (no_beta) rms = 0;
     float *x = kt_rand(n, 2.0f, dt), *res = kt_rand(n, 1.0f, dt), *bias = kt_rand(dim, 0.5f, dt);
     float *g = kt_rand(dim, 1.5f, dt), *b = kt_rand(dim, 0.5f, dt);
+    if (no_beta) memset(b, 0, (size_t)dim * sizeof *b);
     float *ref = malloc(n * sizeof *ref);
     memcpy(ref, x, n * sizeof *ref);
     if (rms) cpu_rmsnorm(ref, with_res ? res : NULL, g, rows, dim, 1e-6f);
     else cpu_bias_residual_layernorm(ref, with_bias ? bias : NULL, with_res ? res : NULL, g, b, rows, dim, 1e-12f);
     norm_args a = {kt_poisoned(n * kt_esz(dt)), kt_upload(x, n, dt),
                    with_bias ? kt_upload(bias, dim, dt) : NULL, with_res ? kt_upload(res, n, dt) : NULL,
-                   kt_upload(g, dim, dt), kt_upload(b, dim, dt), x, dt, rows, dim, rms};
+                   kt_upload(g, dim, dt), no_beta ? NULL : kt_upload(b, dim, dt), x, dt, rows, dim, rms};
     float atol, rtol;
     kt_tol(dt, &atol, &rtol);
     char what[96];
@@ -154,6 +257,8 @@ Test(cuda_kernels, bias_residual_layernorm) {
     norm_case(EMB_KDT_BF16, 31, 4096, 0, 1, 0);
     norm_case(EMB_KDT_F32, 33, 384, 0, 1, 1);
     norm_case(EMB_KDT_F16, 3, 34, 0, 1, 1);   /* width not a multiple of 64 */
+    norm_case(EMB_KDT_BF16, 33, 768, 2, 0, 1);  /* LayerNorm without bias */
+    norm_case(EMB_KDT_F16, 127, 384, 2, 1, 0);
 }
 
 Test(cuda_kernels, rmsnorm) {
@@ -275,6 +380,165 @@ Test(cuda_kernels, attention_head_dims) {
     }
     const int one[] = {127};
     attn_case(EMB_KDT_F16, one, 1, 3, 32, 1);
+}
+
+/* ---- attention: grouped heads, windows, relative bias, softcap ------------ */
+
+typedef struct {
+    void *out, *qkv;
+    int32_t *cu;
+    emb_kdtype dt;
+    int nseq, total, maxlen;
+    emb_kattn_params p;
+} gqa_args;
+
+static void gqa_launch(void *ud) {
+    gqa_args *a = ud;
+    kt_poison(a->out, (size_t)a->total * a->p.heads * a->p.head_dim * kt_esz(a->dt));
+    KT_CHECK(emb_launch_attention(a->out, a->dt, a->qkv, a->cu, a->nseq, a->maxlen, &a->p, 0));
+}
+
+/* One launch against cpu_attention. `bias` draws a relative-bias table. */
+static void gqa_case(emb_kdtype dt, const int *lens, int nseq, int heads, int kv, int hd, int wl,
+                     int wr, float softcap, int bias) {
+    int total, maxlen;
+    int32_t *cu = make_cu(lens, nseq, &total, &maxlen);
+    const size_t nqkv = (size_t)total * (heads + 2 * kv) * hd, nout = (size_t)total * heads * hd;
+    float *qkv = kt_rand(nqkv, 2.0f, dt), *ref = malloc(nout * sizeof *ref), *tab = NULL;
+    const int span = maxlen + 5;
+    cpu_attn_params cp = {heads, kv, hd, 1.0f / sqrtf((float)hd), wl, wr, softcap, NULL, 0};
+    gqa_args a = {kt_poisoned(nout * 2), kt_upload(qkv, nqkv, dt),
+                  kt_upload_bytes(cu, ((size_t)nseq + 1) * 4), dt, nseq, total, maxlen,
+                  {heads, kv, hd, cp.scale, wl, wr, softcap, NULL, 0}};
+    if (bias) {
+        tab = kt_rand((size_t)heads * (2 * span - 1), 3.0f, EMB_KDT_F32);
+        cp.rel_bias = tab, cp.rel_span = span;
+        a.p.rel_bias = kt_upload(tab, (size_t)heads * (2 * span - 1), EMB_KDT_F32);
+        a.p.rel_span = span;
+    }
+    cpu_attention(ref, qkv, cu, nseq, &cp);
+    kt_run_orders(gqa_launch, &a, a.out, nout * 2);
+    float *got = kt_download(a.out, nout, dt);
+    float atol = dt == EMB_KDT_F16 ? 6e-3f : 3e-2f, rtol = dt == EMB_KDT_F16 ? 6e-3f : 2e-2f;
+    char what[160];
+    snprintf(what, sizeof what, "attention %s heads=%d kv=%d hd=%d window=(%d,%d) softcap=%g bias=%d",
+             dt_name(dt), heads, kv, hd, wl, wr, softcap, bias);
+    kt_compare(what, got, ref, nout, atol, rtol);
+    cudaFree(a.out); cudaFree(a.qkv); cudaFree(a.cu); cudaFree((void *)a.p.rel_bias);
+    free(cu); free(qkv); free(ref); free(got); free(tab);
+}
+
+Test(cuda_kernels, attention_gqa_mqa_head_dims) {
+    const int lens[] = {33, 1, 70, 130};
+    const int hds[] = {16, 32, 64, 80, 96, 128, 256};
+    for (int di = 0; di < 2; di++)
+        for (int d = 0; d < 7; d++) {
+            gqa_case(DTS[di], lens, 4, 4, 1, hds[d], -1, -1, 0, 0);   /* MQA */
+            gqa_case(DTS[di], lens, 4, 4, 2, hds[d], -1, 0, 0, 0);    /* GQA, causal */
+            gqa_case(DTS[di], lens, 4, 4, 4, hds[d], -1, -1, 0, 0);   /* MHA */
+        }
+}
+
+Test(cuda_kernels, attention_windows) {
+    /* Narrower and wider than a key tile, symmetric (ModernBERT local),
+     * sliding causal (Mistral), one-sided; on sequences shorter and longer. */
+    const int lens[] = {5, 300, 1, 129};
+    const int win[][2] = {{0, 0}, {3, 3}, {64, 64}, {4095, 0}, {15, 0}, {-1, 7}, {200, -1}};
+    for (int di = 0; di < 2; di++)
+        for (int w = 0; w < 7; w++)
+            gqa_case(DTS[di], lens, 4, 4, 2, w % 2 ? 64 : 128, win[w][0], win[w][1], 0, 0);
+    gqa_case(EMB_KDT_F16, lens, 4, 2, 1, 256, 20, 20, 0, 0);
+    gqa_case(EMB_KDT_BF16, lens, 4, 2, 2, 80, 33, 0, 0, 0);
+}
+
+Test(cuda_kernels, attention_rel_bias_softcap) {
+    const int lens[] = {17, 140, 2};
+    for (int di = 0; di < 2; di++) {
+        gqa_case(DTS[di], lens, 3, 3, 3, 32, -1, -1, 0, 1);       /* MPNet / T5 bias */
+        gqa_case(DTS[di], lens, 3, 4, 2, 256, -1, -1, 30.0f, 0);  /* Gemma 2 softcap */
+        gqa_case(DTS[di], lens, 3, 4, 1, 64, 20, 0, 5.0f, 1);     /* everything */
+    }
+}
+
+/* Key tiles outside every window of a query tile are not read at all: with
+ * the K and V rows of far keys set to NaN, a kernel that only masked them
+ * would still multiply P = 0 by NaN V rows and return NaN. */
+Test(cuda_kernels, attention_window_skips_far_key_tiles) {
+    const int len = 300, heads = 2, kv = 1, hd = 64, w = 8, ld = (heads + 2 * kv) * hd;
+    for (int side = 0; side < 2; side++) {
+        int total, maxlen;
+        int32_t *cu = make_cu(&len, 1, &total, &maxlen);
+        float *qkv = kt_rand((size_t)total * ld, 2.0f, EMB_KDT_F16);
+        float *ref = malloc((size_t)total * heads * hd * sizeof *ref);
+        cpu_attn_params cp = {heads, kv, hd, 0.125f, w, w, 0, NULL, 0};
+        cpu_attention(ref, qkv, cu, 1, &cp);
+        /* side 0: keys >= 128 poisoned, queries of the first tile (0..63) checked;
+         * side 1: keys < 128 poisoned, queries 256.. checked. */
+        for (int t = 0; t < total; t++)
+            if (side ? t < 128 : t >= 128)
+                for (int c = heads * hd; c < ld; c++) qkv[(size_t)t * ld + c] = NAN;
+        gqa_args a = {kt_poisoned((size_t)total * heads * hd * 2),
+                      kt_upload(qkv, (size_t)total * ld, EMB_KDT_F16), kt_upload_bytes(cu, 8),
+                      EMB_KDT_F16, 1, total, maxlen, {heads, kv, hd, 0.125f, w, w, 0, NULL, 0}};
+        gqa_launch(&a);
+        KT_CHECK(cudaDeviceSynchronize());
+        float *got = kt_download(a.out, (size_t)total * heads * hd, EMB_KDT_F16);
+        const int q_lo = side ? 256 : 0, q_hi = side ? total : 64;
+        kt_compare(side ? "last query tile" : "first query tile", got + (size_t)q_lo * heads * hd,
+                   ref + (size_t)q_lo * heads * hd, (size_t)(q_hi - q_lo) * heads * hd, 6e-3f, 6e-3f);
+        cudaFree(a.out); cudaFree(a.qkv); cudaFree(a.cu);
+        free(cu); free(qkv); free(ref); free(got);
+    }
+}
+
+/* ---- rotary ------------------------------------------------------------------ */
+
+typedef struct {
+    void *qkv;
+    int32_t *cu;
+    emb_kdtype dt;
+    int nseq, total, heads, kv, hd, rot;
+    float theta;
+    const float *init; /* host values re-uploaded before every run (in place) */
+} rot_args;
+
+static void rot_launch(void *ud) {
+    rot_args *a = ud;
+    void *fresh = kt_upload(a->init, (size_t)a->total * (a->heads + 2 * a->kv) * a->hd, a->dt);
+    KT_CHECK(cudaMemcpy(a->qkv, fresh, (size_t)a->total * (a->heads + 2 * a->kv) * a->hd * kt_esz(a->dt),
+                        cudaMemcpyDeviceToDevice));
+    cudaFree(fresh);
+    KT_CHECK(emb_launch_rotary(a->qkv, a->dt, a->cu, a->nseq, a->total, a->heads, a->kv, a->hd,
+                               a->rot, a->theta, 0));
+}
+
+static void rot_case(emb_kdtype dt, int heads, int kv, int hd, int rot, float theta) {
+    int total, maxlen;
+    int32_t *cu = make_cu(AWKWARD, NAWK, &total, &maxlen);
+    const size_t n = (size_t)total * (heads + 2 * kv) * hd;
+    float *x = kt_rand(n, 2.0f, dt), *ref = malloc(n * sizeof *ref);
+    memcpy(ref, x, n * sizeof *ref);
+    cpu_rotary(ref, cu, NAWK, heads, kv, hd, rot, theta);
+    rot_args a = {kt_poisoned(n * kt_esz(dt)), kt_upload_bytes(cu, (NAWK + 1) * 4), dt, NAWK, total, heads,
+                  kv, hd, rot, theta, x};
+    kt_run_orders(rot_launch, &a, a.qkv, n * kt_esz(dt));
+    float *got = kt_download(a.qkv, n, dt), atol, rtol;
+    kt_tol(dt, &atol, &rtol);
+    char what[96];
+    snprintf(what, sizeof what, "rotary %s heads=%d kv=%d hd=%d rot=%d", dt_name(dt), heads, kv, hd,
+             rot);
+    kt_compare(what, got, ref, n, atol, rtol);
+    cudaFree(a.qkv); cudaFree(a.cu);
+    free(cu); free(x); free(ref); free(got);
+}
+
+Test(cuda_kernels, rotary) {
+    for (int di = 0; di < 2; di++) {
+        rot_case(DTS[di], 4, 2, 64, 64, 10000.0f);
+        rot_case(DTS[di], 2, 1, 80, 32, 160000.0f);   /* partial rotary */
+        rot_case(DTS[di], 2, 2, 256, 256, 1000000.0f);
+    }
+    rot_case(EMB_KDT_F32, 3, 1, 96, 96, 10000.0f);
 }
 
 /* ---- pooling + normalize + truncate + quantize ----------------------------- */
@@ -404,7 +668,7 @@ Test(cuda_kernels, finalize) {
 /* ---- argument checking ----------------------------------------------------- */
 
 Test(cuda_kernels, launchers_reject_bad_arguments) {
-    cr_assert_eq(emb_launch_attention_varlen(NULL, EMB_KDT_F16, NULL, NULL, 1, 8, 1, 96, 1.0f, 0, 0),
+    cr_assert_eq(emb_launch_attention_varlen(NULL, EMB_KDT_F16, NULL, NULL, 1, 8, 1, 48, 1.0f, 0, 0),
                  cudaErrorInvalidValue);
     cr_assert_eq(emb_launch_attention_varlen(NULL, EMB_KDT_F32, NULL, NULL, 1, 8, 1, 64, 1.0f, 0, 0),
                  cudaErrorInvalidValue);
@@ -415,4 +679,16 @@ Test(cuda_kernels, launchers_reject_bad_arguments) {
                                  NULL, NULL, 0),
                  cudaErrorInvalidValue);
     cr_assert_eq(emb_launch_bias_act(NULL, EMB_KDT_F16, NULL, 1, 64, 99, 0), cudaErrorInvalidValue);
+    emb_kattn_params p = {4, 3, 64, 1.0f, -1, -1, 0, NULL, 0};   /* heads % kv_heads != 0 */
+    cr_assert_eq(emb_launch_attention(NULL, EMB_KDT_F16, NULL, NULL, 1, 8, &p, 0), cudaErrorInvalidValue);
+    p.kv_heads = 2, p.head_dim = 48;                               /* no such head_dim */
+    cr_assert_eq(emb_launch_attention(NULL, EMB_KDT_F16, NULL, NULL, 1, 8, &p, 0), cudaErrorInvalidValue);
+    float dummy = 0;
+    p.head_dim = 64, p.rel_bias = &dummy, p.rel_span = 7;         /* table shorter than max_seqlen */
+    cr_assert_eq(emb_launch_attention(NULL, EMB_KDT_F16, NULL, NULL, 1, 8, &p, 0), cudaErrorInvalidValue);
+    cr_assert_eq(emb_launch_attention(NULL, EMB_KDT_F16, NULL, NULL, 1, 8, NULL, 0), cudaErrorInvalidValue);
+    cr_assert_eq(emb_launch_rotary(NULL, EMB_KDT_F16, NULL, 1, 8, 2, 1, 64, 33, 1e4f, 0),
+                 cudaErrorInvalidValue);
+    cr_assert_eq(emb_launch_rotary(NULL, EMB_KDT_F16, NULL, 1, 8, 2, 1, 64, 128, 1e4f, 0),
+                 cudaErrorInvalidValue);
 }

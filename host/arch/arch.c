@@ -1,0 +1,380 @@
+/*
+ * The family table and what the family files share: config.json's
+ * model_type picks a builder, the builder fills the recipe, and this file
+ * then checks what holds for every family (one storage dtype for all encoder
+ * tensors). Also the recipe's derived facts used elsewhere: the T5/MPNet
+ * relative-position bucket, FLOPs per sequence (engine), and the recipe in
+ * words (`embedc info`).
+ */
+#include "arch.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "json_util.h"
+
+static const struct {
+    const char *model_type;
+    emb_arch_build_fn build;
+} families[] = {
+    {"bert", emb_arch_bert},
+    {"roberta", emb_arch_bert},
+    {"xlm-roberta", emb_arch_bert},
+    {"camembert", emb_arch_bert},
+    {"distilbert", emb_arch_distilbert},
+    {"mpnet", emb_arch_mpnet},
+    {"modernbert", emb_arch_modernbert},
+    {"t5", emb_arch_t5},
+};
+#define N_FAMILIES (sizeof families / sizeof families[0])
+
+/* ---- config helpers ----------------------------------------------------- */
+
+emb_status arch_need_int(const cJSON *j, const char *key, int lo, int hi, int *out, emb_error *err) {
+    int present = 0;
+    emb_status s = ju_get_int(j, key, "config.json", lo, hi, out, &present, err);
+    if (s == EMB_OK && !present)
+        s = emb_fail(err, EMB_ERR_FORMAT, "config.json: missing field \"%s\"", key);
+    return s;
+}
+
+emb_status arch_opt_int(const cJSON *j, const char *key, int lo, int hi, int *out, emb_error *err) {
+    return ju_get_int(j, key, "config.json", lo, hi, out, NULL, err);
+}
+
+emb_status arch_opt_float(const cJSON *j, const char *key, double lo, double hi, float *out,
+                          emb_error *err) {
+    double v = *out;
+    int present = 0;
+    emb_status s = ju_get_double(j, key, "config.json", &v, &present, err);
+    if (s || !present) return s;
+    if (!(v > lo && v < hi))
+        return emb_fail(err, EMB_ERR_FORMAT, "config.json: %s %g must be in (%g, %g)", key, v, lo, hi);
+    *out = (float)v;
+    return EMB_OK;
+}
+
+static const struct {
+    const char *name;
+    emb_act act;
+} act_names[] = {
+    {"gelu", EMB_ACT_GELU},          {"gelu_new", EMB_ACT_GELU_TANH},
+    {"gelu_pytorch_tanh", EMB_ACT_GELU_TANH}, {"gelu_fast", EMB_ACT_GELU_TANH},
+    {"relu", EMB_ACT_RELU},          {"silu", EMB_ACT_SILU},
+    {"swish", EMB_ACT_SILU},         {"tanh", EMB_ACT_TANH},
+    {"sigmoid", EMB_ACT_SIGMOID},    {"linear", EMB_ACT_IDENTITY},
+};
+
+emb_status arch_act(const char *name, const char *key, emb_act *out, emb_error *err) {
+    for (size_t i = 0; i < sizeof act_names / sizeof act_names[0]; i++)
+        if (strcmp(name, act_names[i].name) == 0) {
+            *out = act_names[i].act;
+            return EMB_OK;
+        }
+    return emb_fail(err, EMB_ERR_UNSUPPORTED, "config.json: %s \"%.64s\" is not supported", key, name);
+}
+
+const char *arch_act_name(emb_act a) {
+    switch (a) {
+    case EMB_ACT_IDENTITY: return "identity";
+    case EMB_ACT_GELU: return "GELU (erf)";
+    case EMB_ACT_GELU_TANH: return "GELU (tanh)";
+    case EMB_ACT_RELU: return "ReLU";
+    case EMB_ACT_SILU: return "SiLU";
+    case EMB_ACT_TANH: return "tanh";
+    case EMB_ACT_SIGMOID: return "sigmoid";
+    }
+    return "?";
+}
+
+emb_status arch_pad_id(const cJSON *j, int dflt, int *out, emb_error *err) {
+    *out = dflt;
+    const cJSON *pad = cJSON_GetObjectItemCaseSensitive(j, "pad_token_id");
+    if (cJSON_IsNull(pad)) {
+        *out = -1;   /* explicitly none */
+        return EMB_OK;
+    }
+    return ju_get_int(j, "pad_token_id", "config.json", 0, ARCH_MAX_VOCAB, out, NULL, err);
+}
+
+emb_status arch_alloc_layers(emb_recipe *r, emb_error *err) {
+    r->layer = calloc((size_t)r->layers, sizeof *r->layer);
+    return r->layer ? EMB_OK : emb_fail(err, EMB_ERR_NOMEM, "out of memory");
+}
+
+emb_status arch_bind_norm(const emb_weights *w, const char *name, emb_norm_kind kind, int with_bias,
+                          float eps, int64_t dim, emb_norm *dst, emb_error *err) {
+    char n[256];
+    emb_status s;
+    dst->kind = kind;
+    dst->eps = eps;
+    snprintf(n, sizeof n, "%s.weight", name);
+    if ((s = emb_weights_bind(w, n, 1, dim, 0, &dst->w, err))) return s;
+    memset(&dst->b, 0, sizeof dst->b);
+    if (!with_bias) return EMB_OK;
+    snprintf(n, sizeof n, "%s.bias", name);
+    return emb_weights_bind(w, n, 1, dim, 0, &dst->b, err);
+}
+
+emb_status arch_bind_linear(const emb_weights *w, const char *name, int64_t d0, int64_t d1, int bias,
+                            emb_tensor *wt, emb_tensor *bt, emb_error *err) {
+    char n[256];
+    emb_status s;
+    snprintf(n, sizeof n, "%s.weight", name);
+    if ((s = emb_weights_bind(w, n, 2, d0, d1, wt, err))) return s;
+    if (!bias) return EMB_OK;
+    snprintf(n, sizeof n, "%s.bias", name);
+    return emb_weights_bind(w, n, 1, d0, 0, bt, err);
+}
+
+emb_status arch_split_heads(emb_recipe *r, const char *hidden_key, const char *heads_key, emb_error *err) {
+    if (r->hidden % r->heads != 0)
+        return emb_fail(err, EMB_ERR_FORMAT, "config.json: %s %d is not divisible by %s %d", hidden_key, r->hidden,
+                        heads_key, r->heads);
+    r->head_dim = r->hidden / r->heads;
+    r->kv_heads = r->heads;
+    r->scale = 1.0f / sqrtf((float)r->head_dim);
+    return EMB_OK;
+}
+
+emb_status arch_bind_post_layers(const emb_weights *w, const char *layer_prefix, const arch_post_names *nm,
+                                 float eps, const char *count_field, emb_recipe *r, emb_error *err) {
+    emb_status s = arch_alloc_layers(r, err);
+    if (s) return s;
+    const int64_t H = r->hidden, I = r->intermediate;
+    for (int l = 0; l < r->layers; l++) {
+        emb_recipe_layer *L = &r->layer[l];
+        char n[256];
+        L->window_left = L->window_right = EMB_WINDOW_NONE;
+#define LIN(name, d0, d1, wt, bt) \
+    (snprintf(n, sizeof n, "%s%d.%s", layer_prefix, l, name), arch_bind_linear(w, n, d0, d1, 1, wt, bt, err))
+#define NORM(name, dst) \
+    (snprintf(n, sizeof n, "%s%d.%s", layer_prefix, l, name), arch_bind_norm(w, n, EMB_NORM_LAYER, 1, eps, H, dst, err))
+        if ((s = LIN(nm->q, H, H, &L->wq, &L->bq)) || (s = LIN(nm->k, H, H, &L->wk, &L->bk)) ||
+            (s = LIN(nm->v, H, H, &L->wv, &L->bv)) || (s = LIN(nm->o, H, H, &L->wo, &L->bo)) ||
+            (s = NORM(nm->attn_norm, &L->attn_norm)) || (s = LIN(nm->up, I, H, &L->w_up, &L->b_up)) ||
+            (s = LIN(nm->down, H, I, &L->w_down, &L->b_down)) || (s = NORM(nm->mlp_norm, &L->mlp_norm)))
+            return s;
+#undef LIN
+#undef NORM
+    }
+    return emb_weights_check_layers(w, layer_prefix, r->layers, count_field, err);
+}
+
+/* ---- build -------------------------------------------------------------- */
+
+/* Every tensor the recipe points at, for the one-dtype rule. */
+static size_t recipe_tensors(const emb_recipe *r, const emb_tensor **out, size_t cap) {
+    size_t n = 0;
+#define T(x) ((x).data && n < cap ? (void)(out[n++] = &(x)) : (void)0)
+#define N(x) (T((x).w), T((x).b))
+    T(r->emb.word), T(r->emb.position), T(r->emb.token_type), N(r->emb.norm);
+    T(r->rel.table), N(r->final_norm);
+    for (int l = 0; l < r->layers && r->layer; l++) {
+        const emb_recipe_layer *L = &r->layer[l];
+        N(L->attn_norm), N(L->mlp_norm), N(L->attn_post_norm), N(L->mlp_post_norm);
+        T(L->wq), T(L->wk), T(L->wv), T(L->wqkv), T(L->bq), T(L->bk), T(L->bv), T(L->bqkv);
+        T(L->wo), T(L->bo), N(L->q_norm), N(L->k_norm);
+        T(L->w_up), T(L->b_up), T(L->w_gate), T(L->b_gate), T(L->w_gate_up), T(L->b_gate_up);
+        T(L->w_down), T(L->b_down);
+    }
+#undef N
+#undef T
+    return n;
+}
+
+static emb_status check_one_dtype(emb_recipe *r, emb_error *err) {
+    /* One storage dtype for the whole encoder: backends upload it as one
+     * block, and a mixture means the file is not what config.json says. */
+    size_t cap = 40 + 40 * (size_t)r->layers;
+    const emb_tensor **all = malloc(cap * sizeof *all);
+    if (!all) return emb_fail(err, EMB_ERR_NOMEM, "out of memory");
+    size_t n = recipe_tensors(r, all, cap);
+    static const char *names[] = {"?", "F32", "F16", "BF16"};
+    emb_status s = EMB_OK;
+    for (size_t i = 1; i < n && !s; i++)
+        if (all[i]->dtype != all[0]->dtype)
+            s = emb_fail(err, EMB_ERR_FORMAT,
+                         "tensor \"%s\" is %s but \"%s\" is %s: mixed dtypes in the encoder weights",
+                         all[i]->name, names[all[i]->dtype], all[0]->name, names[all[0]->dtype]);
+    /* The stored dtype is what backends must read, whatever config says. */
+    if (!s && n) r->dtype = all[0]->dtype;
+    free(all);
+    return s;
+}
+
+emb_status emb_arch_build(const cJSON *cfg, emb_weights *w, emb_recipe *r, emb_error *err) {
+    memset(r, 0, sizeof *r);
+    if (!cJSON_IsObject(cfg)) return emb_fail(err, EMB_ERR_FORMAT, "config.json: not a JSON object");
+    const char *mt = NULL;
+    int present = 0;
+    emb_status s = ju_get_string(cfg, "model_type", "config.json", &mt, &present, err);
+    if (s) return s;
+    if (!present) return emb_fail(err, EMB_ERR_FORMAT, "config.json: missing field \"model_type\"");
+    emb_arch_build_fn build = NULL;
+    for (size_t i = 0; i < N_FAMILIES; i++)
+        if (strcmp(mt, families[i].model_type) == 0) build = families[i].build;
+    if (!build) {
+        char list[256];
+        size_t o = 0;
+        for (size_t i = 0; i < N_FAMILIES; i++)
+            o += (size_t)snprintf(list + o, sizeof list - o, "%s%s", i ? ", " : "", families[i].model_type);
+        return emb_fail(err, EMB_ERR_UNSUPPORTED,
+                        "config.json: model_type \"%.64s\" is not supported (supported: %s)", mt, list);
+    }
+    snprintf(r->model_type, sizeof r->model_type, "%s", mt);
+    r->emb.scale = 1.0f;
+    r->emb.pos_pad_id = -1;
+    r->pad_token_id = -1;
+
+    /* transformers >= 4.56 writes "dtype"; older ones "torch_dtype". */
+    const char *dt = NULL, *dt_key = "torch_dtype";
+    if ((s = ju_get_string(cfg, "torch_dtype", "config.json", &dt, &present, err))) return s;
+    if (!present) {
+        dt_key = "dtype";
+        if ((s = ju_get_string(cfg, "dtype", "config.json", &dt, NULL, err))) return s;
+    }
+    r->dtype = EMB_DTYPE_F32;
+    if (dt) {
+        if (strcmp(dt, "float32") == 0) r->dtype = EMB_DTYPE_F32;
+        else if (strcmp(dt, "float16") == 0) r->dtype = EMB_DTYPE_F16;
+        else if (strcmp(dt, "bfloat16") == 0) r->dtype = EMB_DTYPE_BF16;
+        else
+            return emb_fail(err, EMB_ERR_UNSUPPORTED,
+                            "config.json: %s \"%.64s\" is not supported (float32, float16, bfloat16)", dt_key,
+                            dt);
+    }
+    if ((s = build(cfg, w, r, err))) return s;
+    r->weights_prefix = emb_weights_prefix(w);
+    if (r->kv_heads == 0) r->kv_heads = r->heads;
+    return check_one_dtype(r, err);
+}
+
+void emb_recipe_free(emb_recipe *r) {
+    if (!r) return;
+    free(r->layer);
+    r->layer = NULL;
+}
+
+/* ---- derived facts ------------------------------------------------------ */
+
+int emb_relative_bucket(int rel, int num_buckets, int max_distance, int bidirectional) {
+    int bucket = 0, n = num_buckets;
+    if (bidirectional) {
+        n /= 2;
+        if (rel > 0) bucket += n;
+        rel = rel < 0 ? -rel : rel;
+    } else {
+        rel = rel < 0 ? -rel : 0;   /* -min(rel, 0) */
+    }
+    const int max_exact = n / 2;
+    if (rel < max_exact) return bucket + rel;
+    /* torch: float32 log of a float32 ratio, divided by a Python float
+     * (math.log, rounded to float32 by the op), times an int, truncated. */
+    float ratio = (float)rel / (float)max_exact;
+    float v = logf(ratio) / (float)log((double)max_distance / max_exact) * (float)(n - max_exact);
+    int large = max_exact + (int)v;
+    if (large > n - 1) large = n - 1;
+    return bucket + large;
+}
+
+double emb_recipe_seq_flops(const emb_recipe *r, int layers, double len) {
+    const double h = r->hidden, qd = (double)r->heads * r->head_dim, kvd = (double)r->kv_heads * r->head_dim;
+    const double mlp = (r->gated ? 3.0 : 2.0) * h * r->intermediate;
+    const double weights = h * (qd + 2.0 * kvd) + qd * h + mlp;
+    double total = 0;
+    for (int l = 0; l < layers && l < r->layers; l++) {
+        const emb_recipe_layer *L = &r->layer[l];
+        /* Keys each query sees, on average, under the layer's window. */
+        double keys = len;
+        if (L->window_left >= 0 || L->window_right >= 0) {
+            double k = 0;
+            for (int i = 0; i < (int)len; i++) {
+                int lo = L->window_left >= 0 && i - L->window_left > 0 ? i - L->window_left : 0;
+                int hi = L->window_right >= 0 && i + L->window_right < (int)len - 1 ? i + L->window_right
+                                                                                  : (int)len - 1;
+                k += hi - lo + 1;
+            }
+            keys = len > 0 ? k / len : 0;
+        }
+        total += 2.0 * weights * len + 4.0 * len * keys * qd;
+    }
+    return total;
+}
+
+static const char *norm_name(const emb_norm *n) {
+    switch (n->kind) {
+    case EMB_NORM_NONE: return "none";
+    case EMB_NORM_LAYER: return n->b.data ? "LayerNorm" : "LayerNorm (no bias)";
+    case EMB_NORM_RMS: return "RMSNorm";
+    case EMB_NORM_RMS_1P: return "RMSNorm (1 + w)";
+    }
+    return "?";
+}
+
+static void window_words(const emb_recipe_layer *L, char *buf, size_t cap) {
+    if (L->window_left < 0 && L->window_right < 0) snprintf(buf, cap, "bidirectional");
+    else if (L->window_right == 0 && L->window_left < 0) snprintf(buf, cap, "causal");
+    else if (L->window_right == 0) snprintf(buf, cap, "causal, window %d", L->window_left);
+    else snprintf(buf, cap, "window -%d..+%d", L->window_left, L->window_right);
+}
+
+size_t emb_recipe_describe(const emb_recipe *r, char *buf, size_t cap) {
+    size_t k = 0;
+#define ADD(...) k += (size_t)snprintf(buf + (k < cap ? k : cap), k < cap ? cap - k : 0, __VA_ARGS__)
+    if (cap) buf[0] = 0;
+    ADD("family:          %s (model_type %s)\n", r->family ? r->family : "?", r->model_type);
+    ADD("embeddings:      word %d x %d", r->vocab_size, r->hidden);
+    if (r->emb.scale != 1.0f) ADD(" x %g", r->emb.scale);
+    if (r->emb.pos == EMB_EPOS_LEARNED) {
+        ADD(", learned positions");
+        if (r->emb.pos_pad_id >= 0) ADD(" from padding_idx %d + 1", r->emb.pos_pad_id);
+        else if (r->emb.pos_offset) ADD(" + %d", r->emb.pos_offset);
+    } else if (r->emb.pos == EMB_EPOS_SINUSOIDAL) {
+        ADD(", sinusoidal positions");
+    }
+    if (r->emb.token_type.data) ADD(", %d token types", r->emb.type_vocab);
+    ADD(", norm %s\n", norm_name(&r->emb.norm));
+    ADD("positions:       ");
+    if (r->attn_pos == EMB_APOS_ROTARY) ADD("rotary (%d of %d dims per head)\n", r->rotary_dim, r->head_dim);
+    else if (r->attn_pos == EMB_APOS_RELATIVE)
+        ADD("relative buckets (%d buckets, max distance %d, one table shared by all layers)\n",
+            r->rel.num_buckets, r->rel.max_distance);
+    else ADD("absolute only\n");
+    const emb_norm *ln = r->layers > 1 ? &r->layer[r->layers - 1].mlp_norm : &r->layer[0].mlp_norm;
+    ADD("norms:           %s, %s (eps %g)%s\n",
+        r->place == EMB_PLACE_POST ? "post-norm" : r->place == EMB_PLACE_PRE ? "pre-norm" : "sandwich",
+        norm_name(ln), ln->eps, r->final_norm.kind ? ", final norm" : "");
+    ADD("attention:       %d heads", r->heads);
+    if (r->kv_heads != r->heads) ADD(" (%d KV heads)", r->kv_heads);
+    ADD(" x %d, scale %g%s", r->head_dim, r->scale,
+        r->layer[0].bqkv.data || r->layer[0].bq.data ? ", biases" : ", no biases");
+    if (r->softcap > 0) ADD(", softcap %g", r->softcap);
+    ADD("\n");
+    /* Layers grouped into runs of identical attention. */
+    for (int l = 0; l < r->layers;) {
+        const emb_recipe_layer *L = &r->layer[l];
+        int e = l + 1;
+        while (e < r->layers && r->layer[e].window_left == L->window_left &&
+               r->layer[e].window_right == L->window_right && r->layer[e].rope_theta == L->rope_theta)
+            e++;
+        char wb[64], label[32];
+        window_words(L, wb, sizeof wb);
+        if (e - l == 1) snprintf(label, sizeof label, "  layer %d:", l);
+        else snprintf(label, sizeof label, "  layers %d-%d:", l, e - 1);
+        ADD("%-16s %s", label, wb);
+        if (r->attn_pos == EMB_APOS_ROTARY) ADD(", rope theta %g", L->rope_theta);
+        ADD("\n");
+        l = e;
+    }
+    ADD("mlp:             %s %s, %d -> %d%s\n", r->gated ? "gated" : "plain", arch_act_name(r->act), r->hidden,
+        r->intermediate, r->layer[0].b_up.data || r->layer[0].b_gate_up.data || r->layer[0].b_gate.data
+                             ? ", biases" : ", no biases");
+#undef ADD
+    if (cap && k >= cap) buf[cap - 1] = 0;
+    return k;
+}

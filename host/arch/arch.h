@@ -1,0 +1,78 @@
+/*
+ * The family table: config.json's model_type -> the arch file that turns
+ * config.json and the tensor names into a recipe (recipe.h). Each family
+ * file (bert.c, distilbert.c, mpnet.c, modernbert.c, t5.c) exports one
+ * builder; arch.c holds the table and the helpers they share (required
+ * config fields, activation names, the dtype check, describing a recipe).
+ */
+#ifndef EMBEDC_HOST_ARCH_H
+#define EMBEDC_HOST_ARCH_H
+
+#include <cjson/cJSON.h>
+#include "model_files.h"
+#include "recipe.h"
+
+/* Bounds on config sizes: beyond them a file is not an encoder we run, and
+ * bounding them keeps every later int computation in range. */
+#define ARCH_MAX_HIDDEN (1 << 16)
+#define ARCH_MAX_LAYERS 1024
+#define ARCH_MAX_INTERMEDIATE (1 << 20)
+#define ARCH_MAX_VOCAB (1 << 24)
+#define ARCH_MAX_POSITION (1 << 20)
+#define ARCH_MAX_TYPE_VOCAB (1 << 16)
+
+typedef emb_status (*emb_arch_build_fn)(const cJSON *cfg, emb_weights *w, emb_recipe *r,
+                                        emb_error *err);
+
+/* Reads model_type from cfg, builds the recipe with the family's builder,
+ * then checks that every encoder tensor has one storage dtype. */
+emb_status emb_arch_build(const cJSON *cfg, emb_weights *w, emb_recipe *r, emb_error *err);
+void emb_recipe_free(emb_recipe *r);
+
+/* The builders (one per family file). */
+emb_status emb_arch_bert(const cJSON *cfg, emb_weights *w, emb_recipe *r, emb_error *err);
+emb_status emb_arch_distilbert(const cJSON *cfg, emb_weights *w, emb_recipe *r, emb_error *err);
+emb_status emb_arch_mpnet(const cJSON *cfg, emb_weights *w, emb_recipe *r, emb_error *err);
+emb_status emb_arch_modernbert(const cJSON *cfg, emb_weights *w, emb_recipe *r, emb_error *err);
+emb_status emb_arch_t5(const cJSON *cfg, emb_weights *w, emb_recipe *r, emb_error *err);
+
+/* ---- helpers shared by the family files -------------------------------- */
+
+/* A required integer config field in [lo, hi]. */
+emb_status arch_need_int(const cJSON *j, const char *key, int lo, int hi, int *out, emb_error *err);
+/* Optional: *out keeps its default when absent. */
+emb_status arch_opt_int(const cJSON *j, const char *key, int lo, int hi, int *out, emb_error *err);
+/* Optional float in (lo, hi). */
+emb_status arch_opt_float(const cJSON *j, const char *key, double lo, double hi, float *out,
+                          emb_error *err);
+/* An activation name of transformers' ACT2FN ("gelu", "gelu_new", ...). */
+emb_status arch_act(const char *name, const char *key, emb_act *out, emb_error *err);
+/* pad_token_id: absent -> dflt, null -> -1. */
+emb_status arch_pad_id(const cJSON *j, int dflt, int *out, emb_error *err);
+/* Allocates r->layer (r->layers entries, zeroed). */
+emb_status arch_alloc_layers(emb_recipe *r, emb_error *err);
+
+/* Binds a norm: w = name.weight (b = name.bias when with_bias) of [dim]. */
+emb_status arch_bind_norm(const emb_weights *w, const char *name, emb_norm_kind kind, int with_bias,
+                          float eps, int64_t dim, emb_norm *dst, emb_error *err);
+/* Binds name.weight [d0, d1] and, when bias, name.bias [d0]. */
+emb_status arch_bind_linear(const emb_weights *w, const char *name, int64_t d0, int64_t d1, int bias,
+                            emb_tensor *wt, emb_tensor *bt, emb_error *err);
+
+const char *arch_act_name(emb_act a);
+
+/* heads must divide hidden (messages name the two config keys); sets
+ * head_dim, kv_heads = heads and scale = 1/sqrt(head_dim). */
+emb_status arch_split_heads(emb_recipe *r, const char *hidden_key, const char *heads_key, emb_error *err);
+
+/* BERT's post-norm layer under a family's names: biased Q, K, V, O, a
+ * LayerNorm after attention, a plain biased FFN and a LayerNorm. Binds
+ * layer_prefix + "<l>." + each name for every layer, then refuses tensors
+ * of layers beyond count_field. */
+typedef struct {
+    const char *q, *k, *v, *o, *attn_norm, *up, *down, *mlp_norm;
+} arch_post_names;
+emb_status arch_bind_post_layers(const emb_weights *w, const char *layer_prefix, const arch_post_names *n,
+                                 float eps, const char *count_field, emb_recipe *r, emb_error *err);
+
+#endif

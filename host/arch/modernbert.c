@@ -1,0 +1,125 @@
+/*
+ * ModernBERT: pre-norm layers (layer 0 has no attn_norm: nn.Identity), no
+ * positions in the embeddings, rotary attention whose theta depends on the
+ * layer type, fused Wqkv, GeGLU MLP with Wi = [input; gate] (the first half
+ * activated), LayerNorms usually without bias, and a final norm.
+ * Layer types: config.json's layer_types when present, else transformers'
+ * rule "sliding_attention" if i % global_attn_every_n_layers else
+ * "full_attention". Sliding layers see keys with |i - j| <= local_attention
+ * // 2 (transformers' sliding_window, both sides). Thetas:
+ * rope_parameters[type].rope_theta, else global_rope_theta /
+ * local_rope_theta, else 160000 / 10000.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "arch.h"
+#include "error.h"
+#include "json_util.h"
+
+/* rope_parameters[type].rope_theta when given; only the default rope. */
+static emb_status rope_theta(const cJSON *j, const char *type, const char *legacy, float dflt, float *out,
+                             emb_error *err) {
+    *out = dflt;
+    emb_status s;
+    const cJSON *rp = cJSON_GetObjectItemCaseSensitive(j, "rope_parameters");
+    const cJSON *t = cJSON_IsObject(rp) ? cJSON_GetObjectItemCaseSensitive(rp, type) : NULL;
+    if (cJSON_IsObject(t)) {
+        char shown[96];
+        snprintf(shown, sizeof shown, "config.json: rope_parameters.%s", type);
+        const char *rt = NULL;
+        if ((s = ju_get_string(t, "rope_type", shown, &rt, NULL, err))) return s;
+        if (rt && strcmp(rt, "default") != 0)
+            return emb_fail(err, EMB_ERR_UNSUPPORTED, "%s: rope_type \"%.64s\" is not supported (only \"default\")",
+                            shown, rt);
+        double v = dflt;
+        int present = 0;
+        if ((s = ju_get_double(t, "rope_theta", shown, &v, &present, err))) return s;
+        if (present) {
+            if (!(v > 0)) return emb_fail(err, EMB_ERR_FORMAT, "%s: rope_theta %g must be positive", shown, v);
+            *out = (float)v;
+            return EMB_OK;
+        }
+    }
+    if (cJSON_GetObjectItemCaseSensitive(j, "rope_scaling") &&
+        !cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(j, "rope_scaling")))
+        return emb_fail(err, EMB_ERR_UNSUPPORTED, "config.json: rope_scaling is not supported");
+    return arch_opt_float(j, legacy, 0, 1e30, out, err);
+}
+
+emb_status emb_arch_modernbert(const cJSON *j, emb_weights *w, emb_recipe *r, emb_error *err) {
+    emb_status s;
+    r->family = "modernbert";
+    int norm_bias = 0, attn_bias = 0, mlp_bias = 0, local = 128, every = 3;
+    r->max_position = 8192;
+    if ((s = arch_need_int(j, "vocab_size", 1, ARCH_MAX_VOCAB, &r->vocab_size, err)) ||
+        (s = arch_need_int(j, "hidden_size", 1, ARCH_MAX_HIDDEN, &r->hidden, err)) ||
+        (s = arch_need_int(j, "num_hidden_layers", 1, ARCH_MAX_LAYERS, &r->layers, err)) ||
+        (s = arch_need_int(j, "num_attention_heads", 1, ARCH_MAX_HIDDEN, &r->heads, err)) ||
+        (s = arch_need_int(j, "intermediate_size", 1, ARCH_MAX_INTERMEDIATE, &r->intermediate, err)) ||
+        (s = arch_opt_int(j, "max_position_embeddings", 1, ARCH_MAX_POSITION, &r->max_position, err)) ||
+        (s = arch_opt_int(j, "local_attention", 0, ARCH_MAX_POSITION, &local, err)) ||
+        (s = arch_opt_int(j, "global_attn_every_n_layers", 1, ARCH_MAX_LAYERS, &every, err)) ||
+        (s = ju_get_bool(j, "norm_bias", "config.json", &norm_bias, NULL, err)) ||
+        (s = ju_get_bool(j, "attention_bias", "config.json", &attn_bias, NULL, err)) ||
+        (s = ju_get_bool(j, "mlp_bias", "config.json", &mlp_bias, NULL, err)) ||
+        (s = arch_pad_id(j, 50283, &r->pad_token_id, err)))
+        return s;
+    if ((s = arch_split_heads(r, "hidden_size", "num_attention_heads", err))) return s;
+    float eps = 1e-5f, theta_full = 160000.0f, theta_local = 10000.0f;
+    const char *act = "gelu";
+    if ((s = arch_opt_float(j, "norm_eps", 0, 1, &eps, err)) ||
+        (s = ju_get_string(j, "hidden_activation", "config.json", &act, NULL, err)) ||
+        (s = arch_act(act, "hidden_activation", &r->act, err)) ||
+        (s = rope_theta(j, "full_attention", "global_rope_theta", theta_full, &theta_full, err)) ||
+        (s = rope_theta(j, "sliding_attention", "local_rope_theta", theta_local, &theta_local, err)))
+        return s;
+    r->place = EMB_PLACE_PRE;
+    r->gated = 1;
+    r->attn_pos = EMB_APOS_ROTARY;
+    r->rotary_dim = r->head_dim;
+
+    if ((s = arch_alloc_layers(r, err))) return s;
+    const cJSON *types = cJSON_GetObjectItemCaseSensitive(j, "layer_types");
+    if (types && !cJSON_IsNull(types) && (!cJSON_IsArray(types) || cJSON_GetArraySize(types) != r->layers))
+        return emb_fail(err, EMB_ERR_FORMAT, "config.json: layer_types must be a list of num_hidden_layers (%d) "
+                        "strings", r->layers);
+    for (int l = 0; l < r->layers; l++) {
+        int sliding = l % every != 0;
+        if (cJSON_IsArray(types)) {
+            const cJSON *t = cJSON_GetArrayItem(types, l);
+            if (cJSON_IsString(t) && strcmp(t->valuestring, "sliding_attention") == 0) sliding = 1;
+            else if (cJSON_IsString(t) && strcmp(t->valuestring, "full_attention") == 0) sliding = 0;
+            else
+                return emb_fail(err, EMB_ERR_UNSUPPORTED,
+                                "config.json: layer_types[%d] must be \"full_attention\" or \"sliding_attention\"", l);
+        }
+        emb_recipe_layer *L = &r->layer[l];
+        L->window_left = L->window_right = sliding ? local / 2 : EMB_WINDOW_NONE;
+        L->rope_theta = sliding ? theta_local : theta_full;
+    }
+
+    emb_weights_set_prefix(w, emb_weights_has(w, "model.embeddings.tok_embeddings.weight") ? "model." : "");
+    const int64_t H = r->hidden, I = r->intermediate;
+    if ((s = emb_weights_bind(w, "embeddings.tok_embeddings.weight", 2, r->vocab_size, H, &r->emb.word, err)) ||
+        (s = arch_bind_norm(w, "embeddings.norm", EMB_NORM_LAYER, norm_bias, eps, H, &r->emb.norm, err)) ||
+        (s = arch_bind_norm(w, "final_norm", EMB_NORM_LAYER, norm_bias, eps, H, &r->final_norm, err)))
+        return s;
+    for (int l = 0; l < r->layers; l++) {
+        emb_recipe_layer *L = &r->layer[l];
+        char n[160];
+#define LIN(suffix, d0, d1, bias, wt, bt) \
+    (snprintf(n, sizeof n, "layers.%d.%s", l, suffix), arch_bind_linear(w, n, d0, d1, bias, wt, bt, err))
+#define NORM(suffix, dst) \
+    (snprintf(n, sizeof n, "layers.%d.%s", l, suffix), arch_bind_norm(w, n, EMB_NORM_LAYER, norm_bias, eps, H, dst, err))
+        if ((l > 0 && (s = NORM("attn_norm", &L->attn_norm))) ||
+            (s = LIN("attn.Wqkv", 3 * H, H, attn_bias, &L->wqkv, &L->bqkv)) ||
+            (s = LIN("attn.Wo", H, H, attn_bias, &L->wo, &L->bo)) || (s = NORM("mlp_norm", &L->mlp_norm)) ||
+            (s = LIN("mlp.Wi", 2 * I, H, mlp_bias, &L->w_gate_up, &L->b_gate_up)) ||
+            (s = LIN("mlp.Wo", H, I, mlp_bias, &L->w_down, &L->b_down)))
+            return s;
+#undef LIN
+#undef NORM
+    }
+    return emb_weights_check_layers(w, "layers.", r->layers, "num_hidden_layers", err);
+}

@@ -1,0 +1,106 @@
+/*
+ * The real all-mpnet-base-v2 (tools/fetch-model all-mpnet-base-v2) against
+ * sentence-transformers on 320 texts of the corpus (tests/golden/mpnet, made
+ * by tools/make-golden-mpnet): every vector's cosine >= 0.99999 on the CPU
+ * backend. Its tokenizer.json pads and truncates at 128 while
+ * sentence_bert_config.json says 384: the 384 must win, so the corpus
+ * includes texts longer than 128 tokens. Skipped when the model is absent.
+ */
+#include <criterion/criterion.h>
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "embedc.h"
+#include "npy.h"
+#include "test_support.h"
+
+static const char *mpnet_dir(void) {
+    static char path[4096];
+    const char *env = getenv("EMBEDC_MPNET");
+    if (env && *env) return env;
+    char *p = ts_src_path("models/all-mpnet-base-v2/model.safetensors");
+    struct stat sb;
+    int ok = stat(p, &sb) == 0;
+    free(p);
+    if (!ok) return NULL;
+    p = ts_src_path("models/all-mpnet-base-v2");
+    snprintf(path, sizeof path, "%s", p);
+    free(p);
+    return path;
+}
+
+Test(mpnet, real_model_matches_sentence_transformers, .timeout = 900) {
+    const char *dir = mpnet_dir();
+    if (!dir) cr_skip_test("all-mpnet-base-v2 not fetched (tools/fetch-model all-mpnet-base-v2)");
+    char *mpath = ts_src_path("tests/golden/mpnet/manifest.json");
+    char *ms = ts_read_file(mpath, NULL);
+    free(mpath);
+    cr_assert_not_null(ms, "run tools/make-golden-mpnet");
+    cJSON *man = cJSON_Parse(ms);
+    free(ms);
+    const cJSON *idx = cJSON_GetObjectItem(man, "texts");
+    const size_t n = (size_t)cJSON_GetArraySize(idx);
+    cr_assert_geq(n, 300);
+    cr_assert_gt(cJSON_GetObjectItem(man, "max_tokens")->valueint, 128, "the corpus must exceed 128 tokens");
+
+    char *cpath = ts_src_path("tests/data/corpus/texts.jsonl");
+    size_t len;
+    char *data = ts_read_file(cpath, &len);
+    free(cpath);
+    cr_assert_not_null(data);
+    char **texts = calloc(n, sizeof *texts);
+    size_t line_no = 0, next = 0;
+    for (char *line = data, *nl; line < data + len && next < n; line = nl + 1, line_no++) {
+        nl = memchr(line, '\n', (size_t)(data + len - line));
+        if (!nl) nl = data + len;
+        if ((size_t)cJSON_GetArrayItem(idx, (int)next)->valueint != line_no) continue;
+        cJSON *o = cJSON_ParseWithLength(line, (size_t)(nl - line));
+        texts[next++] = strdup(cJSON_GetObjectItem(o, "text")->valuestring);
+        cJSON_Delete(o);
+    }
+    free(data);
+    cr_assert_eq(next, n, "manifest indices not found in the corpus");
+
+    emb_model_options mo = emb_model_default_options();
+    mo.device = EMB_DEVICE_CPU;
+    emb_model *m = NULL;
+    emb_error err = {0};
+    cr_assert_eq(emb_model_load(dir, &mo, &m, &err), EMB_OK, "%s", err.message);
+    char *desc = emb_model_describe(m);
+    cr_expect(strstr(desc, "max length:      384 tokens") != NULL, "sentence_bert_config's 384 must win:\n%s", desc);
+    free(desc);
+
+    char *rpath = ts_src_path("tests/golden/mpnet/ref.npy");
+    size_t rows, cols;
+    float *want = npy_load(rpath, &rows, &cols);
+    free(rpath);
+    cr_assert_not_null(want);
+    cr_assert_eq(rows, n);
+    emb_encode_options eo = emb_encode_default_options();
+    cr_assert_eq((size_t)emb_model_dim(m, &eo), cols);
+    float *got = malloc(n * cols * sizeof *got);
+    cr_assert_eq(emb_encode(m, (const char *const *)texts, NULL, n, &eo, got, NULL, &err), EMB_OK, "%s", err.message);
+    double worst = 1;
+    size_t worst_i = 0;
+    for (size_t i = 0; i < n; i++) {
+        double dot = 0, na = 0, nb = 0;
+        for (size_t j = 0; j < cols; j++) {
+            double a = got[i * cols + j], b = want[i * cols + j];
+            dot += a * b, na += a * a, nb += b * b;
+        }
+        double c = dot / sqrt(na * nb);
+        if (!(c >= worst)) worst = c, worst_i = i;
+    }
+    cr_log_info("all-mpnet-base-v2: %zu vectors, worst cos %.8f (text %zu)", n, worst, worst_i);
+    cr_expect_geq(worst, 0.99999, "worst cos %.8f for text %zu", worst, worst_i);
+    free(got);
+    free(want);
+    for (size_t i = 0; i < n; i++) free(texts[i]);
+    free(texts);
+    cJSON_Delete(man);
+    emb_model_free(m);
+}
