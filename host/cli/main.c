@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli_extra.h"
 #include "embedc.h"
 #include "engine.h"
 #include "error.h"
@@ -26,6 +27,7 @@ typedef struct {
     size_t batch_tokens;
     int max_length, threads, quiet, tokens;
     emb_encode_options eo;
+    cli_extra x;               /* index and picture options (cli_extra.h) */
 } cli_opts;
 
 static double now_s(void) {
@@ -44,6 +46,7 @@ static void usage(FILE *f) {
         "  info        describe a model: embedc info [MODEL]\n"
         "  similarity  embed the texts given as arguments and print their cosine similarities\n"
         "  bench       measure throughput on a corpus\n"
+        CLI_EXTRA_USAGE
         "\n"
         "common options:\n"
         "  -m, --model DIR|ORG/NAME   model directory or Hugging Face cache repo id\n"
@@ -67,7 +70,8 @@ static void usage(FILE *f) {
         "      --tokens               tokenize: also write the token strings\n"
         "      --fixed-lengths LIST   bench: fixed-length workloads after the corpus (default 32,128,512; none)\n"
         "      --summary-json FILE    write the run's summary as JSON\n"
-        "  -q, --quiet                no progress bar or summary\n");
+        "  -q, --quiet                no progress bar or summary\n"
+        CLI_EXTRA_OPTIONS_USAGE);
 }
 
 static int parse_pooling(const char *s, int *out) {
@@ -115,7 +119,7 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
         {"layer", required_argument, 0, O_LAYER}, {"device", required_argument, 0, O_DEVICE},
         {"dtype", required_argument, 0, O_DTYPE}, {"threads", required_argument, 0, O_THREADS},
         {"tokens", no_argument, 0, O_TOKENS}, {"fixed-lengths", required_argument, 0, O_FIXED}, {"summary-json", required_argument, 0, O_SUMMARY},
-        {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'}, CLI_EXTRA_LONGOPTS, {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     o->eo = emb_encode_default_options();
     o->model = getenv("EMBEDC_MODEL") && *getenv("EMBEDC_MODEL") ? getenv("EMBEDC_MODEL") : DEFAULT_MODEL;
@@ -125,11 +129,11 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
     int c;
     long v;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "m:i:o:f:qh", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:i:o:f:k:qh", longopts, NULL)) != -1) {
         switch (c) {
         case 'm': o->model = optarg; break;
         case 'i': o->input = optarg; break;
-        case 'o': o->output = optarg; break;
+        case 'o': o->output = optarg; o->x.output_given = 1; break;
         case 'f': o->format = optarg; break;
         case 'q': o->quiet = 1; break;
         case 'h': usage(stdout); exit(0);
@@ -150,7 +154,12 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
         case O_TOKENS: o->tokens = 1; break;
         case O_SUMMARY: o->summary_json = optarg; break;
         case O_FIXED: o->fixed_lengths = optarg; break;
-        default: usage(stderr); return -1;
+        default: {
+            int h = cli_extra_opt(c, optarg, &o->x);
+            if (h == 1) break;
+            if (h == 0) usage(stderr);
+            return -1;
+        }
         }
     }
     return 0;
@@ -260,6 +269,7 @@ static int cmd_encode(const cli_opts *o) {
     io_reader *r = NULL;
     io_writer *w = NULL;
     emb_model *m = NULL;
+    cli_index_job *ij = NULL;
     int rc = 1;
     if (open_input(o, &r, &err)) goto fail;
     m = load_model(o, &err);
@@ -267,14 +277,21 @@ static int cmd_encode(const cli_opts *o) {
     int dim = emb_model_dim(m, &o->eo);
     emb_job job;
     if (eng_make_job(m, &o->eo, &job, &err) != EMB_OK) goto fail;
-    if (io_writer_open(o->output, fmt, dim, &w, &err) != EMB_OK) goto fail;
+    /* --index without -o: the index is the only output */
+    if ((!o->x.index_out || o->x.output_given) && io_writer_open(o->output, fmt, dim, &w, &err) != EMB_OK) goto fail;
+    if (o->x.index_out) {
+        if (cli_index_job_open(&o->x, m, &o->eo, dim, o->quiet, &ij, &err) != EMB_OK) goto fail;
+        cli_index_job_set(ij, r, w);
+    }
 
     progress_state ps = {now_s(), 0, r, !o->quiet && isatty(2)};
     eng_run_options ro = {o->batch_tokens, 0, on_progress, &ps};
     emb_encode_stats stats;
     double t0 = now_s();
-    if (eng_run(m, &o->eo, &ro, io_reader_next, r, io_writer_write, w, &stats, &err) != EMB_OK) goto fail;
-    if (io_writer_commit(w, &err) != EMB_OK) goto fail;
+    if (eng_run(m, &o->eo, &ro, ij ? cli_index_read : io_reader_next, ij ? (void *)ij : r,
+                ij ? cli_index_write : io_writer_write, ij ? (void *)ij : w, &stats, &err) != EMB_OK) goto fail;
+    if (ij && cli_index_job_finish(ij, &err) != EMB_OK) goto fail;
+    if (w && io_writer_commit(w, &err) != EMB_OK) goto fail;
     double secs = now_s() - t0;
     if (ps.enabled) fprintf(stderr, "\r%*s\r", 90, "");
     if (!o->quiet)
@@ -289,6 +306,7 @@ static int cmd_encode(const cli_opts *o) {
 fail:
     fprintf(stderr, "\nembedc: error: %s\n", err.message);
 done:
+    cli_index_job_close(ij);
     io_writer_close(w);
     io_reader_close(r);
     emb_model_free(m);
@@ -400,6 +418,7 @@ static int cmd_similarity(const cli_opts *o, int argc, char **argv) {
     if (!m) { fprintf(stderr, "embedc: error: %s\n", err.message); return 1; }
     int dim = emb_model_dim(m, &o->eo);
     float *v = malloc((size_t)n * (size_t)dim * sizeof *v);
+    float *sim = o->x.heatmap ? malloc((size_t)n * (size_t)n * sizeof *sim) : NULL;
     int rc = 1;
     if (!v || emb_encode(m, (const char *const *)argv + optind, NULL, (size_t)n, &o->eo, v, NULL, &err) != EMB_OK) {
         fprintf(stderr, "embedc: error: %s\n", v ? err.message : "out of memory");
@@ -417,6 +436,7 @@ static int cmd_similarity(const cli_opts *o, int argc, char **argv) {
                 dot += a * b; ni += a * a; nj += b * b;
             }
             printf(" %6.3f", ni > 0 && nj > 0 ? dot / sqrt(ni * nj) : 0.0);
+            if (sim) sim[(size_t)i * n + j] = (float)(ni > 0 && nj > 0 ? dot / sqrt(ni * nj) : 0.0);
         }
         /* At most 60 characters of the text, cut on a UTF-8 boundary. */
         const char *txt = argv[optind + i];
@@ -429,11 +449,18 @@ static int cmd_similarity(const cli_opts *o, int argc, char **argv) {
         printf("   %.*s\n", cut, txt);
     }
     rc = 0;
+    if (o->x.heatmap) {
+        rc = sim ? cli_heatmap(&o->x, sim, n, (const char *const *)argv + optind, m->mf.dir) : 1;
+        if (!rc && !o->quiet) fprintf(stderr, "embedc: wrote %s\n", o->x.heatmap);
+    }
 done:
     free(v);
+    free(sim);
     emb_model_free(m);
     return rc;
 }
+
+static emb_model *load_model_cb(const void *o, emb_error *err) { return load_model(o, err); }
 
 /* ---- bench ------------------------------------------------------------ */
 
@@ -604,6 +631,11 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "info")) return cmd_info(&o, argc, argv);
     if (!strcmp(cmd, "similarity")) return cmd_similarity(&o, argc, argv);
     if (!strcmp(cmd, "bench")) return cmd_bench(&o);
+    o.x.field = o.field;
+    if (!strcmp(cmd, "index")) return cmd_index(&o.x, o.output, o.quiet, argc, argv);
+    if (!strcmp(cmd, "search")) return cmd_search(&o.x, &o.eo, load_model_cb, &o, argc, argv);
+    if (!strcmp(cmd, "bench-index")) return cmd_bench_index(&o.x, o.summary_json, argc, argv);
+    if (!strcmp(cmd, "plot")) return cmd_plot(&o.x, o.output, o.quiet, argc, argv);
     fprintf(stderr, "embedc: unknown command \"%s\" (try embedc --help)\n", cmd);
     return 2;
 }

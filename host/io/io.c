@@ -139,6 +139,22 @@ void io_reader_progress(const io_reader *r, uint64_t *consumed, uint64_t *size) 
     *size = r->size;
 }
 
+emb_status io_reader_int_field(const io_reader *r, const char *name, int64_t *out, emb_error *err) {
+    if (r->fmt != IO_IN_JSONL)
+        return emb_fail(err, EMB_ERR_INVALID_ARG, "%s: an id field needs JSONL input", r->path);
+    cJSON *obj = cJSON_Parse(r->line);
+    const cJSON *v = obj ? cJSON_GetObjectItemCaseSensitive(obj, name) : NULL;
+    double d = cJSON_IsNumber(v) ? v->valuedouble : 0.5;
+    emb_status st = EMB_OK;
+    if (!cJSON_IsNumber(v) || d != floor(d) || fabs(d) > 9007199254740992.0)
+        st = emb_fail(err, EMB_ERR_FORMAT, "%s line %llu: field \"%s\" is %s", r->path,
+                      (unsigned long long)r->lineno, name, v ? "not an integer" : "missing");
+    else
+        *out = (int64_t)d;
+    cJSON_Delete(obj);
+    return st;
+}
+
 void io_reader_close(io_reader *r) {
     if (!r) return;
     if (r->f && !r->is_stdin) fclose(r->f);
