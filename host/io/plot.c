@@ -106,7 +106,9 @@ static void text_at(cairo_t *cr, const char *s, double size, double x, double y,
     PangoFontDescription *fd = pango_font_description_from_string("Sans");
     pango_font_description_set_absolute_size(fd, size * PANGO_SCALE);
     pango_layout_set_font_description(l, fd);
-    pango_layout_set_text(l, s, -1);
+    gchar *valid = g_utf8_make_valid(s, -1);   /* labels cut mid-character stay drawable */
+    pango_layout_set_text(l, valid, -1);
+    g_free(valid);
     int pw, ph;
     pango_layout_get_pixel_size(l, &pw, &ph);
     double x0 = anchor == 1 ? x - pw : anchor == 2 ? x - pw / 2.0 : x;
@@ -161,7 +163,7 @@ emb_status pl_scatter(const char *path, const double *xy, size_t n, const char *
     }
     if (!(xmax > xmin)) { xmin -= 1; xmax += 1; }
     if (!(ymax > ymin)) { ymin -= 1; ymax += 1; }
-    double xpad = (xmax - xmin) * (labels ? 0.25 : 0.05), ypad = (ymax - ymin) * 0.06;
+    double xpad = (xmax - xmin) * 0.2, ypad = (ymax - ymin) * 0.06;
     xmin -= (xmax - xmin) * 0.05; xmax += xpad; ymin -= ypad; ymax += ypad;
     /* frame, title, axis names */
     cairo_set_source_rgb(cr, 0.6, 0.6, 0.6);
