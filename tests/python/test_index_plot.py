@@ -37,6 +37,9 @@ def features():
 
 
 needs_faiss = pytest.mark.skipif(not features(), reason="embedc built without FAISS")
+needs_pictures = pytest.mark.skipif(
+    "without pictures" in run("plot", "/nonexistent.npy", "-o", "/nonexistent.png", ok=False).stderr,
+    reason="embedc built without pictures")
 needs_model = pytest.mark.skipif(not os.path.exists(os.path.join(MODEL, "config.json")), reason="model absent")
 
 
@@ -263,9 +266,7 @@ def test_pca_matches_sklearn(tmp_path, n, d, seed):
     np.testing.assert_allclose(got, ref * sign, atol=1e-5)
 
 
-@pytest.mark.skipif(subprocess.run([EMBEDC, "plot", "/nonexistent.npy", "-o", "/nonexistent.png"],
-                                   capture_output=True, text=True).stderr.find("without pictures") >= 0,
-                    reason="embedc built without pictures")
+@needs_pictures
 def test_png_size_and_labels_drawn(tmp_path):
     x = clustered(6, 16, 12, normalize=False) * 5
     words = ["king", "queen", "man", "woman", "りんご", "กล้วย"]   # CJK and Thai labels too
@@ -297,6 +298,7 @@ def test_png_size_and_labels_drawn(tmp_path):
 
 
 @needs_model
+@needs_pictures
 def test_similarity_heatmap(tmp_path):
     out = tmp_path / "h.png"
     run("similarity", "-m", MODEL, "--heatmap", out, "-q", "king", "queen", "apple")
