@@ -201,6 +201,15 @@ def test_encode_index_with_ids_and_search(tmp_path):
     # each document finds itself (or an identical duplicate) under its id
     np.testing.assert_allclose(d3[:, 0], 1, atol=1e-4)
     np.testing.assert_allclose(v[[ids.index(i) for i in i3[:, 0]]], v, atol=1e-6)
+    # no id field: ids are the document indexes, added in input order after
+    # training on the reservoir sample (here every document)
+    run("encode", "-m", MODEL, "-i", tmp_path / "c.jsonl", "--index", tmp_path / "n.faiss",
+        "--index-spec", "IVF4,Flat", "-q")
+    n = faiss.read_index(str(tmp_path / "n.faiss"))
+    n.nprobe = 4
+    d4, i4 = n.search(v, 1)
+    np.testing.assert_allclose(d4[:, 0], 1, atol=1e-4)
+    np.testing.assert_allclose(v[i4[:, 0]], v, atol=1e-6)
     # search: the query's best hit and its text
     p = run("search", "--index", tmp_path / "f.faiss", "-m", MODEL, "-k", 2, "--texts", tmp_path / "c.jsonl",
             "--id-field", "id", lines[1], "-q")
@@ -264,6 +273,18 @@ def test_pca_matches_sklearn(tmp_path, n, d, seed):
     ref = PCA(2, svd_solver="full").fit_transform(x.astype(np.float64))
     sign = np.sign((ref * got).sum(0))
     np.testing.assert_allclose(got, ref * sign, atol=1e-5)
+
+
+@needs_pictures
+def test_large_input_draws_a_documented_sample(tmp_path):
+    x = clustered(20500, 8, 13, normalize=False)
+    np.save(tmp_path / "p.npy", x)
+    p = run("plot", tmp_path / "p.npy", "-o", tmp_path / "p.png", "--points-out", tmp_path / "p.tsv")
+    t = np.loadtxt(tmp_path / "p.tsv", skiprows=1, ndmin=2)
+    assert len(t) == 20000 and t[-1, 0] < 20500 and len(set(t[:, 0])) == 20000
+    ref = PCA(2, svd_solver="full").fit_transform(x.astype(np.float64))[t[:, 0].astype(int)]
+    np.testing.assert_allclose(np.abs(t[:, 1:3]), np.abs(ref), atol=1e-5)   # PCA over all 20500
+    assert "20000 points" in p.stderr
 
 
 @needs_pictures
