@@ -8,6 +8,7 @@
 
 #include <getopt.h>
 #include <stdint.h>
+#include <stdio.h>
 #include "embedc.h"
 #include "engine.h"
 #include "io.h"
@@ -62,6 +63,9 @@ enum { OX_INDEX = 512, OX_SPEC, OX_METRIC, OX_TRAIN, OX_TRAIN_SIZE, OX_ID_FIELD,
     "      --heatmap FILE         similarity: also draw the matrix (.png or .svg)\n"               \
     "      --width N --height N   picture size in pixels\n"                                        \
     "      --points-out FILE      plot: write each point's pixel position and label box (TSV)\n"
+
+/* One line: whether FAISS (and its version) and pictures are built in. */
+void cli_extra_features(FILE *f);
 
 /* Handles one of the options above; returns 1 if c was one, -1 on a bad value. */
 int cli_extra_opt(int c, const char *arg, cli_extra *x);

@@ -618,6 +618,7 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
         printf("embedc 0.1.0\n");
+        cli_extra_features(stdout);
         return 0;
     }
     const char *cmd = argv[1];

@@ -10,6 +10,7 @@
 
 #include "cli_extra.h"
 #include "error.h"
+#include "faiss_shim.h"
 #include "npy_read.h"
 #include "pca.h"
 #include "plot.h"
@@ -166,6 +167,11 @@ done:
     free_lines(labels, nl);
     free_lines(groups, ng);
     return rc;
+}
+
+void cli_extra_features(FILE *f) {
+    fprintf(f, "FAISS indexes: %s%s; pictures: %s\n", fx_available() ? "yes, FAISS " : "no (built without FAISS)",
+            fx_available() ? fx_version() : "", pl_available() ? "yes" : "no (built without cairo/pango)");
 }
 
 int cli_heatmap(const cli_extra *x, const float *sim, int n, const char *const *texts, const char *model) {
