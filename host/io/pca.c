@@ -125,7 +125,7 @@ emb_status io_pca2(const float *x, uint64_t n, int d, double *coords, double *co
         q[k] = (double)(s >> 11) / 9007199254740992.0 - 0.5;
     }
     orthonormalize(q, d, p);
-    for (int it = 0; it < 10000; it++) {
+    for (int it = 0; it < 3000; it++) {
         /* z = C q */
 #pragma omp parallel for
         for (int i = 0; i < d; i++)
