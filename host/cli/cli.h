@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include "embedc.h"
 #include "io.h"
+#include "cli_extra.h"
 
 typedef struct {
     const char *model, *input, *output, *format, *input_format, *field, *summary_json;
@@ -16,6 +17,7 @@ typedef struct {
     size_t batch_tokens, window_docs;
     int max_length, threads, quiet, tokens, help, lowercase;
     emb_encode_options eo;
+    cli_extra x;               /* index and picture options (cli_extra.h) */
 } cli_opts;
 
 typedef struct {

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli_extra.h"
 #include "embedc.h"
 #include "engine.h"
 #include "error.h"
@@ -43,6 +44,7 @@ static void usage(FILE *f) {
         "  analogy     words nearest to A - B + C: --model FILE [-k 10] A B C\n"
         "  fit-tfidf   learn a TF-IDF / bag-of-words model: --input FILE --output DIR (see fit-tfidf --help);\n"
         "              encode --model DIR then writes sparse rows (.npz scipy CSR, or JSONL)\n"
+        CLI_EXTRA_USAGE
         "\n"
         "common options:\n"
         "  -m, --model DIR|ORG/NAME   model directory or Hugging Face cache repo id\n"
@@ -77,7 +79,8 @@ static void usage(FILE *f) {
         "      --max-doc-bytes N      documents longer than N bytes are cut to N (default 1048576; 0 = no limit)\n"
         "      --long-docs cut|error  what a document over --max-doc-bytes gets (default cut)\n"
         "      --tokenizer FILE       tokenize: use this tokenizer.json (no model needed)\n"
-        "  -q, --quiet                no progress bar or summary\n");
+        "  -q, --quiet                no progress bar or summary\n"
+        CLI_EXTRA_OPTIONS_USAGE);
 }
 
 static int parse_pooling(const char *s, int *out) {
@@ -150,7 +153,7 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
         {"max-doc-bytes", required_argument, 0, O_MAXDOC}, {"long-docs", required_argument, 0, O_LONGDOCS},
         {"tokenizer", required_argument, 0, O_TOKENIZER},
         {"lowercase", no_argument, 0, O_LOWER}, {"no-lowercase", no_argument, 0, O_NOLOWER},
-        {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'}, CLI_EXTRA_LONGOPTS, {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     o->eo = emb_encode_default_options();
     o->model = getenv("EMBEDC_MODEL") && *getenv("EMBEDC_MODEL") ? getenv("EMBEDC_MODEL") : DEFAULT_MODEL;
@@ -160,11 +163,11 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
     int c;
     long v;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "m:i:o:f:qh", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:i:o:f:k:qh", longopts, NULL)) != -1) {
         switch (c) {
         case 'm': o->model = optarg; break;
         case 'i': o->input = optarg; break;
-        case 'o': o->output = optarg; break;
+        case 'o': o->output = optarg; o->x.output_given = 1; break;
         case 'f': o->format = optarg; break;
         case 'q': o->quiet = 1; break;
         case 'h': o->help = 1; return 0;
@@ -200,7 +203,12 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
         case O_TOKENIZER: o->tokenizer = optarg; break;
         case O_LOWER: o->lowercase = 1; break;
         case O_NOLOWER: o->lowercase = -1; break;
-        default: usage(stderr); return -1;
+        default: {
+            int h = cli_extra_opt(c, optarg, &o->x);
+            if (h == 1) break;
+            if (h == 0) usage(stderr);
+            return -1;
+        }
         }
     }
     return 0;
@@ -334,6 +342,7 @@ static int cmd_encode(const cli_opts *o) {
     io_reader *r = NULL;
     io_writer *w = NULL;
     emb_model *m = NULL;
+    cli_index_job *ij = NULL;
     int rc = 1;
     if (cli_open_input(o, &r, &err)) goto fail;
     if (io_check_not_input(o->input, o->output, &err) != EMB_OK) goto fail;
@@ -342,14 +351,21 @@ static int cmd_encode(const cli_opts *o) {
     int dim = emb_model_dim(m, &o->eo);
     emb_job job;
     if (eng_make_job(m, &o->eo, &job, &err) != EMB_OK) goto fail;
-    if (io_writer_open(o->output, fmt, dim, &w, &err) != EMB_OK) goto fail;
+    /* --index without -o: the index is the only output */
+    if ((!o->x.index_out || o->x.output_given) && io_writer_open(o->output, fmt, dim, &w, &err) != EMB_OK) goto fail;
+    if (o->x.index_out) {
+        if (cli_index_job_open(&o->x, m, &o->eo, dim, o->quiet, &ij, &err) != EMB_OK) goto fail;
+        cli_index_job_set(ij, r, w);
+    }
 
     cli_progress ps = {cli_now_s(), 0, r, !o->quiet && isatty(2)};
     eng_run_options ro = {o->batch_tokens, o->window_docs, cli_on_progress, &ps, NULL, 0};
     emb_encode_stats stats;
     double t0 = cli_now_s();
-    if (eng_run(m, &o->eo, &ro, io_reader_next, r, io_writer_write, w, &stats, &err) != EMB_OK) goto fail;
-    if (io_writer_commit(w, &err) != EMB_OK) goto fail;
+    if (eng_run(m, &o->eo, &ro, ij ? cli_index_read : io_reader_next, ij ? (void *)ij : r,
+                ij ? cli_index_write : io_writer_write, ij ? (void *)ij : w, &stats, &err) != EMB_OK) goto fail;
+    if (ij && cli_index_job_finish(ij, &err) != EMB_OK) goto fail;
+    if (w && io_writer_commit(w, &err) != EMB_OK) goto fail;
     double secs = cli_now_s() - t0;
     if (ps.enabled) fprintf(stderr, "\r%*s\r", 90, "");
     if (!o->quiet)
@@ -369,6 +385,7 @@ static int cmd_encode(const cli_opts *o) {
 fail:
     fprintf(stderr, "\nembedc: error: %s\n", err.message);
 done:
+    cli_index_job_close(ij);
     io_writer_close(w);
     io_reader_close(r);
     emb_model_free(m);
@@ -509,6 +526,7 @@ static int cmd_similarity(const cli_opts *o, int argc, char **argv) {
     if (!m) { fprintf(stderr, "embedc: error: %s\n", err.message); return 1; }
     int dim = checked_dim(m, &o->eo, &err);
     float *v = dim > 0 ? malloc((size_t)n * (size_t)dim * sizeof *v) : NULL;
+    float *sim = o->x.heatmap ? malloc((size_t)n * (size_t)n * sizeof *sim) : NULL;
     int rc = 1;
     if (dim < 0) {
         fprintf(stderr, "embedc: error: %s\n", err.message);
@@ -530,6 +548,7 @@ static int cmd_similarity(const cli_opts *o, int argc, char **argv) {
                 dot += a * b; ni += a * a; nj += b * b;
             }
             printf(" %6.3f", ni > 0 && nj > 0 ? dot / sqrt(ni * nj) : 0.0);
+            if (sim) sim[(size_t)i * n + j] = (float)(ni > 0 && nj > 0 ? dot / sqrt(ni * nj) : 0.0);
         }
         /* At most 60 characters of the text, cut on a UTF-8 boundary. */
         const char *txt = argv[optind + i];
@@ -542,11 +561,18 @@ static int cmd_similarity(const cli_opts *o, int argc, char **argv) {
         printf("   %.*s\n", cut, txt);
     }
     rc = 0;
+    if (o->x.heatmap) {
+        rc = sim ? cli_heatmap(&o->x, sim, n, (const char *const *)argv + optind, m->mf.dir) : 1;
+        if (!rc && !o->quiet) fprintf(stderr, "embedc: wrote %s\n", o->x.heatmap);
+    }
 done:
     free(v);
+    free(sim);
     emb_model_free(m);
     return rc;
 }
+
+static emb_model *load_model_cb(const void *o, emb_error *err) { return cli_load_model(o, err); }
 
 /* ---- bench ------------------------------------------------------------ */
 
@@ -776,9 +802,12 @@ static int check_positionals(const char *cmd, int argc, char **argv) {
 /* Every byte for standard output must have reached it: a full disk or
  * /dev/full turns success into an error with a message. */
 static int finish_output(int rc) {
+    /* A write that failed earlier (a large printf) left ferror set and, most
+     * often, its errno: keep that one when the final flush has none. */
+    int earlier = ferror(stdout) ? errno : 0;
     errno = 0;
     int bad = fflush(stdout) != 0 || ferror(stdout);
-    int e = errno;
+    int e = errno ? errno : earlier;
     if (fclose(stdout) != 0 && !bad) {
         bad = 1;
         e = errno;
@@ -802,6 +831,10 @@ static int run_command(const char *cmd, const cli_opts *o, int argc, char **argv
     if (!strcmp(cmd, "info")) return cmd_info(o, argc, argv);
     if (!strcmp(cmd, "similarity")) return cmd_similarity(o, argc, argv);
     if (!strcmp(cmd, "bench")) return cmd_bench(o);
+    if (!strcmp(cmd, "index")) return cmd_index(&o->x, o->output, o->quiet, argc, argv);
+    if (!strcmp(cmd, "search")) return cmd_search(&o->x, &o->eo, load_model_cb, o, argc, argv);
+    if (!strcmp(cmd, "bench-index")) return cmd_bench_index(&o->x, o->summary_json, argc, argv);
+    if (!strcmp(cmd, "plot")) return cmd_plot(&o->x, o->output, o->quiet, argc, argv);
     fprintf(stderr, "embedc: unknown command \"%s\" (try embedc --help)\n", cmd);
     return 2;
 }
@@ -810,12 +843,15 @@ int main(int argc, char **argv) {
     /* A file-size limit must fail the write (EFBIG) with a message, not kill us. */
     signal(SIGXFSZ, SIG_IGN);
     remove_temp_files_on_signals();
+    /* Output to a file or pipe in 64 KiB blocks: fewer writes. */
+    if (!isatty(STDOUT_FILENO)) setvbuf(stdout, NULL, _IOFBF, (size_t)1 << 16);
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
         usage(argc < 2 ? stderr : stdout);
         return finish_output(argc < 2 ? 2 : 0);
     }
     if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
         printf("embedc 0.1.0\n");
+        cli_extra_features(stdout);
         return finish_output(0);
     }
     const char *cmd = argv[1];
@@ -824,6 +860,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "fit-tfidf")) return cli_fit_tfidf(argc - 1, argv + 1);
     cli_opts o;
     if (parse_opts(argc - 1, argv + 1, &o)) return 2;
+    o.x.field = o.field;
     /* getopt ran over argv + 1: positional arguments start at optind there. */
     return finish_output(run_command(cmd, &o, argc - 1, argv + 1));
 }

@@ -3,7 +3,6 @@
  */
 #include "io.h"
 
-#include <cjson/cJSON.h>
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
@@ -231,6 +230,24 @@ int io_reader_next(void *reader, const char **text, size_t *len, emb_error *err)
 void io_reader_progress(const io_reader *r, uint64_t *consumed, uint64_t *size) {
     *consumed = r->consumed;
     *size = r->size;
+}
+
+void io_reader_want_int_field(io_reader *r, const char *name) {
+    if (r->fmt == IO_IN_JSONL) r->doc.aux_key = name;
+}
+
+emb_status io_reader_int_field(const io_reader *r, const char *name, int64_t *out, emb_error *err) {
+    if (r->fmt != IO_IN_JSONL)
+        return emb_fail(err, EMB_ERR_INVALID_ARG, "%s: an id field needs JSONL input", r->path);
+    if (!r->doc.aux_key || strcmp(r->doc.aux_key, name))
+        return emb_fail(err, EMB_ERR_INTERNAL, "%s: io_reader_want_int_field(\"%s\") was not called", r->path, name);
+    char *end = NULL;
+    double d = r->doc.aux_found == 1 ? strtod(r->doc.aux_num, &end) : 0.5;
+    if (r->doc.aux_found != 1 || !end || *end || d != floor(d) || fabs(d) > 9007199254740992.0)
+        return emb_fail(err, EMB_ERR_FORMAT, "%s line %llu: field \"%s\" is %s", r->path,
+                        (unsigned long long)r->lineno, name, r->doc.aux_found ? "not an integer" : "missing");
+    *out = (int64_t)d;
+    return EMB_OK;
 }
 
 void io_reader_close(io_reader *r) {

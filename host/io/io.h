@@ -34,6 +34,13 @@ int io_reader_next(void *reader, const char **text, size_t *len, emb_error *err)
 /* Bytes consumed so far and the input's size (0 when unknown, e.g. a pipe). */
 void io_reader_progress(const io_reader *r, uint64_t *consumed, uint64_t *size);
 void io_reader_close(io_reader *r);
+/* JSONL: the integer field `name` of the document last returned (e.g. an id
+ * for an index); an error naming the line when absent or not an integer. */
+/* Asks the JSONL reader to capture the integer member `name` of every line
+ * it reads (call before the first io_reader_next); io_reader_int_field then
+ * gives the current line's value. */
+void io_reader_want_int_field(io_reader *r, const char *name);
+emb_status io_reader_int_field(const io_reader *r, const char *name, int64_t *out, emb_error *err);
 
 /* Guesses the input format from the file name (.jsonl/.ndjson -> JSONL). */
 io_in_format io_guess_in_format(const char *path);

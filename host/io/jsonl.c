@@ -246,6 +246,19 @@ static int scan_object(scanner *sc, const char *key, jsonl_value *v, jsonl_value
         if (peek(sc, 0) != ':') return fail(sc, "expecting ':' delimiter");
         sc->i++;
         skip_ws(sc);
+        int aux = key && v->aux_key && kbuf->full_len == strlen(v->aux_key) &&
+                  memcmp(kbuf->buf ? kbuf->buf : "", v->aux_key, kbuf->full_len) == 0;
+        if (aux) {
+            /* The number's text, before scan_value checks its grammar. */
+            size_t k = 0;
+            int c;
+            while (k < sizeof v->aux_num - 1 && (c = peek(sc, k)) >= 0 &&
+                   (is_digit(c) || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E'))
+                v->aux_num[k] = (char)c, k++;
+            v->aux_num[k] = 0;
+            c = peek(sc, k);
+            v->aux_found = k > 0 && k < sizeof v->aux_num - 1 && !(c >= 'A' && c <= 'z') ? 1 : 2;
+        }
         if (match && peek(sc, 0) == '"') {
             /* Last duplicate wins: start the value afresh. */
             v->len = 0;
@@ -324,6 +337,7 @@ jsonl_result jsonl_scan(jsonl_read_fn read, void *ud, const char *key, jsonl_val
     v->len = 0;
     v->full_len = 0;
     v->lone_surrogates = 0;
+    v->aux_found = 0;
     if (msg && msg_cap) msg[0] = 0;
     if (!(sc.s = malloc(WIN))) return JSONL_NOMEM;
     skip_ws(&sc);

@@ -37,6 +37,12 @@ typedef struct {
     size_t keep;         /* keep at most this many bytes of the value (0 = all) */
     size_t full_len;     /* the value's whole decoded length */
     int lone_surrogates; /* lone surrogates replaced by U+FFFD */
+    /* A second top-level member to capture in the same pass (an integer id):
+     * set aux_key; after a scan aux_found is 0 (absent), 1 (a number, its text
+     * in aux_num) or 2 (another kind of value, or a number too long to be an id). */
+    const char *aux_key;
+    char aux_num[40];
+    int aux_found;
 } jsonl_value;
 
 /* A source of one line's bytes: copies at most max into dst and returns the
