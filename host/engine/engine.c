@@ -78,6 +78,11 @@ emb_status emb_model_load(const char *path, const emb_model_options *opts, emb_m
     emb_model *m = calloc(1, sizeof *m);
     if (!m) return emb_fail(err, EMB_ERR_NOMEM, "emb_model_load: out of memory");
     m->opts = opts ? *opts : emb_model_default_options();
+    if (pthread_mutex_init(&m->mu, NULL) != 0) {
+        free(m);
+        return emb_fail(err, EMB_ERR_INTERNAL, "emb_model_load: could not create the model's mutex");
+    }
+    m->mu_ready = 1;
 
     char *dir = NULL;
     emb_status st = emb_mf_resolve(path, &dir, err);
@@ -115,6 +120,7 @@ void emb_model_free(emb_model *m) {
     if (m->be) m->be->destroy(m->be);
     if (m->tok) tok_free(m->tok);
     emb_mf_free(&m->mf);
+    if (m->mu_ready) pthread_mutex_destroy(&m->mu);
     free(m);
 }
 
@@ -591,15 +597,31 @@ static emb_status array_write(void *ud, uint64_t first, size_t n, const float *v
     return EMB_OK;
 }
 
-emb_status emb_encode(emb_model *m, const char *const *texts, const size_t *lens, size_t n,
-                      const emb_encode_options *opts, float *out, emb_encode_stats *stats,
-                      emb_error *err) {
+emb_status emb_encode_with(emb_model *m, const char *const *texts, const size_t *lens, size_t n,
+                           const emb_encode_options *opts, const emb_run_options *run, float *out,
+                           emb_encode_stats *stats, emb_error *err) {
     if (!m || (n && (!texts || !out)))
         return emb_fail(err, EMB_ERR_INVALID_ARG, "emb_encode: NULL argument");
     if (stats) memset(stats, 0, sizeof *stats);
     if (n == 0) return EMB_OK;
     array_reader r = {texts, lens, n, 0};
-    return eng_run(m, opts, NULL, array_read, &r, array_write, out, stats, err);
+    eng_run_options ro = {0};
+    if (run) {
+        ro.batch_tokens = run->batch_tokens;
+        ro.progress = run->progress;
+        ro.progress_ud = run->progress_ud;
+    }
+    /* One call at a time per model: the backend's workspace is shared. */
+    pthread_mutex_lock(&m->mu);
+    emb_status st = eng_run(m, opts, &ro, array_read, &r, array_write, out, stats, err);
+    pthread_mutex_unlock(&m->mu);
+    return st;
+}
+
+emb_status emb_encode(emb_model *m, const char *const *texts, const size_t *lens, size_t n,
+                      const emb_encode_options *opts, float *out, emb_encode_stats *stats,
+                      emb_error *err) {
+    return emb_encode_with(m, texts, lens, n, opts, NULL, out, stats, err);
 }
 
 /* ---- describe ---------------------------------------------------------- */

@@ -7,6 +7,7 @@
 #ifndef EMBEDC_HOST_ENGINE_H
 #define EMBEDC_HOST_ENGINE_H
 
+#include <pthread.h>
 #include <stdint.h>
 #include <stddef.h>
 #include "embedc.h"
@@ -21,6 +22,8 @@ struct emb_model {
     emb_model_options opts;
     int max_length;            /* tokens, specials included */
     int cls_id;                /* for describe() */
+    pthread_mutex_t mu;        /* serializes calls that use the backend (embedc.h) */
+    int mu_ready;
 };
 
 /* Reader: fills one document. Returns 1 with a document, 0 at the end, -1 on
