@@ -100,8 +100,10 @@ class SentenceTransformer(Model):
             if not isinstance(prompts, dict) or not all(isinstance(k, str) and isinstance(v, str)
                                                         for k, v in prompts.items()):
                 raise TypeError("prompts: expected a dict of str -> str")
-            self._prompts = {**self.prompts, **prompts}
-            self._default_prompt_name = self.default_prompt_name
+            # like sentence-transformers: given prompts replace the model's
+            model_default = self.default_prompt_name
+            self._prompts = dict(prompts)
+            self._default_prompt_name = model_default if model_default in prompts else None
             self._prompts_overridden = True
         if default_prompt_name is not None:
             if default_prompt_name not in self.prompts:
