@@ -24,6 +24,7 @@
 #define ENG_DEFAULT_BATCH_TOKENS 16384
 #define ENG_DEFAULT_WINDOW_DOCS 4096
 #define ENG_WINDOW_TOKEN_CAP ((size_t)1 << 21)
+#define ENG_TOKENIZE_PARALLEL_MIN 64   /* documents */
 
 emb_model_options emb_model_default_options(void) {
     emb_model_options o = {0};
@@ -347,7 +348,9 @@ static void tokenize_window(eng_pipe *p, eng_window *w) {
     uint64_t tokens = 0, truncated = 0, bad = 0;
     int failed = 0;
     long n = (long)w->n;
-#pragma omp parallel reduction(+ : tokens, truncated, bad)
+    /* A small window is tokenized on this thread alone: a second OpenMP team
+     * would only spin against the backend's team (10x slower small calls). */
+#pragma omp parallel reduction(+ : tokens, truncated, bad) if (n > ENG_TOKENIZE_PARALLEL_MIN)
     {
         tok_encoding enc;
         tok_encoding_init(&enc);
