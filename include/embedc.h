@@ -162,7 +162,8 @@ emb_status emb_token_embeddings(emb_model *m, const char *const *texts, const si
 /* Thread safety: a model may be shared by threads. emb_encode(),
  * emb_token_embeddings() and emb_model_set_max_length() on one model are
  * serialized by a mutex inside the model (each call already uses every core
- * it was given); emb_tokenize() and the getters run concurrently. */
+ * it was given); emb_tokenize() and the getters run concurrently with those
+ * (but not with emb_model_set_max_length()). */
 
 #ifdef __cplusplus
 }
