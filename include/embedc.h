@@ -120,8 +120,74 @@ emb_status emb_encode(emb_model *m, const char *const *texts, const size_t *lens
                       const emb_encode_options *opts, float *out, emb_encode_stats *stats,
                       emb_error *err);
 
+/* Per-call settings of emb_encode_with(). */
+typedef struct {
+    size_t batch_tokens;      /* token budget of one packed batch (0 = the model's) */
+    /* called on the calling thread after each batch with running totals, or NULL */
+    void (*progress)(void *ud, uint64_t documents, uint64_t tokens);
+    void *progress_ud;
+} emb_run_options;
+
+/* emb_encode() with per-call settings (run may be NULL). */
+emb_status emb_encode_with(emb_model *m, const char *const *texts, const size_t *lens, size_t n,
+                           const emb_encode_options *opts, const emb_run_options *run, float *out,
+                           emb_encode_stats *stats, emb_error *err);
+
 /* Describes the loaded model in a few human-readable lines (caller frees). */
 char *emb_model_describe(const emb_model *m);
+
+/* ---- for bindings (the Python package) -------------------------------- */
+
+/* What a binding needs to know about a loaded model. Strings live as long as
+ * the model. */
+typedef struct {
+    int dim;                    /* output width with default options */
+    int hidden;                 /* width of one token embedding */
+    int max_seq_length;         /* tokens per document, specials included */
+    int max_positions;          /* the most max_seq_length may be set to */
+    int layers;                 /* encoder layers */
+    int normalize;              /* the model ends with a Normalize module */
+    int n_prompts;              /* see emb_model_prompt() */
+    const char *similarity_fn;  /* "cosine", "dot", "euclidean" or "manhattan" */
+    const char *default_prompt_name;   /* or NULL */
+    const char *backend;        /* "cpu" or "cuda" */
+    const char *dir;            /* resolved model directory */
+} emb_model_info;
+
+emb_status emb_model_get_info(const emb_model *m, emb_model_info *info, emb_error *err);
+
+/* Prompt i (0 <= i < n_prompts) of config_sentence_transformers.json. */
+emb_status emb_model_prompt(const emb_model *m, int i, const char **name, const char **text,
+                            emb_error *err);
+
+/* Sets the truncation length (1..max_positions tokens, specials included)
+ * for later calls, like assigning sentence-transformers' max_seq_length. */
+emb_status emb_model_set_max_length(emb_model *m, int max_length, emb_error *err);
+
+/* Tokenizes one text exactly as emb_encode() does (invalid UTF-8 repaired,
+ * prompt from opts prepended, lowercased when the model says so, truncated
+ * to max_seq_length). Writes up to cap ids (and token type ids when type_ids
+ * is not NULL); *n receives the token count, which may exceed cap. Pass
+ * opts->prompt = "" to tokenize without any prompt. */
+emb_status emb_tokenize(emb_model *m, const char *text, size_t len, const emb_encode_options *opts,
+                        int32_t *ids, int32_t *type_ids, size_t cap, size_t *n, emb_error *err);
+
+/* Token embeddings: the hidden states of encoder layer opts->layer (default:
+ * the last) for every token of each text, as sentence-transformers'
+ * output_value="token_embeddings" gives them (specials and prompt tokens
+ * included; no pooling, Dense, truncation or normalization). counts[i]
+ * receives text i's token count; out receives the texts' rows back to back,
+ * [sum(counts), hidden] floats, at most out_tokens rows. With out == NULL
+ * only counts are filled. */
+emb_status emb_token_embeddings(emb_model *m, const char *const *texts, const size_t *lens,
+                                size_t n, const emb_encode_options *opts, float *out,
+                                size_t out_tokens, int32_t *counts, emb_error *err);
+
+/* Thread safety: a model may be shared by threads. emb_encode(),
+ * emb_token_embeddings() and emb_model_set_max_length() on one model are
+ * serialized by a mutex inside the model (each call already uses every core
+ * it was given); emb_tokenize() and the getters run concurrently with those
+ * (but not with emb_model_set_max_length()). */
 
 #ifdef __cplusplus
 }

@@ -28,6 +28,7 @@
 #include "cpu_gemm.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -225,11 +226,28 @@ void cpu_gemm_weight_free(cpu_gemm_weight *p) {
 static _Thread_local float *tl_bpack;
 static _Thread_local size_t tl_bpack_cap;
 
+static pthread_key_t tl_keys[CPU_TL_SLOTS];
+static int tl_keys_ok;
+static pthread_once_t tl_keys_once = PTHREAD_ONCE_INIT;
+
+static void tl_keys_create(void) {
+    tl_keys_ok = 1;
+    for (int i = 0; i < CPU_TL_SLOTS; i++)
+        if (pthread_key_create(&tl_keys[i], free) != 0) tl_keys_ok = 0;
+}
+
+void cpu_tl_track(int slot, void *p) {
+    pthread_once(&tl_keys_once, tl_keys_create);
+    if (tl_keys_ok) pthread_setspecific(tl_keys[slot], p);
+}
+
 static float *bpack_buffer(size_t n) {
     if (n > tl_bpack_cap) {
         free(tl_bpack);
         tl_bpack_cap = 0;
-        if (!(tl_bpack = alloc_floats(n))) return NULL;
+        tl_bpack = alloc_floats(n);
+        cpu_tl_track(CPU_TL_BPACK, tl_bpack);
+        if (!tl_bpack) return NULL;
         tl_bpack_cap = n;
     }
     return tl_bpack;

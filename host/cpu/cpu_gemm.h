@@ -26,6 +26,13 @@ typedef struct {
 int cpu_gemm_weight_pack(cpu_gemm_weight *p, const float *w, int n, int k);
 void cpu_gemm_weight_free(cpu_gemm_weight *p);
 
+/* Per-thread grow-only buffers (slot: CPU_TL_*) are handed here after each
+ * (re)allocation so that they are freed when their thread exits: a program
+ * that calls the library from short-lived threads gets a new OpenMP team for
+ * each, and the team's buffers must not outlive it. */
+enum { CPU_TL_BPACK, CPU_TL_SCORES, CPU_TL_SLOTS };
+void cpu_tl_track(int slot, void *p);
+
 /* y[r][c] = act(sum_k x[r][k] W[c][k] (+ y[r][c] when accumulate) + bias[c])
  * for r < rows, c < W.n; x rows are ldx apart, y rows ldy apart; bias may be
  * NULL. Threaded with OpenMP over blocks of y (serial inside a parallel

@@ -181,6 +181,7 @@ static float *scores_buffer(size_t n) {
         if (!p) return NULL;
         tl_scores = p;
         tl_scores_cap = n;
+        cpu_tl_track(CPU_TL_SCORES, p);
     }
     return tl_scores;
 }

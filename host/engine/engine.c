@@ -33,6 +33,7 @@
 #define ENG_WINDOW_BYTE_CAP ((size_t)64 << 20)   /* document bytes held per window */
 /* Static models without a truncation of their own: words (tokens) kept per document. */
 #define ENG_STATIC_MAX_LENGTH 4096
+#define ENG_TOKENIZE_PARALLEL_MIN 64   /* documents */
 
 emb_model_options emb_model_default_options(void) {
     emb_model_options o = {0};
@@ -214,6 +215,11 @@ emb_status emb_model_load(const char *path, const emb_model_options *opts, emb_m
     emb_model *m = calloc(1, sizeof *m);
     if (!m) return emb_fail(err, EMB_ERR_NOMEM, "emb_model_load: out of memory");
     m->opts = opts ? *opts : emb_model_default_options();
+    if (pthread_mutex_init(&m->mu, NULL) != 0) {
+        free(m);
+        return emb_fail(err, EMB_ERR_INTERNAL, "emb_model_load: could not create the model's mutex");
+    }
+    m->mu_ready = 1;
 
     char *dir = NULL;
     emb_status st;
@@ -308,6 +314,7 @@ void emb_model_free(emb_model *m) {
     if (m->tok) tok_free(m->tok);
     emb_mf_free(&m->mf);
     emb_sv_free(m->sv);
+    if (m->mu_ready) pthread_mutex_destroy(&m->mu);
     free(m);
 }
 
@@ -598,7 +605,9 @@ static void tokenize_window(eng_pipe *p, eng_window *w) {
     uint64_t tokens = 0, truncated = 0, bad = 0, empty = 0, oov = 0;
     int failed = 0;
     long n = (long)w->n;
-#pragma omp parallel reduction(+ : tokens, truncated, bad, empty, oov)
+    /* A small window is tokenized on this thread alone: a second OpenMP team
+     * would only spin against the backend's team (10x slower small calls). */
+#pragma omp parallel reduction(+ : tokens, truncated, bad, empty, oov) if (n > ENG_TOKENIZE_PARALLEL_MIN)
     {
         tok_encoding enc;
         tok_encoding_init(&enc);
@@ -1023,13 +1032,29 @@ emb_status eng_encode_array(emb_model *m, const char *const *texts, const size_t
     if (stats) memset(stats, 0, sizeof *stats);
     if (n == 0) return EMB_OK;
     array_reader r = {texts, lens, n, 0};
-    return eng_run(m, opts, ropts, array_read, &r, array_write, out, stats, err);
+    /* One call at a time per model: the backend's workspace is shared. */
+    pthread_mutex_lock(&m->mu);
+    emb_status st = eng_run(m, opts, ropts, array_read, &r, array_write, out, stats, err);
+    pthread_mutex_unlock(&m->mu);
+    return st;
+}
+
+emb_status emb_encode_with(emb_model *m, const char *const *texts, const size_t *lens, size_t n,
+                           const emb_encode_options *opts, const emb_run_options *run, float *out,
+                           emb_encode_stats *stats, emb_error *err) {
+    eng_run_options ro = {0};
+    if (run) {
+        ro.batch_tokens = run->batch_tokens;
+        ro.progress = run->progress;
+        ro.progress_ud = run->progress_ud;
+    }
+    return eng_encode_array(m, texts, lens, n, opts, &ro, out, stats, err);
 }
 
 emb_status emb_encode(emb_model *m, const char *const *texts, const size_t *lens, size_t n,
                       const emb_encode_options *opts, float *out, emb_encode_stats *stats,
                       emb_error *err) {
-    return eng_encode_array(m, texts, lens, n, opts, NULL, out, stats, err);
+    return emb_encode_with(m, texts, lens, n, opts, NULL, out, stats, err);
 }
 
 /* ---- describe ---------------------------------------------------------- */

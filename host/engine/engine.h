@@ -8,6 +8,7 @@
 #define EMBEDC_HOST_ENGINE_H
 
 #include <signal.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stddef.h>
 #include "embedc.h"
@@ -32,6 +33,8 @@ struct emb_model {
     int sv_lowercase;          /* word formats: lowercase before lookup */
     int sv_truncate;           /* model2vec max_length in tokens (0 = none) */
     int sv_median_token_len;   /* model2vec: characters kept = sv_truncate x this */
+    pthread_mutex_t mu;        /* serializes calls that use the backend (embedc.h) */
+    int mu_ready;
 };
 
 /* Reader: fills one document. Returns 1 with a document, 0 at the end, -1 on
