@@ -88,6 +88,18 @@ if [[ "$MODE" == basic ]]; then
         check "after SIG$sig, resume: byte-identical" 'cmp -s "$d.npy" "$T/ref.npy"'
     done
 
+    if "$E" --version | grep -q "FAISS indexes: yes"; then
+        IX=(--index-spec IVF4,Flat)
+        "$E" encode "${ARGS[@]}" -o "$T/ix.npy" --index "$T/ix.faiss" "${IX[@]}"
+        d="$T/ixjob"
+        EMBEDC_JOB_CRASH=assembling:5 "$E" encode "${ARGS[@]}" -o "$d.npy" --index "$d.faiss" "${IX[@]}" --job "$d" 2>>"$T/log"
+        rc=$?
+        check "--index in a job: killed while assembling, no index under its name" '[[ $rc == 137 && ! -e "$d.faiss" ]]'
+        "$E" encode "${ARGS[@]}" -o "$d.npy" --index "$d.faiss" "${IX[@]}" --job "$d" 2>>"$T/log"
+        check "--index in a job, resumed: the index of an uninterrupted run, byte for byte" \
+              'cmp -s "$d.faiss" "$T/ix.faiss" && cmp -s "$d.npy" "$T/ref.npy"'
+    fi
+
     "$E" encode "${ARGS[@]}" -o "$T/a.npy" --job "$T/a" --no-normalize 2>"$T/err"; rc=$?
     check "a changed option is refused, naming it" '[[ $rc != 0 ]] && grep -q "started with normalize = 1" "$T/err"'
     "$E" encode "${ARGS[@]}" -o "$T/a.npy" --job "$T/a" --max-length 64 2>"$T/err"; rc=$?

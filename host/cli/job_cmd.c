@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "cli_extra.h"
 #include "engine.h"
 #include "error.h"
 #include "job.h"
@@ -196,6 +197,9 @@ int cli_encode_job(const cli_opts *o) {
     if (!strcmp(co.input, "-") || !strcmp(co.output, "-")) {
         fail_once(&oc, emb_fail(&err, EMB_ERR_INVALID_ARG, "--job needs an input file (-i FILE) and an "
                                 "output file (-o FILE): standard input cannot be read again to resume"), &err);
+    } else if (co.x.index_out && co.x.id_field) {
+        fail_once(&oc, emb_fail(&err, EMB_ERR_UNSUPPORTED, "--job with --index takes ids from the document "
+                                "index; --id-field is not supported with --job yet"), &err);
     } else if (io_check_not_input(co.input, co.output, &err) != EMB_OK) {
         fail_once(&oc, err.code, &err);
     } else if (io_parse_out_format(co.format, co.output, &fmt)) {
@@ -245,10 +249,21 @@ int cli_encode_job(const cli_opts *o) {
 
     /* Every rank's share must be done before rank 0 assembles the output. */
     int any_failed = eng_ranks_max_int(oc.st != EMB_OK);
+    /* The output, and the index when asked for, are made from the chunks in
+     * input order, so a resumed job builds the same index as an
+     * uninterrupted one (the training sample is drawn while assembling). */
     if (rank == 0 && !any_failed) {
+        cli_index_job *ij = NULL;
         emb_status st = io_writer_open(co.output, fmt, job.out_dim, &w, &err);
-        if (st == EMB_OK) st = eng_jobdir_assemble(jd, io_writer_write, w, &total, &err);
+        if (st == EMB_OK && co.x.index_out) {
+            st = cli_index_job_open(&co.x, m, &co.eo, job.out_dim, co.quiet, &ij, &err);
+            if (st == EMB_OK) cli_index_job_set(ij, NULL, w);
+        }
+        if (st == EMB_OK)
+            st = eng_jobdir_assemble(jd, ij ? cli_index_write : io_writer_write, ij ? (void *)ij : w, &total, &err);
+        if (st == EMB_OK && ij) st = cli_index_job_finish(ij, &err);
         if (st == EMB_OK) st = io_writer_commit(w, &err);
+        cli_index_job_close(ij);
         fail_once(&oc, st, &err);
     }
 
