@@ -25,13 +25,6 @@ static const char *need_model(void) {
     return m;
 }
 
-static char *join(const char *a, const char *b) {
-    size_t n = strlen(a) + strlen(b) + 2;
-    char *p = malloc(n);
-    snprintf(p, n, "%s/%s", a, b);
-    return p;
-}
-
 static emb_model *load(const char *dir) {
     emb_model_options o = emb_model_default_options();
     o.device = EMB_DEVICE_CPU;
@@ -49,18 +42,18 @@ static char *mirror_with(const char *name, const char *content) {
                                   "modules.json", "sentence_bert_config.json", "tokenizer.json"};
     char *d = ts_tmpdir();
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-        char *dst = join(d, files[i]);
+        char *dst = ts_join(d, files[i]);
         if (name && !strcmp(files[i], name)) {
             cr_assert_eq(ts_write_file(dst, content, strlen(content)), 0);
         } else {
-            char *src = join(m, files[i]);
+            char *src = ts_join(m, files[i]);
             cr_assert_eq(symlink(src, dst), 0);
             free(src);
         }
         free(dst);
     }
     /* Module folders must be inside the directory: a real one, its file linked. */
-    char *pool = join(d, "1_Pooling"), *src = join(m, "1_Pooling/config.json"), *dst = join(pool, "config.json");
+    char *pool = ts_join(d, "1_Pooling"), *src = ts_join(m, "1_Pooling/config.json"), *dst = ts_join(pool, "config.json");
     cr_assert_eq(mkdir(pool, 0755), 0);
     cr_assert_eq(symlink(src, dst), 0);
     free(pool); free(src); free(dst);
@@ -146,7 +139,7 @@ Test(hard_engine, invalid_utf8_prompt_repaired) {
 /* ---- point 10: a document with no tokens --------------------------------- */
 
 static char *tokenizer_without_specials(void) {
-    char *src = join(need_model(), "tokenizer.json");
+    char *src = ts_join(need_model(), "tokenizer.json");
     char *text = ts_read_file(src, NULL);
     cr_assert_not_null(text);
     cJSON *j = cJSON_Parse(text);
@@ -199,8 +192,8 @@ Test(hard_engine, empty_document_without_specials_is_a_zero_vector) {
 /* ---- tokenize needs no model -------------------------------------------- */
 
 Test(hard_engine, tokenizer_only_directory) {
-    char *src = join(need_model(), "tokenizer.json");
-    char *d = ts_tmpdir(), *dst = join(d, "tokenizer.json");
+    char *src = ts_join(need_model(), "tokenizer.json");
+    char *d = ts_tmpdir(), *dst = ts_join(d, "tokenizer.json");
     cr_assert_eq(symlink(src, dst), 0);
     emb_model *m = NULL;
     emb_error err = {0};
@@ -261,7 +254,7 @@ Test(hard_engine, long_line_memory_is_bounded, .timeout = 300) {
     need_model();
     size_t big = 100u << 20;
     char *d = ts_tmpdir();
-    char *txt = join(d, "long.txt"), *jsl = join(d, "long.jsonl");
+    char *txt = ts_join(d, "long.txt"), *jsl = ts_join(d, "long.jsonl");
     char *data = malloc(big + 32);
     memset(data, '!', big);
     data[big] = '\n';
@@ -295,7 +288,7 @@ static char *run_out(const char *cmd) {
 
 Test(hard_cli, summary_counts_cut_and_empty, .timeout = 120) {
     const char *model = need_model();
-    char *d = ts_tmpdir(), *in = join(d, "in.txt"), *sum = join(d, "s.json");
+    char *d = ts_tmpdir(), *in = ts_join(d, "in.txt"), *sum = ts_join(d, "s.json");
     char *big = repeat_text("word ", 1100000);
     size_t bl = strlen(big);
     big = realloc(big, bl + 16);
@@ -327,7 +320,7 @@ Test(hard_cli, summary_counts_cut_and_empty, .timeout = 120) {
 
 Test(hard_cli, tokenize_with_only_a_tokenizer, .timeout = 60) {
     const char *model = need_model();
-    char *d = ts_tmpdir(), *tj = join(model, "tokenizer.json"), *dst = join(d, "tokenizer.json");
+    char *d = ts_tmpdir(), *tj = ts_join(model, "tokenizer.json"), *dst = ts_join(d, "tokenizer.json");
     cr_assert_eq(symlink(tj, dst), 0);
     char cmd[8192];
     snprintf(cmd, sizeof cmd, "printf 'hello world\\n' | %s/host/embedc tokenize -m '%s'", EMBEDC_BINARY_DIR, d);
@@ -345,13 +338,13 @@ Test(hard_cli, tokenize_with_only_a_tokenizer, .timeout = 60) {
 /* A tokenizer that truncates on the left keeps a document's last tokens:
  * cutting its first bytes would change them, so it is refused instead. */
 Test(hard_engine, left_truncating_tokenizer_is_not_cut) {
-    char *src = join(need_model(), "tokenizer.json");
+    char *src = ts_join(need_model(), "tokenizer.json");
     char *text = ts_read_file(src, NULL);
     cJSON *j = cJSON_Parse(text);
     cJSON *tr = cJSON_GetObjectItem(j, "truncation");
     cJSON_AddStringToObject(tr, "direction", "Left");
     char *out = cJSON_PrintUnformatted(j);
-    char *d = ts_tmpdir(), *dst = join(d, "tokenizer.json");
+    char *d = ts_tmpdir(), *dst = ts_join(d, "tokenizer.json");
     cr_assert_eq(ts_write_file(dst, out, strlen(out)), 0);
     emb_model *m = NULL;
     emb_error err = {0};

@@ -29,13 +29,6 @@ static const char *need_model(void) {
     return m;
 }
 
-static char *join(const char *a, const char *b) {
-    size_t n = strlen(a) + strlen(b) + 2;
-    char *p = malloc(n);
-    snprintf(p, n, "%s/%s", a, b);
-    return p;
-}
-
 /* A directory whose entries link to the default model's files, except skip. */
 static char *mirror(const char *skip) {
     const char *m = need_model();
@@ -45,15 +38,15 @@ static char *mirror(const char *skip) {
     cr_assert_not_null(d);
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         if (skip && !strcmp(files[i], skip)) continue;
-        char *src = join(m, files[i]), *dst = join(d, files[i]);
+        char *src = ts_join(m, files[i]), *dst = ts_join(d, files[i]);
         cr_assert_eq(symlink(src, dst), 0);
         free(src);
         free(dst);
     }
-    char *pool = join(d, "1_Pooling");
+    char *pool = ts_join(d, "1_Pooling");
     if (!skip || strcmp(skip, "1_Pooling")) {
         cr_assert_eq(mkdir(pool, 0755), 0);
-        char *src = join(m, "1_Pooling/config.json"), *dst = join(pool, "config.json");
+        char *src = ts_join(m, "1_Pooling/config.json"), *dst = ts_join(pool, "config.json");
         cr_assert_eq(symlink(src, dst), 0);
         free(src);
         free(dst);
@@ -85,7 +78,7 @@ static void expect_model_fail(const char *dir, const char *phrase) {
 
 Test(hard_files, fifo_config_json_does_not_block, .timeout = 20) {
     char *d = mirror("config.json");
-    char *p = join(d, "config.json");
+    char *p = ts_join(d, "config.json");
     cr_assert_eq(mkfifo(p, 0600), 0);
     expect_mf_fail(d, "config.json: is a FIFO, expected a regular file");
     free(p);
@@ -94,7 +87,7 @@ Test(hard_files, fifo_config_json_does_not_block, .timeout = 20) {
 
 Test(hard_files, fifo_tokenizer_json_does_not_block, .timeout = 20) {
     char *d = mirror("tokenizer.json");
-    char *p = join(d, "tokenizer.json");
+    char *p = ts_join(d, "tokenizer.json");
     cr_assert_eq(mkfifo(p, 0600), 0);
     expect_model_fail(d, "tokenizer.json: is a FIFO, expected a regular file");
     free(p);
@@ -103,7 +96,7 @@ Test(hard_files, fifo_tokenizer_json_does_not_block, .timeout = 20) {
 
 Test(hard_files, dev_zero_symlink_is_not_read, .timeout = 20) {
     char *d = mirror("tokenizer.json");
-    char *p = join(d, "tokenizer.json");
+    char *p = ts_join(d, "tokenizer.json");
     cr_assert_eq(symlink("/dev/zero", p), 0);
     expect_model_fail(d, "tokenizer.json: is a character device, expected a regular file");
     free(p);
@@ -119,13 +112,13 @@ static void sparse_file(const char *path, off_t size) {
 
 Test(hard_files, huge_json_files_refused_before_reading, .timeout = 20) {
     char *d = mirror("tokenizer.json");
-    char *p = join(d, "tokenizer.json");
+    char *p = ts_join(d, "tokenizer.json");
     sparse_file(p, (off_t)EMB_MAX_TOKENIZER_JSON_BYTES + 1);
     expect_model_fail(d, "tokenizer.json: 134217729 bytes, over the limit of 134217728 bytes");
     free(p);
     free(d);
     d = mirror("config.json");
-    p = join(d, "config.json");
+    p = ts_join(d, "config.json");
     sparse_file(p, (off_t)EMB_MAX_CONFIG_JSON_BYTES + 1);
     expect_mf_fail(d, "config.json: 16777217 bytes, over the limit of 16777216 bytes");
     free(p);
@@ -137,7 +130,7 @@ Test(hard_files, tokenizer_library_file_checks, .timeout = 20) {
     tok_error e;
     cr_assert_eq(tok_load_file("/dev/zero", &t, &e), -1);
     cr_assert(strstr(e.message, "not a regular file"), "%s", e.message);
-    char *d = ts_tmpdir(), *p = join(d, "fifo.json");
+    char *d = ts_tmpdir(), *p = ts_join(d, "fifo.json");
     cr_assert_eq(mkfifo(p, 0600), 0);
     cr_assert_eq(tok_load_file(p, &t, &e), -1);
     cr_assert(strstr(e.message, "not a regular file"), "%s", e.message);
@@ -149,7 +142,7 @@ Test(hard_files, tokenizer_library_file_checks, .timeout = 20) {
 
 Test(hard_weights, safetensors_directory_fifo_loop, .timeout = 20) {
     char *d = mirror("model.safetensors");
-    char *p = join(d, "model.safetensors");
+    char *p = ts_join(d, "model.safetensors");
     cr_assert_eq(mkdir(p, 0755), 0);
     expect_mf_fail(d, "model.safetensors: is a directory, expected a regular file");
     cr_assert_eq(rmdir(p), 0);
@@ -196,17 +189,17 @@ Test(hard_modules, pooling_symlink_outside_refused) {
     const char *m = need_model();
     char *d = mirror("1_Pooling");
     char *outside = ts_tmpdir();
-    char *src = join(m, "1_Pooling/config.json"), *dst = join(outside, "config.json");
+    char *src = ts_join(m, "1_Pooling/config.json"), *dst = ts_join(outside, "config.json");
     cr_assert_eq(symlink(src, dst), 0);
-    char *pool = join(d, "1_Pooling");
+    char *pool = ts_join(d, "1_Pooling");
     cr_assert_eq(symlink(outside, pool), 0);
     expect_mf_fail(d, "modules.json: module 1: folder \"1_Pooling\" resolves to");
     expect_mf_fail(d, "outside the model directory");
     /* The same folder as a symlink inside the directory is fine. */
     cr_assert_eq(unlink(pool), 0);
-    char *real = join(d, "pool_real");
+    char *real = ts_join(d, "pool_real");
     cr_assert_eq(mkdir(real, 0755), 0);
-    char *dst2 = join(real, "config.json");
+    char *dst2 = ts_join(real, "config.json");
     cr_assert_eq(symlink(src, dst2), 0);
     cr_assert_eq(symlink("pool_real", pool), 0);
     emb_model_files mf;

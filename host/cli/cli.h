@@ -27,6 +27,8 @@ typedef struct {
 } cli_progress;
 
 double cli_now_s(void);
+/* An integer option in lo..hi; -1 with a message naming the flag otherwise. */
+int cli_parse_int(const char *flag, const char *s, long lo, long hi, long *out);
 emb_model *cli_load_model(const cli_opts *o, emb_error *err);
 int cli_open_input(const cli_opts *o, io_reader **r, emb_error *err);
 void cli_on_progress(void *ud, uint64_t docs, uint64_t tokens);

@@ -11,28 +11,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "cli.h"
 #include "cli_extra.h"
 #include "error.h"
 #include "index.h"
 #include "npy_read.h"
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int parse_long(const char *flag, const char *s, long lo, long hi, long *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || *end || end == s || v < lo || v > hi) {
-        fprintf(stderr, "embedc: %s expects an integer in %ld..%ld, got \"%s\"\n", flag, lo, hi, s);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
 
 int cli_extra_opt(int c, const char *arg, cli_extra *x) {
     long v;
@@ -42,21 +26,21 @@ int cli_extra_opt(int c, const char *arg, cli_extra *x) {
     case OX_METRIC: x->index_metric = arg; return 1;
     case OX_TRAIN: x->index_train = arg; return 1;
     case OX_TRAIN_SIZE:
-        if (parse_long("--index-train-size", arg, 1, 1L << 40, &v)) return -1;
+        if (cli_parse_int("--index-train-size", arg, 1, 1L << 40, &v)) return -1;
         x->index_train_size = (uint64_t)v;
         return 1;
     case OX_ID_FIELD: x->id_field = arg; return 1;
-    case 'k': if (parse_long("-k", arg, 1, 100000, &v)) return -1; x->k = (int)v; return 1;
-    case OX_NPROBE: if (parse_long("--nprobe", arg, 1, 1L << 24, &v)) return -1; x->nprobe = (int)v; return 1;
-    case OX_EF: if (parse_long("--ef", arg, 1, 1L << 24, &v)) return -1; x->ef = (int)v; return 1;
+    case 'k': if (cli_parse_int("-k", arg, 1, 100000, &v)) return -1; x->k = (int)v; return 1;
+    case OX_NPROBE: if (cli_parse_int("--nprobe", arg, 1, 1L << 24, &v)) return -1; x->nprobe = (int)v; return 1;
+    case OX_EF: if (cli_parse_int("--ef", arg, 1, 1L << 24, &v)) return -1; x->ef = (int)v; return 1;
     case OX_TEXTS: x->texts = arg; return 1;
     case OX_QUERIES: x->queries = arg; return 1;
-    case OX_HOLDOUT: if (parse_long("--holdout", arg, 1, 1L << 30, &v)) return -1; x->holdout = (int)v; return 1;
+    case OX_HOLDOUT: if (cli_parse_int("--holdout", arg, 1, 1L << 30, &v)) return -1; x->holdout = (int)v; return 1;
     case OX_LABELS: x->labels = arg; return 1;
     case OX_COLOR_BY: x->color_by = arg; return 1;
     case OX_HEATMAP: x->heatmap = arg; return 1;
-    case OX_WIDTH: if (parse_long("--width", arg, 100, 20000, &v)) return -1; x->width = (int)v; return 1;
-    case OX_HEIGHT: if (parse_long("--height", arg, 100, 20000, &v)) return -1; x->height = (int)v; return 1;
+    case OX_WIDTH: if (cli_parse_int("--width", arg, 100, 20000, &v)) return -1; x->width = (int)v; return 1;
+    case OX_HEIGHT: if (cli_parse_int("--height", arg, 100, 20000, &v)) return -1; x->height = (int)v; return 1;
     case OX_POINTS_OUT: x->points_out = arg; return 1;
     default: return 0;
     }
@@ -282,11 +266,11 @@ int cmd_index(const cli_extra *x, const char *output, int quiet, int argc, char 
         metric = vectors_metric(x, v, n, d, &err, &bad);
         if (bad) st = EMB_ERR_INVALID_ARG;
     }
-    double t0 = now_s();
+    double t0 = cli_now_s();
     if (st == EMB_OK) st = build_from_matrix(x, output, v, n, d, metric, quiet, &b, &err);
     if (st == EMB_OK && !quiet)
         fprintf(stderr, "embedc: %s: %llu vectors, dim %d, metric %s, built in %.2f s\n", output,
-                (unsigned long long)n, d, metric_name(metric), now_s() - t0);
+                (unsigned long long)n, d, metric_name(metric), cli_now_s() - t0);
     ix_builder_close(b);
     free(v);
     if (st != EMB_OK) {
@@ -456,9 +440,9 @@ int cmd_bench_index(const cli_extra *x, const char *summary_json, int argc, char
     if (bad) goto fail;
     int k = 100;
     if ((uint64_t)k > n) k = (int)n;
-    double t0 = now_s();
+    double t0 = cli_now_s();
     if (build_from_matrix(x, NULL, v, n, d, metric, 1, &b, &err) != EMB_OK) goto fail;
-    double build_s = now_s() - t0;
+    double build_s = cli_now_s() - t0;
     fx_index *ix = ix_builder_index(b);
     if (set_search_params(x, ix, &err) != EMB_OK) goto fail;
     if (fx_create(d, "Flat", metric, 0, &exact, &err) != EMB_OK || fx_add(exact, n, v, NULL, &err) != EMB_OK) goto fail;
@@ -469,9 +453,9 @@ int cmd_bench_index(const cli_extra *x, const char *summary_json, int argc, char
     if (fx_search(exact, nq, queries, k, dist, gt, &err) != EMB_OK) goto fail;
     double best = 1e30;
     for (int rep = 0; rep < 3; rep++) {
-        double t = now_s();
+        double t = cli_now_s();
         if (fx_search(ix, nq, queries, k, dist, lab, &err) != EMB_OK) goto fail;
-        t = now_s() - t;
+        t = cli_now_s() - t;
         if (t < best) best = t;
     }
     /* recall@r: the share of the exact top r found in the index's top r */

@@ -107,7 +107,7 @@ static int parse_pooling(const char *s, int *out) {
     return 0;
 }
 
-static int parse_int(const char *flag, const char *s, long lo, long hi, long *out) {
+int cli_parse_int(const char *flag, const char *s, long lo, long hi, long *out) {
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
@@ -123,7 +123,7 @@ static int parse_int(const char *flag, const char *s, long lo, long hi, long *ou
  * 0 names no layer (the library's 0 means "the default", the last). */
 static int parse_layer(const char *s, int *out) {
     long v;
-    if (parse_int("--layer", s, -1000, 1000, &v)) return -1;
+    if (cli_parse_int("--layer", s, -1000, 1000, &v)) return -1;
     if (v == 0) {
         fprintf(stderr, "embedc: --layer 0: layers are numbered from 1 (the first encoder layer), "
                         "or from the end with -1 (the last), -2, ...\n");
@@ -173,26 +173,26 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
         case 'h': o->help = 1; return 0;
         case O_INFMT: o->input_format = optarg; break;
         case O_FIELD: o->field = optarg; break;
-        case O_BATCH: if (parse_int("--batch-tokens", optarg, 1, 1L << 30, &v)) return -1; o->batch_tokens = (size_t)v; break;
-        case O_MAXLEN: if (parse_int("--max-length", optarg, 2, 1 << 20, &v)) return -1; o->max_length = (int)v; break;
+        case O_BATCH: if (cli_parse_int("--batch-tokens", optarg, 1, 1L << 30, &v)) return -1; o->batch_tokens = (size_t)v; break;
+        case O_MAXLEN: if (cli_parse_int("--max-length", optarg, 2, 1 << 20, &v)) return -1; o->max_length = (int)v; break;
         case O_PROMPT: o->eo.prompt = optarg; break;
         case O_PROMPT_NAME: o->eo.prompt_name = optarg; break;
         case O_NORM: o->eo.normalize = 1; break;
         case O_NONORM: o->eo.normalize = 0; break;
-        case O_TRUNC: if (parse_int("--truncate-dim", optarg, 1, 1 << 20, &v)) return -1; o->eo.truncate_dim = (int)v; break;
+        case O_TRUNC: if (cli_parse_int("--truncate-dim", optarg, 1, 1 << 20, &v)) return -1; o->eo.truncate_dim = (int)v; break;
         case O_POOL: if (parse_pooling(optarg, &o->eo.pooling)) return -1; break;
         case O_LAYER: if (parse_layer(optarg, &o->eo.layer)) return -1; break;
         case O_DEVICE: o->device = optarg; break;
         case O_DTYPE: o->dtype = optarg; break;
-        case O_THREADS: if (parse_int("--threads", optarg, 0, 4096, &v)) return -1; o->threads = (int)v; break;
+        case O_THREADS: if (cli_parse_int("--threads", optarg, 0, 4096, &v)) return -1; o->threads = (int)v; break;
         case O_TOKENS: o->tokens = 1; break;
         case O_SUMMARY: o->summary_json = optarg; break;
         case O_FIXED: o->fixed_lengths = optarg; break;
         case O_JOB: o->job = optarg; break;
         case O_DEVICES: o->devices = optarg; break;
-        case O_WINDOW: if (parse_int("--window-docs", optarg, 1, 1 << 24, &v)) return -1; o->window_docs = (size_t)v; break;
+        case O_WINDOW: if (cli_parse_int("--window-docs", optarg, 1, 1 << 24, &v)) return -1; o->window_docs = (size_t)v; break;
         case O_MAXDOC:
-            if (parse_int("--max-doc-bytes", optarg, 0, 1L << 40, &v)) return -1;
+            if (cli_parse_int("--max-doc-bytes", optarg, 0, 1L << 40, &v)) return -1;
             o->eo.max_doc_bytes = v ? (size_t)v : SIZE_MAX;
             break;
         case O_LONGDOCS:

@@ -65,3 +65,10 @@ char *ts_tmpdir(void) {
     char *d = mkdtemp(tmpl);
     return d ? strdup(d) : NULL;
 }
+
+char *ts_join(const char *a, const char *b) {
+    size_t n = strlen(a) + strlen(b) + 2;
+    char *p = malloc(n);
+    if (p) snprintf(p, n, "%s/%s", a, b);
+    return p;
+}

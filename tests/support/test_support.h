@@ -19,5 +19,7 @@ char *ts_read_file(const char *path, size_t *len);
 int ts_write_file(const char *path, const void *data, size_t len);
 /* A fresh temporary directory (malloc'ed path). */
 char *ts_tmpdir(void);
+/* "a/b", malloc'ed (caller frees). */
+char *ts_join(const char *a, const char *b);
 
 #endif
