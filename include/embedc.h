@@ -133,6 +133,10 @@ emb_status emb_encode_with(emb_model *m, const char *const *texts, const size_t 
                            const emb_encode_options *opts, const emb_run_options *run, float *out,
                            emb_encode_stats *stats, emb_error *err);
 
+/* sizeof the public struct named `name` ("emb_model_options", ...), 0 for an
+ * unknown name: lets bindings that mirror these structs check their layout. */
+size_t emb_struct_size(const char *name);
+
 /* Describes the loaded model in a few human-readable lines (caller frees). */
 char *emb_model_describe(const emb_model *m);
 

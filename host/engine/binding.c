@@ -187,3 +187,13 @@ done:
     free(cu32);
     return st;
 }
+
+size_t emb_struct_size(const char *name) {
+    static const struct { const char *name; size_t size; } structs[] = {
+        {"emb_model_options", sizeof(emb_model_options)}, {"emb_encode_options", sizeof(emb_encode_options)},
+        {"emb_encode_stats", sizeof(emb_encode_stats)}, {"emb_model_info", sizeof(emb_model_info)},
+        {"emb_error", sizeof(emb_error)}, {"emb_run_options", sizeof(emb_run_options)}};
+    for (size_t i = 0; name && i < sizeof structs / sizeof structs[0]; i++)
+        if (!strcmp(name, structs[i].name)) return structs[i].size;
+    return 0;
+}

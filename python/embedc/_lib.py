@@ -52,6 +52,8 @@ class ModelOptions(Structure):
         ("max_length", c_int),
         ("batch_tokens", c_size_t),
         ("verbose", c_int),
+        ("devices", c_char_p),
+        ("lowercase", c_int),
     ]
 
 
@@ -63,6 +65,8 @@ class EncodeOptions(Structure):
         ("truncate_dim", c_int),
         ("pooling", c_int),
         ("layer", c_int),
+        ("max_doc_bytes", c_size_t),
+        ("long_docs", c_int),
     ]
 
 
@@ -72,7 +76,12 @@ class EncodeStats(Structure):
         ("tokens", c_uint64),
         ("truncated", c_uint64),
         ("invalid_utf8", c_uint64),
+        ("cut", c_uint64),
+        ("empty", c_uint64),
         ("flops", c_double),
+        ("devices", c_int),
+        ("device_tokens", c_uint64 * 64),
+        ("oov", c_uint64),
     ]
 
 
@@ -135,6 +144,7 @@ def _load() -> ctypes.CDLL:
         ),
         "emb_model_describe": (c_void_p, [c_void_p]),
         "emb_status_name": (c_char_p, [c_int]),
+        "emb_struct_size": (c_size_t, [c_char_p]),
     }
     for name, (res, args) in sigs.items():
         try:
@@ -143,6 +153,14 @@ def _load() -> ctypes.CDLL:
             raise ImportError(f"embedc: {path} lacks {name}(): a library older than this package") from e
         fn.restype = res
         fn.argtypes = args
+    # The structs above mirror include/embedc.h by hand: refuse to run with a
+    # library whose layout differs, rather than pass it garbage.
+    for cname, cls in (("emb_model_options", ModelOptions), ("emb_encode_options", EncodeOptions),
+                       ("emb_encode_stats", EncodeStats), ("emb_model_info", ModelInfo),
+                       ("emb_error", EmbError)):
+        if lib.emb_struct_size(cname.encode()) != ctypes.sizeof(cls):
+            raise ImportError(f"embedc: {path} has a different {cname} ({lib.emb_struct_size(cname.encode())} "
+                              f"bytes) than this package ({ctypes.sizeof(cls)}): rebuild the package")
     return lib
 
 

@@ -34,7 +34,14 @@ def make_variant(src: str, dst: str, name: str) -> str:
         if entry in rewritten:
             continue
         link = os.path.join(dst, entry)
-        if not os.path.lexists(link):
+        if os.path.isdir(os.path.join(src, entry)):
+            # Module folders must be inside the model directory (embedc refuses
+            # one that resolves elsewhere); the files in them may link anywhere.
+            os.makedirs(link, exist_ok=True)
+            for f in os.listdir(os.path.join(src, entry)):
+                if not os.path.lexists(os.path.join(link, f)):
+                    os.symlink(os.path.join(src, entry, f), os.path.join(link, f))
+        elif not os.path.lexists(link):
             os.symlink(os.path.join(src, entry), link)
     with open(os.path.join(src, "modules.json")) as f:
         modules = json.load(f)
