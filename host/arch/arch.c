@@ -378,3 +378,35 @@ size_t emb_recipe_describe(const emb_recipe *r, char *buf, size_t cap) {
     if (cap && k >= cap) buf[cap - 1] = 0;
     return k;
 }
+
+/* The rotary theta of one layer type: config.json's rope_parameters[type].rope_theta
+ * when given (only rope_type "default"), else the legacy key (dflt when absent);
+ * any rope_scaling is refused. */
+emb_status arch_rope_theta(const cJSON *j, const char *type, const char *legacy, float dflt, float *out,
+                             emb_error *err) {
+    *out = dflt;
+    emb_status s;
+    const cJSON *rp = cJSON_GetObjectItemCaseSensitive(j, "rope_parameters");
+    const cJSON *t = cJSON_IsObject(rp) ? cJSON_GetObjectItemCaseSensitive(rp, type) : NULL;
+    if (cJSON_IsObject(t)) {
+        char shown[96];
+        snprintf(shown, sizeof shown, "config.json: rope_parameters.%s", type);
+        const char *rt = NULL;
+        if ((s = ju_get_string(t, "rope_type", shown, &rt, NULL, err))) return s;
+        if (rt && strcmp(rt, "default") != 0)
+            return emb_fail(err, EMB_ERR_UNSUPPORTED, "%s: rope_type \"%.64s\" is not supported (only \"default\")",
+                            shown, rt);
+        double v = dflt;
+        int present = 0;
+        if ((s = ju_get_double(t, "rope_theta", shown, &v, &present, err))) return s;
+        if (present) {
+            if (!(v > 0)) return emb_fail(err, EMB_ERR_FORMAT, "%s: rope_theta %g must be positive", shown, v);
+            *out = (float)v;
+            return EMB_OK;
+        }
+    }
+    if (cJSON_GetObjectItemCaseSensitive(j, "rope_scaling") &&
+        !cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(j, "rope_scaling")))
+        return emb_fail(err, EMB_ERR_UNSUPPORTED, "config.json: rope_scaling is not supported");
+    return arch_opt_float(j, legacy, 0, 1e30, out, err);
+}

@@ -46,6 +46,11 @@ emb_status arch_opt_int(const cJSON *j, const char *key, int lo, int hi, int *ou
 emb_status arch_opt_float(const cJSON *j, const char *key, double lo, double hi, float *out,
                           emb_error *err);
 /* An activation name of transformers' ACT2FN ("gelu", "gelu_new", ...). */
+/* Rotary theta of layer type `type` ("full_attention", "sliding_attention"):
+ * rope_parameters[type].rope_theta (rope_type "default" only), else config key
+ * `legacy`, else dflt. A non-null rope_scaling is refused. */
+emb_status arch_rope_theta(const cJSON *j, const char *type, const char *legacy, float dflt, float *out,
+                           emb_error *err);
 emb_status arch_act(const char *name, const char *key, emb_act *out, emb_error *err);
 /* pad_token_id: absent -> dflt, null -> -1. */
 emb_status arch_pad_id(const cJSON *j, int dflt, int *out, emb_error *err);

@@ -17,36 +17,6 @@
 #include "error.h"
 #include "json_util.h"
 
-/* rope_parameters[type].rope_theta when given; only the default rope. */
-static emb_status rope_theta(const cJSON *j, const char *type, const char *legacy, float dflt, float *out,
-                             emb_error *err) {
-    *out = dflt;
-    emb_status s;
-    const cJSON *rp = cJSON_GetObjectItemCaseSensitive(j, "rope_parameters");
-    const cJSON *t = cJSON_IsObject(rp) ? cJSON_GetObjectItemCaseSensitive(rp, type) : NULL;
-    if (cJSON_IsObject(t)) {
-        char shown[96];
-        snprintf(shown, sizeof shown, "config.json: rope_parameters.%s", type);
-        const char *rt = NULL;
-        if ((s = ju_get_string(t, "rope_type", shown, &rt, NULL, err))) return s;
-        if (rt && strcmp(rt, "default") != 0)
-            return emb_fail(err, EMB_ERR_UNSUPPORTED, "%s: rope_type \"%.64s\" is not supported (only \"default\")",
-                            shown, rt);
-        double v = dflt;
-        int present = 0;
-        if ((s = ju_get_double(t, "rope_theta", shown, &v, &present, err))) return s;
-        if (present) {
-            if (!(v > 0)) return emb_fail(err, EMB_ERR_FORMAT, "%s: rope_theta %g must be positive", shown, v);
-            *out = (float)v;
-            return EMB_OK;
-        }
-    }
-    if (cJSON_GetObjectItemCaseSensitive(j, "rope_scaling") &&
-        !cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(j, "rope_scaling")))
-        return emb_fail(err, EMB_ERR_UNSUPPORTED, "config.json: rope_scaling is not supported");
-    return arch_opt_float(j, legacy, 0, 1e30, out, err);
-}
-
 emb_status emb_arch_modernbert(const cJSON *j, emb_weights *w, emb_recipe *r, emb_error *err) {
     emb_status s;
     r->family = "modernbert";
@@ -71,8 +41,8 @@ emb_status emb_arch_modernbert(const cJSON *j, emb_weights *w, emb_recipe *r, em
     if ((s = arch_opt_float(j, "norm_eps", 0, 1, &eps, err)) ||
         (s = ju_get_string(j, "hidden_activation", "config.json", &act, NULL, err)) ||
         (s = arch_act(act, "hidden_activation", &r->act, err)) ||
-        (s = rope_theta(j, "full_attention", "global_rope_theta", theta_full, &theta_full, err)) ||
-        (s = rope_theta(j, "sliding_attention", "local_rope_theta", theta_local, &theta_local, err)))
+        (s = arch_rope_theta(j, "full_attention", "global_rope_theta", theta_full, &theta_full, err)) ||
+        (s = arch_rope_theta(j, "sliding_attention", "local_rope_theta", theta_local, &theta_local, err)))
         return s;
     r->place = EMB_PLACE_PRE;
     r->gated = 1;
