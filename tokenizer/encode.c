@@ -229,6 +229,7 @@ int32_t tok_token_to_id(const tok_tokenizer *t, const char *token)
 }
 
 size_t tok_vocab_size(const tok_tokenizer *t) { return t ? t->id_space : 0; }
+size_t tok_model_vocab_size(const tok_tokenizer *t) { return t ? t->model.vocab.n : 0; }
 size_t tok_truncation_max_length(const tok_tokenizer *t) { return t ? t->trunc_max : 0; }
 int tok_truncation_left(const tok_tokenizer *t) { return t && t->trunc_left; }
 int32_t tok_pad_id(const tok_tokenizer *t) { return t ? t->pad_id : -1; }

@@ -53,6 +53,7 @@ int  tok_encode(const tok_tokenizer *t, const char *text, size_t len, int add_sp
 const char *tok_id_to_token(const tok_tokenizer *t, int32_t id);  /* NULL if out of range */
 int32_t tok_token_to_id(const tok_tokenizer *t, const char *token); /* -1 if absent */
 size_t  tok_vocab_size(const tok_tokenizer *t);                    /* model vocab + added tokens (max id + 1) */
+size_t  tok_model_vocab_size(const tok_tokenizer *t);              /* the model's own vocabulary, without added tokens */
 size_t  tok_truncation_max_length(const tok_tokenizer *t);         /* 0 if tokenizer.json has none */
 int     tok_truncation_left(const tok_tokenizer *t);               /* 1 if tokenizer.json truncates on the left */
 int32_t tok_pad_id(const tok_tokenizer *t);                        /* padding section, else [PAD]/<pad>, else -1 */

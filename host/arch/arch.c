@@ -29,6 +29,9 @@ static const struct {
     {"mpnet", emb_arch_mpnet},
     {"modernbert", emb_arch_modernbert},
     {"t5", emb_arch_t5},
+    {"gemma2", emb_arch_gemma2},
+    {"gemma3_text", emb_arch_gemma3},
+    {"gemma3", emb_arch_gemma3},
 };
 #define N_FAMILIES (sizeof families / sizeof families[0])
 
@@ -380,17 +383,18 @@ size_t emb_recipe_describe(const emb_recipe *r, char *buf, size_t cap) {
 }
 
 /* The rotary theta of one layer type: config.json's rope_parameters[type].rope_theta
- * when given (only rope_type "default"), else the legacy key (dflt when absent);
- * any rope_scaling is refused. */
+ * (type NULL: rope_parameters.rope_theta, the one-theta form) when given (only
+ * rope_type "default"), else the legacy key (dflt when absent); any
+ * rope_scaling is refused. */
 emb_status arch_rope_theta(const cJSON *j, const char *type, const char *legacy, float dflt, float *out,
                              emb_error *err) {
     *out = dflt;
     emb_status s;
     const cJSON *rp = cJSON_GetObjectItemCaseSensitive(j, "rope_parameters");
-    const cJSON *t = cJSON_IsObject(rp) ? cJSON_GetObjectItemCaseSensitive(rp, type) : NULL;
+    const cJSON *t = !cJSON_IsObject(rp) ? NULL : type ? cJSON_GetObjectItemCaseSensitive(rp, type) : rp;
     if (cJSON_IsObject(t)) {
         char shown[96];
-        snprintf(shown, sizeof shown, "config.json: rope_parameters.%s", type);
+        snprintf(shown, sizeof shown, "config.json: rope_parameters%s%s", type ? "." : "", type ? type : "");
         const char *rt = NULL;
         if ((s = ju_get_string(t, "rope_type", shown, &rt, NULL, err))) return s;
         if (rt && strcmp(rt, "default") != 0)
@@ -409,4 +413,23 @@ emb_status arch_rope_theta(const cJSON *j, const char *type, const char *legacy,
         !cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(j, "rope_scaling")))
         return emb_fail(err, EMB_ERR_UNSUPPORTED, "config.json: rope_scaling is not supported");
     return arch_opt_float(j, legacy, 0, 1e30, out, err);
+}
+
+/* Whether layer l is a sliding-window layer: config.json's layer_types[l]
+ * ("sliding_attention" / "full_attention") when the list is given, else dflt
+ * (the family's rule). */
+emb_status arch_layer_sliding(const cJSON *j, int layers, int l, int dflt, int *sliding, emb_error *err) {
+    const cJSON *types = cJSON_GetObjectItemCaseSensitive(j, "layer_types");
+    *sliding = dflt;
+    if (!types || cJSON_IsNull(types)) return EMB_OK;
+    if (!cJSON_IsArray(types) || cJSON_GetArraySize(types) != layers)
+        return emb_fail(err, EMB_ERR_FORMAT, "config.json: layer_types must be a list of num_hidden_layers (%d) "
+                        "strings", layers);
+    const cJSON *t = cJSON_GetArrayItem(types, l);
+    if (cJSON_IsString(t) && strcmp(t->valuestring, "sliding_attention") == 0) *sliding = 1;
+    else if (cJSON_IsString(t) && strcmp(t->valuestring, "full_attention") == 0) *sliding = 0;
+    else
+        return emb_fail(err, EMB_ERR_UNSUPPORTED,
+                        "config.json: layer_types[%d] must be \"full_attention\" or \"sliding_attention\"", l);
+    return EMB_OK;
 }

@@ -1,9 +1,10 @@
 /*
  * The family table: config.json's model_type -> the arch file that turns
  * config.json and the tensor names into a recipe (recipe.h). Each family
- * file (bert.c, distilbert.c, mpnet.c, modernbert.c, t5.c) exports one
- * builder; arch.c holds the table and the helpers they share (required
- * config fields, activation names, the dtype check, describing a recipe).
+ * file (bert.c, distilbert.c, mpnet.c, modernbert.c, t5.c, gemma2.c,
+ * gemma3.c) exports one builder; arch.c holds the table and the helpers they
+ * share (required config fields, activation names, the dtype check,
+ * describing a recipe).
  */
 #ifndef EMBEDC_HOST_ARCH_H
 #define EMBEDC_HOST_ARCH_H
@@ -35,6 +36,8 @@ emb_status emb_arch_distilbert(const cJSON *cfg, emb_weights *w, emb_recipe *r, 
 emb_status emb_arch_mpnet(const cJSON *cfg, emb_weights *w, emb_recipe *r, emb_error *err);
 emb_status emb_arch_modernbert(const cJSON *cfg, emb_weights *w, emb_recipe *r, emb_error *err);
 emb_status emb_arch_t5(const cJSON *cfg, emb_weights *w, emb_recipe *r, emb_error *err);
+emb_status emb_arch_gemma2(const cJSON *cfg, emb_weights *w, emb_recipe *r, emb_error *err);
+emb_status emb_arch_gemma3(const cJSON *cfg, emb_weights *w, emb_recipe *r, emb_error *err);
 
 /* ---- helpers shared by the family files -------------------------------- */
 
@@ -48,9 +51,13 @@ emb_status arch_opt_float(const cJSON *j, const char *key, double lo, double hi,
 /* An activation name of transformers' ACT2FN ("gelu", "gelu_new", ...). */
 /* Rotary theta of layer type `type` ("full_attention", "sliding_attention"):
  * rope_parameters[type].rope_theta (rope_type "default" only), else config key
- * `legacy`, else dflt. A non-null rope_scaling is refused. */
+ * `legacy`, else dflt. type NULL reads the one-theta form rope_parameters.rope_theta
+ * (Gemma 2, Llama). A non-null rope_scaling is refused. */
 emb_status arch_rope_theta(const cJSON *j, const char *type, const char *legacy, float dflt, float *out,
                            emb_error *err);
+/* Layer l slides: layer_types[l] when config.json lists them (the list must
+ * have `layers` entries), else dflt. */
+emb_status arch_layer_sliding(const cJSON *j, int layers, int l, int dflt, int *sliding, emb_error *err);
 emb_status arch_act(const char *name, const char *key, emb_act *out, emb_error *err);
 /* pad_token_id: absent -> dflt, null -> -1. */
 emb_status arch_pad_id(const cJSON *j, int dflt, int *out, emb_error *err);

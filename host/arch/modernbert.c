@@ -50,20 +50,9 @@ emb_status emb_arch_modernbert(const cJSON *j, emb_weights *w, emb_recipe *r, em
     r->rotary_dim = r->head_dim;
 
     if ((s = arch_alloc_layers(r, err))) return s;
-    const cJSON *types = cJSON_GetObjectItemCaseSensitive(j, "layer_types");
-    if (types && !cJSON_IsNull(types) && (!cJSON_IsArray(types) || cJSON_GetArraySize(types) != r->layers))
-        return emb_fail(err, EMB_ERR_FORMAT, "config.json: layer_types must be a list of num_hidden_layers (%d) "
-                        "strings", r->layers);
     for (int l = 0; l < r->layers; l++) {
-        int sliding = l % every != 0;
-        if (cJSON_IsArray(types)) {
-            const cJSON *t = cJSON_GetArrayItem(types, l);
-            if (cJSON_IsString(t) && strcmp(t->valuestring, "sliding_attention") == 0) sliding = 1;
-            else if (cJSON_IsString(t) && strcmp(t->valuestring, "full_attention") == 0) sliding = 0;
-            else
-                return emb_fail(err, EMB_ERR_UNSUPPORTED,
-                                "config.json: layer_types[%d] must be \"full_attention\" or \"sliding_attention\"", l);
-        }
+        int sliding;
+        if ((s = arch_layer_sliding(j, r->layers, l, l % every != 0, &sliding, err))) return s;
         emb_recipe_layer *L = &r->layer[l];
         L->window_left = L->window_right = sliding ? local / 2 : EMB_WINDOW_NONE;
         L->rope_theta = sliding ? theta_local : theta_full;

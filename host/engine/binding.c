@@ -99,6 +99,7 @@ static emb_status tokenize_all(emb_model *m, const eng_prompt *p, const char *co
         int invalid = 0, truncated = 0;
         st = eng_tokenize(m, p, texts[i], lens ? lens[i] : strlen(texts[i]), &enc, &invalid,
                           &truncated, err);
+        if (st == EMB_OK) st = eng_check_ids(m, &enc, err);
         if (st != EMB_OK) {
             emb_fail_prefix(err, "document %zu", i);
             break;

@@ -249,10 +249,12 @@ emb_status emb_model_load(const char *path, const emb_model_options *opts, emb_m
         emb_fail_prefix(err, "model %s", m->mf.dir);
         goto fail;
     }
-    if (tok_vocab_size(m->tok) > (size_t)m->mf.r.vocab_size) {
+    /* Added tokens past the table are refused per document (eng_check_ids);
+     * a model vocabulary larger than the table is another model's tokenizer. */
+    if (tok_model_vocab_size(m->tok) > (size_t)m->mf.r.vocab_size) {
         st = emb_fail(err, EMB_ERR_FORMAT,
-                      "%s: the tokenizer has %zu ids but config.json vocab_size is %d", tokpath,
-                      tok_vocab_size(m->tok), m->mf.r.vocab_size);
+                      "%s: the tokenizer's vocabulary has %zu ids but config.json vocab_size is %d", tokpath,
+                      tok_model_vocab_size(m->tok), m->mf.r.vocab_size);
         goto fail;
     }
     m->max_length = resolve_max_length(m, m->opts.max_length);
@@ -522,6 +524,18 @@ done:
     return st;
 }
 
+emb_status eng_check_ids(const emb_model *m, const tok_encoding *enc, emb_error *err) {
+    const int32_t rows = m->mf.r.vocab_size;
+    for (size_t k = 0; k < enc->len; k++)
+        if (enc->ids[k] < 0 || enc->ids[k] >= rows) {
+            const char *tok = tok_id_to_token(m->tok, enc->ids[k]);
+            return emb_fail(err, EMB_ERR_INVALID_ARG,
+                            "token %zu \"%.64s\" (id %d) has no row in the embedding table (config.json "
+                            "vocab_size %d)", k, tok ? tok : "?", enc->ids[k], rows);
+        }
+    return EMB_OK;
+}
+
 /* ---- the pipeline ----------------------------------------------------- */
 
 typedef struct {
@@ -633,6 +647,7 @@ static void tokenize_window(eng_pipe *p, eng_window *w) {
                 }
             } else {
                 tst = eng_tokenize(m, &p->prompt, w->text[i], w->text_len[i], &enc, &inv, &tr, &lerr);
+                if (tst == EMB_OK) tst = eng_check_ids(m, &enc, &lerr);
             }
             if (tst != EMB_OK) {
 #pragma omp critical(eng_tok_fail)

@@ -119,6 +119,12 @@ emb_status eng_resolve_prompt(emb_model *m, const emb_encode_options *opts, eng_
                               emb_error *err);
 emb_status eng_tokenize(emb_model *m, const eng_prompt *p, const char *text, size_t len,
                         tok_encoding *enc, int *invalid_utf8, int *truncated, emb_error *err);
+/* Refuses an encoding holding an id with no row in the embedding table: an
+ * added token of tokenizer.json past config.json's vocab_size (EmbeddingGemma's
+ * <image_soft_token> is id 262144 of 262144 rows). The message names the token;
+ * callers prefix the document. Every path that embeds runs it, so no backend
+ * sees such an id. */
+emb_status eng_check_ids(const emb_model *m, const tok_encoding *enc, emb_error *err);
 
 /* Static models: one document's ids (rows of a word table, or token ids)
  * into ids[0..cap), see static_text.c for the word splitter. *oov counts
