@@ -121,8 +121,9 @@ static void check_ids(const char *name, const family_data *d) {
     tok_free(tok);
 }
 
-/* Worst cosine of the CPU backend's vectors against ref.npy. */
-static double worst_cos_for(const char *name, const char *model, const family_data *d) {
+/* Worst cosine of the CPU backend's vectors against ref.npy (prompt NULL),
+ * or against ref-<prompt>.npy with --prompt-name prompt. */
+static double worst_cos_prompt(const char *name, const char *model, const family_data *d, const char *prompt) {
     emb_model_options mo = emb_model_default_options();
     mo.device = EMB_DEVICE_CPU;
     mo.threads = 2;
@@ -130,14 +131,15 @@ static double worst_cos_for(const char *name, const char *model, const family_da
     emb_error err = {0};
     cr_assert_eq(emb_model_load(model, &mo, &m, &err), EMB_OK, "%s: %s", name, err.message);
     char rel[256];
-    snprintf(rel, sizeof rel, "tests/golden/families/%s/ref.npy", name);
+    snprintf(rel, sizeof rel, "tests/golden/families/%s/ref%s%s.npy", name, prompt ? "-" : "", prompt ? prompt : "");
     char *path = ts_src_path(rel);
     size_t rows, cols;
     float *want = npy_load(path, &rows, &cols);
     free(path);
-    cr_assert_not_null(want);
+    cr_assert_not_null(want, "missing %s: run tools/make-golden-families", rel);
     cr_assert_eq(rows, d->n);
     emb_encode_options eo = emb_encode_default_options();
+    eo.prompt_name = prompt;
     cr_assert_eq((size_t)emb_model_dim(m, &eo), cols);
     float *got = malloc(rows * cols * sizeof *got);
     cr_assert_eq(emb_encode(m, (const char *const *)d->texts, NULL, d->n, &eo, got, NULL, &err), EMB_OK, "%s: %s",
@@ -153,11 +155,16 @@ static double worst_cos_for(const char *name, const char *model, const family_da
         double c = dot / sqrt(na * nb);
         if (!(c >= worst)) worst = c, worst_i = i;
     }
-    cr_log_info("%s: %zu vectors, worst cos %.8f (text %zu)", name, rows, worst, worst_i);
+    cr_log_info("%s%s%s: %zu vectors, worst cos %.8f (text %zu)", name, prompt ? " prompt " : "",
+                prompt ? prompt : "", rows, worst, worst_i);
     free(got);
     free(want);
     emb_model_free(m);
     return worst;
+}
+
+static double worst_cos_for(const char *name, const char *model, const family_data *d) {
+    return worst_cos_prompt(name, model, d, NULL);
 }
 
 static void check_family(const char *name) {
@@ -358,7 +365,7 @@ Test(families, malformed_unknown_variant) {
          "config.json: relative_attention_num_buckets 16: MPNet always looks up 32 buckets", EMB_ERR_UNSUPPORTED},
         {"roberta", "\"model_type\": \"roberta\"", "\"model_type\": \"deberta-v2\"",
          "config.json: model_type \"deberta-v2\" is not supported (supported: bert, roberta, xlm-roberta, "
-         "camembert, distilbert, mpnet, modernbert, t5)", EMB_ERR_UNSUPPORTED},
+         "camembert, distilbert, mpnet, modernbert, t5", EMB_ERR_UNSUPPORTED},
         {"roberta", "\"pad_token_id\": 1", "\"pad_token_id\": null",
          "config.json: pad_token_id is null, but roberta numbers positions from it", EMB_ERR_FORMAT},
         {"roberta", "\"model_type\": \"roberta\"", "\"position_embedding_type\": \"relative_key_query\", \"model_type\": \"roberta\"",
@@ -505,4 +512,183 @@ Test(families, bert_large_shapes) {
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     cr_assert_eq(system(cmd), 0);
     free(dir);
+}
+
+/* ---- Gemma (gemma2, gemma3) -------------------------------------------------
+ * gemma3 is EmbeddingGemma-shaped (bidirectional, sliding window 8 = |i - j| <= 4,
+ * 2 query heads / 1 KV head of 256, q/k norms, mean pooling + two Dense +
+ * Normalize, prompts); gemma2 is causal with a soft-cap of 3 and last-token
+ * pooling. tools/make-golden-families checks that the window, one key more on
+ * each side of it, bidirectional attention and the soft-cap each move the
+ * vectors well below the 0.99999 asked here. */
+
+Test(families, gemma3) {
+    check_family("gemma3");
+    family_data d;
+    load_family("gemma3", &d);
+    char *dir = model_dir("gemma3");
+    static const char *prompts[] = {"query", "document"};
+    for (int i = 0; i < 2; i++) {
+        double w = worst_cos_prompt("gemma3", dir, &d, prompts[i]);
+        cr_expect_geq(w, 0.99999, "gemma3 --prompt-name %s: worst cos %.8f", prompts[i], w);
+    }
+    free(dir);
+    free_family(&d);
+}
+
+Test(families, gemma2) { check_family("gemma2"); }
+
+Test(families, gemma_info) {
+    char *s = describe("gemma3");
+    expect_in(s, "family:          gemma3 (model_type gemma3_text)");
+    expect_in(s, "embeddings:      word 2501 x 32 x 5.65685, norm none");
+    expect_in(s, "positions:       rotary (256 of 256 dims per head)");
+    expect_in(s, "sandwich, RMSNorm (1 + w) (eps 1e-06), final norm");
+    expect_in(s, "2 heads (1 KV heads) x 256, scale 0.0707107, no biases\n");
+    expect_in(s, "  layer 0:       window -4..+4, rope theta 10000");
+    expect_in(s, "  layer 1:       bidirectional, rope theta 1e+06");
+    expect_in(s, "  layers 2-3:    window -4..+4, rope theta 10000");
+    expect_in(s, "mlp:             gated GELU (tanh), 32 -> 64, no biases");
+    free(s);
+    s = describe("gemma2");
+    expect_in(s, "family:          gemma2 (model_type gemma2)");
+    expect_in(s, "2 heads (1 KV heads) x 128, scale 0.102062, no biases, softcap 3");
+    expect_in(s, "  layer 0:       causal, window 7, rope theta 10000");
+    expect_in(s, "  layer 1:       causal, rope theta 10000");
+    expect_in(s, "pooling:         lasttoken");
+    free(s);
+}
+
+/* Rewrites dir/config.json through cJSON: edit(j) changes it in place. */
+static void rewrite_config(const char *dir, void (*edit)(cJSON *)) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    char *s = ts_read_file(path, NULL);
+    cr_assert_not_null(s);
+    cJSON *j = cJSON_Parse(s);
+    free(s);
+    cr_assert_not_null(j);
+    edit(j);
+    char *o = cJSON_Print(j);
+    cr_assert_eq(ts_write_file(path, o, strlen(o)), 0);
+    free(o);
+    cJSON_Delete(j);
+}
+
+static void legacy_rope(cJSON *j) {   /* transformers 4.x keys */
+    cJSON_DeleteItemFromObject(j, "rope_parameters");
+    cJSON_AddNullToObject(j, "rope_scaling");
+    cJSON_AddNumberToObject(j, "rope_theta", 1000000.0);
+    cJSON_AddNumberToObject(j, "rope_local_base_freq", 10000.0);
+}
+
+static void legacy_rope_swapped(cJSON *j) {   /* after legacy_rope */
+    cJSON_ReplaceItemInObject(j, "rope_theta", cJSON_CreateNumber(10000.0));
+    cJSON_ReplaceItemInObject(j, "rope_local_base_freq", cJSON_CreateNumber(1000000.0));
+}
+
+/* The same thetas under the legacy keys give the same vectors; swapped, they
+ * do not (each layer type reads its own). */
+Test(families, gemma3_legacy_rope_keys) {
+    family_data d;
+    load_family("gemma3", &d);
+    char *dir = copy_model("gemma3");
+    rewrite_config(dir, legacy_rope);
+    double w = worst_cos_for("gemma3", dir, &d);
+    cr_expect_geq(w, 0.99999, "legacy rope keys: worst cos %.8f", w);
+    rewrite_config(dir, legacy_rope_swapped);
+    w = worst_cos_for("gemma3", dir, &d);
+    cr_expect_lt(w, 0.999, "swapped thetas: worst cos %.8f", w);
+    remove_dir(dir);
+    free_family(&d);
+}
+
+/* A Gemma3ForConditionalGeneration checkpoint: model_type gemma3 with the
+ * language model's config in text_config and its tensors under
+ * model.language_model. (transformers 5). */
+static void wrap_text_config(cJSON *j) {
+    cJSON *text = cJSON_Duplicate(j, 1);
+    cJSON *wrapper = cJSON_CreateObject();
+    cJSON_AddStringToObject(wrapper, "model_type", "gemma3");
+    cJSON_AddItemToObject(wrapper, "text_config", text);
+    cJSON *child;
+    while ((child = j->child)) cJSON_Delete(cJSON_DetachItemViaPointer(j, child));
+    while ((child = wrapper->child)) cJSON_AddItemToObject(j, child->string, cJSON_DetachItemViaPointer(wrapper, child));
+    cJSON_Delete(wrapper);
+}
+
+Test(families, gemma3_conditional_generation_checkpoint) {
+    if (system("python3 -c 1 2>/dev/null") != 0) cr_skip_test("python3 not available");
+    family_data d;
+    load_family("gemma3", &d);
+    char *dir = copy_model("gemma3");
+    rewrite_config(dir, wrap_text_config);
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd,
+             "python3 - '%s/model.safetensors' <<'EOF'\n"
+             "import json, struct, sys\n"
+             "raw = open(sys.argv[1], 'rb').read()\n"
+             "n = struct.unpack('<Q', raw[:8])[0]\n"
+             "h = json.loads(raw[8:8 + n])\n"
+             "h = {k if k == '__metadata__' else 'model.language_model.' + k: v for k, v in h.items()}\n"
+             "hb = json.dumps(h).encode(); hb += b' ' * (-len(hb) %% 8)\n"
+             "open(sys.argv[1], 'wb').write(struct.pack('<Q', len(hb)) + hb + raw[8 + n:])\n"
+             "EOF",
+             dir);
+    cr_assert_eq(system(cmd), 0);
+    double w = worst_cos_for("gemma3", dir, &d);
+    cr_expect_geq(w, 0.99999, "gemma3 wrapped: worst cos %.8f", w);
+    remove_dir(dir);
+    free_family(&d);
+}
+
+/* Added tokens past the embedding table (the golden tokenizer's <end_of_turn>
+ * is id 2501 of 2501 rows, as EmbeddingGemma's <image_soft_token> is 262144 of
+ * 262144): the document is refused, naming it and the token; an id inside
+ * the table (<start_of_turn>, 2500) embeds. */
+Test(families, gemma_ids_past_the_table) {
+    char *dir = model_dir("gemma3");
+    emb_model_options mo = emb_model_default_options();
+    mo.device = EMB_DEVICE_CPU;
+    emb_model *m = NULL;
+    emb_error err = {0};
+    cr_assert_eq(emb_model_load(dir, &mo, &m, &err), EMB_OK, "%s", err.message);
+    emb_encode_options eo = emb_encode_default_options();
+    const char *ok[] = {"hello", "a <start_of_turn> b"};
+    float v[2 * 32];
+    cr_assert_eq(emb_encode(m, ok, NULL, 2, &eo, v, NULL, &err), EMB_OK, "%s", err.message);
+    const char *bad[] = {"hello", "a <end_of_turn> b", "c"};
+    float v3[3 * 32];
+    cr_assert_eq(emb_encode(m, bad, NULL, 3, &eo, v3, NULL, &err), EMB_ERR_INVALID_ARG);
+    expect_in(err.message, "document 1: token ");
+    expect_in(err.message, "\"<end_of_turn>\" (id 2501) has no row in the embedding table (config.json vocab_size 2501)");
+    float tv[64 * 32];
+    int32_t counts[3];
+    memset(&err, 0, sizeof err);
+    cr_assert_eq(emb_token_embeddings(m, bad, NULL, 3, &eo, tv, 64, counts, &err), EMB_ERR_INVALID_ARG);
+    expect_in(err.message, "document 1: token ");
+    expect_in(err.message, "(id 2501)");
+    emb_model_free(m);
+    free(dir);
+}
+
+/* Without sentence-transformers files (bge-multilingual-gemma2 ships its own
+ * last-token pooling in them) a directory gets sentence-transformers' default,
+ * mean pooling. */
+Test(families, gemma2_without_st_files_mean_pools) {
+    char *dir = copy_model("gemma2");
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "cd '%s' && rm -rf modules.json 1_Pooling sentence_bert_config.json "
+             "config_sentence_transformers.json", dir);
+    cr_assert_eq(system(cmd), 0);
+    emb_model_options mo = emb_model_default_options();
+    mo.device = EMB_DEVICE_CPU;
+    emb_model *m = NULL;
+    emb_error err = {0};
+    cr_assert_eq(emb_model_load(dir, &mo, &m, &err), EMB_OK, "%s", err.message);
+    char *s = emb_model_describe(m);
+    expect_in(s, "pooling:         mean\n");
+    free(s);
+    emb_model_free(m);
+    remove_dir(dir);
 }
