@@ -358,7 +358,7 @@ Test(families, malformed_unknown_variant) {
          "config.json: relative_attention_num_buckets 16: MPNet always looks up 32 buckets", EMB_ERR_UNSUPPORTED},
         {"roberta", "\"model_type\": \"roberta\"", "\"model_type\": \"deberta-v2\"",
          "config.json: model_type \"deberta-v2\" is not supported (supported: bert, roberta, xlm-roberta, "
-         "camembert, distilbert, mpnet, modernbert, t5)", EMB_ERR_UNSUPPORTED},
+         "camembert, distilbert, mpnet, modernbert, t5, llama, mistral, qwen2, qwen3)", EMB_ERR_UNSUPPORTED},
         {"roberta", "\"pad_token_id\": 1", "\"pad_token_id\": null",
          "config.json: pad_token_id is null, but roberta numbers positions from it", EMB_ERR_FORMAT},
         {"roberta", "\"model_type\": \"roberta\"", "\"position_embedding_type\": \"relative_key_query\", \"model_type\": \"roberta\"",

@@ -29,6 +29,10 @@ static const struct {
     {"mpnet", emb_arch_mpnet},
     {"modernbert", emb_arch_modernbert},
     {"t5", emb_arch_t5},
+    {"llama", emb_arch_decoder},
+    {"mistral", emb_arch_decoder},
+    {"qwen2", emb_arch_decoder},
+    {"qwen3", emb_arch_decoder},
 };
 #define N_FAMILIES (sizeof families / sizeof families[0])
 
@@ -379,20 +383,35 @@ size_t emb_recipe_describe(const emb_recipe *r, char *buf, size_t cap) {
     return k;
 }
 
-/* The rotary theta of one layer type: config.json's rope_parameters[type].rope_theta
- * when given (only rope_type "default"), else the legacy key (dflt when absent);
- * any rope_scaling is refused. */
+/* The rotary theta of one layer type. transformers' rope parameters come
+ * nested by layer type (ModernBERT, Gemma: rope_parameters[type]), flat
+ * (Llama, Qwen: rope_parameters = {rope_type, rope_theta}), or in the legacy
+ * form (rope_theta + rope_scaling, which transformers reads as the flat
+ * parameters); a missing rope_theta falls back to the legacy key, then dflt. */
 emb_status arch_rope_theta(const cJSON *j, const char *type, const char *legacy, float dflt, float *out,
-                             emb_error *err) {
+                           emb_error *err) {
     *out = dflt;
     emb_status s;
+    char shown[96];
     const cJSON *rp = cJSON_GetObjectItemCaseSensitive(j, "rope_parameters");
     const cJSON *t = cJSON_IsObject(rp) ? cJSON_GetObjectItemCaseSensitive(rp, type) : NULL;
     if (cJSON_IsObject(t)) {
-        char shown[96];
         snprintf(shown, sizeof shown, "config.json: rope_parameters.%s", type);
+    } else if (cJSON_IsObject(rp) && (cJSON_GetObjectItemCaseSensitive(rp, "rope_type") ||
+                                      cJSON_GetObjectItemCaseSensitive(rp, "type") ||
+                                      cJSON_GetObjectItemCaseSensitive(rp, "rope_theta"))) {
+        t = rp;
+        snprintf(shown, sizeof shown, "config.json: rope_parameters");
+    } else {
+        t = cJSON_GetObjectItemCaseSensitive(j, "rope_scaling");
+        if (t && !cJSON_IsNull(t) && !cJSON_IsObject(t))
+            return emb_fail(err, EMB_ERR_FORMAT, "config.json: rope_scaling must be an object or null");
+        snprintf(shown, sizeof shown, "config.json: rope_scaling");
+    }
+    if (cJSON_IsObject(t)) {
         const char *rt = NULL;
         if ((s = ju_get_string(t, "rope_type", shown, &rt, NULL, err))) return s;
+        if (!rt && (s = ju_get_string(t, "type", shown, &rt, NULL, err))) return s;
         if (rt && strcmp(rt, "default") != 0)
             return emb_fail(err, EMB_ERR_UNSUPPORTED, "%s: rope_type \"%.64s\" is not supported (only \"default\")",
                             shown, rt);
@@ -405,8 +424,5 @@ emb_status arch_rope_theta(const cJSON *j, const char *type, const char *legacy,
             return EMB_OK;
         }
     }
-    if (cJSON_GetObjectItemCaseSensitive(j, "rope_scaling") &&
-        !cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(j, "rope_scaling")))
-        return emb_fail(err, EMB_ERR_UNSUPPORTED, "config.json: rope_scaling is not supported");
     return arch_opt_float(j, legacy, 0, 1e30, out, err);
 }

@@ -35,6 +35,8 @@ emb_status emb_arch_distilbert(const cJSON *cfg, emb_weights *w, emb_recipe *r, 
 emb_status emb_arch_mpnet(const cJSON *cfg, emb_weights *w, emb_recipe *r, emb_error *err);
 emb_status emb_arch_modernbert(const cJSON *cfg, emb_weights *w, emb_recipe *r, emb_error *err);
 emb_status emb_arch_t5(const cJSON *cfg, emb_weights *w, emb_recipe *r, emb_error *err);
+/* llama, mistral, qwen2, qwen3 (decoder.c: one builder, r->model_type picks the variant) */
+emb_status emb_arch_decoder(const cJSON *cfg, emb_weights *w, emb_recipe *r, emb_error *err);
 
 /* ---- helpers shared by the family files -------------------------------- */
 
@@ -47,8 +49,10 @@ emb_status arch_opt_float(const cJSON *j, const char *key, double lo, double hi,
                           emb_error *err);
 /* An activation name of transformers' ACT2FN ("gelu", "gelu_new", ...). */
 /* Rotary theta of layer type `type` ("full_attention", "sliding_attention"):
- * rope_parameters[type].rope_theta (rope_type "default" only), else config key
- * `legacy`, else dflt. A non-null rope_scaling is refused. */
+ * rope_parameters[type].rope_theta when rope_parameters is nested by layer
+ * type, else the flat rope_parameters.rope_theta (or legacy rope_scaling's),
+ * else config key `legacy`, else dflt. Only rope_type (or "type") "default"
+ * is accepted: scaled rope types are refused, naming them. */
 emb_status arch_rope_theta(const cJSON *j, const char *type, const char *legacy, float dflt, float *out,
                            emb_error *err);
 emb_status arch_act(const char *name, const char *key, emb_act *out, emb_error *err);
