@@ -121,8 +121,10 @@ static void check_ids(const char *name, const family_data *d) {
     tok_free(tok);
 }
 
-/* Worst cosine of the CPU backend's vectors against ref.npy. */
-static double worst_cos_for(const char *name, const char *model, const family_data *d) {
+/* Worst cosine of the CPU backend's vectors, encoded with eo, against
+ * tests/golden/families/<name>/<ref>. */
+static double worst_cos_ref(const char *name, const char *model, const family_data *d, const char *ref,
+                            const emb_encode_options *eo) {
     emb_model_options mo = emb_model_default_options();
     mo.device = EMB_DEVICE_CPU;
     mo.threads = 2;
@@ -130,17 +132,16 @@ static double worst_cos_for(const char *name, const char *model, const family_da
     emb_error err = {0};
     cr_assert_eq(emb_model_load(model, &mo, &m, &err), EMB_OK, "%s: %s", name, err.message);
     char rel[256];
-    snprintf(rel, sizeof rel, "tests/golden/families/%s/ref.npy", name);
+    snprintf(rel, sizeof rel, "tests/golden/families/%s/%s", name, ref);
     char *path = ts_src_path(rel);
     size_t rows, cols;
     float *want = npy_load(path, &rows, &cols);
     free(path);
     cr_assert_not_null(want);
     cr_assert_eq(rows, d->n);
-    emb_encode_options eo = emb_encode_default_options();
-    cr_assert_eq((size_t)emb_model_dim(m, &eo), cols);
+    cr_assert_eq((size_t)emb_model_dim(m, eo), cols);
     float *got = malloc(rows * cols * sizeof *got);
-    cr_assert_eq(emb_encode(m, (const char *const *)d->texts, NULL, d->n, &eo, got, NULL, &err), EMB_OK, "%s: %s",
+    cr_assert_eq(emb_encode(m, (const char *const *)d->texts, NULL, d->n, eo, got, NULL, &err), EMB_OK, "%s: %s",
                  name, err.message);
     double worst = 1;
     size_t worst_i = 0;
@@ -153,22 +154,38 @@ static double worst_cos_for(const char *name, const char *model, const family_da
         double c = dot / sqrt(na * nb);
         if (!(c >= worst)) worst = c, worst_i = i;
     }
-    cr_log_info("%s: %zu vectors, worst cos %.8f (text %zu)", name, rows, worst, worst_i);
+    cr_log_info("%s (%s): %zu vectors, worst cos %.8f (text %zu)", name, ref, rows, worst, worst_i);
     free(got);
     free(want);
     emb_model_free(m);
     return worst;
 }
 
+/* Worst cosine against ref.npy with default options. */
+static double worst_cos_for(const char *name, const char *model, const family_data *d) {
+    emb_encode_options eo = emb_encode_default_options();
+    return worst_cos_ref(name, model, d, "ref.npy", &eo);
+}
+
+/* The CPU backend's vectors under encode options eo against the family's
+ * reference `ref` (ref.npy, or an extra ref_<what>.npy): cos >= 0.99999. */
+static void check_ref(const char *name, const char *ref, const emb_encode_options *eo) {
+    family_data d;
+    load_family(name, &d);
+    char *dir = model_dir(name);
+    double w = worst_cos_ref(name, dir, &d, ref, eo);
+    cr_expect_geq(w, 0.99999, "%s %s: worst cos %.8f", name, ref, w);
+    free(dir);
+    free_family(&d);
+}
+
 static void check_family(const char *name) {
     family_data d;
     load_family(name, &d);
     check_ids(name, &d);
-    char *dir = model_dir(name);
-    double w = worst_cos_for(name, dir, &d);
-    cr_expect_geq(w, 0.99999, "%s: worst cos %.8f", name, w);
-    free(dir);
     free_family(&d);
+    emb_encode_options eo = emb_encode_default_options();
+    check_ref(name, "ref.npy", &eo);
 }
 
 TestSuite(families, .timeout = 300);
@@ -180,6 +197,32 @@ Test(families, mpnet) { check_family("mpnet"); }
 Test(families, modernbert) { check_family("modernbert"); }
 Test(families, t5_gated_gelu) { check_family("t5"); }
 Test(families, t5_relu) { check_family("t5-relu"); }
+
+/* ---- decoders (decoder.c): causal attention, GQA, rotary, windows ---- */
+
+Test(families, qwen3) { check_family("qwen3"); }
+Test(families, mistral_sliding_window) { check_family("mistral"); }
+Test(families, qwen2_biases_sliding_layers) { check_family("qwen2"); }
+/* No sentence-transformers files and a LlamaForCausalLM config: last-token pooling. */
+Test(families, llama_no_st_files) { check_family("llama"); }
+
+/* Qwen3-Embedding's instruction prompt from config_sentence_transformers.json. */
+Test(families, qwen3_query_prompt) {
+    emb_encode_options eo = emb_encode_default_options();
+    eo.prompt_name = "query";
+    check_ref("qwen3", "ref_prompt.npy", &eo);
+}
+
+/* A base Llama with --pooling mean --layer 2 (of 3): transformers'
+ * hidden_states[2] (no final norm) mean-pooled. */
+Test(families, llama_mean_pooling_layer) {
+    emb_encode_options eo = emb_encode_default_options();
+    eo.pooling = EMB_POOL_MEAN;
+    eo.layer = 2;
+    check_ref("llama", "ref_layer2.npy", &eo);
+    eo.layer = -2;   /* the same layer counted from the end */
+    check_ref("llama", "ref_layer2.npy", &eo);
+}
 
 /* `embedc info`'s recipe words for each family. */
 static char *describe(const char *name) {

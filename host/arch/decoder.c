@@ -106,14 +106,13 @@ emb_status emb_arch_decoder(const cJSON *j, emb_weights *w, emb_recipe *r, emb_e
     emb_status s;
     r->family = f->model_type;
     r->max_position = f->max_position;
-    r->kv_heads = 0;
-    int head_dim = 0, attn_bias = 0, mlp_bias = 0, window = -1;
+    int head_dim = 0, kv_heads = 0, attn_bias = 0, mlp_bias = 0, window = -1;
     if ((s = arch_need_int(j, "vocab_size", 1, ARCH_MAX_VOCAB, &r->vocab_size, err)) ||
         (s = arch_need_int(j, "hidden_size", 1, ARCH_MAX_HIDDEN, &r->hidden, err)) ||
         (s = arch_need_int(j, "num_hidden_layers", 1, ARCH_MAX_LAYERS, &r->layers, err)) ||
         (s = arch_need_int(j, "num_attention_heads", 1, ARCH_MAX_HIDDEN, &r->heads, err)) ||
         (s = arch_need_int(j, "intermediate_size", 1, ARCH_MAX_INTERMEDIATE, &r->intermediate, err)) ||
-        (s = arch_opt_int(j, "num_key_value_heads", 1, ARCH_MAX_HIDDEN, &r->kv_heads, err)) ||
+        (s = arch_opt_int(j, "num_key_value_heads", 1, ARCH_MAX_HIDDEN, &kv_heads, err)) ||
         (s = arch_opt_int(j, "head_dim", 1, ARCH_MAX_HIDDEN, &head_dim, err)) ||
         (s = arch_opt_int(j, "max_position_embeddings", 1, ARCH_MAX_POSITION, &r->max_position, err)) ||
         (s = ju_get_bool(j, "attention_bias", "config.json", &attn_bias, NULL, err)) ||
@@ -127,7 +126,7 @@ emb_status emb_arch_decoder(const cJSON *j, emb_weights *w, emb_recipe *r, emb_e
     } else if ((s = arch_split_heads(r, "hidden_size", "num_attention_heads", err))) {
         return s;
     }
-    if (!r->kv_heads) r->kv_heads = r->heads;
+    r->kv_heads = kv_heads ? kv_heads : r->heads;
     if (r->heads % r->kv_heads)
         return emb_fail(err, EMB_ERR_FORMAT, "config.json: num_attention_heads %d is not a multiple of "
                         "num_key_value_heads %d", r->heads, r->kv_heads);
