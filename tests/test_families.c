@@ -270,6 +270,30 @@ Test(families, info_describes_the_recipe) {
     free(s);
 }
 
+/* `embedc info` for the decoders: causal attention, windows, GQA. */
+Test(families, info_describes_decoders) {
+    char *s = describe("qwen3");
+    expect_in(s, "family:          qwen3 (model_type qwen3)");
+    expect_in(s, "pre-norm, RMSNorm (eps 1e-06), final norm");
+    expect_in(s, "4 heads (2 KV heads) x 24, scale 0.204124, no biases");
+    expect_in(s, "  layers 0-1:    causal, rope theta 1e+06");
+    expect_in(s, "mlp:             gated SiLU, 64 -> 96, no biases");
+    free(s);
+    s = describe("mistral");
+    expect_in(s, "4 heads (1 KV heads) x 16");
+    expect_in(s, "  layers 0-1:    causal, window 7, rope theta 10000");
+    free(s);
+    s = describe("qwen2");
+    expect_in(s, "x 16, scale 0.25, biases");
+    expect_in(s, "  layer 0:       causal, rope theta 10000");
+    expect_in(s, "  layers 1-2:    causal, window 7, rope theta 10000");
+    free(s);
+    s = describe("llama");
+    expect_in(s, "  layers 0-2:    causal, rope theta 500");
+    expect_in(s, "mlp:             gated SiLU, 64 -> 96, biases");
+    free(s);
+}
+
 /* A copy of golden model `name` in a fresh directory (symlinks resolved). */
 static char *copy_model(const char *name) {
     char *src = model_dir(name);
@@ -548,4 +572,49 @@ Test(families, bert_large_shapes) {
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     cr_assert_eq(system(cmd), 0);
     free(dir);
+}
+
+/* ---- decoders: config forms and refusals ---- */
+
+/* The legacy rotary form (rope_theta + rope_scaling null) reads as
+ * rope_parameters does. */
+Test(families, llama_legacy_rope_theta) {
+    char *dir = copy_model("llama");
+    edit_config(dir, "\"rope_parameters\": {\n    \"rope_theta\": 500.0,\n    \"rope_type\": \"default\"\n  }",
+                "\"rope_theta\": 500.0, \"rope_scaling\": null");
+    family_data d;
+    load_family("llama", &d);
+    double w = worst_cos_for("llama", dir, &d);
+    cr_expect_geq(w, 0.99999, "legacy rope_theta: worst cos %.8f", w);
+    free_family(&d);
+    remove_dir(dir);
+}
+
+Test(families, decoder_refusals) {
+    static const struct {
+        const char *family, *from, *to, *phrase;
+        emb_status code;
+    } cases[] = {
+        {"llama", "\"rope_type\": \"default\"", "\"rope_type\": \"llama3\"",
+         "config.json: rope_parameters: rope_type \"llama3\" is not supported (only \"default\")", EMB_ERR_UNSUPPORTED},
+        {"qwen2", "\"use_sliding_window\": true", "\"use_sliding_window\": false",
+         "config.json: layer 1 is \"sliding_attention\" but sliding_window is null or use_sliding_window is false",
+         EMB_ERR_FORMAT},
+        {"mistral", "\"num_key_value_heads\": 1", "\"num_key_value_heads\": 3",
+         "config.json: num_attention_heads 4 is not a multiple of num_key_value_heads 3", EMB_ERR_FORMAT},
+        /* Qwen3's head_dim defaults to 128, not hidden / heads */
+        {"qwen3", "\"head_dim\": 24,", "",
+         "model.safetensors: tensor \"layers.0.self_attn.q_proj.weight\": shape [96, 64], config.json implies [512, 64]",
+         EMB_ERR_FORMAT},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *dir = copy_model(cases[i].family);
+        edit_config(dir, cases[i].from, cases[i].to);
+        expect_load_error(dir, cases[i].code, cases[i].phrase);
+        remove_dir(dir);
+    }
+    char *dir = copy_model("qwen3");
+    drop_tensor(dir, "layers.1.self_attn.k_norm.weight");
+    expect_load_error(dir, EMB_ERR_FORMAT, "model.safetensors: missing tensor \"layers.1.self_attn.k_norm.weight\"");
+    remove_dir(dir);
 }
