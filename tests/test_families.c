@@ -574,6 +574,21 @@ Test(families, bert_large_shapes) {
     free(dir);
 }
 
+/* is_causal false in config.json: sentence-transformers' default pooling is
+ * mean again (the attention stays causal, as transformers' Llama keeps it). */
+Test(families, llama_not_causal_lm_pools_mean) {
+    char *dir = copy_model("llama");
+    edit_config(dir, "\"tie_word_embeddings\": true", "\"tie_word_embeddings\": true, \"is_causal\": false");
+    family_data d;
+    load_family("llama", &d);
+    emb_encode_options eo = emb_encode_default_options();
+    eo.layer = 2;
+    double w = worst_cos_ref("llama", dir, &d, "ref_layer2.npy", &eo);
+    cr_expect_geq(w, 0.99999, "is_causal false: worst cos %.8f", w);
+    free_family(&d);
+    remove_dir(dir);
+}
+
 /* ---- decoders: config forms and refusals ---- */
 
 /* The legacy rotary form (rope_theta + rope_scaling null) reads as
