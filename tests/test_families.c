@@ -410,11 +410,24 @@ Test(families, malformed_wrong_shape) {
     remove_dir(dir);
 }
 
+/* Each case: golden model `family` with `from` replaced by `to` in its
+ * config.json fails to load with `code` and a message holding `phrase`. */
+typedef struct {
+    const char *family, *from, *to, *phrase;
+    emb_status code;
+} config_case;
+
+static void expect_config_refusals(const config_case *cases, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        char *dir = copy_model(cases[i].family);
+        edit_config(dir, cases[i].from, cases[i].to);
+        expect_load_error(dir, cases[i].code, cases[i].phrase);
+        remove_dir(dir);
+    }
+}
+
 Test(families, malformed_unknown_variant) {
-    static const struct {
-        const char *family, *from, *to, *phrase;
-        emb_status code;
-    } cases[] = {
+    static const config_case cases[] = {
         {"t5", "\"feed_forward_proj\": \"gated-gelu\"", "\"feed_forward_proj\": \"gated-swoosh\"",
          "config.json: feed_forward_proj \"swoosh\" is not supported", EMB_ERR_UNSUPPORTED},
         {"modernbert", "\"sliding_attention\"", "\"chunked_attention\"",
@@ -431,24 +444,30 @@ Test(families, malformed_unknown_variant) {
         {"roberta", "\"model_type\": \"roberta\"", "\"position_embedding_type\": \"relative_key_query\", \"model_type\": \"roberta\"",
          "config.json: position_embedding_type \"relative_key_query\" is not supported (only \"absolute\")", EMB_ERR_UNSUPPORTED},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        char *dir = copy_model(cases[i].family);
-        edit_config(dir, cases[i].from, cases[i].to);
-        expect_load_error(dir, cases[i].code, cases[i].phrase);
-        remove_dir(dir);
-    }
+    expect_config_refusals(cases, sizeof cases / sizeof cases[0]);
+}
+
+/* Worst cosine against the family's reference `ref` under eo (NULL: the
+ * defaults) of golden model `family` with `from` replaced by `to` in its
+ * config.json. */
+static double edited_worst_cos(const char *family, const char *from, const char *to, const char *ref,
+                               const emb_encode_options *eo) {
+    char *dir = copy_model(family);
+    edit_config(dir, from, to);
+    family_data d;
+    load_family(family, &d);
+    emb_encode_options dflt = emb_encode_default_options();
+    double w = worst_cos_ref(family, dir, &d, ref, eo ? eo : &dflt);
+    free_family(&d);
+    remove_dir(dir);
+    return w;
 }
 
 /* The same model under model_type camembert runs the RoBERTa recipe. */
 Test(families, camembert_is_roberta) {
-    char *dir = copy_model("roberta");
-    edit_config(dir, "\"model_type\": \"roberta\"", "\"model_type\": \"camembert\"");
-    family_data d;
-    load_family("roberta", &d);
-    double w = worst_cos_for("roberta", dir, &d);
+    double w = edited_worst_cos("roberta", "\"model_type\": \"roberta\"", "\"model_type\": \"camembert\"",
+                                "ref.npy", NULL);
     cr_expect_geq(w, 0.99999, "camembert: worst cos %.8f", w);
-    free_family(&d);
-    remove_dir(dir);
 }
 
 /* A DistilBERT checkpoint with sinusoidal_pos_embds and no stored position
@@ -577,16 +596,11 @@ Test(families, bert_large_shapes) {
 /* is_causal false in config.json: sentence-transformers' default pooling is
  * mean again (the attention stays causal, as transformers' Llama keeps it). */
 Test(families, llama_not_causal_lm_pools_mean) {
-    char *dir = copy_model("llama");
-    edit_config(dir, "\"tie_word_embeddings\": true", "\"tie_word_embeddings\": true, \"is_causal\": false");
-    family_data d;
-    load_family("llama", &d);
     emb_encode_options eo = emb_encode_default_options();
     eo.layer = 2;
-    double w = worst_cos_ref("llama", dir, &d, "ref_layer2.npy", &eo);
+    double w = edited_worst_cos("llama", "\"tie_word_embeddings\": true",
+                                "\"tie_word_embeddings\": true, \"is_causal\": false", "ref_layer2.npy", &eo);
     cr_expect_geq(w, 0.99999, "is_causal false: worst cos %.8f", w);
-    free_family(&d);
-    remove_dir(dir);
 }
 
 /* ---- decoders: config forms and refusals ---- */
@@ -594,22 +608,14 @@ Test(families, llama_not_causal_lm_pools_mean) {
 /* The legacy rotary form (rope_theta + rope_scaling null) reads as
  * rope_parameters does. */
 Test(families, llama_legacy_rope_theta) {
-    char *dir = copy_model("llama");
-    edit_config(dir, "\"rope_parameters\": {\n    \"rope_theta\": 500.0,\n    \"rope_type\": \"default\"\n  }",
-                "\"rope_theta\": 500.0, \"rope_scaling\": null");
-    family_data d;
-    load_family("llama", &d);
-    double w = worst_cos_for("llama", dir, &d);
+    double w = edited_worst_cos(
+        "llama", "\"rope_parameters\": {\n    \"rope_theta\": 500.0,\n    \"rope_type\": \"default\"\n  }",
+        "\"rope_theta\": 500.0, \"rope_scaling\": null", "ref.npy", NULL);
     cr_expect_geq(w, 0.99999, "legacy rope_theta: worst cos %.8f", w);
-    free_family(&d);
-    remove_dir(dir);
 }
 
 Test(families, decoder_refusals) {
-    static const struct {
-        const char *family, *from, *to, *phrase;
-        emb_status code;
-    } cases[] = {
+    static const config_case cases[] = {
         {"llama", "\"rope_type\": \"default\"", "\"rope_type\": \"llama3\"",
          "config.json: rope_parameters: rope_type \"llama3\" is not supported (only \"default\")", EMB_ERR_UNSUPPORTED},
         {"qwen2", "\"use_sliding_window\": true", "\"use_sliding_window\": false",
@@ -622,12 +628,7 @@ Test(families, decoder_refusals) {
          "model.safetensors: tensor \"layers.0.self_attn.q_proj.weight\": shape [96, 64], config.json implies [512, 64]",
          EMB_ERR_FORMAT},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        char *dir = copy_model(cases[i].family);
-        edit_config(dir, cases[i].from, cases[i].to);
-        expect_load_error(dir, cases[i].code, cases[i].phrase);
-        remove_dir(dir);
-    }
+    expect_config_refusals(cases, sizeof cases / sizeof cases[0]);
     char *dir = copy_model("qwen3");
     drop_tensor(dir, "layers.1.self_attn.k_norm.weight");
     expect_load_error(dir, EMB_ERR_FORMAT, "model.safetensors: missing tensor \"layers.1.self_attn.k_norm.weight\"");

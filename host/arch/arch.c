@@ -95,6 +95,46 @@ const char *arch_act_name(emb_act a) {
     return "?";
 }
 
+emb_status arch_hf_sizes(const cJSON *j, emb_recipe *r, emb_error *err) {
+    emb_status s;
+    if ((s = arch_need_int(j, "vocab_size", 1, ARCH_MAX_VOCAB, &r->vocab_size, err)) ||
+        (s = arch_need_int(j, "hidden_size", 1, ARCH_MAX_HIDDEN, &r->hidden, err)) ||
+        (s = arch_need_int(j, "num_hidden_layers", 1, ARCH_MAX_LAYERS, &r->layers, err)) ||
+        (s = arch_need_int(j, "num_attention_heads", 1, ARCH_MAX_HIDDEN, &r->heads, err)))
+        return s;
+    return arch_need_int(j, "intermediate_size", 1, ARCH_MAX_INTERMEDIATE, &r->intermediate, err);
+}
+
+emb_status arch_pre_rotary(const cJSON *j, const arch_rotary_keys *k, const char *act_dflt, emb_recipe *r,
+                           float *eps, float *theta_full, float *theta_sliding, emb_error *err) {
+    r->place = EMB_PLACE_PRE;
+    r->gated = 1;
+    r->attn_pos = EMB_APOS_ROTARY;
+    r->rotary_dim = r->head_dim;
+    const char *act = act_dflt;
+    emb_status s;
+    if ((s = arch_opt_float(j, k->eps, 0, 1, eps, err)) ||
+        (s = ju_get_string(j, k->act, "config.json", &act, NULL, err)) || (s = arch_act(act, k->act, &r->act, err)) ||
+        (s = arch_rope_theta(j, "full_attention", k->theta_full, *theta_full, theta_full, err)))
+        return s;
+    return arch_rope_theta(j, "sliding_attention", k->theta_sliding, *theta_sliding, theta_sliding, err);
+}
+
+emb_status arch_layer_type(const cJSON *j, int layers, int l, int *sliding, emb_error *err) {
+    const cJSON *types = cJSON_GetObjectItemCaseSensitive(j, "layer_types");
+    if (!types || cJSON_IsNull(types)) return EMB_OK;
+    if (!cJSON_IsArray(types) || cJSON_GetArraySize(types) != layers)
+        return emb_fail(err, EMB_ERR_FORMAT, "config.json: layer_types must be a list of num_hidden_layers (%d) "
+                        "strings", layers);
+    const cJSON *t = cJSON_GetArrayItem(types, l);
+    if (cJSON_IsString(t) && strcmp(t->valuestring, "sliding_attention") == 0) *sliding = 1;
+    else if (cJSON_IsString(t) && strcmp(t->valuestring, "full_attention") == 0) *sliding = 0;
+    else
+        return emb_fail(err, EMB_ERR_UNSUPPORTED,
+                        "config.json: layer_types[%d] must be \"full_attention\" or \"sliding_attention\"", l);
+    return EMB_OK;
+}
+
 emb_status arch_pad_id(const cJSON *j, int dflt, int *out, emb_error *err) {
     *out = dflt;
     const cJSON *pad = cJSON_GetObjectItemCaseSensitive(j, "pad_token_id");

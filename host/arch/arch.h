@@ -56,6 +56,24 @@ emb_status arch_opt_float(const cJSON *j, const char *key, double lo, double hi,
 emb_status arch_rope_theta(const cJSON *j, const char *type, const char *legacy, float dflt, float *out,
                            emb_error *err);
 emb_status arch_act(const char *name, const char *key, emb_act *out, emb_error *err);
+/* config.json's layer_types[l] for a model of `layers` layers: "sliding_attention"
+ * sets *sliding = 1, "full_attention" 0; absent or null leaves *sliding (the
+ * family's own rule); anything else is refused. */
+emb_status arch_layer_type(const cJSON *j, int layers, int l, int *sliding, emb_error *err);
+/* The required sizes under transformers' usual keys: vocab_size, hidden_size,
+ * num_hidden_layers, num_attention_heads, intermediate_size. */
+emb_status arch_hf_sizes(const cJSON *j, emb_recipe *r, emb_error *err);
+/* What the pre-norm gated rotary families (ModernBERT, the decoders) set up
+ * alike: place PRE, gated MLP, rotary over the whole head (r->head_dim set
+ * before), and from config.json under the family's keys the norm eps, the
+ * activation (r->act) and the thetas of full and sliding layers (legacy keys
+ * of arch_rope_theta). *eps, *theta_full and *theta_sliding hold the defaults
+ * on entry. */
+typedef struct {
+    const char *eps, *act, *theta_full, *theta_sliding;
+} arch_rotary_keys;
+emb_status arch_pre_rotary(const cJSON *j, const arch_rotary_keys *k, const char *act_dflt, emb_recipe *r,
+                           float *eps, float *theta_full, float *theta_sliding, emb_error *err);
 /* pad_token_id: absent -> dflt, null -> -1. */
 emb_status arch_pad_id(const cJSON *j, int dflt, int *out, emb_error *err);
 /* Allocates r->layer (r->layers entries, zeroed). */

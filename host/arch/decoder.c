@@ -74,20 +74,9 @@ static emb_status sliding_layers(const cJSON *j, const decoder_family *f, emb_re
         (s = arch_opt_int(j, "max_window_layers", 0, ARCH_MAX_LAYERS, &max_window_layers, err)))
         return s;
     if (!use) window = -1;   /* transformers nulls sliding_window */
-    const cJSON *types = cJSON_GetObjectItemCaseSensitive(j, "layer_types");
-    if (types && !cJSON_IsNull(types) && (!cJSON_IsArray(types) || cJSON_GetArraySize(types) != r->layers))
-        return emb_fail(err, EMB_ERR_FORMAT,
-                        "config.json: layer_types must be a list of num_hidden_layers (%d) strings", r->layers);
     for (int l = 0; l < r->layers; l++) {
         int slides = window >= 1 && l >= max_window_layers;
-        if (cJSON_IsArray(types)) {
-            const cJSON *t = cJSON_GetArrayItem(types, l);
-            if (cJSON_IsString(t) && strcmp(t->valuestring, "sliding_attention") == 0) slides = 1;
-            else if (cJSON_IsString(t) && strcmp(t->valuestring, "full_attention") == 0) slides = 0;
-            else
-                return emb_fail(err, EMB_ERR_UNSUPPORTED,
-                                "config.json: layer_types[%d] must be \"full_attention\" or \"sliding_attention\"", l);
-        }
+        if ((s = arch_layer_type(j, r->layers, l, &slides, err))) return s;
         if (slides && window < 1)
             return emb_fail(err, EMB_ERR_FORMAT,
                             "config.json: layer %d is \"sliding_attention\" but sliding_window is null or "
@@ -107,11 +96,7 @@ emb_status emb_arch_decoder(const cJSON *j, emb_weights *w, emb_recipe *r, emb_e
     r->family = f->model_type;
     r->max_position = f->max_position;
     int head_dim = 0, kv_heads = 0, attn_bias = 0, mlp_bias = 0, window = -1;
-    if ((s = arch_need_int(j, "vocab_size", 1, ARCH_MAX_VOCAB, &r->vocab_size, err)) ||
-        (s = arch_need_int(j, "hidden_size", 1, ARCH_MAX_HIDDEN, &r->hidden, err)) ||
-        (s = arch_need_int(j, "num_hidden_layers", 1, ARCH_MAX_LAYERS, &r->layers, err)) ||
-        (s = arch_need_int(j, "num_attention_heads", 1, ARCH_MAX_HIDDEN, &r->heads, err)) ||
-        (s = arch_need_int(j, "intermediate_size", 1, ARCH_MAX_INTERMEDIATE, &r->intermediate, err)) ||
+    if ((s = arch_hf_sizes(j, r, err)) ||
         (s = arch_opt_int(j, "num_key_value_heads", 1, ARCH_MAX_HIDDEN, &kv_heads, err)) ||
         (s = arch_opt_int(j, "head_dim", 1, ARCH_MAX_HIDDEN, &head_dim, err)) ||
         (s = arch_opt_int(j, "max_position_embeddings", 1, ARCH_MAX_POSITION, &r->max_position, err)) ||
@@ -133,18 +118,10 @@ emb_status emb_arch_decoder(const cJSON *j, emb_weights *w, emb_recipe *r, emb_e
     if ((size_t)r->heads * (size_t)r->head_dim > ARCH_MAX_HIDDEN)
         return emb_fail(err, EMB_ERR_FORMAT, "config.json: num_attention_heads %d x head_dim %d is too wide",
                         r->heads, r->head_dim);
+    /* rotary over the whole head: these families ignore partial_rotary_factor */
     float eps = 1e-6f, theta_full = 10000.0f, theta_sliding = 10000.0f;
-    const char *act = "silu";
-    if ((s = arch_opt_float(j, "rms_norm_eps", 0, 1, &eps, err)) ||
-        (s = ju_get_string(j, "hidden_act", "config.json", &act, NULL, err)) ||
-        (s = arch_act(act, "hidden_act", &r->act, err)) ||
-        (s = arch_rope_theta(j, "full_attention", "rope_theta", theta_full, &theta_full, err)) ||
-        (s = arch_rope_theta(j, "sliding_attention", "rope_theta", theta_sliding, &theta_sliding, err)))
-        return s;
-    r->place = EMB_PLACE_PRE;
-    r->gated = 1;
-    r->attn_pos = EMB_APOS_ROTARY;
-    r->rotary_dim = r->head_dim;
+    static const arch_rotary_keys keys = {"rms_norm_eps", "hidden_act", "rope_theta", "rope_theta"};
+    if ((s = arch_pre_rotary(j, &keys, "silu", r, &eps, &theta_full, &theta_sliding, err))) return s;
 
     if ((s = arch_alloc_layers(r, err))) return s;
     for (int l = 0; l < r->layers; l++) r->layer[l].window_left = EMB_WINDOW_NONE;   /* right stays 0: causal */
