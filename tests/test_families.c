@@ -121,9 +121,10 @@ static void check_ids(const char *name, const family_data *d) {
     tok_free(tok);
 }
 
-/* Worst cosine of the CPU backend's vectors against ref.npy (prompt NULL),
- * or against ref-<prompt>.npy with --prompt-name prompt. */
-static double worst_cos_prompt(const char *name, const char *model, const family_data *d, const char *prompt) {
+/* Worst cosine of the CPU backend's vectors, encoded with eo, against
+ * tests/golden/families/<name>/<ref>. */
+static double worst_cos_ref(const char *name, const char *model, const family_data *d, const char *ref,
+                            const emb_encode_options *eo) {
     emb_model_options mo = emb_model_default_options();
     mo.device = EMB_DEVICE_CPU;
     mo.threads = 2;
@@ -131,18 +132,16 @@ static double worst_cos_prompt(const char *name, const char *model, const family
     emb_error err = {0};
     cr_assert_eq(emb_model_load(model, &mo, &m, &err), EMB_OK, "%s: %s", name, err.message);
     char rel[256];
-    snprintf(rel, sizeof rel, "tests/golden/families/%s/ref%s%s.npy", name, prompt ? "-" : "", prompt ? prompt : "");
+    snprintf(rel, sizeof rel, "tests/golden/families/%s/%s", name, ref);
     char *path = ts_src_path(rel);
     size_t rows, cols;
     float *want = npy_load(path, &rows, &cols);
     free(path);
-    cr_assert_not_null(want, "missing %s: run tools/make-golden-families", rel);
+    cr_assert_not_null(want);
     cr_assert_eq(rows, d->n);
-    emb_encode_options eo = emb_encode_default_options();
-    eo.prompt_name = prompt;
-    cr_assert_eq((size_t)emb_model_dim(m, &eo), cols);
+    cr_assert_eq((size_t)emb_model_dim(m, eo), cols);
     float *got = malloc(rows * cols * sizeof *got);
-    cr_assert_eq(emb_encode(m, (const char *const *)d->texts, NULL, d->n, &eo, got, NULL, &err), EMB_OK, "%s: %s",
+    cr_assert_eq(emb_encode(m, (const char *const *)d->texts, NULL, d->n, eo, got, NULL, &err), EMB_OK, "%s: %s",
                  name, err.message);
     double worst = 1;
     size_t worst_i = 0;
@@ -155,27 +154,38 @@ static double worst_cos_prompt(const char *name, const char *model, const family
         double c = dot / sqrt(na * nb);
         if (!(c >= worst)) worst = c, worst_i = i;
     }
-    cr_log_info("%s%s%s: %zu vectors, worst cos %.8f (text %zu)", name, prompt ? " prompt " : "",
-                prompt ? prompt : "", rows, worst, worst_i);
+    cr_log_info("%s (%s): %zu vectors, worst cos %.8f (text %zu)", name, ref, rows, worst, worst_i);
     free(got);
     free(want);
     emb_model_free(m);
     return worst;
 }
 
+/* Worst cosine against ref.npy with default options. */
 static double worst_cos_for(const char *name, const char *model, const family_data *d) {
-    return worst_cos_prompt(name, model, d, NULL);
+    emb_encode_options eo = emb_encode_default_options();
+    return worst_cos_ref(name, model, d, "ref.npy", &eo);
+}
+
+/* The CPU backend's vectors under encode options eo against the family's
+ * reference `ref` (ref.npy, or an extra ref_<what>.npy): cos >= 0.99999. */
+static void check_ref(const char *name, const char *ref, const emb_encode_options *eo) {
+    family_data d;
+    load_family(name, &d);
+    char *dir = model_dir(name);
+    double w = worst_cos_ref(name, dir, &d, ref, eo);
+    cr_expect_geq(w, 0.99999, "%s %s: worst cos %.8f", name, ref, w);
+    free(dir);
+    free_family(&d);
 }
 
 static void check_family(const char *name) {
     family_data d;
     load_family(name, &d);
     check_ids(name, &d);
-    char *dir = model_dir(name);
-    double w = worst_cos_for(name, dir, &d);
-    cr_expect_geq(w, 0.99999, "%s: worst cos %.8f", name, w);
-    free(dir);
     free_family(&d);
+    emb_encode_options eo = emb_encode_default_options();
+    check_ref(name, "ref.npy", &eo);
 }
 
 TestSuite(families, .timeout = 300);
@@ -187,6 +197,32 @@ Test(families, mpnet) { check_family("mpnet"); }
 Test(families, modernbert) { check_family("modernbert"); }
 Test(families, t5_gated_gelu) { check_family("t5"); }
 Test(families, t5_relu) { check_family("t5-relu"); }
+
+/* ---- decoders (decoder.c): causal attention, GQA, rotary, windows ---- */
+
+Test(families, qwen3) { check_family("qwen3"); }
+Test(families, mistral_sliding_window) { check_family("mistral"); }
+Test(families, qwen2_biases_sliding_layers) { check_family("qwen2"); }
+/* No sentence-transformers files and a LlamaForCausalLM config: last-token pooling. */
+Test(families, llama_no_st_files) { check_family("llama"); }
+
+/* Qwen3-Embedding's instruction prompt from config_sentence_transformers.json. */
+Test(families, qwen3_query_prompt) {
+    emb_encode_options eo = emb_encode_default_options();
+    eo.prompt_name = "query";
+    check_ref("qwen3", "ref_prompt.npy", &eo);
+}
+
+/* A base Llama with --pooling mean --layer 2 (of 3): transformers'
+ * hidden_states[2] (no final norm) mean-pooled. */
+Test(families, llama_mean_pooling_layer) {
+    emb_encode_options eo = emb_encode_default_options();
+    eo.pooling = EMB_POOL_MEAN;
+    eo.layer = 2;
+    check_ref("llama", "ref_layer2.npy", &eo);
+    eo.layer = -2;   /* the same layer counted from the end */
+    check_ref("llama", "ref_layer2.npy", &eo);
+}
 
 /* `embedc info`'s words for the model in dir. */
 static char *describe_dir(const char *dir) {
@@ -237,6 +273,30 @@ Test(families, info_describes_the_recipe) {
     s = describe("distilbert");
     expect_in(s, "family:          distilbert");
     expect_in(s, "learned positions, norm LayerNorm");
+    free(s);
+}
+
+/* `embedc info` for the decoders: causal attention, windows, GQA. */
+Test(families, info_describes_decoders) {
+    char *s = describe("qwen3");
+    expect_in(s, "family:          qwen3 (model_type qwen3)");
+    expect_in(s, "pre-norm, RMSNorm (eps 1e-06), final norm");
+    expect_in(s, "4 heads (2 KV heads) x 24, scale 0.204124, no biases");
+    expect_in(s, "  layers 0-1:    causal, rope theta 1e+06");
+    expect_in(s, "mlp:             gated SiLU, 64 -> 96, no biases");
+    free(s);
+    s = describe("mistral");
+    expect_in(s, "4 heads (1 KV heads) x 16");
+    expect_in(s, "  layers 0-1:    causal, window 7, rope theta 10000");
+    free(s);
+    s = describe("qwen2");
+    expect_in(s, "x 16, scale 0.25, biases");
+    expect_in(s, "  layer 0:       causal, rope theta 10000");
+    expect_in(s, "  layers 1-2:    causal, window 7, rope theta 10000");
+    free(s);
+    s = describe("llama");
+    expect_in(s, "  layers 0-2:    causal, rope theta 500");
+    expect_in(s, "mlp:             gated SiLU, 64 -> 96, biases");
     free(s);
 }
 
@@ -356,11 +416,24 @@ Test(families, malformed_wrong_shape) {
     remove_dir(dir);
 }
 
+/* Each case: golden model `family` with `from` replaced by `to` in its
+ * config.json fails to load with `code` and a message holding `phrase`. */
+typedef struct {
+    const char *family, *from, *to, *phrase;
+    emb_status code;
+} config_case;
+
+static void expect_config_refusals(const config_case *cases, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        char *dir = copy_model(cases[i].family);
+        edit_config(dir, cases[i].from, cases[i].to);
+        expect_load_error(dir, cases[i].code, cases[i].phrase);
+        remove_dir(dir);
+    }
+}
+
 Test(families, malformed_unknown_variant) {
-    static const struct {
-        const char *family, *from, *to, *phrase;
-        emb_status code;
-    } cases[] = {
+    static const config_case cases[] = {
         {"t5", "\"feed_forward_proj\": \"gated-gelu\"", "\"feed_forward_proj\": \"gated-swoosh\"",
          "config.json: feed_forward_proj \"swoosh\" is not supported", EMB_ERR_UNSUPPORTED},
         {"modernbert", "\"sliding_attention\"", "\"chunked_attention\"",
@@ -371,30 +444,37 @@ Test(families, malformed_unknown_variant) {
          "config.json: relative_attention_num_buckets 16: MPNet always looks up 32 buckets", EMB_ERR_UNSUPPORTED},
         {"roberta", "\"model_type\": \"roberta\"", "\"model_type\": \"deberta-v2\"",
          "config.json: model_type \"deberta-v2\" is not supported (supported: bert, roberta, xlm-roberta, "
-         "camembert, distilbert, mpnet, modernbert, t5", EMB_ERR_UNSUPPORTED},
+         "camembert, distilbert, mpnet, modernbert, t5, llama, mistral, qwen2, qwen3, gemma2, gemma3_text, gemma3)",
+         EMB_ERR_UNSUPPORTED},
         {"roberta", "\"pad_token_id\": 1", "\"pad_token_id\": null",
          "config.json: pad_token_id is null, but roberta numbers positions from it", EMB_ERR_FORMAT},
         {"roberta", "\"model_type\": \"roberta\"", "\"position_embedding_type\": \"relative_key_query\", \"model_type\": \"roberta\"",
          "config.json: position_embedding_type \"relative_key_query\" is not supported (only \"absolute\")", EMB_ERR_UNSUPPORTED},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        char *dir = copy_model(cases[i].family);
-        edit_config(dir, cases[i].from, cases[i].to);
-        expect_load_error(dir, cases[i].code, cases[i].phrase);
-        remove_dir(dir);
-    }
+    expect_config_refusals(cases, sizeof cases / sizeof cases[0]);
+}
+
+/* Worst cosine against the family's reference `ref` under eo (NULL: the
+ * defaults) of golden model `family` with `from` replaced by `to` in its
+ * config.json. */
+static double edited_worst_cos(const char *family, const char *from, const char *to, const char *ref,
+                               const emb_encode_options *eo) {
+    char *dir = copy_model(family);
+    edit_config(dir, from, to);
+    family_data d;
+    load_family(family, &d);
+    emb_encode_options dflt = emb_encode_default_options();
+    double w = worst_cos_ref(family, dir, &d, ref, eo ? eo : &dflt);
+    free_family(&d);
+    remove_dir(dir);
+    return w;
 }
 
 /* The same model under model_type camembert runs the RoBERTa recipe. */
 Test(families, camembert_is_roberta) {
-    char *dir = copy_model("roberta");
-    edit_config(dir, "\"model_type\": \"roberta\"", "\"model_type\": \"camembert\"");
-    family_data d;
-    load_family("roberta", &d);
-    double w = worst_cos_for("roberta", dir, &d);
+    double w = edited_worst_cos("roberta", "\"model_type\": \"roberta\"", "\"model_type\": \"camembert\"",
+                                "ref.npy", NULL);
     cr_expect_geq(w, 0.99999, "camembert: worst cos %.8f", w);
-    free_family(&d);
-    remove_dir(dir);
 }
 
 /* A DistilBERT checkpoint with sinusoidal_pos_embds and no stored position
@@ -520,6 +600,48 @@ Test(families, bert_large_shapes) {
     free(dir);
 }
 
+/* is_causal false in config.json: sentence-transformers' default pooling is
+ * mean again (the attention stays causal, as transformers' Llama keeps it). */
+Test(families, llama_not_causal_lm_pools_mean) {
+    emb_encode_options eo = emb_encode_default_options();
+    eo.layer = 2;
+    double w = edited_worst_cos("llama", "\"tie_word_embeddings\": true",
+                                "\"tie_word_embeddings\": true, \"is_causal\": false", "ref_layer2.npy", &eo);
+    cr_expect_geq(w, 0.99999, "is_causal false: worst cos %.8f", w);
+}
+
+/* ---- decoders: config forms and refusals ---- */
+
+/* The legacy rotary form (rope_theta + rope_scaling null) reads as
+ * rope_parameters does. */
+Test(families, llama_legacy_rope_theta) {
+    double w = edited_worst_cos(
+        "llama", "\"rope_parameters\": {\n    \"rope_theta\": 500.0,\n    \"rope_type\": \"default\"\n  }",
+        "\"rope_theta\": 500.0, \"rope_scaling\": null", "ref.npy", NULL);
+    cr_expect_geq(w, 0.99999, "legacy rope_theta: worst cos %.8f", w);
+}
+
+Test(families, decoder_refusals) {
+    static const config_case cases[] = {
+        {"llama", "\"rope_type\": \"default\"", "\"rope_type\": \"llama3\"",
+         "config.json: rope_parameters: rope_type \"llama3\" is not supported (only \"default\")", EMB_ERR_UNSUPPORTED},
+        {"qwen2", "\"use_sliding_window\": true", "\"use_sliding_window\": false",
+         "config.json: layer 1 is \"sliding_attention\" but sliding_window is null or use_sliding_window is false",
+         EMB_ERR_FORMAT},
+        {"mistral", "\"num_key_value_heads\": 1", "\"num_key_value_heads\": 3",
+         "config.json: num_attention_heads 4 is not a multiple of num_key_value_heads 3", EMB_ERR_FORMAT},
+        /* Qwen3's head_dim defaults to 128, not hidden / heads */
+        {"qwen3", "\"head_dim\": 24,", "",
+         "model.safetensors: tensor \"layers.0.self_attn.q_proj.weight\": shape [96, 64], config.json implies [512, 64]",
+         EMB_ERR_FORMAT},
+    };
+    expect_config_refusals(cases, sizeof cases / sizeof cases[0]);
+    char *dir = copy_model("qwen3");
+    drop_tensor(dir, "layers.1.self_attn.k_norm.weight");
+    expect_load_error(dir, EMB_ERR_FORMAT, "model.safetensors: missing tensor \"layers.1.self_attn.k_norm.weight\"");
+    remove_dir(dir);
+}
+
 /* ---- Gemma (gemma2, gemma3) -------------------------------------------------
  * gemma3 is EmbeddingGemma-shaped (bidirectional, sliding window 8 = |i - j| <= 4,
  * 2 query heads / 1 KV head of 256, q/k norms, mean pooling + two Dense +
@@ -528,23 +650,19 @@ Test(families, bert_large_shapes) {
  * each side of it, bidirectional attention and the soft-cap each move the
  * vectors well below the 0.99999 asked here. */
 
-Test(families, gemma3) {
-    check_family("gemma3");
-    family_data d;
-    load_family("gemma3", &d);
-    char *dir = model_dir("gemma3");
-    static const char *prompts[] = {"query", "document"};
-    for (int i = 0; i < 2; i++) {
-        double w = worst_cos_prompt("gemma3", dir, &d, prompts[i]);
-        cr_expect_geq(w, 0.99999, "gemma3 --prompt-name %s: worst cos %.8f", prompts[i], w);
-    }
-    free(dir);
-    free_family(&d);
-}
-
+Test(families, gemma3) { check_family("gemma3"); }
 Test(families, gemma2) { check_family("gemma2"); }
 
-Test(families, gemma_info) {
+/* EmbeddingGemma's prompts (config_sentence_transformers.json, include_prompt true). */
+Test(families, gemma3_prompts) {
+    emb_encode_options eo = emb_encode_default_options();
+    eo.prompt_name = "query";
+    check_ref("gemma3", "ref_prompt_query.npy", &eo);
+    eo.prompt_name = "document";
+    check_ref("gemma3", "ref_prompt_document.npy", &eo);
+}
+
+Test(families, info_describes_gemma) {
     char *s = describe("gemma3");
     expect_in(s, "family:          gemma3 (model_type gemma3_text)");
     expect_in(s, "embeddings:      word 2501 x 32 x 5.65685, norm none");
@@ -565,87 +683,73 @@ Test(families, gemma_info) {
     free(s);
 }
 
-/* Rewrites dir/config.json through cJSON: edit(j) changes it in place. */
-static void rewrite_config(const char *dir, void (*edit)(cJSON *)) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    char *s = ts_read_file(path, NULL);
-    cr_assert_not_null(s);
-    cJSON *j = cJSON_Parse(s);
-    free(s);
-    cr_assert_not_null(j);
-    edit(j);
-    char *o = cJSON_Print(j);
-    cr_assert_eq(ts_write_file(path, o, strlen(o)), 0);
-    free(o);
-    cJSON_Delete(j);
-}
-
-static void legacy_rope(cJSON *j) {   /* transformers 4.x keys */
-    cJSON_DeleteItemFromObject(j, "rope_parameters");
-    cJSON_AddNullToObject(j, "rope_scaling");
-    cJSON_AddNumberToObject(j, "rope_theta", 1000000.0);
-    cJSON_AddNumberToObject(j, "rope_local_base_freq", 10000.0);
-}
-
-static void legacy_rope_swapped(cJSON *j) {   /* after legacy_rope */
-    cJSON_ReplaceItemInObject(j, "rope_theta", cJSON_CreateNumber(10000.0));
-    cJSON_ReplaceItemInObject(j, "rope_local_base_freq", cJSON_CreateNumber(1000000.0));
-}
-
-/* The same thetas under the legacy keys give the same vectors; swapped, they
- * do not (each layer type reads its own). */
+/* The same thetas under the transformers 4.x keys give the same vectors;
+ * swapped, they do not (each layer type reads its own). */
+#define GEMMA3_ROPE_PARAMETERS \
+    "\"rope_parameters\": {\n    \"full_attention\": {\n      \"rope_theta\": 1000000.0,\n" \
+    "      \"rope_type\": \"default\"\n    },\n    \"sliding_attention\": {\n      \"rope_theta\": 10000.0,\n" \
+    "      \"rope_type\": \"default\"\n    }\n  },"
 Test(families, gemma3_legacy_rope_keys) {
-    family_data d;
-    load_family("gemma3", &d);
-    char *dir = copy_model("gemma3");
-    rewrite_config(dir, legacy_rope);
-    double w = worst_cos_for("gemma3", dir, &d);
+    double w = edited_worst_cos("gemma3", GEMMA3_ROPE_PARAMETERS,
+                                "\"rope_scaling\": null, \"rope_theta\": 1000000.0, \"rope_local_base_freq\": 10000.0,",
+                                "ref.npy", NULL);
     cr_expect_geq(w, 0.99999, "legacy rope keys: worst cos %.8f", w);
-    rewrite_config(dir, legacy_rope_swapped);
-    w = worst_cos_for("gemma3", dir, &d);
+    w = edited_worst_cos("gemma3", GEMMA3_ROPE_PARAMETERS, "\"rope_theta\": 10000.0, \"rope_local_base_freq\": 1000000.0,",
+                         "ref.npy", NULL);
     cr_expect_lt(w, 0.999, "swapped thetas: worst cos %.8f", w);
-    remove_dir(dir);
-    free_family(&d);
 }
 
 /* A Gemma3ForConditionalGeneration checkpoint: model_type gemma3 with the
  * language model's config in text_config and its tensors under
  * model.language_model. (transformers 5). */
-static void wrap_text_config(cJSON *j) {
-    cJSON *text = cJSON_Duplicate(j, 1);
-    cJSON *wrapper = cJSON_CreateObject();
-    cJSON_AddStringToObject(wrapper, "model_type", "gemma3");
-    cJSON_AddItemToObject(wrapper, "text_config", text);
-    cJSON *child;
-    while ((child = j->child)) cJSON_Delete(cJSON_DetachItemViaPointer(j, child));
-    while ((child = wrapper->child)) cJSON_AddItemToObject(j, child->string, cJSON_DetachItemViaPointer(wrapper, child));
-    cJSON_Delete(wrapper);
-}
-
 Test(families, gemma3_conditional_generation_checkpoint) {
     if (system("python3 -c 1 2>/dev/null") != 0) cr_skip_test("python3 not available");
-    family_data d;
-    load_family("gemma3", &d);
     char *dir = copy_model("gemma3");
-    rewrite_config(dir, wrap_text_config);
     char cmd[8192];
     snprintf(cmd, sizeof cmd,
-             "python3 - '%s/model.safetensors' <<'EOF'\n"
-             "import json, struct, sys\n"
-             "raw = open(sys.argv[1], 'rb').read()\n"
+             "cd '%s' && python3 - <<'EOF'\n"
+             "import json, struct\n"
+             "c = json.load(open('config.json'))\n"
+             "json.dump({'model_type': 'gemma3', 'text_config': c}, open('config.json', 'w'))\n"
+             "raw = open('model.safetensors', 'rb').read()\n"
              "n = struct.unpack('<Q', raw[:8])[0]\n"
              "h = json.loads(raw[8:8 + n])\n"
              "h = {k if k == '__metadata__' else 'model.language_model.' + k: v for k, v in h.items()}\n"
              "hb = json.dumps(h).encode(); hb += b' ' * (-len(hb) %% 8)\n"
-             "open(sys.argv[1], 'wb').write(struct.pack('<Q', len(hb)) + hb + raw[8 + n:])\n"
+             "open('model.safetensors', 'wb').write(struct.pack('<Q', len(hb)) + hb + raw[8 + n:])\n"
              "EOF",
              dir);
     cr_assert_eq(system(cmd), 0);
+    family_data d;
+    load_family("gemma3", &d);
     double w = worst_cos_for("gemma3", dir, &d);
     cr_expect_geq(w, 0.99999, "gemma3 wrapped: worst cos %.8f", w);
-    remove_dir(dir);
+    char *s = describe_dir(dir);
+    expect_in(s, "family:          gemma3 (model_type gemma3)");
+    free(s);
     free_family(&d);
+    remove_dir(dir);
+}
+
+Test(families, gemma_refusals) {
+    static const config_case cases[] = {
+        {"gemma2", "\"use_bidirectional_attention\": null", "\"use_bidirectional_attention\": true",
+         "config.json: use_bidirectional_attention is not supported for gemma2", EMB_ERR_UNSUPPORTED},
+        {"gemma2", "\"sliding_window\": 8", "\"sliding_window\": null",
+         "config.json: layer 0 is a sliding_attention layer but sliding_window is null", EMB_ERR_FORMAT},
+        {"gemma3", "\"num_key_value_heads\": 1", "\"num_key_value_heads\": 3",
+         "config.json: num_attention_heads 2 is not a multiple of num_key_value_heads 3", EMB_ERR_FORMAT},
+        {"gemma3", "\"full_attention\": {\n      \"rope_theta\": 1000000.0,\n      \"rope_type\": \"default\"",
+         "\"full_attention\": {\n      \"rope_theta\": 1000000.0,\n      \"rope_type\": \"linear\"",
+         "rope_type \"linear\" is not supported (only \"default\")", EMB_ERR_UNSUPPORTED},
+        {"gemma3", "\"model_type\": \"gemma3_text\"", "\"model_type\": \"gemma3\"",
+         "config.json: model_type \"gemma3\" without a text_config object", EMB_ERR_FORMAT},
+    };
+    expect_config_refusals(cases, sizeof cases / sizeof cases[0]);
+    char *dir = copy_model("gemma3");
+    drop_tensor(dir, "layers.1.self_attn.k_norm.weight");
+    expect_load_error(dir, EMB_ERR_FORMAT, "model.safetensors: missing tensor \"layers.1.self_attn.k_norm.weight\"");
+    remove_dir(dir);
 }
 
 /* Added tokens past the embedding table (the golden tokenizer's <end_of_turn>
@@ -678,9 +782,9 @@ Test(families, gemma_ids_past_the_table) {
     free(dir);
 }
 
-/* Without sentence-transformers files (bge-multilingual-gemma2 ships its own
- * last-token pooling in them) a directory gets sentence-transformers' default,
- * mean pooling. */
+/* Without sentence-transformers files (bge-multilingual-gemma2 ships its
+ * last-token pooling in them), a Gemma2Model directory gets
+ * sentence-transformers' default, mean pooling. */
 Test(families, gemma2_without_st_files_mean_pools) {
     char *dir = copy_model("gemma2");
     char cmd[4200];

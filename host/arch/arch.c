@@ -29,6 +29,10 @@ static const struct {
     {"mpnet", emb_arch_mpnet},
     {"modernbert", emb_arch_modernbert},
     {"t5", emb_arch_t5},
+    {"llama", emb_arch_decoder},
+    {"mistral", emb_arch_decoder},
+    {"qwen2", emb_arch_decoder},
+    {"qwen3", emb_arch_decoder},
     {"gemma2", emb_arch_gemma2},
     {"gemma3_text", emb_arch_gemma3},
     {"gemma3", emb_arch_gemma3},
@@ -92,6 +96,46 @@ const char *arch_act_name(emb_act a) {
     case EMB_ACT_SIGMOID: return "sigmoid";
     }
     return "?";
+}
+
+emb_status arch_hf_sizes(const cJSON *j, emb_recipe *r, emb_error *err) {
+    emb_status s;
+    if ((s = arch_need_int(j, "vocab_size", 1, ARCH_MAX_VOCAB, &r->vocab_size, err)) ||
+        (s = arch_need_int(j, "hidden_size", 1, ARCH_MAX_HIDDEN, &r->hidden, err)) ||
+        (s = arch_need_int(j, "num_hidden_layers", 1, ARCH_MAX_LAYERS, &r->layers, err)) ||
+        (s = arch_need_int(j, "num_attention_heads", 1, ARCH_MAX_HIDDEN, &r->heads, err)))
+        return s;
+    return arch_need_int(j, "intermediate_size", 1, ARCH_MAX_INTERMEDIATE, &r->intermediate, err);
+}
+
+emb_status arch_pre_rotary(const cJSON *j, const arch_rotary_keys *k, const char *act_dflt, emb_recipe *r,
+                           float *eps, float *theta_full, float *theta_sliding, emb_error *err) {
+    r->place = EMB_PLACE_PRE;
+    r->gated = 1;
+    r->attn_pos = EMB_APOS_ROTARY;
+    r->rotary_dim = r->head_dim;
+    const char *act = act_dflt;
+    emb_status s;
+    if ((s = arch_opt_float(j, k->eps, 0, 1, eps, err)) ||
+        (s = ju_get_string(j, k->act, "config.json", &act, NULL, err)) || (s = arch_act(act, k->act, &r->act, err)) ||
+        (s = arch_rope_theta(j, "full_attention", k->theta_full, *theta_full, theta_full, err)))
+        return s;
+    return arch_rope_theta(j, "sliding_attention", k->theta_sliding, *theta_sliding, theta_sliding, err);
+}
+
+emb_status arch_layer_type(const cJSON *j, int layers, int l, int *sliding, emb_error *err) {
+    const cJSON *types = cJSON_GetObjectItemCaseSensitive(j, "layer_types");
+    if (!types || cJSON_IsNull(types)) return EMB_OK;
+    if (!cJSON_IsArray(types) || cJSON_GetArraySize(types) != layers)
+        return emb_fail(err, EMB_ERR_FORMAT, "config.json: layer_types must be a list of num_hidden_layers (%d) "
+                        "strings", layers);
+    const cJSON *t = cJSON_GetArrayItem(types, l);
+    if (cJSON_IsString(t) && strcmp(t->valuestring, "sliding_attention") == 0) *sliding = 1;
+    else if (cJSON_IsString(t) && strcmp(t->valuestring, "full_attention") == 0) *sliding = 0;
+    else
+        return emb_fail(err, EMB_ERR_UNSUPPORTED,
+                        "config.json: layer_types[%d] must be \"full_attention\" or \"sliding_attention\"", l);
+    return EMB_OK;
 }
 
 emb_status arch_pad_id(const cJSON *j, int dflt, int *out, emb_error *err) {
@@ -382,21 +426,35 @@ size_t emb_recipe_describe(const emb_recipe *r, char *buf, size_t cap) {
     return k;
 }
 
-/* The rotary theta of one layer type: config.json's rope_parameters[type].rope_theta
- * (type NULL: rope_parameters.rope_theta, the one-theta form) when given (only
- * rope_type "default"), else the legacy key (dflt when absent); any
- * rope_scaling is refused. */
+/* The rotary theta of one layer type. transformers' rope parameters come
+ * nested by layer type (ModernBERT, Gemma: rope_parameters[type]), flat
+ * (Llama, Qwen: rope_parameters = {rope_type, rope_theta}), or in the legacy
+ * form (rope_theta + rope_scaling, which transformers reads as the flat
+ * parameters); a missing rope_theta falls back to the legacy key, then dflt. */
 emb_status arch_rope_theta(const cJSON *j, const char *type, const char *legacy, float dflt, float *out,
-                             emb_error *err) {
+                           emb_error *err) {
     *out = dflt;
     emb_status s;
+    char shown[96];
     const cJSON *rp = cJSON_GetObjectItemCaseSensitive(j, "rope_parameters");
-    const cJSON *t = !cJSON_IsObject(rp) ? NULL : type ? cJSON_GetObjectItemCaseSensitive(rp, type) : rp;
+    const cJSON *t = cJSON_IsObject(rp) ? cJSON_GetObjectItemCaseSensitive(rp, type) : NULL;
     if (cJSON_IsObject(t)) {
-        char shown[96];
-        snprintf(shown, sizeof shown, "config.json: rope_parameters%s%s", type ? "." : "", type ? type : "");
+        snprintf(shown, sizeof shown, "config.json: rope_parameters.%s", type);
+    } else if (cJSON_IsObject(rp) && (cJSON_GetObjectItemCaseSensitive(rp, "rope_type") ||
+                                      cJSON_GetObjectItemCaseSensitive(rp, "type") ||
+                                      cJSON_GetObjectItemCaseSensitive(rp, "rope_theta"))) {
+        t = rp;
+        snprintf(shown, sizeof shown, "config.json: rope_parameters");
+    } else {
+        t = cJSON_GetObjectItemCaseSensitive(j, "rope_scaling");
+        if (t && !cJSON_IsNull(t) && !cJSON_IsObject(t))
+            return emb_fail(err, EMB_ERR_FORMAT, "config.json: rope_scaling must be an object or null");
+        snprintf(shown, sizeof shown, "config.json: rope_scaling");
+    }
+    if (cJSON_IsObject(t)) {
         const char *rt = NULL;
         if ((s = ju_get_string(t, "rope_type", shown, &rt, NULL, err))) return s;
+        if (!rt && (s = ju_get_string(t, "type", shown, &rt, NULL, err))) return s;
         if (rt && strcmp(rt, "default") != 0)
             return emb_fail(err, EMB_ERR_UNSUPPORTED, "%s: rope_type \"%.64s\" is not supported (only \"default\")",
                             shown, rt);
@@ -409,27 +467,5 @@ emb_status arch_rope_theta(const cJSON *j, const char *type, const char *legacy,
             return EMB_OK;
         }
     }
-    if (cJSON_GetObjectItemCaseSensitive(j, "rope_scaling") &&
-        !cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(j, "rope_scaling")))
-        return emb_fail(err, EMB_ERR_UNSUPPORTED, "config.json: rope_scaling is not supported");
     return arch_opt_float(j, legacy, 0, 1e30, out, err);
-}
-
-/* Whether layer l is a sliding-window layer: config.json's layer_types[l]
- * ("sliding_attention" / "full_attention") when the list is given, else dflt
- * (the family's rule). */
-emb_status arch_layer_sliding(const cJSON *j, int layers, int l, int dflt, int *sliding, emb_error *err) {
-    const cJSON *types = cJSON_GetObjectItemCaseSensitive(j, "layer_types");
-    *sliding = dflt;
-    if (!types || cJSON_IsNull(types)) return EMB_OK;
-    if (!cJSON_IsArray(types) || cJSON_GetArraySize(types) != layers)
-        return emb_fail(err, EMB_ERR_FORMAT, "config.json: layer_types must be a list of num_hidden_layers (%d) "
-                        "strings", layers);
-    const cJSON *t = cJSON_GetArrayItem(types, l);
-    if (cJSON_IsString(t) && strcmp(t->valuestring, "sliding_attention") == 0) *sliding = 1;
-    else if (cJSON_IsString(t) && strcmp(t->valuestring, "full_attention") == 0) *sliding = 0;
-    else
-        return emb_fail(err, EMB_ERR_UNSUPPORTED,
-                        "config.json: layer_types[%d] must be \"full_attention\" or \"sliding_attention\"", l);
-    return EMB_OK;
 }

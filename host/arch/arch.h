@@ -1,10 +1,10 @@
 /*
  * The family table: config.json's model_type -> the arch file that turns
  * config.json and the tensor names into a recipe (recipe.h). Each family
- * file (bert.c, distilbert.c, mpnet.c, modernbert.c, t5.c, gemma2.c,
- * gemma3.c) exports one builder; arch.c holds the table and the helpers they
- * share (required config fields, activation names, the dtype check,
- * describing a recipe).
+ * file (bert.c, distilbert.c, mpnet.c, modernbert.c, t5.c, decoder.c,
+ * gemma2.c, gemma3.c) exports one builder; arch.c holds the table and the
+ * helpers they share (required config fields, activation names, the dtype
+ * check, describing a recipe).
  */
 #ifndef EMBEDC_HOST_ARCH_H
 #define EMBEDC_HOST_ARCH_H
@@ -36,6 +36,9 @@ emb_status emb_arch_distilbert(const cJSON *cfg, emb_weights *w, emb_recipe *r, 
 emb_status emb_arch_mpnet(const cJSON *cfg, emb_weights *w, emb_recipe *r, emb_error *err);
 emb_status emb_arch_modernbert(const cJSON *cfg, emb_weights *w, emb_recipe *r, emb_error *err);
 emb_status emb_arch_t5(const cJSON *cfg, emb_weights *w, emb_recipe *r, emb_error *err);
+/* llama, mistral, qwen2, qwen3 (decoder.c: one builder, r->model_type picks the variant) */
+emb_status emb_arch_decoder(const cJSON *cfg, emb_weights *w, emb_recipe *r, emb_error *err);
+/* gemma2, gemma3_text, gemma3 (gemma2.c holds the layer both share, gemma.h the differences) */
 emb_status emb_arch_gemma2(const cJSON *cfg, emb_weights *w, emb_recipe *r, emb_error *err);
 emb_status emb_arch_gemma3(const cJSON *cfg, emb_weights *w, emb_recipe *r, emb_error *err);
 
@@ -50,15 +53,31 @@ emb_status arch_opt_float(const cJSON *j, const char *key, double lo, double hi,
                           emb_error *err);
 /* An activation name of transformers' ACT2FN ("gelu", "gelu_new", ...). */
 /* Rotary theta of layer type `type` ("full_attention", "sliding_attention"):
- * rope_parameters[type].rope_theta (rope_type "default" only), else config key
- * `legacy`, else dflt. type NULL reads the one-theta form rope_parameters.rope_theta
- * (Gemma 2, Llama). A non-null rope_scaling is refused. */
+ * rope_parameters[type].rope_theta when rope_parameters is nested by layer
+ * type, else the flat rope_parameters.rope_theta (or legacy rope_scaling's),
+ * else config key `legacy`, else dflt. Only rope_type (or "type") "default"
+ * is accepted: scaled rope types are refused, naming them. */
 emb_status arch_rope_theta(const cJSON *j, const char *type, const char *legacy, float dflt, float *out,
                            emb_error *err);
-/* Layer l slides: layer_types[l] when config.json lists them (the list must
- * have `layers` entries), else dflt. */
-emb_status arch_layer_sliding(const cJSON *j, int layers, int l, int dflt, int *sliding, emb_error *err);
 emb_status arch_act(const char *name, const char *key, emb_act *out, emb_error *err);
+/* config.json's layer_types[l] for a model of `layers` layers: "sliding_attention"
+ * sets *sliding = 1, "full_attention" 0; absent or null leaves *sliding (the
+ * family's own rule); anything else is refused. */
+emb_status arch_layer_type(const cJSON *j, int layers, int l, int *sliding, emb_error *err);
+/* The required sizes under transformers' usual keys: vocab_size, hidden_size,
+ * num_hidden_layers, num_attention_heads, intermediate_size. */
+emb_status arch_hf_sizes(const cJSON *j, emb_recipe *r, emb_error *err);
+/* What the pre-norm gated rotary families (ModernBERT, the decoders) set up
+ * alike: place PRE, gated MLP, rotary over the whole head (r->head_dim set
+ * before), and from config.json under the family's keys the norm eps, the
+ * activation (r->act) and the thetas of full and sliding layers (legacy keys
+ * of arch_rope_theta). *eps, *theta_full and *theta_sliding hold the defaults
+ * on entry. */
+typedef struct {
+    const char *eps, *act, *theta_full, *theta_sliding;
+} arch_rotary_keys;
+emb_status arch_pre_rotary(const cJSON *j, const arch_rotary_keys *k, const char *act_dflt, emb_recipe *r,
+                           float *eps, float *theta_full, float *theta_sliding, emb_error *err);
 /* pad_token_id: absent -> dflt, null -> -1. */
 emb_status arch_pad_id(const cJSON *j, int dflt, int *out, emb_error *err);
 /* Allocates r->layer (r->layers entries, zeroed). */

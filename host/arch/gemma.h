@@ -17,8 +17,8 @@ typedef struct {
     const char *every_key;       /* config key that may override `every`, or NULL */
     float softcap_default;       /* attn_logit_softcapping when the key is absent (null: none) */
     int softcap_honoured;        /* 0: the family's attention never applies the soft-cap */
-    int theta_per_type;          /* rope_parameters per layer type (else one theta for all) */
     float theta_full, theta_sliding;   /* transformers' defaults */
+    const char *theta_sliding_key;     /* legacy key of the sliding layers' theta (full: rope_theta) */
     int bidirectional_ok;        /* use_bidirectional_attention honoured (else refused when true) */
     int max_position;            /* max_position_embeddings default */
     int vocab, hidden, layers, heads, kv_heads, intermediate;   /* transformers' config defaults */

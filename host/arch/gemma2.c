@@ -101,30 +101,17 @@ emb_status arch_gemma_build(const cJSON *j, emb_weights *w, emb_recipe *r, const
     else if ((s = arch_opt_float(j, "attn_logit_softcapping", 0, 1e30, &softcap, err))) return s;
     r->softcap = v->softcap_honoured ? softcap : 0;
 
-    float eps = 1e-6f;
-    const char *act = "gelu_pytorch_tanh";
-    if ((s = arch_opt_float(j, "rms_norm_eps", 0, 1, &eps, err)) ||
-        (s = ju_get_string(j, "hidden_activation", "config.json", &act, NULL, err)) ||
-        (s = arch_act(act, "hidden_activation", &r->act, err)))
-        return s;
-    float theta_full = v->theta_full, theta_sliding = v->theta_sliding;
-    if (v->theta_per_type) {
-        if ((s = arch_rope_theta(j, "full_attention", "rope_theta", theta_full, &theta_full, err)) ||
-            (s = arch_rope_theta(j, "sliding_attention", "rope_local_base_freq", theta_sliding, &theta_sliding, err)))
-            return s;
-    } else {
-        if ((s = arch_rope_theta(j, NULL, "rope_theta", theta_full, &theta_full, err))) return s;
-        theta_sliding = theta_full;
-    }
+    /* Thetas: rope_parameters by layer type, or flat (Gemma 2's one theta for
+     * both kinds), else the legacy keys. */
+    float eps = 1e-6f, theta_full = v->theta_full, theta_sliding = v->theta_sliding;
+    const arch_rotary_keys keys = {"rms_norm_eps", "hidden_activation", "rope_theta", v->theta_sliding_key};
+    if ((s = arch_pre_rotary(j, &keys, "gelu_pytorch_tanh", r, &eps, &theta_full, &theta_sliding, err))) return s;
     r->place = EMB_PLACE_SANDWICH;
-    r->gated = 1;
-    r->attn_pos = EMB_APOS_ROTARY;
-    r->rotary_dim = r->head_dim;
 
     if ((s = arch_alloc_layers(r, err))) return s;
     for (int l = 0; l < r->layers; l++) {
-        int sliding;
-        if ((s = arch_layer_sliding(j, r->layers, l, (l + 1) % every != 0, &sliding, err))) return s;
+        int sliding = (l + 1) % every != 0;
+        if ((s = arch_layer_type(j, r->layers, l, &sliding, err))) return s;
         if (sliding && no_window)
             return emb_fail(err, EMB_ERR_FORMAT, "config.json: layer %d is a sliding_attention layer but "
                             "sliding_window is null", l);
@@ -170,7 +157,7 @@ emb_status arch_gemma_build(const cJSON *j, emb_weights *w, emb_recipe *r, const
 emb_status emb_arch_gemma2(const cJSON *j, emb_weights *w, emb_recipe *r, emb_error *err) {
     static const arch_gemma_variant v = {
         .family = "gemma2", .qk_norm = 0, .every = 2, .every_key = NULL, .softcap_default = 50.0f,
-        .softcap_honoured = 1, .theta_per_type = 0, .theta_full = 10000.0f, .theta_sliding = 10000.0f,
+        .softcap_honoured = 1, .theta_full = 10000.0f, .theta_sliding = 10000.0f, .theta_sliding_key = "rope_theta",
         .bidirectional_ok = 0, .max_position = 8192,
         .vocab = 256000, .hidden = 2304, .layers = 26, .heads = 8, .kv_heads = 4, .intermediate = 9216,
     };

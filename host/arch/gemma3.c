@@ -21,8 +21,8 @@
 emb_status emb_arch_gemma3(const cJSON *j, emb_weights *w, emb_recipe *r, emb_error *err) {
     static const arch_gemma_variant v = {
         .family = "gemma3", .qk_norm = 1, .every = 6, .every_key = "sliding_window_pattern",
-        .softcap_default = 0, .softcap_honoured = 0, .theta_per_type = 1, .theta_full = 1000000.0f,
-        .theta_sliding = 10000.0f, .bidirectional_ok = 1, .max_position = 131072,
+        .softcap_default = 0, .softcap_honoured = 0, .theta_full = 1000000.0f,
+        .theta_sliding = 10000.0f, .theta_sliding_key = "rope_local_base_freq", .bidirectional_ok = 1, .max_position = 131072,
         .vocab = 262208, .hidden = 2304, .layers = 26, .heads = 8, .kv_heads = 4, .intermediate = 9216,
     };
     if (strcmp(r->model_type, "gemma3") == 0) {

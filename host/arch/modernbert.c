@@ -22,11 +22,7 @@ emb_status emb_arch_modernbert(const cJSON *j, emb_weights *w, emb_recipe *r, em
     r->family = "modernbert";
     int norm_bias = 0, attn_bias = 0, mlp_bias = 0, local = 128, every = 3;
     r->max_position = 8192;
-    if ((s = arch_need_int(j, "vocab_size", 1, ARCH_MAX_VOCAB, &r->vocab_size, err)) ||
-        (s = arch_need_int(j, "hidden_size", 1, ARCH_MAX_HIDDEN, &r->hidden, err)) ||
-        (s = arch_need_int(j, "num_hidden_layers", 1, ARCH_MAX_LAYERS, &r->layers, err)) ||
-        (s = arch_need_int(j, "num_attention_heads", 1, ARCH_MAX_HIDDEN, &r->heads, err)) ||
-        (s = arch_need_int(j, "intermediate_size", 1, ARCH_MAX_INTERMEDIATE, &r->intermediate, err)) ||
+    if ((s = arch_hf_sizes(j, r, err)) ||
         (s = arch_opt_int(j, "max_position_embeddings", 1, ARCH_MAX_POSITION, &r->max_position, err)) ||
         (s = arch_opt_int(j, "local_attention", 0, ARCH_MAX_POSITION, &local, err)) ||
         (s = arch_opt_int(j, "global_attn_every_n_layers", 1, ARCH_MAX_LAYERS, &every, err)) ||
@@ -37,22 +33,13 @@ emb_status emb_arch_modernbert(const cJSON *j, emb_weights *w, emb_recipe *r, em
         return s;
     if ((s = arch_split_heads(r, "hidden_size", "num_attention_heads", err))) return s;
     float eps = 1e-5f, theta_full = 160000.0f, theta_local = 10000.0f;
-    const char *act = "gelu";
-    if ((s = arch_opt_float(j, "norm_eps", 0, 1, &eps, err)) ||
-        (s = ju_get_string(j, "hidden_activation", "config.json", &act, NULL, err)) ||
-        (s = arch_act(act, "hidden_activation", &r->act, err)) ||
-        (s = arch_rope_theta(j, "full_attention", "global_rope_theta", theta_full, &theta_full, err)) ||
-        (s = arch_rope_theta(j, "sliding_attention", "local_rope_theta", theta_local, &theta_local, err)))
-        return s;
-    r->place = EMB_PLACE_PRE;
-    r->gated = 1;
-    r->attn_pos = EMB_APOS_ROTARY;
-    r->rotary_dim = r->head_dim;
+    static const arch_rotary_keys keys = {"norm_eps", "hidden_activation", "global_rope_theta", "local_rope_theta"};
+    if ((s = arch_pre_rotary(j, &keys, "gelu", r, &eps, &theta_full, &theta_local, err))) return s;
 
     if ((s = arch_alloc_layers(r, err))) return s;
     for (int l = 0; l < r->layers; l++) {
-        int sliding;
-        if ((s = arch_layer_sliding(j, r->layers, l, l % every != 0, &sliding, err))) return s;
+        int sliding = l % every != 0;
+        if ((s = arch_layer_type(j, r->layers, l, &sliding, err))) return s;
         emb_recipe_layer *L = &r->layer[l];
         L->window_left = L->window_right = sliding ? local / 2 : EMB_WINDOW_NONE;
         L->rope_theta = sliding ? theta_local : theta_full;

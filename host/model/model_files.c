@@ -825,14 +825,32 @@ static emb_status load_st_extra_config(const char *dir, emb_model_files *mf, emb
     return s;
 }
 
-static emb_status load_sentence_transformers(const char *dir, emb_model_files *mf, mf_priv *p, emb_error *err) {
+/* sentence-transformers' default pooling for a checkpoint without
+ * modules.json: last token when config.json's architectures[0] ends in
+ * "ForCausalLM" (a decoder trained as a language model) unless is_causal is
+ * false, else mean. */
+static emb_status default_pooling(const cJSON *cfg, int *modes, emb_error *err) {
+    *modes = EMB_POOL_MEAN;
+    const cJSON *arch = cJSON_GetObjectItemCaseSensitive(cfg, "architectures");
+    const cJSON *first = cJSON_IsArray(arch) ? cJSON_GetArrayItem(arch, 0) : NULL;
+    if (!cJSON_IsString(first)) return EMB_OK;
+    const char *a = first->valuestring, *suffix = "ForCausalLM";
+    size_t n = strlen(a), k = strlen(suffix);
+    int causal = 1;
+    emb_status s = ju_get_bool(cfg, "is_causal", "config.json", &causal, NULL, err);
+    if (!s && n >= k && strcmp(a + n - k, suffix) == 0 && causal) *modes = EMB_POOL_LAST_TOKEN;
+    return s;
+}
+
+static emb_status load_sentence_transformers(const char *dir, const cJSON *cfg, emb_model_files *mf, mf_priv *p,
+                                             emb_error *err) {
     emb_st_config *st = &mf->st;
     /* Defaults when there is no modules.json: what sentence-transformers
      * builds around a plain transformers checkpoint. */
-    st->pooling_modes = EMB_POOL_MEAN;
+    emb_status s = default_pooling(cfg, &st->pooling_modes, err);
+    if (s) return s;
     st->include_prompt = 1;
     st->pooling_dim = mf->r.hidden;
-    emb_status s;
     char *mod = path_join(dir, "modules.json");
     if (!mod) return emb_fail(err, EMB_ERR_NOMEM, "out of memory");
     int has_modules = is_present(mod);
@@ -858,8 +876,8 @@ emb_status emb_mf_load(const char *dir, emb_model_files *mf, emb_error *err) {
     emb_status s = read_rel_json(dir, "config.json", &cfg, err);
     if (!s) s = open_weights(dir, p, err);
     if (!s) s = emb_arch_build(cfg, p, &mf->r, err);
+    if (!s) s = load_sentence_transformers(dir, cfg, mf, p, err);
     cJSON_Delete(cfg);
-    if (!s) s = load_sentence_transformers(dir, mf, p, err);
     if (s) {
         if (err && s != EMB_ERR_NOMEM) emb_fail_prefix(err, "model %s", dir);
         emb_mf_free(mf);
