@@ -291,8 +291,8 @@ static emb_norm toy_norm(toy_model *t, emb_norm_kind kind, int dim) {
                       {0}};
 }
 
-static void toy_generic(toy_model *t, emb_norm_place place) {
-    const int hidden = 64, heads = 4, kv = 2, hd = 32, inter = 96, layers = 3;
+static void toy_generic(toy_model *t, emb_norm_place place, int kv, int hd) {
+    const int hidden = 64, heads = 4, inter = 96, layers = 3;
     toy_build(t, hidden, 2, layers, inter, 0);
     emb_recipe *r = &t->mf.r;
     r->heads = heads, r->kv_heads = kv, r->head_dim = hd;
@@ -344,13 +344,47 @@ Test(cuda_backend, toy_generic_recipes, .timeout = 1200) {
     const emb_norm_place places[] = {EMB_PLACE_SANDWICH, EMB_PLACE_PRE};
     for (int p = 0; p < 2; p++) {
         toy_model t;
-        toy_generic(&t, places[p]);
+        toy_generic(&t, places[p], 2, 32);
         const int lens[] = {1, 31, 33, 80, 3};
         test_batch tb;
         make_batch(&tb, lens, 5, t.mf.r.vocab_size, 0);
         for (int d = 0; d < 2; d++) {
             emb_job j = make_job(&t.mf, EMB_POOL_MEAN | EMB_POOL_LAST_TOKEN, 3, 0, 1, 0);
             compare_backends(&t.mf, DTYPES[d], &tb.b, &j, 0, p ? "toy pre-norm" : "toy sandwich");
+        }
+        free_batch(&tb);
+        toy_free(&t);
+    }
+}
+
+/* The decoder families' attention: per-head q/k RMS norms (Gemma 3's 1 + w
+ * with sandwich RMS_1P norms; Qwen3's plain w with pre-norm), MQA (4 query
+ * heads on 1 KV head) and GQA, head_dim 256 and 128, full and partial
+ * rotary, a sliding causal window (Mistral), a symmetric bidirectional one
+ * (Gemma 3 bidirectional) and full attention, softcap: the fused q/k norm +
+ * rotary kernel inside the whole forward against the CPU backend. */
+Test(cuda_backend, toy_qk_norm_gqa_windows, .timeout = 1200) {
+    for (int v = 0; v < 2; v++) {
+        toy_model t;
+        const int hd = v ? 128 : 256;
+        toy_generic(&t, v ? EMB_PLACE_PRE : EMB_PLACE_SANDWICH, v ? 2 : 1, hd);
+        emb_recipe *r = &t.mf.r;
+        const emb_norm_kind qk = v ? EMB_NORM_RMS : EMB_NORM_RMS_1P;
+        r->rotary_dim = v ? hd / 2 : hd;
+        r->softcap = v ? 0.0f : 20.0f;
+        for (int l = 0; l < r->layers; l++) {
+            emb_recipe_layer *L = &r->layer[l];
+            L->q_norm = toy_norm(&t, qk, hd);
+            L->k_norm = toy_norm(&t, qk, hd);
+            L->window_left = l == 2 ? -1 : l == 0 ? 7 : 5;
+            L->window_right = l == 2 ? -1 : l == 0 ? 0 : 5;
+        }
+        const int lens[] = {1, 31, 33, 80, 3};
+        test_batch tb;
+        make_batch(&tb, lens, 5, r->vocab_size, 0);
+        for (int d = 0; d < 2; d++) {
+            emb_job j = make_job(&t.mf, EMB_POOL_MEAN | EMB_POOL_LAST_TOKEN, 3, 0, 1, 0);
+            compare_backends(&t.mf, DTYPES[d], &tb.b, &j, 0, v ? "toy qwen3-like" : "toy gemma3-like");
         }
         free_batch(&tb);
         toy_free(&t);
