@@ -624,6 +624,7 @@ emb_status emb_cpu_backend_create(const struct emb_model_files *mf, int threads,
         return emb_fail(err, EMB_ERR_NOMEM, "cpu backend: allocating the backend");
     }
     be->name = "cpu";
+    be->compute_dtype = EMB_DTYPE_F32;
     be->ctx = c;
     be->encode = cpu_encode;
     be->token_embeddings = cpu_token_embeddings;

@@ -1093,11 +1093,15 @@ emb_status emb_cuda_backend_create(const struct emb_model_files *mf, emb_dtype d
     if ((st = emb_cuda_device_usable(device, why, sizeof why)))
         return emb_fail(err, st, "CUDA backend: %s", why);
 
+    const int asked_f16 = dtype == EMB_DTYPE_F16;
     if (dtype == EMB_DTYPE_AUTO)
-        dtype = mf->r.dtype == EMB_DTYPE_BF16 ? EMB_DTYPE_BF16 : EMB_DTYPE_F16;
+        dtype = mf->r.dtype == EMB_DTYPE_BF16 || mf->r.f16_unsafe ? EMB_DTYPE_BF16 : EMB_DTYPE_F16;
     if (dtype != EMB_DTYPE_F16 && dtype != EMB_DTYPE_BF16)
         return emb_fail(err, EMB_ERR_UNSUPPORTED,
                         "CUDA backend: --dtype f32 is not supported on the GPU (use f16 or bf16)");
+    /* A model whose activations overflow fp16 would give NaN vectors: bf16
+     * has fp32's range (TEI refuses fp16 for such models; we switch). */
+    if (dtype == EMB_DTYPE_F16 && mf->r.f16_unsafe) dtype = EMB_DTYPE_BF16;
 
     emb_backend *be = calloc(1, sizeof *be);
     cuda_ctx *c = calloc(1, sizeof *c);
@@ -1107,6 +1111,11 @@ emb_status emb_cuda_backend_create(const struct emb_model_files *mf, emb_dtype d
         return emb_fail(err, EMB_ERR_NOMEM, "CUDA backend: out of host memory");
     }
     be->name = "cuda";
+    be->compute_dtype = dtype;
+    if (asked_f16 && dtype == EMB_DTYPE_BF16)
+        snprintf(be->notice, sizeof be->notice, "%s: computing in bf16 instead of f16 (%s)",
+                 mf->r.family ? mf->r.family : mf->r.model_type,
+                 mf->r.f16_unsafe_reason ? mf->r.f16_unsafe_reason : "activations leave fp16's range");
     be->ctx = c;
     be->chunks_internally = 1;
     be->peak_flops = device_peak_flops(device);

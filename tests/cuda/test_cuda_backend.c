@@ -391,6 +391,48 @@ Test(cuda_backend, toy_qk_norm_gqa_windows, .timeout = 1200) {
     }
 }
 
+/* fp16 safety: word embeddings scaled to ~2e5 (past fp16's 65504, as
+ * EmbeddingGemma's activations reach ~8e5) overflow an f16 forward into
+ * non-finite vectors (which the engine then refuses, naming the document);
+ * a recipe marked f16_unsafe makes the backend compute in bf16 when asked
+ * for f16, say so once in its notice, and match the CPU backend. */
+Test(cuda_backend, f16_unsafe_recipe_computes_in_bf16, .timeout = 1200) {
+    toy_model t;
+    toy_generic(&t, EMB_PLACE_SANDWICH, 2, 32);
+    t.mf.r.emb.scale = 2e5f;
+    const int lens[] = {1, 31, 33};
+    test_batch tb;
+    make_batch(&tb, lens, 3, t.mf.r.vocab_size, 0);
+    emb_job j = make_job(&t.mf, EMB_POOL_MEAN, 3, 0, 1, 0);
+    emb_backend *gpu = NULL;
+    emb_error err = {0};
+    float out[3 * 64];
+
+    cr_assert_eq(emb_cuda_backend_create(&t.mf, EMB_DTYPE_F16, 0, 0, &gpu, &err), EMB_OK, "%s", err.message);
+    cr_assert_eq(gpu->compute_dtype, EMB_DTYPE_F16);
+    cr_assert_eq(gpu->notice[0], 0);
+    cr_assert_eq(gpu->encode(gpu, &tb.b, &j, out, &err), EMB_OK, "%s", err.message);
+    int bad = 0;
+    for (int i = 0; i < 3 * 64; i++) bad += !isfinite(out[i]);
+    cr_assert_gt(bad, 0, "an f16 forward of 2e5-sized activations should overflow");
+    gpu->destroy(gpu);
+
+    t.mf.r.f16_unsafe = 1;
+    t.mf.r.f16_unsafe_reason = "toy activations reach 2e5";
+    cr_assert_eq(emb_cuda_backend_create(&t.mf, EMB_DTYPE_F16, 0, 0, &gpu, &err), EMB_OK, "%s", err.message);
+    cr_assert_eq(gpu->compute_dtype, EMB_DTYPE_BF16);
+    cr_assert(strstr(gpu->notice, "bf16 instead of f16") && strstr(gpu->notice, "toy activations reach 2e5"),
+              "notice: %s", gpu->notice);
+    gpu->destroy(gpu);
+    cr_assert_eq(emb_cuda_backend_create(&t.mf, EMB_DTYPE_AUTO, 0, 0, &gpu, &err), EMB_OK, "%s", err.message);
+    cr_assert_eq(gpu->compute_dtype, EMB_DTYPE_BF16);
+    cr_assert_eq(gpu->notice[0], 0, "auto picks bf16 without a notice: %s", gpu->notice);
+    gpu->destroy(gpu);
+    compare_backends(&t.mf, EMB_DTYPE_F16, &tb.b, &j, 0, "toy f16_unsafe asked f16");
+    free_batch(&tb);
+    toy_free(&t);
+}
+
 Test(cuda_backend, rejects_bad_input) {
     toy_model t;
     toy_build(&t, 64, 2, 1, 128, 0);
