@@ -491,6 +491,63 @@ Test(cuda_kernels, attention_window_skips_far_key_tiles) {
     }
 }
 
+/* The same at awkward lengths, for the two window forms the decoder families
+ * use: causal sliding (Mistral: right 0, left W) and symmetric bidirectional
+ * (Gemma 3 bidirectional: left = right = W). For a chosen query tile of
+ * every sequence (the first, the second, the last), the K/V rows of that
+ * sequence in key tiles the tile never needs (before its first query's
+ * window start rounded down to 64, a multiple of every key-tile height, or
+ * from its last query's window end rounded up to 64) are NaN; that tile's
+ * outputs must match the reference from the clean input. (Keys masked inside
+ * a walked tile are read: P = 0 times a NaN V row would still be NaN.) */
+static void window_skip_case(emb_kdtype dt, int hd, int wl, int wr, int pick) {
+    static const int lens[] = {1, 31, 33, 513};
+    const int nseq = 4, heads = 2, kv = 1, ld = (heads + 2 * kv) * hd, od = heads * hd;
+    int total, maxlen;
+    int32_t *cu = make_cu(lens, nseq, &total, &maxlen);
+    float *qkv = kt_rand((size_t)total * ld, 2.0f, dt), *ref = malloc((size_t)total * od * sizeof *ref);
+    const float scale = 1.0f / sqrtf((float)hd);
+    cpu_attn_params cp = {heads, kv, hd, scale, wl, wr, 0, NULL, 0};
+    cpu_attention(ref, qkv, cu, nseq, &cp);
+    int q0[4], q1[4];
+    for (int s = 0; s < nseq; s++) {
+        const int len = lens[s], tiles = (len + 63) / 64;
+        const int z = pick == 0 ? 0 : pick == 1 ? (tiles > 1 ? 1 : 0) : tiles - 1;
+        q0[s] = z * 64, q1[s] = (z * 64 + 64 < len ? z * 64 + 64 : len) - 1;
+        int lo = q0[s] - wl;
+        lo = lo < 0 ? 0 : lo - lo % 64;
+        const int hi = (q1[s] + wr + 1 + 63) / 64 * 64;   /* first key past the tiles walked */
+        for (int j = 0; j < len; j++)
+            if (j < lo || j >= hi)
+                for (int c = od; c < ld; c++) qkv[(size_t)(cu[s] + j) * ld + c] = NAN;
+    }
+    gqa_args a = {kt_poisoned((size_t)total * od * 2), kt_upload(qkv, (size_t)total * ld, dt),
+                  kt_upload_bytes(cu, ((size_t)nseq + 1) * 4), dt, nseq, total, maxlen,
+                  {heads, kv, hd, scale, wl, wr, 0, NULL, 0}};
+    gqa_launch(&a);
+    KT_CHECK(cudaDeviceSynchronize());
+    float *got = kt_download(a.out, (size_t)total * od, dt);
+    float atol = dt == EMB_KDT_F16 ? 6e-3f : 3e-2f, rtol = dt == EMB_KDT_F16 ? 6e-3f : 2e-2f;
+    for (int s = 0; s < nseq; s++) {
+        char what[128];
+        snprintf(what, sizeof what, "window (%d,%d) %s hd=%d: sequence %d queries %d..%d", wl, wr, dt_name(dt), hd,
+                 s, q0[s], q1[s]);
+        const size_t off = (size_t)(cu[s] + q0[s]) * od;
+        kt_compare(what, got + off, ref + off, (size_t)(q1[s] - q0[s] + 1) * od, atol, rtol);
+    }
+    cudaFree(a.out); cudaFree(a.qkv); cudaFree(a.cu);
+    free(cu); free(qkv); free(ref); free(got);
+}
+
+Test(cuda_kernels, attention_windows_skip_far_keys_awkward) {
+    const int win[][2] = {{40, 0}, {100, 0}, {40, 40}};
+    const int hds[] = {64, 256};
+    for (int di = 0; di < 2; di++)
+        for (int h = 0; h < 2; h++)
+            for (int w = 0; w < 3; w++)
+                for (int pick = 0; pick < 3; pick++) window_skip_case(DTS[di], hds[h], win[w][0], win[w][1], pick);
+}
+
 /* ---- q/k norms + rotary --------------------------------------------------------- */
 
 typedef struct {
