@@ -361,3 +361,96 @@ Test(hard_engine, left_truncating_tokenizer_is_not_cut) {
     cJSON_Delete(j);
     free(out); free(text); free(src); free(big); free(dst); free(d);
 }
+
+/* ---- a NaN or Inf vector is an error, never written --------------------- */
+
+/* The backend's encode wrapped: the first row of the batch holding the
+ * longest sequence (batches are sorted longest first) gets `poison` in one
+ * element, as a model overflowing fp16 would give. */
+static emb_status (*real_encode)(emb_backend *, const emb_batch *, const emb_job *, float *, emb_error *);
+static float poison_value;
+static int poison_len;
+static emb_status poisoning_encode(emb_backend *be, const emb_batch *b, const emb_job *job, float *out,
+                                   emb_error *err) {
+    emb_status st = real_encode(be, b, job, out, err);
+    for (int s = 0; st == EMB_OK && s < b->nseq; s++)
+        if (b->cu_seqlens[s + 1] - b->cu_seqlens[s] == poison_len) out[(size_t)s * job->out_dim + 3] = poison_value;
+    return st;
+}
+
+/* Eight short documents, number 5 much longer than the rest. */
+static const char *const nan_texts[] = {"alpha", "beta", "gamma", "delta", "epsilon",
+                                        "this document is far longer than every other one in the batch", "eta",
+                                        "theta"};
+
+static emb_model *load_poisoning(float value) {
+    emb_model *m = load(need_model());
+    int32_t ids[64], types[64];
+    emb_error err = {0};
+    size_t n = 0;
+    cr_assert_eq(emb_tokenize(m, nan_texts[5], strlen(nan_texts[5]), NULL, ids, types, 64, &n, &err), EMB_OK,
+                 "%s", err.message);
+    poison_len = (int)n;
+    poison_value = value;
+    real_encode = m->be->encode;
+    m->be->encode = poisoning_encode;
+    return m;
+}
+
+Test(hard_engine, nan_vector_is_an_error_naming_the_document) {
+    emb_model *m = load_poisoning(NAN);
+    int dim = emb_model_dim(m, NULL);
+    float *v = malloc(8 * (size_t)dim * sizeof(float));
+    for (size_t i = 0; i < 8 * (size_t)dim; i++) v[i] = 7.0f;
+    emb_encode_options o = emb_encode_default_options();
+    emb_error err = {0};
+    cr_assert_eq(emb_encode(m, nan_texts, NULL, 8, &o, v, NULL, &err), EMB_ERR_UNSUPPORTED);
+    cr_assert(strstr(err.message, "document 5:") && strstr(err.message, "NaN"), "%s", err.message);
+    for (size_t i = 0; i < 8 * (size_t)dim; i++) cr_assert_eq(v[i], 7.0f, "element %zu written", i);
+    free(v);
+    emb_model_free(m);
+}
+
+/* Through eng_run: the window before the bad document is written, the
+ * window holding it is not, and the error carries the input's id. */
+typedef struct {
+    uint64_t written;
+} count_writer;
+static emb_status count_write(void *ud, uint64_t first, size_t n, const float *vecs, int dim, emb_error *err) {
+    (void)vecs, (void)dim, (void)err;
+    count_writer *c = ud;
+    cr_assert_eq(first, c->written);
+    c->written += n;
+    return EMB_OK;
+}
+typedef struct {
+    size_t next;
+} text_reader;
+static int read_texts(void *ud, const char **text, size_t *len, emb_error *err) {
+    (void)err;
+    text_reader *r = ud;
+    if (r->next == 8) return 0;
+    *text = nan_texts[r->next++];
+    *len = strlen(*text);
+    return 1;
+}
+static int label_doc(void *ud, uint64_t doc, char *buf, size_t cap) {
+    (void)ud;
+    snprintf(buf, cap, "row-%llu", (unsigned long long)doc * 10);
+    return 0;
+}
+
+Test(hard_engine, inf_vector_window_is_never_written) {
+    emb_model *m = load_poisoning(INFINITY);
+    text_reader r = {0};
+    count_writer w = {0};
+    eng_run_options ro = {0};
+    ro.window_docs = 4;
+    ro.doc_label = label_doc;
+    emb_error err = {0};
+    cr_assert_eq(eng_run(m, NULL, &ro, read_texts, &r, count_write, &w, NULL, &err), EMB_ERR_UNSUPPORTED);
+    cr_assert(strstr(err.message, "document 5 (id row-50):") && strstr(err.message, "Inf") &&
+                  strstr(err.message, "documents 4..7"), "%s", err.message);
+    cr_assert_eq(w.written, 4, "documents 0..3 written, 4..7 not (%llu written)", (unsigned long long)w.written);
+    emb_model_free(m);
+}

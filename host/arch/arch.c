@@ -421,6 +421,9 @@ size_t emb_recipe_describe(const emb_recipe *r, char *buf, size_t cap) {
     ADD("mlp:             %s %s, %d -> %d%s\n", r->gated ? "gated" : "plain", arch_act_name(r->act), r->hidden,
         r->intermediate, r->layer[0].b_up.data || r->layer[0].b_gate_up.data || r->layer[0].b_gate.data
                              ? ", biases" : ", no biases");
+    if (r->f16_unsafe)
+        ADD("fp16:            unsafe (%s): the GPU computes in bf16\n",
+            r->f16_unsafe_reason ? r->f16_unsafe_reason : "activations leave fp16's range");
 #undef ADD
     if (cap && k >= cap) buf[cap - 1] = 0;
     return k;

@@ -44,6 +44,11 @@ struct emb_backend {
     /* Dense fp16/bf16 tensor-core peak of the device in FLOP/s (0 unknown),
      * for MFU figures. */
     double peak_flops;
+    /* What the backend computes in (F32 on the CPU; F16 or BF16 on a GPU),
+     * and one line the engine shows once after creating it (empty: none),
+     * e.g. why f16 was switched to bf16. Backends never print. */
+    emb_dtype compute_dtype;
+    char notice[256];
     /* out: [nseq, job->out_dim] floats on the host. */
     emb_status (*encode)(emb_backend *be, const emb_batch *b, const emb_job *job,
                          float *out, emb_error *err);

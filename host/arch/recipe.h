@@ -151,6 +151,14 @@ typedef struct {
 
     emb_recipe_layer *layer;     /* layers entries (owned by the model files) */
     emb_norm final_norm;         /* or kind NONE */
+
+    /* Activations leave fp16's range (|x| > 65504) inside the network
+     * (EmbeddingGemma reaches ~8e5; TEI refuses fp16 for it, TEI #748): a
+     * GPU backend asked for f16 computes in bf16 instead (same range as
+     * fp32) and says so once, with this reason (a static string, e.g. "Gemma
+     * 3 activations reach ~8e5"). Set by the family file; 0 = f16 is fine. */
+    int f16_unsafe;
+    const char *f16_unsafe_reason;
 } emb_recipe;
 
 /* Window helpers shared by the family files. */

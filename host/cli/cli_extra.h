@@ -79,6 +79,8 @@ emb_status cli_index_job_open(const cli_extra *x, emb_model *m, const emb_encode
                               int quiet, cli_index_job **out, emb_error *err);
 int cli_index_read(void *ud, const char **text, size_t *len, emb_error *err);   /* wraps io_reader_next */
 emb_status cli_index_write(void *ud, uint64_t first, size_t n, const float *vecs, int dim, emb_error *err);
+/* eng_run_options.doc_label: the --id-field value of document doc. */
+int cli_index_doc_label(void *ud, uint64_t doc, char *buf, size_t cap);
 void cli_index_job_set(cli_index_job *j, io_reader *r, io_writer *w);
 emb_status cli_index_job_finish(cli_index_job *j, emb_error *err);
 void cli_index_job_close(cli_index_job *j);

@@ -3,6 +3,7 @@
  * index (an index from a .npy), search (embed queries, print neighbours) and
  * bench-index (recall against exact search, and queries/s).
  */
+#include <inttypes.h>
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
@@ -202,6 +203,18 @@ emb_status cli_index_write(void *ud, uint64_t first, size_t n, const float *vecs
     st = ix_builder_add(j->b, first, n, vecs, ids, err);
     if (st != EMB_OK) emb_fail_prefix(err, "index, documents %llu..", (unsigned long long)first);
     return st;
+}
+
+int cli_index_doc_label(void *ud, uint64_t doc, char *buf, size_t cap) {
+    cli_index_job *j = ud;
+    if (!j->id_field) return -1;
+    pthread_mutex_lock(&j->mu);
+    int ok = doc < j->nids;
+    int64_t id = ok ? j->ids[doc] : 0;
+    pthread_mutex_unlock(&j->mu);
+    if (!ok) return -1;
+    snprintf(buf, cap, "%" PRId64, id);
+    return 0;
 }
 
 emb_status cli_index_job_finish(cli_index_job *j, emb_error *err) {

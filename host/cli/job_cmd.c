@@ -236,7 +236,7 @@ int cli_encode_job(const cli_opts *o) {
     if (oc.st == EMB_OK && !ended) {
         eng_range_reader rr = {io_reader_next, r, first + done, count == UINT64_MAX ? UINT64_MAX : count - done, 0};
         cli_progress ps = {cli_now_s(), 0, r, !co.quiet && isatty(2)};
-        eng_run_options ro = {co.batch_tokens, window_docs, cli_on_progress, &ps, &job_stop, 0};
+        eng_run_options ro = {co.batch_tokens, window_docs, cli_on_progress, &ps, &job_stop, 0, NULL, NULL};
         catch_stop_signals();
         emb_status st = eng_run(m, &co.eo, &ro, eng_range_read, &rr, eng_jobdir_write, jd, &stats, &err);
         if (ps.enabled) fprintf(stderr, "\r%*s\r", 90, "");

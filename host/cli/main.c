@@ -359,7 +359,8 @@ static int cmd_encode(const cli_opts *o) {
     }
 
     cli_progress ps = {cli_now_s(), 0, r, !o->quiet && isatty(2)};
-    eng_run_options ro = {o->batch_tokens, o->window_docs, cli_on_progress, &ps, NULL, 0};
+    eng_run_options ro = {o->batch_tokens, o->window_docs, cli_on_progress, &ps, NULL, 0,
+                          ij ? cli_index_doc_label : NULL, ij};
     emb_encode_stats stats;
     double t0 = cli_now_s();
     if (eng_run(m, &o->eo, &ro, ij ? cli_index_read : io_reader_next, ij ? (void *)ij : r,

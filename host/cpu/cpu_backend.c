@@ -384,13 +384,6 @@ static void norm_rows(float *x, const cpu_norm *n, int rows, int dim) {
     else if (n->kind != EMB_NORM_NONE) cpu_rmsnorm(x, NULL, n->g, rows, dim, n->eps);
 }
 
-/* q_norm / k_norm: one norm per head of the Q (or K) block of every token. */
-static void norm_heads(float *qkv, size_t ld, size_t off, int tokens, int nheads, int hd, const cpu_norm *n) {
-    if (n->kind == EMB_NORM_NONE) return;
-#pragma omp parallel for schedule(static)
-    for (int t = 0; t < tokens; t++) norm_rows(qkv + (size_t)t * ld + off, n, nheads, hd);
-}
-
 /* x = word[id] * scale + position + token type, then the embedding norm.
  * Positions restart in every sequence of a packed batch; the RoBERTa rule
  * (pos_pad_id >= 0) counts non-pad tokens from padding_idx + 1. */
@@ -454,10 +447,11 @@ static void layer_forward(cpu_ctx *c, const cpu_layer *L, const emb_batch *b, in
         in = c->h1;
     }
     cpu_gemm_linear(c->qkv, W, in, H, T, &L->wqkv, L->bqkv, EMB_ACT_IDENTITY, 0);
-    norm_heads(c->qkv, (size_t)W, 0, T, r->heads, hd, &L->q_norm);
-    norm_heads(c->qkv, (size_t)W, (size_t)QD, T, r->kv_heads, hd, &L->k_norm);
-    if (r->attn_pos == EMB_APOS_ROTARY)
-        cpu_rotary(c->qkv, b->cu_seqlens, b->nseq, r->heads, r->kv_heads, hd, r->rotary_dim, L->rope_theta);
+    /* q_norm / k_norm (RMS kinds only, refused otherwise at create) and rotary. */
+    cpu_qk_norm_rotary(c->qkv, b->cu_seqlens, b->nseq, r->heads, r->kv_heads, hd,
+                       L->q_norm.kind ? L->q_norm.g : NULL, L->q_norm.eps,
+                       L->k_norm.kind ? L->k_norm.g : NULL, L->k_norm.eps,
+                       r->attn_pos == EMB_APOS_ROTARY ? r->rotary_dim : 0, L->rope_theta);
     const cpu_attn_params ap = {
         .heads = r->heads, .kv_heads = r->kv_heads, .head_dim = hd, .scale = r->scale,
         .window_left = L->window_left, .window_right = L->window_right, .softcap = r->softcap,
@@ -618,6 +612,10 @@ emb_status emb_cpu_backend_create(const struct emb_model_files *mf, int threads,
         return emb_fail(err, EMB_ERR_UNSUPPORTED,
                         "cpu backend: hidden %d, heads %d (%d KV) x %d, layers %d, rotary dims %d", r->hidden,
                         r->heads, r->kv_heads, r->head_dim, r->layers, r->rotary_dim);
+    for (int l = 0; l < r->layers; l++)
+        if (r->layer[l].q_norm.kind == EMB_NORM_LAYER || r->layer[l].k_norm.kind == EMB_NORM_LAYER)
+            return emb_fail(err, EMB_ERR_UNSUPPORTED,
+                            "cpu backend: layer %d: per-head q/k norms are RMS norms (w or 1 + w), not LayerNorm", l);
 
     emb_backend *be = calloc(1, sizeof *be);
     cpu_ctx *c = calloc(1, sizeof *c);
@@ -626,6 +624,7 @@ emb_status emb_cpu_backend_create(const struct emb_model_files *mf, int threads,
         return emb_fail(err, EMB_ERR_NOMEM, "cpu backend: allocating the backend");
     }
     be->name = "cpu";
+    be->compute_dtype = EMB_DTYPE_F32;
     be->ctx = c;
     be->encode = cpu_encode;
     be->token_embeddings = cpu_token_embeddings;

@@ -331,6 +331,23 @@ void cpu_rotary(float *qkv, const int32_t *cu_seqlens, int nseq, int heads, int 
     }
 }
 
+void cpu_qk_norm_rotary(float *qkv, const int32_t *cu_seqlens, int nseq, int heads, int kv_heads,
+                        int head_dim, const float *q_g, float q_eps, const float *k_g, float k_eps,
+                        int rotary_dim, float theta) {
+    if (nseq <= 0) return;
+    const int total = cu_seqlens[nseq];
+    const size_t ld = (size_t)(heads + 2 * kv_heads) * head_dim;
+    if (q_g || k_g) {
+#pragma omp parallel for schedule(static) if ((size_t)total * ld >= PAR_MIN_ELEMS)
+        for (int t = 0; t < total; t++) {
+            float *row = qkv + (size_t)t * ld;
+            if (q_g) cpu_rmsnorm(row, NULL, q_g, heads, head_dim, q_eps);
+            if (k_g) cpu_rmsnorm(row + (size_t)heads * head_dim, NULL, k_g, kv_heads, head_dim, k_eps);
+        }
+    }
+    if (rotary_dim > 0) cpu_rotary(qkv, cu_seqlens, nseq, heads, kv_heads, head_dim, rotary_dim, theta);
+}
+
 /* ---- pooling ---------------------------------------------------------- */
 
 /* Pooling follows sentence-transformers 6.x Pooling._forward_padded with the

@@ -74,6 +74,15 @@ void cpu_attention_varlen(float *out, const float *qkv, const int32_t *cu_seqlen
 void cpu_rotary(float *qkv, const int32_t *cu_seqlens, int nseq, int heads, int kv_heads,
                 int head_dim, int rotary_dim, float theta);
 
+/* The attention's Q/K preparation, as every family needs it: per-head RMS
+ * norms (q_g over each Q head, k_g over each K head, eps each; a NULL weight:
+ * no norm on that block; Gemma's 1 + w pre-added), then cpu_rotary when
+ * rotary_dim > 0. The CPU backend runs it; it is the twin of
+ * emb_launch_qk_norm_rotary. */
+void cpu_qk_norm_rotary(float *qkv, const int32_t *cu_seqlens, int nseq, int heads, int kv_heads,
+                        int head_dim, const float *q_g, float q_eps, const float *k_g, float k_eps,
+                        int rotary_dim, float theta);
+
 /* y[rows, out] = x[rows, in] W^T + b  (W is [out, in] like torch; b may be NULL). */
 void cpu_linear(float *y, const float *x, const float *w, const float *b,
                 int rows, int in, int out);

@@ -124,6 +124,7 @@ emb_status emb_static_backend_create(const emb_static_vectors *sv, int threads, 
     c->sv = sv;
     c->threads = threads;
     be->name = "cpu-static";
+    be->compute_dtype = EMB_DTYPE_F32;
     be->ctx = c;
     be->chunks_internally = 1;
     be->encode = sb_encode;

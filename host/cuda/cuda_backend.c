@@ -115,6 +115,7 @@ typedef struct {
 
 typedef struct {
     cu_norm attn_norm, mlp_norm, attn_post, mlp_post;
+    cu_norm q_norm, k_norm; /* per head over head_dim (RMS kinds), or kind NONE */
     void *wqkv, *bqkv;      /* [(heads + 2 kv) hd, hidden]: Q, K, V rows stacked */
     void *wo, *bo;          /* [hidden, heads hd] */
     void *win, *bin;        /* plain [I, hidden]; gated [2I, hidden], gate rows first */
@@ -315,7 +316,8 @@ typedef struct {
     float *computed;   /* host table: sinusoids or relative bias (measured in the sizing pass) */
 } weight_offsets;
 
-enum { O_WQKV, O_BQKV, O_WO, O_BO, O_WIN, O_BIN, O_WDOWN, O_BDOWN, O_NORMS, LAY_OFFSETS = O_NORMS + 8 };
+/* O_NORMS: g and b of attn_norm, mlp_norm, attn_post, mlp_post, q_norm, k_norm. */
+enum { O_WQKV, O_BQKV, O_WO, O_BO, O_WIN, O_BIN, O_WDOWN, O_BDOWN, O_NORMS, LAY_OFFSETS = O_NORMS + 12 };
 
 static void plan_layer(upload_plan *p, const emb_recipe *r, const emb_recipe_layer *L, size_t *o) {
     const size_t H = (size_t)r->hidden, I = (size_t)r->intermediate, hd = (size_t)r->head_dim;
@@ -345,9 +347,10 @@ static void plan_layer(upload_plan *p, const emb_recipe *r, const emb_recipe_lay
     }
     o[O_WDOWN] = plan_opt(p, &L->w_down, H * I, 0);
     o[O_BDOWN] = plan_opt(p, &L->b_down, H, 0);
-    const emb_norm *norms[] = {&L->attn_norm, &L->mlp_norm, &L->attn_post_norm, &L->mlp_post_norm};
-    for (int i = 0; i < 4; i++) {
-        norm_offsets no = plan_norm(p, norms[i], H);
+    const emb_norm *norms[] = {&L->attn_norm, &L->mlp_norm, &L->attn_post_norm, &L->mlp_post_norm,
+                               &L->q_norm, &L->k_norm};
+    for (int i = 0; i < 6; i++) {
+        norm_offsets no = plan_norm(p, norms[i], i < 4 ? H : hd);
         o[O_NORMS + 2 * i] = no.g;
         o[O_NORMS + 2 * i + 1] = no.b;
     }
@@ -461,9 +464,10 @@ static emb_status upload_weights(cuda_ctx *c, emb_error *err) {
         y->bin = at(base, o[O_BIN]);
         y->wdown = at(base, o[O_WDOWN]);
         y->bdown = at(base, o[O_BDOWN]);
-        const emb_norm *norms[] = {&src->attn_norm, &src->mlp_norm, &src->attn_post_norm, &src->mlp_post_norm};
-        cu_norm *dst[] = {&y->attn_norm, &y->mlp_norm, &y->attn_post, &y->mlp_post};
-        for (int i = 0; i < 4; i++)
+        const emb_norm *norms[] = {&src->attn_norm, &src->mlp_norm, &src->attn_post_norm, &src->mlp_post_norm,
+                                   &src->q_norm, &src->k_norm};
+        cu_norm *dst[] = {&y->attn_norm, &y->mlp_norm, &y->attn_post, &y->mlp_post, &y->q_norm, &y->k_norm};
+        for (int i = 0; i < 6; i++)
             *dst[i] = bind_norm(base, norms[i], (norm_offsets){o[O_NORMS + 2 * i], o[O_NORMS + 2 * i + 1]});
         y->window_left = src->window_left;
         y->window_right = src->window_right;
@@ -664,9 +668,11 @@ static emb_status forward(cuda_ctx *c, const cu_slot *sl, int nseq, int total, i
         if ((st = sublayer_input(c, &L->attn_norm, total, &in, err))) return st;
         if ((st = gemm(c, c->big, in, L->wqkv, total, H, W, c->cdt, err))) return st;
         if (L->bqkv) CU_CHECK(emb_launch_bias_act(c->big, k, L->bqkv, total, W, EMB_KACT_IDENTITY, s));
-        if (r->attn_pos == EMB_APOS_ROTARY)
-            CU_CHECK(emb_launch_rotary(c->big, k, sl->d_cu, nseq, total, r->heads, r->kv_heads, hd,
-                                       r->rotary_dim, L->rope_theta, s));
+        /* q/k norms and rotary in one pass (nothing is launched when neither applies). */
+        CU_CHECK(emb_launch_qk_norm_rotary(c->big, k, sl->d_cu, nseq, total, r->heads, r->kv_heads, hd,
+                                           L->q_norm.g, L->q_norm.eps, L->k_norm.g, L->k_norm.eps,
+                                           r->attn_pos == EMB_APOS_ROTARY ? r->rotary_dim : 0,
+                                           L->rope_theta, s));
         const emb_kattn_params ap = {
             .heads = r->heads, .kv_heads = r->kv_heads, .head_dim = hd, .scale = r->scale,
             .window_left = L->window_left, .window_right = L->window_right, .softcap = r->softcap,
@@ -1041,7 +1047,7 @@ static double device_peak_flops(int device) {
 
 /* What the kernels can run: head_dim of the attention kernel, even widths
  * of at most EMB_KERNEL_MAX_NORM_DIM for the row kernels; per-head q/k norms
- * are not on the GPU yet. */
+ * of the RMS kinds. */
 static emb_status check_model(const emb_model_files *mf, emb_error *err) {
     const emb_recipe *r = &mf->r;
     const char *what = r->family ? r->family : r->model_type;
@@ -1066,10 +1072,10 @@ static emb_status check_model(const emb_model_files *mf, emb_error *err) {
     if (r->emb.pos == EMB_EPOS_LEARNED && !r->emb.position.data)
         return emb_fail(err, EMB_ERR_UNSUPPORTED, "CUDA backend: %s: learned positions without a table", what);
     for (int l = 0; l < r->layers; l++)
-        if (r->layer[l].q_norm.kind != EMB_NORM_NONE || r->layer[l].k_norm.kind != EMB_NORM_NONE)
+        if (r->layer[l].q_norm.kind == EMB_NORM_LAYER || r->layer[l].k_norm.kind == EMB_NORM_LAYER)
             return emb_fail(err, EMB_ERR_UNSUPPORTED,
-                            "CUDA backend: %s: layer %d normalizes queries/keys per head, not supported "
-                            "on the GPU yet (use --device cpu)", what, l);
+                            "CUDA backend: %s: layer %d: per-head q/k norms are RMS norms (w or 1 + w), "
+                            "not LayerNorm", what, l);
     for (int d = 0; d < mf->st.n_dense; d++)
         if (mf->st.dense[d].out_features % 2)
             return emb_fail(err, EMB_ERR_UNSUPPORTED, "CUDA backend: Dense width %d is odd",
@@ -1087,11 +1093,15 @@ emb_status emb_cuda_backend_create(const struct emb_model_files *mf, emb_dtype d
     if ((st = emb_cuda_device_usable(device, why, sizeof why)))
         return emb_fail(err, st, "CUDA backend: %s", why);
 
+    const int asked_f16 = dtype == EMB_DTYPE_F16;
     if (dtype == EMB_DTYPE_AUTO)
-        dtype = mf->r.dtype == EMB_DTYPE_BF16 ? EMB_DTYPE_BF16 : EMB_DTYPE_F16;
+        dtype = mf->r.dtype == EMB_DTYPE_BF16 || mf->r.f16_unsafe ? EMB_DTYPE_BF16 : EMB_DTYPE_F16;
     if (dtype != EMB_DTYPE_F16 && dtype != EMB_DTYPE_BF16)
         return emb_fail(err, EMB_ERR_UNSUPPORTED,
                         "CUDA backend: --dtype f32 is not supported on the GPU (use f16 or bf16)");
+    /* A model whose activations overflow fp16 would give NaN vectors: bf16
+     * has fp32's range (TEI refuses fp16 for such models; we switch). */
+    if (dtype == EMB_DTYPE_F16 && mf->r.f16_unsafe) dtype = EMB_DTYPE_BF16;
 
     emb_backend *be = calloc(1, sizeof *be);
     cuda_ctx *c = calloc(1, sizeof *c);
@@ -1101,6 +1111,11 @@ emb_status emb_cuda_backend_create(const struct emb_model_files *mf, emb_dtype d
         return emb_fail(err, EMB_ERR_NOMEM, "CUDA backend: out of host memory");
     }
     be->name = "cuda";
+    be->compute_dtype = dtype;
+    if (asked_f16 && dtype == EMB_DTYPE_BF16)
+        snprintf(be->notice, sizeof be->notice, "%s: computing in bf16 instead of f16 (%s)",
+                 mf->r.family ? mf->r.family : mf->r.model_type,
+                 mf->r.f16_unsafe_reason ? mf->r.f16_unsafe_reason : "activations leave fp16's range");
     be->ctx = c;
     be->chunks_internally = 1;
     be->peak_flops = device_peak_flops(device);

@@ -108,6 +108,7 @@ emb_status emb_cuda_static_backend_create(const emb_static_vectors *sv, int devi
     c->sv = sv;
     c->device = device;
     be->name = "cuda-static";
+    be->compute_dtype = EMB_DTYPE_F32;
     be->ctx = c;
     be->chunks_internally = 1;
     be->encode = sc_encode;

@@ -11,6 +11,7 @@
  */
 #include "engine.h"
 
+#include <math.h>
 #include <omp.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -129,6 +130,8 @@ static emb_status create_backend(emb_model *m, emb_error *err) {
         }
         if (st == EMB_OK) {
             m->be = m->workers[0];
+            /* Every worker made the same choice: one line, not one per GPU. */
+            if (m->be->notice[0] && m->opts.verbose) fprintf(stderr, "embedc: %s\n", m->be->notice);
             return EMB_OK;
         }
         for (int i = 0; i < m->nworkers; i++) m->workers[i]->destroy(m->workers[i]);
@@ -884,6 +887,33 @@ static emb_status encode_window_multi(eng_pipe *p, eng_window *w, const emb_job 
     return EMB_OK;
 }
 
+/* A NaN or Inf in a vector is an error naming its document, and the window
+ * holding it is never handed to the writer: a non-finite vector would
+ * silently poison an index or every similarity computed with it, far from
+ * its cause (usually activations that overflowed fp16). The whole run stops,
+ * as it does for a document refused by --long-docs error. */
+static emb_status check_finite(const emb_model *m, const eng_run_options *ro, const float *vec, uint64_t first,
+                               size_t n, int dim, emb_error *err) {
+    for (size_t i = 0; i < n; i++)
+        for (int k = 0; k < dim; k++) {
+            const float v = vec[i * (size_t)dim + (size_t)k];
+            if (isfinite(v)) continue;
+            char id[64], label[80] = "";
+            if (ro->doc_label && ro->doc_label(ro->doc_label_ud, first + i, id, sizeof id) == 0)
+                snprintf(label, sizeof label, " (id %s)", id);
+            const emb_backend *be = m->be;
+            return emb_fail(err, EMB_ERR_UNSUPPORTED,
+                            "document %llu%s: its vector holds %s (element %d) from the %s backend%s; "
+                            "nothing from documents %llu..%llu was written",
+                            (unsigned long long)(first + i), label, isnan(v) ? "NaN" : "Inf", k, be->name,
+                            be->compute_dtype == EMB_DTYPE_F16
+                                ? " in f16: the model's activations may overflow fp16, try --dtype bf16"
+                                : "",
+                            (unsigned long long)first, (unsigned long long)(first + n - 1));
+        }
+    return EMB_OK;
+}
+
 int eng_range_read(void *ud, const char **text, size_t *len, emb_error *err) {
     eng_range_reader *r = ud;
     while (r->pos < r->skip) {
@@ -979,6 +1009,7 @@ emb_status eng_run(emb_model *m, const emb_encode_options *opts, const eng_run_o
                                    &tot.flops, err);
                 tot.device_tokens[0] += tokens_done - before;
             }
+            if (st == EMB_OK) st = check_finite(m, ropts, s.vec, w->first, w->n, job.out_dim, err);
             if (st == EMB_OK) st = write(write_ud, w->first, w->n, s.vec, job.out_dim, err);
             tot.documents += w->n;
             tot.tokens += w->tokens;

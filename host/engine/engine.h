@@ -71,6 +71,12 @@ typedef struct {
      * handed to the writer stay written. */
     volatile sig_atomic_t *stop;
     int max_workers;           /* use at most this many device workers (0 = all) */
+    /* Names document `doc` (numbered as the writer's `first`) in errors
+     * beside its number, e.g. the id the index command reads from JSONL:
+     * fills buf (cap bytes) and returns 0, or -1 when it has none. NULL:
+     * numbers only. Called on the calling thread. */
+    int (*doc_label)(void *ud, uint64_t doc, char *buf, size_t cap);
+    void *doc_label_ud;
 } eng_run_options;
 
 /* A reader over another reader's documents [skip, skip + limit): the first

@@ -291,8 +291,8 @@ static emb_norm toy_norm(toy_model *t, emb_norm_kind kind, int dim) {
                       {0}};
 }
 
-static void toy_generic(toy_model *t, emb_norm_place place) {
-    const int hidden = 64, heads = 4, kv = 2, hd = 32, inter = 96, layers = 3;
+static void toy_generic(toy_model *t, emb_norm_place place, int kv, int hd) {
+    const int hidden = 64, heads = 4, inter = 96, layers = 3;
     toy_build(t, hidden, 2, layers, inter, 0);
     emb_recipe *r = &t->mf.r;
     r->heads = heads, r->kv_heads = kv, r->head_dim = hd;
@@ -344,7 +344,7 @@ Test(cuda_backend, toy_generic_recipes, .timeout = 1200) {
     const emb_norm_place places[] = {EMB_PLACE_SANDWICH, EMB_PLACE_PRE};
     for (int p = 0; p < 2; p++) {
         toy_model t;
-        toy_generic(&t, places[p]);
+        toy_generic(&t, places[p], 2, 32);
         const int lens[] = {1, 31, 33, 80, 3};
         test_batch tb;
         make_batch(&tb, lens, 5, t.mf.r.vocab_size, 0);
@@ -355,6 +355,82 @@ Test(cuda_backend, toy_generic_recipes, .timeout = 1200) {
         free_batch(&tb);
         toy_free(&t);
     }
+}
+
+/* The decoder families' attention: per-head q/k RMS norms (Gemma 3's 1 + w
+ * with sandwich RMS_1P norms; Qwen3's plain w with pre-norm), MQA (4 query
+ * heads on 1 KV head) and GQA, head_dim 256 and 128, full and partial
+ * rotary, a sliding causal window (Mistral), a symmetric bidirectional one
+ * (Gemma 3 bidirectional) and full attention, softcap: the fused q/k norm +
+ * rotary kernel inside the whole forward against the CPU backend. */
+Test(cuda_backend, toy_qk_norm_gqa_windows, .timeout = 1200) {
+    for (int v = 0; v < 2; v++) {
+        toy_model t;
+        const int hd = v ? 128 : 256;
+        toy_generic(&t, v ? EMB_PLACE_PRE : EMB_PLACE_SANDWICH, v ? 2 : 1, hd);
+        emb_recipe *r = &t.mf.r;
+        const emb_norm_kind qk = v ? EMB_NORM_RMS : EMB_NORM_RMS_1P;
+        r->rotary_dim = v ? hd / 2 : hd;
+        r->softcap = v ? 0.0f : 20.0f;
+        for (int l = 0; l < r->layers; l++) {
+            emb_recipe_layer *L = &r->layer[l];
+            L->q_norm = toy_norm(&t, qk, hd);
+            L->k_norm = toy_norm(&t, qk, hd);
+            L->window_left = l == 2 ? -1 : l == 0 ? 7 : 5;
+            L->window_right = l == 2 ? -1 : l == 0 ? 0 : 5;
+        }
+        const int lens[] = {1, 31, 33, 80, 3};
+        test_batch tb;
+        make_batch(&tb, lens, 5, r->vocab_size, 0);
+        for (int d = 0; d < 2; d++) {
+            emb_job j = make_job(&t.mf, EMB_POOL_MEAN | EMB_POOL_LAST_TOKEN, 3, 0, 1, 0);
+            compare_backends(&t.mf, DTYPES[d], &tb.b, &j, 0, v ? "toy qwen3-like" : "toy gemma3-like");
+        }
+        free_batch(&tb);
+        toy_free(&t);
+    }
+}
+
+/* fp16 safety: word embeddings scaled to ~2e5 (past fp16's 65504, as
+ * EmbeddingGemma's activations reach ~8e5) overflow an f16 forward into
+ * non-finite vectors (which the engine then refuses, naming the document);
+ * a recipe marked f16_unsafe makes the backend compute in bf16 when asked
+ * for f16, say so once in its notice, and match the CPU backend. */
+Test(cuda_backend, f16_unsafe_recipe_computes_in_bf16, .timeout = 1200) {
+    toy_model t;
+    toy_generic(&t, EMB_PLACE_SANDWICH, 2, 32);
+    t.mf.r.emb.scale = 2e5f;
+    const int lens[] = {1, 31, 33};
+    test_batch tb;
+    make_batch(&tb, lens, 3, t.mf.r.vocab_size, 0);
+    emb_job j = make_job(&t.mf, EMB_POOL_MEAN, 3, 0, 1, 0);
+    emb_backend *gpu = NULL;
+    emb_error err = {0};
+    float out[3 * 64];
+
+    cr_assert_eq(emb_cuda_backend_create(&t.mf, EMB_DTYPE_F16, 0, 0, &gpu, &err), EMB_OK, "%s", err.message);
+    cr_assert_eq(gpu->compute_dtype, EMB_DTYPE_F16);
+    cr_assert_eq(gpu->notice[0], 0);
+    cr_assert_eq(gpu->encode(gpu, &tb.b, &j, out, &err), EMB_OK, "%s", err.message);
+    int bad = 0;
+    for (int i = 0; i < 3 * 64; i++) bad += !isfinite(out[i]);
+    cr_assert_gt(bad, 0, "an f16 forward of 2e5-sized activations should overflow");
+    gpu->destroy(gpu);
+
+    t.mf.r.f16_unsafe = 1;
+    t.mf.r.f16_unsafe_reason = "toy activations reach 2e5";
+    cr_assert_eq(emb_cuda_backend_create(&t.mf, EMB_DTYPE_F16, 0, 0, &gpu, &err), EMB_OK, "%s", err.message);
+    cr_assert_eq(gpu->compute_dtype, EMB_DTYPE_BF16);
+    cr_assert(strstr(gpu->notice, "bf16 instead of f16") && strstr(gpu->notice, "toy activations reach 2e5"),
+              "notice: %s", gpu->notice);
+    gpu->destroy(gpu);
+    cr_assert_eq(emb_cuda_backend_create(&t.mf, EMB_DTYPE_AUTO, 0, 0, &gpu, &err), EMB_OK, "%s", err.message);
+    cr_assert_eq(gpu->compute_dtype, EMB_DTYPE_BF16);
+    cr_assert_eq(gpu->notice[0], 0, "auto picks bf16 without a notice: %s", gpu->notice);
+    gpu->destroy(gpu);
+    compare_backends(&t.mf, EMB_DTYPE_F16, &tb.b, &j, 0, "toy f16_unsafe asked f16");
+    free_batch(&tb);
+    toy_free(&t);
 }
 
 Test(cuda_backend, rejects_bad_input) {

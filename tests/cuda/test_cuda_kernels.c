@@ -491,7 +491,64 @@ Test(cuda_kernels, attention_window_skips_far_key_tiles) {
     }
 }
 
-/* ---- rotary ------------------------------------------------------------------ */
+/* The same at awkward lengths, for the two window forms the decoder families
+ * use: causal sliding (Mistral: right 0, left W) and symmetric bidirectional
+ * (Gemma 3 bidirectional: left = right = W). For a chosen query tile of
+ * every sequence (the first, the second, the last), the K/V rows of that
+ * sequence in key tiles the tile never needs (before its first query's
+ * window start rounded down to 64, a multiple of every key-tile height, or
+ * from its last query's window end rounded up to 64) are NaN; that tile's
+ * outputs must match the reference from the clean input. (Keys masked inside
+ * a walked tile are read: P = 0 times a NaN V row would still be NaN.) */
+static void window_skip_case(emb_kdtype dt, int hd, int wl, int wr, int pick) {
+    static const int lens[] = {1, 31, 33, 513};
+    const int nseq = 4, heads = 2, kv = 1, ld = (heads + 2 * kv) * hd, od = heads * hd;
+    int total, maxlen;
+    int32_t *cu = make_cu(lens, nseq, &total, &maxlen);
+    float *qkv = kt_rand((size_t)total * ld, 2.0f, dt), *ref = malloc((size_t)total * od * sizeof *ref);
+    const float scale = 1.0f / sqrtf((float)hd);
+    cpu_attn_params cp = {heads, kv, hd, scale, wl, wr, 0, NULL, 0};
+    cpu_attention(ref, qkv, cu, nseq, &cp);
+    int q0[4], q1[4];
+    for (int s = 0; s < nseq; s++) {
+        const int len = lens[s], tiles = (len + 63) / 64;
+        const int z = pick == 0 ? 0 : pick == 1 ? (tiles > 1 ? 1 : 0) : tiles - 1;
+        q0[s] = z * 64, q1[s] = (z * 64 + 64 < len ? z * 64 + 64 : len) - 1;
+        int lo = q0[s] - wl;
+        lo = lo < 0 ? 0 : lo - lo % 64;
+        const int hi = (q1[s] + wr + 1 + 63) / 64 * 64;   /* first key past the tiles walked */
+        for (int j = 0; j < len; j++)
+            if (j < lo || j >= hi)
+                for (int c = od; c < ld; c++) qkv[(size_t)(cu[s] + j) * ld + c] = NAN;
+    }
+    gqa_args a = {kt_poisoned((size_t)total * od * 2), kt_upload(qkv, (size_t)total * ld, dt),
+                  kt_upload_bytes(cu, ((size_t)nseq + 1) * 4), dt, nseq, total, maxlen,
+                  {heads, kv, hd, scale, wl, wr, 0, NULL, 0}};
+    gqa_launch(&a);
+    KT_CHECK(cudaDeviceSynchronize());
+    float *got = kt_download(a.out, (size_t)total * od, dt);
+    float atol = dt == EMB_KDT_F16 ? 6e-3f : 3e-2f, rtol = dt == EMB_KDT_F16 ? 6e-3f : 2e-2f;
+    for (int s = 0; s < nseq; s++) {
+        char what[128];
+        snprintf(what, sizeof what, "window (%d,%d) %s hd=%d: sequence %d queries %d..%d", wl, wr, dt_name(dt), hd,
+                 s, q0[s], q1[s]);
+        const size_t off = (size_t)(cu[s] + q0[s]) * od;
+        kt_compare(what, got + off, ref + off, (size_t)(q1[s] - q0[s] + 1) * od, atol, rtol);
+    }
+    cudaFree(a.out); cudaFree(a.qkv); cudaFree(a.cu);
+    free(cu); free(qkv); free(ref); free(got);
+}
+
+Test(cuda_kernels, attention_windows_skip_far_keys_awkward) {
+    const int win[][2] = {{40, 0}, {100, 0}, {40, 40}};
+    const int hds[] = {64, 256};
+    for (int di = 0; di < 2; di++)
+        for (int h = 0; h < 2; h++)
+            for (int w = 0; w < 3; w++)
+                for (int pick = 0; pick < 3; pick++) window_skip_case(DTS[di], hds[h], win[w][0], win[w][1], pick);
+}
+
+/* ---- q/k norms + rotary --------------------------------------------------------- */
 
 typedef struct {
     void *qkv;
@@ -499,46 +556,75 @@ typedef struct {
     emb_kdtype dt;
     int nseq, total, heads, kv, hd, rot;
     float theta;
+    void *qg, *kg;
     const float *init; /* host values re-uploaded before every run (in place) */
-} rot_args;
+} qkr_args;
 
-static void rot_launch(void *ud) {
-    rot_args *a = ud;
-    void *fresh = kt_upload(a->init, (size_t)a->total * (a->heads + 2 * a->kv) * a->hd, a->dt);
-    KT_CHECK(cudaMemcpy(a->qkv, fresh, (size_t)a->total * (a->heads + 2 * a->kv) * a->hd * kt_esz(a->dt),
-                        cudaMemcpyDeviceToDevice));
+static void qkr_launch(void *ud) {
+    qkr_args *a = ud;
+    const size_t n = (size_t)a->total * (a->heads + 2 * a->kv) * a->hd;
+    void *fresh = kt_upload(a->init, n, a->dt);
+    KT_CHECK(cudaMemcpy(a->qkv, fresh, n * kt_esz(a->dt), cudaMemcpyDeviceToDevice));
     cudaFree(fresh);
-    KT_CHECK(emb_launch_rotary(a->qkv, a->dt, a->cu, a->nseq, a->total, a->heads, a->kv, a->hd,
-                               a->rot, a->theta, 0));
+    KT_CHECK(emb_launch_qk_norm_rotary(a->qkv, a->dt, a->cu, a->nseq, a->total, a->heads, a->kv, a->hd,
+                                       a->qg, 1e-6f, a->kg, 1e-5f, a->rot, a->theta, 0));
 }
 
-static void rot_case(emb_kdtype dt, int heads, int kv, int hd, int rot, float theta) {
+/* One launch against cpu_qk_norm_rotary on packed sequences `lens`; qn / kn:
+ * whether Q / K heads get a norm weight, rot 0: no rotary. Elements the
+ * kernel must leave alone (V heads; dims past rot when not normalized) are
+ * compared bit for bit with the input. */
+static void qkr_case(emb_kdtype dt, const int *lens, int nseq, int heads, int kv, int hd, int rot,
+                     float theta, int qn, int kn) {
     int total, maxlen;
-    int32_t *cu = make_cu(AWKWARD, NAWK, &total, &maxlen);
-    const size_t n = (size_t)total * (heads + 2 * kv) * hd;
+    int32_t *cu = make_cu(lens, nseq, &total, &maxlen);
+    const int ld = (heads + 2 * kv) * hd;
+    const size_t n = (size_t)total * ld;
     float *x = kt_rand(n, 2.0f, dt), *ref = malloc(n * sizeof *ref);
+    float *qg = kt_rand((size_t)hd, 1.5f, dt), *kg = kt_rand((size_t)hd, 1.5f, dt);
     memcpy(ref, x, n * sizeof *ref);
-    cpu_rotary(ref, cu, NAWK, heads, kv, hd, rot, theta);
-    rot_args a = {kt_poisoned(n * kt_esz(dt)), kt_upload_bytes(cu, (NAWK + 1) * 4), dt, NAWK, total, heads,
-                  kv, hd, rot, theta, x};
-    kt_run_orders(rot_launch, &a, a.qkv, n * kt_esz(dt));
+    cpu_qk_norm_rotary(ref, cu, nseq, heads, kv, hd, qn ? qg : NULL, 1e-6f, kn ? kg : NULL, 1e-5f, rot, theta);
+    qkr_args a = {kt_poisoned(n * kt_esz(dt)), kt_upload_bytes(cu, ((size_t)nseq + 1) * 4), dt, nseq, total,
+                  heads, kv, hd, rot, theta, qn ? kt_upload(qg, (size_t)hd, dt) : NULL,
+                  kn ? kt_upload(kg, (size_t)hd, dt) : NULL, x};
+    kt_run_orders(qkr_launch, &a, a.qkv, n * kt_esz(dt));
     float *got = kt_download(a.qkv, n, dt), atol, rtol;
     kt_tol(dt, &atol, &rtol);
-    char what[96];
-    snprintf(what, sizeof what, "rotary %s heads=%d kv=%d hd=%d rot=%d", dt_name(dt), heads, kv, hd,
-             rot);
+    char what[128];
+    snprintf(what, sizeof what, "qk_norm_rotary %s lens[0]=%d heads=%d kv=%d hd=%d rot=%d norms=%d%d",
+             dt_name(dt), lens[0], heads, kv, hd, rot, qn, kn);
     kt_compare(what, got, ref, n, atol, rtol);
-    cudaFree(a.qkv); cudaFree(a.cu);
-    free(cu); free(x); free(ref); free(got);
+    for (size_t i = 0; i < n; i++) {
+        const int c = (int)(i % (size_t)ld), h = c / hd, d = c % hd;
+        const int normed = h < heads ? qn : h < heads + kv ? kn : 0;
+        if (h >= heads + kv || (!normed && d >= rot))
+            cr_assert(memcmp(&got[i], &x[i], sizeof *x) == 0, "%s: element %zu (head %d dim %d) changed",
+                      what, i, h, d);
+    }
+    cudaFree(a.qkv); cudaFree(a.cu); cudaFree(a.qg); cudaFree(a.kg);
+    free(cu); free(x); free(ref); free(got); free(qg); free(kg);
 }
 
-Test(cuda_kernels, rotary) {
-    for (int di = 0; di < 2; di++) {
-        rot_case(DTS[di], 4, 2, 64, 64, 10000.0f);
-        rot_case(DTS[di], 2, 1, 80, 32, 160000.0f);   /* partial rotary */
-        rot_case(DTS[di], 2, 2, 256, 256, 1000000.0f);
-    }
-    rot_case(EMB_KDT_F32, 3, 1, 96, 96, 10000.0f);
+/* Total tokens 1, 31, 33 and 513 (several sequences); every head_dim the
+ * decoder families use; GQA 4:1 and MHA; partial rotary; norms on, off, or
+ * on one block only (a K-only norm is not a model, but catches a swap). */
+Test(cuda_kernels, qk_norm_rotary) {
+    static const int l1[] = {1}, l31[] = {31}, l33[] = {20, 13}, l513[] = {200, 1, 312};
+    static const int *lens[] = {l1, l31, l33, l513};
+    static const int nseqs[] = {1, 1, 2, 3};
+    const int hds[] = {64, 80, 96, 128, 256};
+    for (int di = 0; di < 2; di++)
+        for (int h = 0; h < 5; h++) {
+            const int hd = hds[h];
+            for (int b = 0; b < 4; b++) {
+                const int kv = b % 2 ? 1 : 4, rot = b == 2 ? hd / 2 : hd;
+                qkr_case(DTS[di], lens[b], nseqs[b], 4, kv, hd, rot, b == 3 ? 1e6f : 1e4f, 1, 1);
+            }
+            qkr_case(DTS[di], l33, 2, 4, 1, hd, hd - 16, 1e4f, 0, 0);   /* rotary alone, partial */
+            qkr_case(DTS[di], l31, 1, 2, 2, hd, 0, 0.0f, 1, 1);         /* norms alone */
+        }
+    qkr_case(EMB_KDT_F16, l33, 2, 4, 2, 128, 128, 1e4f, 0, 1);
+    qkr_case(EMB_KDT_F32, l513, 3, 3, 1, 96, 96, 1e4f, 1, 1);
 }
 
 /* ---- pooling + normalize + truncate + quantize ----------------------------- */
@@ -687,8 +773,13 @@ Test(cuda_kernels, launchers_reject_bad_arguments) {
     p.head_dim = 64, p.rel_bias = &dummy, p.rel_span = 7;         /* table shorter than max_seqlen */
     cr_assert_eq(emb_launch_attention(NULL, EMB_KDT_F16, NULL, NULL, 1, 8, &p, 0), cudaErrorInvalidValue);
     cr_assert_eq(emb_launch_attention(NULL, EMB_KDT_F16, NULL, NULL, 1, 8, NULL, 0), cudaErrorInvalidValue);
-    cr_assert_eq(emb_launch_rotary(NULL, EMB_KDT_F16, NULL, 1, 8, 2, 1, 64, 33, 1e4f, 0),
+    cr_assert_eq(emb_launch_qk_norm_rotary(NULL, EMB_KDT_F16, NULL, 1, 8, 2, 1, 64, NULL, 0, NULL, 0, 33,
+                                           1e4f, 0),
                  cudaErrorInvalidValue);
-    cr_assert_eq(emb_launch_rotary(NULL, EMB_KDT_F16, NULL, 1, 8, 2, 1, 64, 128, 1e4f, 0),
+    cr_assert_eq(emb_launch_qk_norm_rotary(NULL, EMB_KDT_F16, NULL, 1, 8, 2, 1, 64, NULL, 0, NULL, 0, 128,
+                                           1e4f, 0),
                  cudaErrorInvalidValue);
+    cr_assert_eq(emb_launch_qk_norm_rotary(NULL, EMB_KDT_F16, NULL, 1, 8, 2, 1, 512, &dummy, 1e-6f, NULL,
+                                           0, 0, 0, 0),
+                 cudaErrorInvalidValue);   /* head_dim past the staging buffer */
 }
