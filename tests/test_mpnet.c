@@ -47,23 +47,11 @@ Test(mpnet, real_model_matches_sentence_transformers, .timeout = 900) {
     cr_assert_geq(n, 300);
     cr_assert_gt(cJSON_GetObjectItem(man, "max_tokens")->valueint, 128, "the corpus must exceed 128 tokens");
 
-    char *cpath = ts_src_path("tests/data/corpus/texts.jsonl");
-    size_t len;
-    char *data = ts_read_file(cpath, &len);
-    free(cpath);
-    cr_assert_not_null(data);
-    char **texts = calloc(n, sizeof *texts);
-    size_t line_no = 0, next = 0;
-    for (char *line = data, *nl; line < data + len && next < n; line = nl + 1, line_no++) {
-        nl = memchr(line, '\n', (size_t)(data + len - line));
-        if (!nl) nl = data + len;
-        if ((size_t)cJSON_GetArrayItem(idx, (int)next)->valueint != line_no) continue;
-        cJSON *o = cJSON_ParseWithLength(line, (size_t)(nl - line));
-        texts[next++] = strdup(cJSON_GetObjectItem(o, "text")->valuestring);
-        cJSON_Delete(o);
-    }
-    free(data);
-    cr_assert_eq(next, n, "manifest indices not found in the corpus");
+    size_t *want_idx = malloc(n * sizeof *want_idx);
+    for (size_t i = 0; i < n; i++) want_idx[i] = (size_t)cJSON_GetArrayItem(idx, (int)i)->valueint;
+    char **texts = ts_corpus_texts(want_idx, n);
+    free(want_idx);
+    cr_assert_not_null(texts, "manifest indices not found in the corpus");
 
     emb_model_options mo = emb_model_default_options();
     mo.device = EMB_DEVICE_CPU;
@@ -84,23 +72,13 @@ Test(mpnet, real_model_matches_sentence_transformers, .timeout = 900) {
     cr_assert_eq((size_t)emb_model_dim(m, &eo), cols);
     float *got = malloc(n * cols * sizeof *got);
     cr_assert_eq(emb_encode(m, (const char *const *)texts, NULL, n, &eo, got, NULL, &err), EMB_OK, "%s", err.message);
-    double worst = 1;
-    size_t worst_i = 0;
-    for (size_t i = 0; i < n; i++) {
-        double dot = 0, na = 0, nb = 0;
-        for (size_t j = 0; j < cols; j++) {
-            double a = got[i * cols + j], b = want[i * cols + j];
-            dot += a * b, na += a * a, nb += b * b;
-        }
-        double c = dot / sqrt(na * nb);
-        if (!(c >= worst)) worst = c, worst_i = i;
-    }
+    size_t worst_i;
+    double worst = ts_worst_cos(got, want, n, cols, &worst_i);
     cr_log_info("all-mpnet-base-v2: %zu vectors, worst cos %.8f (text %zu)", n, worst, worst_i);
     cr_expect_geq(worst, 0.99999, "worst cos %.8f for text %zu", worst, worst_i);
     free(got);
     free(want);
-    for (size_t i = 0; i < n; i++) free(texts[i]);
-    free(texts);
+    ts_free_texts(texts, n);
     cJSON_Delete(man);
     emb_model_free(m);
 }

@@ -1,6 +1,8 @@
 /* Helpers shared by the Criterion suites (see test_support.h). */
 #include "test_support.h"
 
+#include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,4 +73,49 @@ char *ts_join(const char *a, const char *b) {
     char *p = malloc(n);
     if (p) snprintf(p, n, "%s/%s", a, b);
     return p;
+}
+
+char **ts_corpus_texts(const size_t *idx, size_t n) {
+    char *path = ts_src_path("tests/data/corpus/texts.jsonl");
+    size_t len;
+    char *data = ts_read_file(path, &len);
+    free(path);
+    char **texts = data ? calloc(n ? n : 1, sizeof *texts) : NULL;
+    size_t line_no = 0, next = 0;
+    for (char *line = data, *nl; texts && line < data + len && next < n; line = nl + 1, line_no++) {
+        nl = memchr(line, '\n', (size_t)(data + len - line));
+        if (!nl) nl = data + len;
+        if (idx[next] != line_no) continue;
+        cJSON *o = cJSON_ParseWithLength(line, (size_t)(nl - line));
+        const cJSON *t = cJSON_GetObjectItem(o, "text");
+        texts[next++] = strdup(cJSON_IsString(t) ? t->valuestring : "");
+        cJSON_Delete(o);
+    }
+    free(data);
+    if (texts && next < n) {
+        ts_free_texts(texts, next);
+        texts = NULL;
+    }
+    return texts;
+}
+
+void ts_free_texts(char **texts, size_t n) {
+    for (size_t i = 0; texts && i < n; i++) free(texts[i]);
+    free(texts);
+}
+
+double ts_worst_cos(const float *a, const float *b, size_t rows, size_t cols, size_t *at) {
+    double worst = 1;
+    size_t worst_i = 0;
+    for (size_t i = 0; i < rows; i++) {
+        double dot = 0, na = 0, nb = 0;
+        for (size_t j = 0; j < cols; j++) {
+            double x = a[i * cols + j], y = b[i * cols + j];
+            dot += x * y, na += x * x, nb += y * y;
+        }
+        double c = dot / sqrt(na * nb);
+        if (!(c >= worst)) worst = c, worst_i = i;
+    }
+    if (at) *at = worst_i;
+    return worst;
 }

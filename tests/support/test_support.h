@@ -21,5 +21,13 @@ int ts_write_file(const char *path, const void *data, size_t len);
 char *ts_tmpdir(void);
 /* "a/b", malloc'ed (caller frees). */
 char *ts_join(const char *a, const char *b);
+/* The "text" of lines idx[0..n) (ascending, from 0) of
+ * tests/data/corpus/texts.jsonl: n malloc'ed strings (ts_free_texts); NULL
+ * when the corpus is missing or an index is past its end. */
+char **ts_corpus_texts(const size_t *idx, size_t n);
+void ts_free_texts(char **texts, size_t n);
+/* Lowest cosine between rows of a and b ([rows, cols] each), in double;
+ * *at (may be NULL) gets its row. */
+double ts_worst_cos(const float *a, const float *b, size_t rows, size_t cols, size_t *at);
 
 #endif
