@@ -673,6 +673,7 @@ Test(families, info_describes_gemma) {
     expect_in(s, "  layer 1:       bidirectional, rope theta 1e+06");
     expect_in(s, "  layers 2-3:    window -4..+4, rope theta 10000");
     expect_in(s, "mlp:             gated GELU (tanh), 32 -> 64, no biases");
+    expect_in(s, "fp16:            unsafe (Gemma activations leave fp16's range");
     free(s);
     s = describe("gemma2");
     expect_in(s, "family:          gemma2 (model_type gemma2)");

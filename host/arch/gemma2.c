@@ -93,6 +93,11 @@ emb_status arch_gemma_build(const cJSON *j, emb_weights *w, emb_recipe *r, const
     int no_window = cJSON_IsNull(sw);
     r->scale = (float)pow(qpas, -0.5);
     r->emb.scale = (float)sqrt((double)r->hidden);
+    /* transformers' EmbeddingGemma in float32: the residual stream reaches 6e4
+     * on a one-sentence text (hidden_states[23]); Gemma 2 is known to overflow
+     * fp16 too. The GPU computes them in bf16. */
+    r->f16_unsafe = 1;
+    r->f16_unsafe_reason = "Gemma activations leave fp16's range (EmbeddingGemma's residual stream reaches 6e4)";
 
     /* Soft-cap: absent -> the family's default, null -> none. */
     const cJSON *sc = cJSON_GetObjectItemCaseSensitive(j, "attn_logit_softcapping");
