@@ -143,17 +143,8 @@ static double worst_cos_ref(const char *name, const char *model, const family_da
     float *got = malloc(rows * cols * sizeof *got);
     cr_assert_eq(emb_encode(m, (const char *const *)d->texts, NULL, d->n, eo, got, NULL, &err), EMB_OK, "%s: %s",
                  name, err.message);
-    double worst = 1;
-    size_t worst_i = 0;
-    for (size_t i = 0; i < rows; i++) {
-        double dot = 0, na = 0, nb = 0;
-        for (size_t j = 0; j < cols; j++) {
-            double a = got[i * cols + j], b = want[i * cols + j];
-            dot += a * b, na += a * a, nb += b * b;
-        }
-        double c = dot / sqrt(na * nb);
-        if (!(c >= worst)) worst = c, worst_i = i;
-    }
+    size_t worst_i;
+    double worst = ts_worst_cos(got, want, rows, cols, &worst_i);
     cr_log_info("%s (%s): %zu vectors, worst cos %.8f (text %zu)", name, ref, rows, worst, worst_i);
     free(got);
     free(want);

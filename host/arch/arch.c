@@ -138,6 +138,41 @@ emb_status arch_layer_type(const cJSON *j, int layers, int l, int *sliding, emb_
     return EMB_OK;
 }
 
+/* Binds layers.<l>.<suffix> (weight [d0, d1], bias [d0] when bias). */
+static emb_status bind_hf_linear(const emb_weights *w, int l, const char *suffix, int64_t d0, int64_t d1, int bias,
+                                 emb_tensor *wt, emb_tensor *bt, emb_error *err) {
+    char n[160];
+    snprintf(n, sizeof n, "layers.%d.%s", l, suffix);
+    return arch_bind_linear(w, n, d0, d1, bias, wt, bt, err);
+}
+
+emb_status arch_bind_hf_attention(const emb_weights *w, const emb_recipe *r, int l, int qkv_bias, int o_bias,
+                                  emb_norm_kind qk_norm, float eps, emb_error *err) {
+    emb_recipe_layer *L = &r->layer[l];
+    const int64_t H = r->hidden, HD = r->head_dim, QD = (int64_t)r->heads * HD, KVD = (int64_t)r->kv_heads * HD;
+    emb_status s;
+    if ((s = bind_hf_linear(w, l, "self_attn.q_proj", QD, H, qkv_bias, &L->wq, &L->bq, err)) ||
+        (s = bind_hf_linear(w, l, "self_attn.k_proj", KVD, H, qkv_bias, &L->wk, &L->bk, err)) ||
+        (s = bind_hf_linear(w, l, "self_attn.v_proj", KVD, H, qkv_bias, &L->wv, &L->bv, err)) ||
+        (s = bind_hf_linear(w, l, "self_attn.o_proj", H, QD, o_bias, &L->wo, &L->bo, err)) || !qk_norm)
+        return s;
+    char n[160];
+    snprintf(n, sizeof n, "layers.%d.self_attn.q_norm", l);
+    if ((s = arch_bind_norm(w, n, qk_norm, 0, eps, HD, &L->q_norm, err))) return s;
+    snprintf(n, sizeof n, "layers.%d.self_attn.k_norm", l);
+    return arch_bind_norm(w, n, qk_norm, 0, eps, HD, &L->k_norm, err);
+}
+
+emb_status arch_bind_hf_mlp(const emb_weights *w, const emb_recipe *r, int l, int bias, emb_error *err) {
+    emb_recipe_layer *L = &r->layer[l];
+    const int64_t H = r->hidden, I = r->intermediate;
+    emb_status s;
+    if ((s = bind_hf_linear(w, l, "mlp.gate_proj", I, H, bias, &L->w_gate, &L->b_gate, err)) ||
+        (s = bind_hf_linear(w, l, "mlp.up_proj", I, H, bias, &L->w_up, &L->b_up, err)))
+        return s;
+    return bind_hf_linear(w, l, "mlp.down_proj", H, I, bias, &L->w_down, &L->b_down, err);
+}
+
 emb_status arch_pad_id(const cJSON *j, int dflt, int *out, emb_error *err) {
     *out = dflt;
     const cJSON *pad = cJSON_GetObjectItemCaseSensitive(j, "pad_token_id");

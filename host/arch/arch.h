@@ -78,6 +78,13 @@ typedef struct {
 } arch_rotary_keys;
 emb_status arch_pre_rotary(const cJSON *j, const arch_rotary_keys *k, const char *act_dflt, emb_recipe *r,
                            float *eps, float *theta_full, float *theta_sliding, emb_error *err);
+/* transformers' Llama-style layer l (tensors layers.<l>.*, shapes from r):
+ * self_attn.{q,k,v}_proj (biases when qkv_bias), o_proj (bias when o_bias)
+ * and, when qk_norm is not EMB_NORM_NONE, q_norm / k_norm of that kind over
+ * head_dim; mlp.{gate,up,down}_proj (biases when bias). */
+emb_status arch_bind_hf_attention(const emb_weights *w, const emb_recipe *r, int l, int qkv_bias, int o_bias,
+                                  emb_norm_kind qk_norm, float eps, emb_error *err);
+emb_status arch_bind_hf_mlp(const emb_weights *w, const emb_recipe *r, int l, int bias, emb_error *err);
 /* pad_token_id: absent -> dflt, null -> -1. */
 emb_status arch_pad_id(const cJSON *j, int dflt, int *out, emb_error *err);
 /* Allocates r->layer (r->layers entries, zeroed). */

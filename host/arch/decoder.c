@@ -132,31 +132,20 @@ emb_status emb_arch_decoder(const cJSON *j, emb_weights *w, emb_recipe *r, emb_e
     const int qkv_bias = f->attn_bias == BIAS_QKV || (f->attn_bias == BIAS_CONFIG && attn_bias);
     const int o_bias = f->attn_bias == BIAS_CONFIG && attn_bias, ffn_bias = f->mlp_bias && mlp_bias;
     emb_weights_set_prefix(w, emb_weights_has(w, "model.embed_tokens.weight") ? "model." : "");
-    const int64_t H = r->hidden, I = r->intermediate, QD = (int64_t)r->heads * r->head_dim,
-                  KVD = (int64_t)r->kv_heads * r->head_dim, HD = r->head_dim;
+    const int64_t H = r->hidden;
     if ((s = emb_weights_bind(w, "embed_tokens.weight", 2, r->vocab_size, H, &r->emb.word, err)) ||
         (s = arch_bind_norm(w, "norm", EMB_NORM_RMS, 0, eps, H, &r->final_norm, err)))
         return s;
     for (int l = 0; l < r->layers; l++) {
         emb_recipe_layer *L = &r->layer[l];
         char n[160];
-#define LIN(suffix, d0, d1, bias, wt, bt) \
-    (snprintf(n, sizeof n, "layers.%d.%s", l, suffix), arch_bind_linear(w, n, d0, d1, bias, wt, bt, err))
-#define NORM(suffix, dim, dst) \
-    (snprintf(n, sizeof n, "layers.%d.%s", l, suffix), arch_bind_norm(w, n, EMB_NORM_RMS, 0, eps, dim, dst, err))
-        if ((s = NORM("input_layernorm", H, &L->attn_norm)) ||
-            (s = LIN("self_attn.q_proj", QD, H, qkv_bias, &L->wq, &L->bq)) ||
-            (s = LIN("self_attn.k_proj", KVD, H, qkv_bias, &L->wk, &L->bk)) ||
-            (s = LIN("self_attn.v_proj", KVD, H, qkv_bias, &L->wv, &L->bv)) ||
-            (s = LIN("self_attn.o_proj", H, QD, o_bias, &L->wo, &L->bo)) ||
-            (f->qk_norm && ((s = NORM("self_attn.q_norm", HD, &L->q_norm)) ||
-                            (s = NORM("self_attn.k_norm", HD, &L->k_norm)))) ||
-            (s = NORM("post_attention_layernorm", H, &L->mlp_norm)) ||
-            (s = LIN("mlp.gate_proj", I, H, ffn_bias, &L->w_gate, &L->b_gate)) ||
-            (s = LIN("mlp.up_proj", I, H, ffn_bias, &L->w_up, &L->b_up)) ||
-            (s = LIN("mlp.down_proj", H, I, ffn_bias, &L->w_down, &L->b_down)))
+#define NORM(suffix, dst) \
+    (snprintf(n, sizeof n, "layers.%d.%s", l, suffix), arch_bind_norm(w, n, EMB_NORM_RMS, 0, eps, H, dst, err))
+        if ((s = NORM("input_layernorm", &L->attn_norm)) ||
+            (s = arch_bind_hf_attention(w, r, l, qkv_bias, o_bias, f->qk_norm ? EMB_NORM_RMS : EMB_NORM_NONE, eps,
+                                        err)) ||
+            (s = NORM("post_attention_layernorm", &L->mlp_norm)) || (s = arch_bind_hf_mlp(w, r, l, ffn_bias, err)))
             return s;
-#undef LIN
 #undef NORM
     }
     return emb_weights_check_layers(w, "layers.", r->layers, "num_hidden_layers", err);

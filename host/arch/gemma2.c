@@ -128,32 +128,22 @@ emb_status arch_gemma_build(const cJSON *j, emb_weights *w, emb_recipe *r, const
     }
 
     emb_weights_set_prefix(w, gemma_prefix(w));
-    const int64_t H = r->hidden, I = r->intermediate, HD = r->head_dim;
-    const int64_t QD = (int64_t)r->heads * HD, KVD = (int64_t)r->kv_heads * HD;
+    const int64_t H = r->hidden;
     if ((s = emb_weights_bind(w, "embed_tokens.weight", 2, r->vocab_size, H, &r->emb.word, err)) ||
         (s = arch_bind_norm(w, "norm", EMB_NORM_RMS_1P, 0, eps, H, &r->final_norm, err)))
         return s;
     for (int l = 0; l < r->layers; l++) {
         emb_recipe_layer *L = &r->layer[l];
         char n[160];
-#define LIN(suffix, d0, d1, bias, wt, bt) \
-    (snprintf(n, sizeof n, "layers.%d.%s", l, suffix), arch_bind_linear(w, n, d0, d1, bias, wt, bt, err))
-#define NORM(suffix, dim, dst) \
-    (snprintf(n, sizeof n, "layers.%d.%s", l, suffix), arch_bind_norm(w, n, EMB_NORM_RMS_1P, 0, eps, dim, dst, err))
-        if ((s = NORM("input_layernorm", H, &L->attn_norm)) ||
-            (s = NORM("post_attention_layernorm", H, &L->attn_post_norm)) ||
-            (s = NORM("pre_feedforward_layernorm", H, &L->mlp_norm)) ||
-            (s = NORM("post_feedforward_layernorm", H, &L->mlp_post_norm)) ||
-            (s = LIN("self_attn.q_proj", QD, H, attn_bias, &L->wq, &L->bq)) ||
-            (s = LIN("self_attn.k_proj", KVD, H, attn_bias, &L->wk, &L->bk)) ||
-            (s = LIN("self_attn.v_proj", KVD, H, attn_bias, &L->wv, &L->bv)) ||
-            (s = LIN("self_attn.o_proj", H, QD, attn_bias, &L->wo, &L->bo)) ||
-            (v->qk_norm && ((s = NORM("self_attn.q_norm", HD, &L->q_norm)) ||
-                            (s = NORM("self_attn.k_norm", HD, &L->k_norm)))) ||
-            (s = LIN("mlp.gate_proj", I, H, 0, &L->w_gate, NULL)) || (s = LIN("mlp.up_proj", I, H, 0, &L->w_up, NULL)) ||
-            (s = LIN("mlp.down_proj", H, I, 0, &L->w_down, NULL)))
+#define NORM(suffix, dst) \
+    (snprintf(n, sizeof n, "layers.%d.%s", l, suffix), arch_bind_norm(w, n, EMB_NORM_RMS_1P, 0, eps, H, dst, err))
+        if ((s = NORM("input_layernorm", &L->attn_norm)) || (s = NORM("post_attention_layernorm", &L->attn_post_norm)) ||
+            (s = NORM("pre_feedforward_layernorm", &L->mlp_norm)) ||
+            (s = NORM("post_feedforward_layernorm", &L->mlp_post_norm)) ||
+            (s = arch_bind_hf_attention(w, r, l, attn_bias, attn_bias, v->qk_norm ? EMB_NORM_RMS_1P : EMB_NORM_NONE,
+                                        eps, err)) ||
+            (s = arch_bind_hf_mlp(w, r, l, 0, err)))
             return s;
-#undef LIN
 #undef NORM
     }
     return emb_weights_check_layers(w, "layers.", r->layers, "num_hidden_layers", err);
