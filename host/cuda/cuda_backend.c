@@ -8,7 +8,9 @@
  * and MLP with the recipe's norm placement (post, pre, sandwich), rotary with
  * the layer's theta, a relative-position bias table, the layer's window, GQA,
  * softcap; plain or gated MLP; a final norm. Weights are converted to
- * fp16/bf16 on the host and uploaded once (Q, K, V stacked into one
+ * fp16/bf16 piece by piece from the mmapped files through a small pinned
+ * staging buffer and uploaded once, after checking that they and the
+ * workspace fit the device (Q, K, V stacked into one
  * [(heads + 2 kv_heads) head_dim, hidden] matrix so the projection is a
  * single GEMM whose output is the layout the attention kernel reads in place;
  * a gated MLP's gate and up likewise). All GEMMs go through cublasGemmEx with
@@ -19,7 +21,9 @@
  * events, so chunk i+1's upload overlaps chunk i's compute and chunk i's
  * vectors come back while i+1 runs). A chunk that runs out of device memory
  * is split in two and retried. Every CUDA and cuBLAS call is checked and a
- * failure names the call, file and line.
+ * failure names the call, file and line. A device may hold a
+ * tensor-parallel shard (host/cuda/tp.c): its heads and MLP columns, and
+ * an all-reduce after the row-parallel projections (project_out).
  */
 #include "cuda_backend.h"
 
@@ -1256,30 +1260,26 @@ static emb_status check_model(const emb_model_files *mf, emb_error *err) {
     return EMB_OK;
 }
 
-/* Device memory the model takes beyond the weights and the workspace:
- * cuBLAS's workspace, the kernels' modules, the context's own buffers. */
-#define DEVICE_RESERVE_BYTES ((size_t)256 << 20)
-
 static double mib(size_t b) { return (double)b / (1 << 20); }
 
 /* Before anything is allocated: the weights and the workspace for the
  * smallest budget must fit the device's free memory (a clear message
  * otherwise, not an out-of-memory failure half-way); a budget that does not
- * fit whole is lowered now. */
+ * fit whole is lowered now. What cuBLAS and the modules take later is left
+ * to the out-of-memory halving below. */
 static emb_status check_fits(cuda_ctx *c, size_t *tokens, size_t floor_tokens, int tp_size, emb_error *err) {
     size_t free_b = 0, total_b = 0;
     CU_CHECK(cudaMemGetInfo(&free_b, &total_b));
-    const size_t fixed = c->weights_size + DEVICE_RESERVE_BYTES;
+    const size_t fixed = c->weights_size;
     const ws_layout least = workspace_layout(c, floor_tokens);
     if (fixed + least.total > free_b) {
         char shard[64] = "";
         if (tp_size > 1) snprintf(shard, sizeof shard, " (its shard of --tensor-parallel %d)", tp_size);
         return emb_fail(err, EMB_ERR_DEVICE_OOM,
-                        "CUDA backend: the model needs %.0f MiB on device %d%s: weights %.0f MiB + "
-                        "workspace for %zu tokens %.0f MiB + %.0f MiB for cuBLAS and kernels; the device "
-                        "has %.0f MiB free of %.0f MiB",
+                        "CUDA backend: the model needs %.1f MiB on device %d%s: weights %.1f MiB + "
+                        "workspace for %zu tokens %.1f MiB; the device has %.1f MiB free of %.1f MiB",
                         mib(fixed + least.total), c->device, shard, mib(c->weights_size), floor_tokens,
-                        mib(least.total), mib(DEVICE_RESERVE_BYTES), mib(free_b), mib(total_b));
+                        mib(least.total), mib(free_b), mib(total_b));
     }
     size_t t = *tokens;
     while (t > floor_tokens && fixed + workspace_layout(c, t).total > free_b)

@@ -492,10 +492,15 @@ Test(cuda_backend, oom_at_create_lowers_token_budget) {
     expect_same_docs(got, ref, 40, 64, "budget 1000 on a 512-token device");
     free(got);
 
-    /* Not even the floor: a clean OOM error, nothing left allocated. */
+    /* Not even the floor: refused before allocating, saying what the model
+     * needs and what the device has; nothing left allocated. */
     embsim_set_device_memory(base + at512 - 256);
     cr_assert_eq(emb_cuda_backend_create(&t.mf, EMB_DTYPE_F16, 0, 0, &gpu, &err), EMB_ERR_DEVICE_OOM);
-    cr_assert(strstr(err.message, "out of memory"), "%s", err.message);
+    char want[160];
+    snprintf(want, sizeof want, "the model needs %.1f MiB on device 0", (double)at512 / (1 << 20));
+    cr_assert(strstr(err.message, want), "%s (wanted: %s)", err.message, want);
+    snprintf(want, sizeof want, "the device has %.1f MiB free", (double)(at512 - 256) / (1 << 20));
+    cr_assert(strstr(err.message, want), "%s (wanted: %s)", err.message, want);
     cr_assert_eq(embsim_device_memory_used(0), base, "a failed create frees what it allocated");
     embsim_set_device_memory(0);
     free(ref);
