@@ -4,14 +4,21 @@ corpus, same precision) in one run, with a correctness check of both against
 each other. Every engine's time includes tokenization; token counts come from
 one tokenizer so tokens/s are comparable.
 
-    bench/peers_gpu.py [--model DIR] [--random-bert base|large] [--dtype f16|bf16]
+    bench/peers_gpu.py [--model DIR] [--random-bert base|large] [--random-family gemma3|qwen3]
+                       [--dtype f16|bf16]
                        [--limit DOCS] [--batch 256] [--embedc build/host/embedc]
 
 --random-bert writes a randomly initialised BERT-base (or -large) with the
 default model's tokenizer into a temporary directory and benchmarks that
 instead: MiniLM's 384-wide layers are too small to load a large GPU, a
 BERT-base/large shows what the kernels do at the shapes of bge-base/large or
-e5-large. The check embeds the first 512 documents with both engines and
+e5-large. --random-family writes a randomly initialised model of the shape of
+EmbeddingGemma-300M (gemma3: 24 layers, hidden 768, 3 heads / 1 KV head of 256,
+sliding window 512, mean pooling, Dense 768->3072->768, Normalize) or of
+Qwen3-Embedding-0.6B (qwen3: 28 layers, hidden 1024, 16 / 8 heads of 128, q/k
+norm, last-token pooling), with the small committed tokenizer of that family
+(tests/data/tokenizer/): only the embedding table is smaller than the real
+model's, which changes no FLOP per token. The check embeds the first 512 documents with both engines and
 reports the worst per-vector cosine (embedc at --dtype vs torch in fp32).
 
 Needs torch, sentence-transformers, transformers, numpy. Prints Markdown for
@@ -66,6 +73,69 @@ def make_random_bert(size, tokenizer_dir, out_dir, dtype):
     return "random BERT-%s (hidden %d, %d layers, %d heads)" % (size, h, layers, heads)
 
 
+def st_modules(out_dir, h, pooling, dense=(), normalize=True, max_len=512):
+    """sentence-transformers module files: Pooling, optional Dense chain, Normalize."""
+    mods = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
+    os.makedirs(os.path.join(out_dir, "1_Pooling"), exist_ok=True)
+    with open(os.path.join(out_dir, "1_Pooling", "config.json"), "w") as f:
+        json.dump({"word_embedding_dimension": h, "pooling_mode_mean_tokens": pooling == "mean",
+                   "pooling_mode_lasttoken": pooling == "lasttoken"}, f)
+    for d in dense:
+        path = "%d_Dense" % (len(mods))
+        os.makedirs(os.path.join(out_dir, path), exist_ok=True)
+        d.save(os.path.join(out_dir, path))
+        mods.append({"idx": len(mods), "name": str(len(mods)), "path": path,
+                     "type": "sentence_transformers.models.Dense"})
+    if normalize:
+        path = "%d_Normalize" % len(mods)
+        os.makedirs(os.path.join(out_dir, path), exist_ok=True)
+        mods.append({"idx": len(mods), "name": str(len(mods)), "path": path,
+                     "type": "sentence_transformers.models.Normalize"})
+    with open(os.path.join(out_dir, "modules.json"), "w") as f:
+        json.dump(mods, f)
+    with open(os.path.join(out_dir, "sentence_bert_config.json"), "w") as f:
+        json.dump({"max_seq_length": max_len, "do_lower_case": False}, f)
+
+
+def make_random_family(family, out_dir, dtype):
+    import torch
+    import transformers as tf
+    from sentence_transformers import models
+    torch.manual_seed(0)
+    tok_dir = os.path.join(ROOT, "tests", "data", "tokenizer", {"gemma3": "gemma"}.get(family, family))
+    tok = tf.PreTrainedTokenizerFast(tokenizer_file=os.path.join(tok_dir, "tokenizer.json"))
+    vocab = len(tok)
+    if family == "gemma3":
+        tok.add_special_tokens({"pad_token": "<pad>", "eos_token": "<eos>", "bos_token": "<bos>"})
+        h = 768
+        cfg = tf.Gemma3TextConfig(vocab_size=vocab, hidden_size=h, intermediate_size=1152, num_hidden_layers=24,
+                                  num_attention_heads=3, num_key_value_heads=1, head_dim=256,
+                                  query_pre_attn_scalar=256, sliding_window=512, max_position_embeddings=2048,
+                                  use_bidirectional_attention=True, rope_theta=1e6, rope_local_base_freq=1e4,
+                                  pad_token_id=0, eos_token_id=1, bos_token_id=2)
+        model = tf.Gemma3TextModel(cfg).eval()
+        dense = [models.Dense(h, 4 * h, bias=False, activation_function=torch.nn.Identity()),
+                 models.Dense(4 * h, h, bias=False, activation_function=torch.nn.Identity())]
+        pooling, label = "mean", "random EmbeddingGemma-300M shape (gemma3_text, 24 layers, hidden 768, 3/1 heads of 256)"
+    else:
+        tok.add_special_tokens({"pad_token": "<|endoftext|>", "eos_token": "<|endoftext|>"})
+        tok.padding_side = "left"
+        h = 1024
+        cfg = tf.Qwen3Config(vocab_size=vocab, hidden_size=h, intermediate_size=3072, num_hidden_layers=28,
+                             num_attention_heads=16, num_key_value_heads=8, head_dim=128, rope_theta=1e6,
+                             max_position_embeddings=32768, pad_token_id=vocab - 1)
+        model = tf.Qwen3Model(cfg).eval()
+        dense, pooling = [], "lasttoken"
+        label = "random Qwen3-Embedding-0.6B shape (qwen3, 28 layers, hidden 1024, 16/8 heads of 128)"
+    model.to(torch.float16 if dtype == "f16" else torch.bfloat16)
+    model.save_pretrained(out_dir)
+    tok.model_max_length = 512
+    tok.save_pretrained(out_dir)
+    st_modules(out_dir, h, pooling, dense)
+    return label
+
+
 def run_embedc(args, model, inp, tmp, fixed="none"):
     summary = os.path.join(tmp, "embedc.json")
     cmd = [args.embedc, "bench", "-m", model, "-i", inp, "--device", "cuda", "--dtype", args.dtype,
@@ -79,6 +149,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=os.path.join(ROOT, "models", "all-MiniLM-L6-v2"))
     ap.add_argument("--random-bert", choices=["base", "large"])
+    ap.add_argument("--random-family", choices=["gemma3", "qwen3"])
     ap.add_argument("--input", default=os.path.join(ROOT, "tests", "data", "corpus", "texts.jsonl"))
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--batch", type=int, default=256)
@@ -98,6 +169,9 @@ def main():
         if args.random_bert:
             model_dir = os.path.join(tmp, "model")
             label = make_random_bert(args.random_bert, args.model, model_dir, args.dtype)
+        elif args.random_family:
+            model_dir = os.path.join(tmp, "model")
+            label = make_random_family(args.random_family, model_dir, args.dtype)
         texts = load_texts(args.input, args.limit)
         inp = os.path.join(tmp, "input.jsonl")
         write_jsonl(inp, texts)

@@ -62,6 +62,9 @@ typedef struct {
                                or a list "0,2,3"; one device worker each, data-parallel */
     int lowercase;          /* word-vector models: 1 lowercase words before lookup, -1 never,
                                0 auto (when the vocabulary has no uppercase letter) */
+    int tensor_parallel;    /* split the model over groups of this many GPUs (Megatron-style, NCCL
+                               all-reduce); the devices are devices / N data-parallel groups.
+                               0 or 1: every GPU holds the whole model */
 } emb_model_options;
 
 #define EMB_MAX_DEVICES 64

@@ -5,11 +5,14 @@
  * metadata, a padded header, an empty header).
  */
 #include <criterion/criterion.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "model_files.h"
 #include "safetensors.h"
@@ -443,6 +446,50 @@ Test(st_accept, open_file_from_disk) {
     st_close(f);
     free(buf);
     free(dir);
+}
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define ST_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define ST_SANITIZED 1
+#endif
+#endif
+
+/* A file larger than the address space left (ulimit -v): a message naming
+ * the file, its size and the limit, not a bare "cannot mmap". */
+Test(st_reject, larger_than_the_address_space) {
+#ifdef ST_SANITIZED
+    cr_skip_test("sanitizers reserve the address space themselves");
+#else
+    char *dir = ts_tmpdir();
+    char path[512];
+    snprintf(path, sizeof path, "%s/big.safetensors", dir);
+    int fd = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0644);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(ftruncate(fd, (off_t)256 << 20), 0);   /* sparse: no disk used */
+    close(fd);
+    long pages = 0;
+    FILE *sm = fopen("/proc/self/statm", "r");
+    cr_assert_not_null(sm);
+    cr_assert_eq(fscanf(sm, "%ld", &pages), 1);
+    fclose(sm);
+    struct rlimit old, rl;
+    cr_assert_eq(getrlimit(RLIMIT_AS, &old), 0);
+    rl = old;
+    rl.rlim_cur = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + ((rlim_t)64 << 20);
+    cr_assert_eq(setrlimit(RLIMIT_AS, &rl), 0);
+    st_file *f = NULL;
+    emb_error err = {0};
+    emb_status st = st_open(path, "big.safetensors", &f, &err);
+    setrlimit(RLIMIT_AS, &old);
+    cr_assert_eq(st, EMB_ERR_NOMEM, "%s", err.message);
+    cr_assert(strstr(err.message, "big.safetensors: cannot map its 256.0 MiB") &&
+                  strstr(err.message, "address space (ulimit -v: "),
+              "%s", err.message);
+    unlink(path);
+    free(dir);
+#endif
 }
 
 Test(st_accept, default_model_file) {

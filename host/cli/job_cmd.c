@@ -128,6 +128,8 @@ static char *make_manifest(const cli_opts *o, emb_model *m, const emb_job *job, 
     }
     add(j, "backend", "%s", m->be->name);
     add(j, "dtype", "%d", (int)m->opts.dtype);
+    /* Its sums run in another order (only named when used: older jobs' manifests stay valid). */
+    if (m->opts.tensor_parallel > 1) add(j, "tensor parallel", "%d", m->opts.tensor_parallel);
     add(j, "prompt", "%s", pr->prompt ? pr->prompt : "(none)");
     add(j, "pooling", "%d, skip %d", job->pooling_modes, pr->skip);
     add(j, "layer", "%d", job->layer);

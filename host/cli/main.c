@@ -69,6 +69,8 @@ static void usage(FILE *f) {
         "      --dtype auto|f16|bf16  GPU precision (default: from the model)\n"
         "      --devices all|N|LIST   GPUs to use, data-parallel: every visible one (default), the first N,\n"
         "                             or ids like 0,2,3\n"
+        "      --tensor-parallel N    split the model over groups of N GPUs (heads and MLP columns, NCCL\n"
+        "                             all-reduce); the --devices form devices/N data-parallel groups\n"
         "      --threads N            CPU threads (default: all cores)\n"
         "      --tokens               tokenize: also write the token strings\n"
         "      --fixed-lengths LIST   bench: fixed-length workloads after the corpus (default 32,128,512; none)\n"
@@ -135,7 +137,7 @@ static int parse_layer(const char *s, int *out) {
 
 enum { O_INFMT = 256, O_FIELD, O_BATCH, O_MAXLEN, O_PROMPT, O_PROMPT_NAME, O_NORM, O_NONORM,
        O_TRUNC, O_POOL, O_LAYER, O_DEVICE, O_DTYPE, O_THREADS, O_TOKENS, O_SUMMARY, O_FIXED, O_JOB, O_WINDOW, O_DEVICES,
-       O_MAXDOC, O_LONGDOCS, O_TOKENIZER, O_LOWER, O_NOLOWER };
+       O_MAXDOC, O_LONGDOCS, O_TOKENIZER, O_LOWER, O_NOLOWER, O_TP };
 
 static int parse_opts(int argc, char **argv, cli_opts *o) {
     static const struct option longopts[] = {
@@ -151,7 +153,7 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
         {"tokens", no_argument, 0, O_TOKENS}, {"fixed-lengths", required_argument, 0, O_FIXED}, {"summary-json", required_argument, 0, O_SUMMARY},
         {"job", required_argument, 0, O_JOB}, {"devices", required_argument, 0, O_DEVICES}, {"window-docs", required_argument, 0, O_WINDOW},
         {"max-doc-bytes", required_argument, 0, O_MAXDOC}, {"long-docs", required_argument, 0, O_LONGDOCS},
-        {"tokenizer", required_argument, 0, O_TOKENIZER},
+        {"tokenizer", required_argument, 0, O_TOKENIZER}, {"tensor-parallel", required_argument, 0, O_TP},
         {"lowercase", no_argument, 0, O_LOWER}, {"no-lowercase", no_argument, 0, O_NOLOWER},
         {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'}, CLI_EXTRA_LONGOPTS, {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
@@ -190,6 +192,10 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
         case O_FIXED: o->fixed_lengths = optarg; break;
         case O_JOB: o->job = optarg; break;
         case O_DEVICES: o->devices = optarg; break;
+        case O_TP:
+            if (cli_parse_int("--tensor-parallel", optarg, 1, EMB_MAX_DEVICES, &v)) return -1;
+            o->tensor_parallel = (int)v;
+            break;
         case O_WINDOW: if (cli_parse_int("--window-docs", optarg, 1, 1 << 24, &v)) return -1; o->window_docs = (size_t)v; break;
         case O_MAXDOC:
             if (cli_parse_int("--max-doc-bytes", optarg, 0, 1L << 40, &v)) return -1;
@@ -221,6 +227,7 @@ emb_model *cli_load_model(const cli_opts *o, emb_error *err) {
     mo.batch_tokens = o->batch_tokens;
     mo.verbose = !o->quiet;
     mo.devices = o->devices;
+    mo.tensor_parallel = o->tensor_parallel;
     mo.lowercase = o->lowercase;
     if (o->device) {
         if (!strcmp(o->device, "cpu")) mo.device = EMB_DEVICE_CPU;
@@ -730,25 +737,30 @@ static int cmd_bench(const cli_opts *o) {
             if (s1 < t_one) t_one = s1;
         }
         uint64_t mx = 0, sum = 0;
-        printf("\n| device worker | tokens | share |\n|---|---|---|\n");
+        /* With --tensor-parallel N one worker is a group of N devices, each
+         * computing the group's tokens (on its share of the model). */
+        const int per = all.devices / (m->nworkers > 0 ? m->nworkers : 1);
+        printf("\n| device | tokens | tokens/s | share |\n|---|---|---|---|\n");
         for (int k = 0; k < all.devices; k++) {
             sum += all.device_tokens[k];
             if (all.device_tokens[k] > mx) mx = all.device_tokens[k];
         }
         for (int k = 0; k < all.devices; k++)
-            printf("| %d | %llu | %.1f%% |\n", k, (unsigned long long)all.device_tokens[k],
-                   sum ? 100.0 * all.device_tokens[k] / sum : 0.0);
+            printf("| %d | %llu | %.0f | %.1f%% |\n", k, (unsigned long long)all.device_tokens[k],
+                   all.device_tokens[k] / t_all, sum ? 100.0 * all.device_tokens[k] / sum : 0.0);
         double mean = all.devices ? (double)sum / all.devices : 0;
-        printf("\n%s on %d devices: %.0f tokens/s; one device %.0f tokens/s; scaling efficiency %.1f%%; "
-               "busiest device %.1f%% above the mean\n", b->name, all.devices, all.tokens / t_all,
-               one.tokens / t_one, 100.0 * (all.tokens / t_all) / (all.devices * (one.tokens / t_one)),
+        char unit[64] = "one device";
+        if (per > 1) snprintf(unit, sizeof unit, "one tensor-parallel group of %d devices", per);
+        printf("\n%s on %d devices: %.0f tokens/s; %s %.0f tokens/s; scaling efficiency %.1f%%; "
+               "busiest device %.1f%% above the mean\n", b->name, all.devices, all.tokens / t_all, unit,
+               one.tokens / t_one, 100.0 * (all.tokens / t_all) / (m->nworkers * (one.tokens / t_one)),
                mean > 0 ? 100.0 * (mx - mean) / mean : 0.0);
         size_t o2 = (size_t)snprintf(devjs, sizeof devjs, ", \"devices\": %d, \"device_tokens\": [", all.devices);
         for (int k = 0; k < all.devices && o2 < sizeof devjs - 64; k++)
             o2 += (size_t)snprintf(devjs + o2, sizeof devjs - o2, "%s%llu", k ? ", " : "",
                                    (unsigned long long)all.device_tokens[k]);
-        snprintf(devjs + o2, sizeof devjs - o2, "], \"scaling_efficiency\": %.6f",
-                 (all.tokens / t_all) / (all.devices * (one.tokens / t_one)));
+        snprintf(devjs + o2, sizeof devjs - o2, "], \"tensor_parallel\": %d, \"scaling_efficiency\": %.6f", per,
+                 (all.tokens / t_all) / (m->nworkers * (one.tokens / t_one)));
     }
     if (js) {
         fprintf(js, "]%s}\n", devjs);

@@ -8,7 +8,9 @@
  * and MLP with the recipe's norm placement (post, pre, sandwich), rotary with
  * the layer's theta, a relative-position bias table, the layer's window, GQA,
  * softcap; plain or gated MLP; a final norm. Weights are converted to
- * fp16/bf16 on the host and uploaded once (Q, K, V stacked into one
+ * fp16/bf16 piece by piece from the mmapped files through a small pinned
+ * staging buffer and uploaded once, after checking that they and the
+ * workspace fit the device (Q, K, V stacked into one
  * [(heads + 2 kv_heads) head_dim, hidden] matrix so the projection is a
  * single GEMM whose output is the layout the attention kernel reads in place;
  * a gated MLP's gate and up likewise). All GEMMs go through cublasGemmEx with
@@ -19,7 +21,9 @@
  * events, so chunk i+1's upload overlaps chunk i's compute and chunk i's
  * vectors come back while i+1 runs). A chunk that runs out of device memory
  * is split in two and retried. Every CUDA and cuBLAS call is checked and a
- * failure names the call, file and line.
+ * failure names the call, file and line. A device may hold a
+ * tensor-parallel shard (host/cuda/tp.c): its heads and MLP columns, and
+ * an all-reduce after the row-parallel projections (project_out).
  */
 #include "cuda_backend.h"
 
@@ -36,6 +40,7 @@
 #include "half.h"
 #include "kernels.h"
 #include "model_files.h"
+#include "tp.h"
 
 _Static_assert(EMB_KACT_GELU == (int)EMB_ACT_GELU && EMB_KACT_GELU_TANH == (int)EMB_ACT_GELU_TANH &&
                    EMB_KACT_RELU == (int)EMB_ACT_RELU && EMB_KACT_SILU == (int)EMB_ACT_SILU &&
@@ -142,7 +147,11 @@ typedef struct {
 
 typedef struct {
     const emb_model_files *mf;
-    emb_recipe r;           /* sizes and flags (its tensor views are only read at upload) */
+    emb_recipe r;           /* sizes and flags of this device's shard (heads, kv_heads and
+                               intermediate are the shard's; its tensor views are unused) */
+    emb_cuda_shard sh;
+    emb_cuda_tp *tp;        /* tensor-parallel group (NULL: none) and this device's rank in it */
+    int tp_rank;
     int n_position;         /* rows of the position table (0: none) */
     int device;
     emb_dtype dtype;
@@ -154,6 +163,7 @@ typedef struct {
     cudaStream_t compute, copy;
 
     void *weights;    /* one allocation for all weights */
+    size_t weights_size;
     void *word, *pos, *tt;
     cu_norm emb_norm, final_norm;
     float *rel_bias;  /* [heads, 2 max_position - 1] fp32, or NULL */
@@ -188,67 +198,130 @@ static size_t qkv_width(const emb_recipe *r) {
 
 /* ---- weights ------------------------------------------------------------- */
 
-/* The weight block is planned twice: a sizing pass (host == NULL) that only
- * moves the cursor, then a pass that converts every tensor into the staging
- * image at the same offsets. Absent tensors of a stack are zero-filled; an
- * absent tensor on its own gets no space (offset NONE, pointer NULL). */
+/* The weight block is planned twice: a sizing pass (convert == 0) that only
+ * moves the cursor, then a pass that converts every tensor, piece by piece,
+ * straight from the mmapped files into a small staging buffer (two pinned
+ * halves: one is converted into while the other is copied to the device) at
+ * the same offsets. No host copy of the whole block is ever made. Absent
+ * tensors of a stack are zero-filled; an absent tensor on its own gets no
+ * space (offset NONE, pointer NULL). A device that holds a tensor-parallel
+ * shard plans only its rows/columns of the split matrices. */
 #define NONE ((size_t)-1)
+/* Staging: two halves of at most this many bytes each. */
+#define STAGE_HALF_BYTES ((size_t)32 << 20)
+/* fp32 scratch for converting one piece of a tensor. */
+#define SCRATCH_FLOATS ((size_t)1 << 20)
 
 typedef struct {
-    unsigned char *host;   /* staging image of the whole weight block */
-    size_t size, used;
-    float *scratch;
-    size_t scratch_n;
+    int convert;           /* 0: sizing pass */
+    size_t size, used;     /* sizing: bytes planned; converting: bytes written */
     emb_dtype dt;
     emb_status st;         /* first failure */
+    /* Converting pass only. */
+    unsigned char *dev;    /* the device block */
+    unsigned char *half[2];
+    cudaEvent_t copied[2];
+    int pending[2], cur;
+    size_t half_cap, fill; /* bytes in half[cur] not yet copied */
+    size_t flushed;        /* device offset of half[cur][0] */
+    cudaStream_t stream;
+    float *scratch;
+    cudaError_t cerr;
+    const char *ccall;
 } upload_plan;
+
+static void plan_cuda_fail(upload_plan *p, cudaError_t e, const char *call) {
+    if (p->cerr == cudaSuccess) {
+        p->cerr = e;
+        p->ccall = call;
+    }
+}
+
+/* Copies the current half to the device and switches to the other one
+ * (waiting for its previous copy). */
+static void plan_flush(upload_plan *p) {
+    if (!p->fill || p->cerr != cudaSuccess) return;
+    const int h = p->cur;
+    cudaError_t e = cudaMemcpyAsync(p->dev + p->flushed, p->half[h], p->fill, cudaMemcpyHostToDevice,
+                                    p->stream);
+    if (e == cudaSuccess) e = cudaEventRecord(p->copied[h], p->stream);
+    if (e != cudaSuccess) {
+        plan_cuda_fail(p, e, "cudaMemcpyAsync(weights)");
+        return;
+    }
+    p->pending[h] = 1;
+    p->flushed += p->fill;
+    p->fill = 0;
+    p->cur ^= 1;
+    if (p->pending[p->cur]) {
+        e = cudaEventSynchronize(p->copied[p->cur]);
+        if (e != cudaSuccess) plan_cuda_fail(p, e, "cudaEventSynchronize(weights)");
+        p->pending[p->cur] = 0;
+    }
+}
+
+/* Room for at least `bytes` in the current half. */
+static unsigned char *plan_room(upload_plan *p, size_t bytes, size_t *room) {
+    if (p->half_cap - p->fill < bytes) plan_flush(p);
+    *room = p->half_cap - p->fill;
+    return p->half[p->cur] + p->fill;
+}
 
 /* Appends n fp32 values (from src, or zeros when src is NULL), +add each,
  * in the device dtype (or fp32 when f32). */
 static size_t plan_floats(upload_plan *p, const float *src, size_t n, float add, int f32) {
-    const size_t bytes = n * (f32 ? 4 : 2);
-    size_t *cursor = p->host ? &p->used : &p->size;
-    const size_t off = *cursor;
-    if (!p->host) {
-        p->size += bytes;
+    const size_t es = f32 ? 4 : 2, off = p->convert ? p->used : p->size;
+    if (!p->convert) {
+        p->size += n * es;
         return off;
     }
-    for (size_t i = 0; i < n; i++) {
-        float v = (src ? src[i] : 0.0f) + add;
-        if (f32) memcpy(p->host + p->used + 4 * i, &v, 4);
-        else {
-            uint16_t u = p->dt == EMB_DTYPE_BF16 ? emb_f32_to_bf16(v) : emb_f32_to_f16(v);
-            memcpy(p->host + p->used + 2 * i, &u, 2);
+    for (size_t i = 0; i < n && p->cerr == cudaSuccess;) {
+        size_t room;
+        unsigned char *dst = plan_room(p, es, &room);
+        size_t k = room / es;
+        if (k > n - i) k = n - i;
+        for (size_t j = 0; j < k; j++) {
+            float v = (src ? src[i + j] : 0.0f) + add;
+            if (f32) memcpy(dst + 4 * j, &v, 4);
+            else {
+                uint16_t u = p->dt == EMB_DTYPE_BF16 ? emb_f32_to_bf16(v) : emb_f32_to_f16(v);
+                memcpy(dst + 2 * j, &u, 2);
+            }
         }
+        p->fill += k * es;
+        i += k;
     }
-    p->used += bytes;
+    p->used += n * es;
     return off;
 }
 
-/* Appends tensor t as n elements (zeros when absent). */
+/* Appends elements [from, from + n) of tensor t (zeros when absent). */
+static size_t plan_range(upload_plan *p, const emb_tensor *t, size_t from, size_t n, float add, int f32) {
+    if (!p->convert || !t->data) return plan_floats(p, NULL, n, add, f32);
+    const size_t es = t->dtype == EMB_DTYPE_F32 ? 4 : 2, off = p->used;
+    for (size_t i = 0; i < n; i += SCRATCH_FLOATS) {
+        const size_t k = n - i < SCRATCH_FLOATS ? n - i : SCRATCH_FLOATS;
+        emb_tensor piece = *t;
+        piece.data = (const unsigned char *)t->data + (from + i) * es;
+        emb_tensor_to_f32(&piece, p->scratch, k);
+        plan_floats(p, p->scratch, k, add, f32);
+    }
+    return off;
+}
+
+/* Appends tensor t whole as n elements (zeros when absent). */
 static size_t plan_tensor(upload_plan *p, const emb_tensor *t, size_t n, float add, int f32) {
-    if (!p->host) {
-        if (n > p->scratch_n) p->scratch_n = n;
-        return plan_floats(p, NULL, n, add, f32);
-    }
-    if (t->data && emb_tensor_numel(t) != n) {
+    if (t->data && emb_tensor_numel(t) != n)
         p->st = EMB_ERR_FORMAT;   /* reported by plan_model; the recipe's checks make it unreachable */
-    } else if (t->data) {
-        emb_tensor_to_f32(t, p->scratch, n);
-        return plan_floats(p, p->scratch, n, add, f32);
-    }
-    return plan_floats(p, NULL, n, add, f32);
+    return plan_range(p, t, 0, n, add, f32);
 }
 
 /* Every tensor starts 256-byte aligned (vectorized kernel loads, cuBLAS). */
 static void plan_align(upload_plan *p) {
-    if (p->host) {
-        size_t a = align256(p->used);
-        memset(p->host + p->used, 0, a - p->used);
-        p->used = a;
-    } else {
-        p->size = align256(p->size);
-    }
+    size_t *cursor = p->convert ? &p->used : &p->size;
+    const size_t pad = align256(*cursor) - *cursor;
+    if (pad && p->convert) plan_floats(p, NULL, pad / 2, 0.0f, 0);
+    else *cursor += pad;
 }
 
 /* One optional tensor of n elements: NONE when absent. */
@@ -259,16 +332,44 @@ static size_t plan_opt(upload_plan *p, const emb_tensor *t, size_t n, int f32) {
     return off;
 }
 
-/* Up to three tensors stacked into one (zeros for absent parts); NONE when
- * all are absent. */
-static size_t plan_stack(upload_plan *p, const emb_tensor *const *t, const size_t *n, int parts) {
+/* Rows [row0, row0 + nrows) of a [rows, cols] tensor: a shard of a
+ * column-parallel matrix (all of it without tensor parallelism). */
+typedef struct {
+    const emb_tensor *t;
+    size_t rows, row0, nrows;
+} row_part;
+
+/* Up to four row ranges stacked into one (zeros for absent tensors); NONE
+ * when all are absent. */
+static size_t plan_rows(upload_plan *p, const row_part *part, int parts, size_t cols) {
     int any = 0;
-    for (int i = 0; i < parts; i++) any |= t[i]->data != NULL;
+    for (int i = 0; i < parts; i++) any |= part[i].t->data != NULL;
     if (!any) return NONE;
     size_t off = NONE;
     for (int i = 0; i < parts; i++) {
-        size_t o = plan_tensor(p, t[i], n[i], 0.0f, 0);
+        const row_part *q = &part[i];
+        if (q->t->data && emb_tensor_numel(q->t) != q->rows * cols) p->st = EMB_ERR_FORMAT;
+        size_t o = plan_range(p, q->t, q->row0 * cols, q->nrows * cols, 0.0f, 0);
         if (!i) off = o;
+    }
+    plan_align(p);
+    return off;
+}
+
+/* Columns [col0, col0 + ncols) of every row of a [rows, cols] tensor: the
+ * shard of a row-parallel matrix. NONE when absent. */
+static size_t plan_cols(upload_plan *p, const emb_tensor *t, size_t rows, size_t cols, size_t col0,
+                        size_t ncols) {
+    if (!t->data) return NONE;
+    if (emb_tensor_numel(t) != rows * cols) p->st = EMB_ERR_FORMAT;
+    size_t off = NONE;
+    if (col0 == 0 && ncols == cols) {
+        off = plan_range(p, t, 0, rows * cols, 0.0f, 0);
+    } else {
+        for (size_t r = 0; r < rows; r++) {
+            size_t o = plan_range(p, t, r * cols + col0, ncols, 0.0f, 0);
+            if (!r) off = o;
+        }
     }
     plan_align(p);
     return off;
@@ -319,33 +420,49 @@ typedef struct {
 /* O_NORMS: g and b of attn_norm, mlp_norm, attn_post, mlp_post, q_norm, k_norm. */
 enum { O_WQKV, O_BQKV, O_WO, O_BO, O_WIN, O_BIN, O_WDOWN, O_BDOWN, O_NORMS, LAY_OFFSETS = O_NORMS + 12 };
 
-static void plan_layer(upload_plan *p, const emb_recipe *r, const emb_recipe_layer *L, size_t *o) {
-    const size_t H = (size_t)r->hidden, I = (size_t)r->intermediate, hd = (size_t)r->head_dim;
-    const size_t qd = (size_t)r->heads * hd, kvd = (size_t)r->kv_heads * hd;
+/* One layer's weights, of this device's shard (c->sh): its query heads, KV
+ * heads and intermediate columns of QKV and the MLP's input (row ranges),
+ * the same columns of the output projection and the MLP's output. */
+static void plan_layer(upload_plan *p, const cuda_ctx *c, const emb_recipe_layer *L, size_t *o) {
+    const emb_recipe *g = &c->mf->r;   /* the whole model's shapes */
+    const emb_cuda_shard *s = &c->sh;
+    const size_t H = (size_t)g->hidden, I = (size_t)g->intermediate, hd = (size_t)g->head_dim;
+    const size_t qr = (size_t)g->heads * hd, kvr = (size_t)g->kv_heads * hd;
+    const size_t q0 = (size_t)s->q0 * hd, nq = (size_t)s->nq * hd;
+    const size_t k0 = (size_t)s->kv0 * hd, nk = (size_t)s->nkv * hd;
+    const size_t i0 = (size_t)s->i0, ni = (size_t)s->ni;
     if (L->wqkv.data) {
-        o[O_WQKV] = plan_opt(p, &L->wqkv, (qd + 2 * kvd) * H, 0);
-        o[O_BQKV] = plan_opt(p, &L->bqkv, qd + 2 * kvd, 0);
+        const size_t all = qr + 2 * kvr;
+        const row_part w[] = {{&L->wqkv, all, q0, nq}, {&L->wqkv, all, qr + k0, nk},
+                              {&L->wqkv, all, qr + kvr + k0, nk}};
+        const row_part b[] = {{&L->bqkv, all, q0, nq}, {&L->bqkv, all, qr + k0, nk},
+                              {&L->bqkv, all, qr + kvr + k0, nk}};
+        o[O_WQKV] = plan_rows(p, w, 3, H);
+        o[O_BQKV] = plan_rows(p, b, 3, 1);
     } else {
-        const emb_tensor *w3[] = {&L->wq, &L->wk, &L->wv}, *b3[] = {&L->bq, &L->bk, &L->bv};
-        const size_t nw[] = {qd * H, kvd * H, kvd * H}, nb[] = {qd, kvd, kvd};
-        o[O_WQKV] = plan_stack(p, w3, nw, 3);
-        o[O_BQKV] = plan_stack(p, b3, nb, 3);
+        const row_part w[] = {{&L->wq, qr, q0, nq}, {&L->wk, kvr, k0, nk}, {&L->wv, kvr, k0, nk}};
+        const row_part b[] = {{&L->bq, qr, q0, nq}, {&L->bk, kvr, k0, nk}, {&L->bv, kvr, k0, nk}};
+        o[O_WQKV] = plan_rows(p, w, 3, H);
+        o[O_BQKV] = plan_rows(p, b, 3, 1);
     }
-    o[O_WO] = plan_opt(p, &L->wo, H * qd, 0);
+    o[O_WO] = plan_cols(p, &L->wo, H, qr, q0, nq);
     o[O_BO] = plan_opt(p, &L->bo, H, 0);
-    if (!r->gated) {
-        o[O_WIN] = plan_opt(p, &L->w_up, I * H, 0);
-        o[O_BIN] = plan_opt(p, &L->b_up, I, 0);
+    if (!c->r.gated) {
+        const row_part w[] = {{&L->w_up, I, i0, ni}}, b[] = {{&L->b_up, I, i0, ni}};
+        o[O_WIN] = plan_rows(p, w, 1, H);
+        o[O_BIN] = plan_rows(p, b, 1, 1);
     } else if (L->w_gate_up.data) {
-        o[O_WIN] = plan_opt(p, &L->w_gate_up, 2 * I * H, 0);
-        o[O_BIN] = plan_opt(p, &L->b_gate_up, 2 * I, 0);
+        const row_part w[] = {{&L->w_gate_up, 2 * I, i0, ni}, {&L->w_gate_up, 2 * I, I + i0, ni}};
+        const row_part b[] = {{&L->b_gate_up, 2 * I, i0, ni}, {&L->b_gate_up, 2 * I, I + i0, ni}};
+        o[O_WIN] = plan_rows(p, w, 2, H);
+        o[O_BIN] = plan_rows(p, b, 2, 1);
     } else {
-        const emb_tensor *w2[] = {&L->w_gate, &L->w_up}, *b2[] = {&L->b_gate, &L->b_up};
-        const size_t nw[] = {I * H, I * H}, nb[] = {I, I};
-        o[O_WIN] = plan_stack(p, w2, nw, 2);
-        o[O_BIN] = plan_stack(p, b2, nb, 2);
+        const row_part w[] = {{&L->w_gate, I, i0, ni}, {&L->w_up, I, i0, ni}};
+        const row_part b[] = {{&L->b_gate, I, i0, ni}, {&L->b_up, I, i0, ni}};
+        o[O_WIN] = plan_rows(p, w, 2, H);
+        o[O_BIN] = plan_rows(p, b, 2, 1);
     }
-    o[O_WDOWN] = plan_opt(p, &L->w_down, H * I, 0);
+    o[O_WDOWN] = plan_cols(p, &L->w_down, H, I, i0, ni);
     o[O_BDOWN] = plan_opt(p, &L->b_down, H, 0);
     const emb_norm *norms[] = {&L->attn_norm, &L->mlp_norm, &L->attn_post_norm, &L->mlp_post_norm,
                                &L->q_norm, &L->k_norm};
@@ -357,39 +474,42 @@ static void plan_layer(upload_plan *p, const emb_recipe *r, const emb_recipe_lay
 }
 
 static emb_status plan_model(upload_plan *p, cuda_ctx *c, weight_offsets *wo, emb_error *err) {
-    const emb_recipe *r = &c->r;
+    const emb_recipe *r = &c->mf->r;
     const size_t H = (size_t)r->hidden;
     wo->word = plan_opt(p, &r->emb.word, (size_t)r->vocab_size * H, 0);
     wo->pos = wo->tt = wo->rel = NONE;
     if (r->emb.pos == EMB_EPOS_LEARNED) {
         wo->pos = plan_opt(p, &r->emb.position, (size_t)c->n_position * H, 0);
     } else if (r->emb.pos == EMB_EPOS_SINUSOIDAL) {
-        if (p->host) sinusoids(wo->computed, c->n_position, (int)H);
+        if (p->convert) sinusoids(wo->computed, c->n_position, (int)H);
         wo->pos = plan_floats(p, wo->computed, (size_t)c->n_position * H, 0.0f, 0);
         plan_align(p);
     }
     if (r->emb.token_type.data) wo->tt = plan_opt(p, &r->emb.token_type, (size_t)r->emb.type_vocab * H, 0);
     if (r->attn_pos == EMB_APOS_RELATIVE) {
-        const size_t nb = (size_t)r->rel.num_buckets * r->heads;
-        if (p->host) {
+        /* [heads, 2 max_position - 1], this shard's heads only. */
+        const size_t nb = (size_t)r->rel.num_buckets * r->heads, w = 2 * (size_t)r->max_position - 1;
+        if (p->convert) {
             /* The bucket table in fp32 after the relative table itself. */
-            float *buckets = wo->computed + (size_t)r->heads * (2 * (size_t)r->max_position - 1);
+            float *buckets = wo->computed + (size_t)r->heads * w;
             emb_tensor_to_f32(&r->rel.table, buckets, nb);
             relative_bias_table(wo->computed, buckets, r, r->max_position);
         }
-        wo->rel = plan_floats(p, wo->computed, (size_t)r->heads * (2 * (size_t)r->max_position - 1), 0.0f, 1);
+        wo->rel = plan_floats(p, wo->computed + (size_t)c->sh.q0 * w, (size_t)c->sh.nq * w, 0.0f, 1);
         plan_align(p);
     }
     wo->emb_norm = plan_norm(p, &r->emb.norm, H);
     wo->final_norm = plan_norm(p, &r->final_norm, H);
-    for (int l = 0; l < r->layers; l++) plan_layer(p, r, &c->mf->r.layer[l], wo->lay + LAY_OFFSETS * l);
+    for (int l = 0; l < r->layers; l++) plan_layer(p, c, &r->layer[l], wo->lay + LAY_OFFSETS * l);
     for (int d = 0; d < c->mf->st.n_dense; d++) {
         const emb_dense *D = &c->mf->st.dense[d];
         wo->dense[2 * d] = plan_opt(p, &D->w, (size_t)D->in_features * D->out_features, 1);
         wo->dense[2 * d + 1] = D->has_bias ? plan_opt(p, &D->b, (size_t)D->out_features, 1) : NONE;
     }
+    plan_flush(p);
     if (p->st)
         return emb_fail(err, EMB_ERR_FORMAT, "CUDA backend: a tensor's size disagrees with the recipe");
+    if (p->cerr != cudaSuccess) return cu_fail(err, p->cerr, p->ccall, __FILE__, __LINE__);
     return EMB_OK;
 }
 
@@ -402,12 +522,56 @@ static cu_norm bind_norm(unsigned char *base, const emb_norm *src, norm_offsets 
     return n;
 }
 
-static emb_status upload_weights(cuda_ctx *c, emb_error *err) {
-    const emb_recipe *r = &c->r;
+/* The converting pass: every tensor through the staging halves into the
+ * device block c->weights (already allocated, c->weights_size bytes). */
+static emb_status convert_weights(cuda_ctx *c, weight_offsets *wo, emb_error *err) {
+    upload_plan p = {0};
+    p.convert = 1;
+    p.dt = c->dtype;
+    p.dev = c->weights;
+    p.stream = c->copy;
+    p.half_cap = c->weights_size / 2 + 256 < STAGE_HALF_BYTES ? c->weights_size / 2 + 256 : STAGE_HALF_BYTES;
+    emb_status st = EMB_OK;
+    void *stage = NULL;
+    int pinned = cudaMallocHost(&stage, 2 * p.half_cap) == cudaSuccess;
+    if (!pinned) {   /* pinned memory is a nicety here: pageable copies are synchronous */
+        cudaGetLastError();
+        stage = malloc(2 * p.half_cap);
+    }
+    p.scratch = malloc(SCRATCH_FLOATS * sizeof(float));
+    if (!stage || !p.scratch) {
+        st = emb_fail(err, EMB_ERR_NOMEM, "CUDA backend: no host memory for %zu bytes of weight staging",
+                      2 * p.half_cap);
+        goto done;
+    }
+    p.half[0] = stage;
+    p.half[1] = (unsigned char *)stage + p.half_cap;
+    for (int h = 0; h < 2; h++) CU_TRY(st, cudaEventCreateWithFlags(&p.copied[h], cudaEventDisableTiming));
+    if (st == EMB_OK) st = plan_model(&p, c, wo, err);
+    CU_TRY(st, cudaStreamSynchronize(c->copy));
+    if (st == EMB_OK && p.used != c->weights_size)
+        st = emb_fail(err, EMB_ERR_INTERNAL, "CUDA backend: weights planned %zu bytes, wrote %zu",
+                      c->weights_size, p.used);
+    if (st == EMB_OK && getenv("EMBEDC_DEBUG_WEIGHTS"))
+        fprintf(stderr, "embedc: device %d: converted %zu bytes of weights from the model files\n", c->device,
+                c->weights_size);
+done:
+    for (int h = 0; h < 2; h++)
+        if (p.copied[h]) cudaEventDestroy(p.copied[h]);
+    if (pinned) cudaFreeHost(stage);
+    else free(stage);
+    free(p.scratch);
+    return st;
+}
+
+/* Sizes the weight block (c->weights_size) and, when c->weights is set,
+ * converts the model files into it (unless `convert` is 0: a block another
+ * device's copy is broadcast into) and points the layers into it. */
+static emb_status plan_weights(cuda_ctx *c, int convert, emb_error *err) {
+    const emb_recipe *r = &c->mf->r;
     const int L = r->layers, ND = c->mf->st.n_dense;
     weight_offsets wo = {0};
     upload_plan p = {0};
-    p.dt = c->dtype;
     emb_status st = EMB_OK;
     size_t computed_n = 0;
     if (r->emb.pos == EMB_EPOS_SINUSOIDAL) computed_n = (size_t)c->n_position * r->hidden;
@@ -416,35 +580,25 @@ static emb_status upload_weights(cuda_ctx *c, emb_error *err) {
     wo.lay = calloc((size_t)L * LAY_OFFSETS + 1, sizeof *wo.lay);
     wo.dense = calloc((size_t)ND * 2 + 1, sizeof *wo.dense);
     wo.computed = malloc((computed_n ? computed_n : 1) * sizeof(float));
-    c->layer = calloc((size_t)L, sizeof *c->layer);
-    c->dense = calloc((size_t)ND + 1, sizeof *c->dense);
+    if (!c->layer) c->layer = calloc((size_t)L, sizeof *c->layer);
+    if (!c->dense) c->dense = calloc((size_t)ND + 1, sizeof *c->dense);
     if (!wo.lay || !wo.dense || !wo.computed || !c->layer || !c->dense) {
         st = emb_fail(err, EMB_ERR_NOMEM, "CUDA backend: out of host memory");
         goto done;
     }
     if ((st = plan_model(&p, c, &wo, err))) goto done;          /* sizing pass */
-    p.host = malloc(p.size ? p.size : 1);
-    p.scratch = malloc((p.scratch_n ? p.scratch_n : 1) * sizeof(float));
-    if (!p.host || !p.scratch) {
-        st = emb_fail(err, EMB_ERR_NOMEM, "CUDA backend: no host memory to stage %zu bytes of weights",
-                      p.size);
-        goto done;
+    c->weights_size = p.size;
+    for (int d = 0; d < ND; d++) {
+        const emb_dense *D = &c->mf->st.dense[d];
+        c->dense[d].in = D->in_features;
+        c->dense[d].out = D->out_features;
+        c->dense[d].act = D->act;
+        c->dense[d].has_bias = D->has_bias;
     }
-    if ((st = plan_model(&p, c, &wo, err))) goto done;          /* converting pass */
+    c->n_dense = ND;
+    if (!c->weights) goto done;
+    if (convert && (st = convert_weights(c, &wo, err))) goto done;
 
-    {
-        cudaError_t e = cudaMalloc(&c->weights, p.size ? p.size : 1);
-        if (e != cudaSuccess) {
-            c->weights = NULL;
-            st = cu_fail(err, e, "cudaMalloc(weights)", __FILE__, __LINE__);
-            goto done;
-        }
-        e = cudaMemcpy(c->weights, p.host, p.size, cudaMemcpyHostToDevice);
-        if (e != cudaSuccess) {
-            st = cu_fail(err, e, "cudaMemcpy(weights)", __FILE__, __LINE__);
-            goto done;
-        }
-    }
     unsigned char *base = c->weights;
     c->word = at(base, wo.word);
     c->pos = at(base, wo.pos);
@@ -454,7 +608,7 @@ static emb_status upload_weights(cuda_ctx *c, emb_error *err) {
     c->final_norm = bind_norm(base, &r->final_norm, wo.final_norm);
     for (int l = 0; l < L; l++) {
         const size_t *o = wo.lay + LAY_OFFSETS * l;
-        const emb_recipe_layer *src = &c->mf->r.layer[l];
+        const emb_recipe_layer *src = &r->layer[l];
         cu_layer *y = &c->layer[l];
         y->wqkv = at(base, o[O_WQKV]);
         y->bqkv = at(base, o[O_BQKV]);
@@ -474,18 +628,10 @@ static emb_status upload_weights(cuda_ctx *c, emb_error *err) {
         y->rope_theta = src->rope_theta;
     }
     for (int d = 0; d < ND; d++) {
-        const emb_dense *D = &c->mf->st.dense[d];
         c->dense[d].w = at(base, wo.dense[2 * d]);
         c->dense[d].b = at(base, wo.dense[2 * d + 1]);
-        c->dense[d].in = D->in_features;
-        c->dense[d].out = D->out_features;
-        c->dense[d].act = D->act;
-        c->dense[d].has_bias = D->has_bias;
     }
-    c->n_dense = ND;
 done:
-    free(p.host);
-    free(p.scratch);
     free(wo.lay);
     free(wo.dense);
     free(wo.computed);
@@ -516,26 +662,45 @@ static void free_workspace(cuda_ctx *c) {
     }
 }
 
-/* One device arena and one pinned block per slot, for `tokens` tokens. */
-static emb_status alloc_workspace(cuda_ctx *c, size_t tokens, emb_error *err) {
+/* The workspace's layout for `tokens` tokens: the device arena's parts
+ * and its total bytes. */
+typedef struct {
+    size_t tokens, pool_floats, act, ctx, big, pool, ints, cu_ints, total;
+    int seqs;
+} ws_layout;
+
+static ws_layout workspace_layout(const cuda_ctx *c, size_t tokens) {
     const emb_recipe *r = &c->r;
     const size_t H = (size_t)r->hidden, I = (size_t)r->intermediate;
     const size_t QD = (size_t)r->heads * r->head_dim, W = qkv_width(r);
     const size_t mlp_w = r->gated ? 2 * I : I;
     const size_t big_w = W > mlp_w ? W : mlp_w;
     const size_t ctx_w = r->gated && I > QD ? I : QD;
+    ws_layout w;
+    w.tokens = tokens;
     /* big also holds fp32 hidden states for token_embeddings(). */
     size_t big_bytes = tokens * big_w * c->esz;
     if (big_bytes < tokens * H * sizeof(float)) big_bytes = tokens * H * sizeof(float);
     /* Sequences per chunk: rarely more than one per 8 tokens; chunks with
      * more (very short documents) are cut by the pooled-row capacity. */
-    int seqs = (int)(tokens / 8 > 64 ? tokens / 8 : (tokens < 64 ? tokens : 64));
-    const size_t rowf = max_row_floats(c);
-    const size_t pool_floats = (size_t)seqs * rowf;
-    const size_t act = align256(tokens * H * c->esz), ctx_bytes = align256(tokens * ctx_w * c->esz);
-    const size_t ints = align256(tokens * sizeof(int32_t)), cu_ints = align256(((size_t)seqs + 1) * 4);
-    size_t total = 2 * act + ctx_bytes + align256(big_bytes) + 3 * align256(pool_floats * sizeof(float)) +
-                   NSLOTS * (3 * ints + 2 * cu_ints);
+    w.seqs = (int)(tokens / 8 > 64 ? tokens / 8 : (tokens < 64 ? tokens : 64));
+    w.pool_floats = (size_t)w.seqs * max_row_floats(c);
+    w.act = align256(tokens * H * c->esz);
+    w.ctx = align256(tokens * ctx_w * c->esz);
+    w.big = align256(big_bytes);
+    w.pool = align256(w.pool_floats * sizeof(float));
+    w.ints = align256(tokens * sizeof(int32_t));
+    w.cu_ints = align256(((size_t)w.seqs + 1) * 4);
+    w.total = 2 * w.act + w.ctx + w.big + 3 * w.pool + NSLOTS * (3 * w.ints + 2 * w.cu_ints);
+    return w;
+}
+
+/* One device arena and one pinned block per slot, for `tokens` tokens. */
+static emb_status alloc_workspace(cuda_ctx *c, size_t tokens, emb_error *err) {
+    const ws_layout w = workspace_layout(c, tokens);
+    const size_t act = w.act, ctx_bytes = w.ctx, ints = w.ints, cu_ints = w.cu_ints;
+    const size_t pool_floats = w.pool_floats, total = w.total;
+    const int seqs = w.seqs;
     c->cap_tokens = tokens;
     c->cap_seqs = seqs;
     c->pool_floats = pool_floats;
@@ -548,7 +713,7 @@ static emb_status alloc_workspace(cuda_ctx *c, size_t tokens, emb_error *err) {
     c->h = p, p += act;
     c->tmp = p, p += act;
     c->ctx = p, p += ctx_bytes;
-    c->big = p, p += align256(big_bytes);
+    c->big = p, p += w.big;
     c->pool_a = (float *)p, p += align256(pool_floats * sizeof(float));
     c->pool_b = (float *)p, p += align256(pool_floats * sizeof(float));
     c->vec_out = (float *)p, p += align256(pool_floats * sizeof(float));
@@ -637,6 +802,27 @@ static emb_status residual_out(cuda_ctx *c, void *y, const void *bias, const cu_
     return EMB_OK;
 }
 
+/* A sublayer's output projection y = x W^T (W [hidden, in]) and its meeting
+ * with the residual. Under tensor parallelism W holds this rank's columns
+ * (row-parallel): the partial products are summed over the group first, and
+ * the bias is added once, to the sum. */
+static emb_status project_out(cuda_ctx *c, const void *x, const void *w, int in, const void *bias,
+                              const cu_norm *norm, const cu_norm *post_norm, int total, emb_error *err) {
+    const int pre = c->r.place == EMB_PLACE_PRE, H = c->r.hidden;
+    void *y = pre && !c->tp ? c->h : c->tmp;
+    emb_status st = gemm_acc(c, y, x, w, total, in, H, c->cdt, pre && !c->tp, err);
+    if (st) return st;
+    if (c->tp) {
+        st = emb_cuda_tp_allreduce(c->tp, c->tp_rank, c->tmp, (size_t)total * H, c->kdt, c->compute, err);
+        if (st) return st;
+        if (pre) {
+            CU_CHECK(emb_launch_add(c->h, c->kdt, c->tmp, (size_t)total * H, c->compute));
+            y = c->h;
+        }
+    }
+    return residual_out(c, y, bias, norm, post_norm, total, err);
+}
+
 /* The input of a sublayer: the residual stream itself (post-norm, or a
  * pre-norm without a norm here), else norm(h) in c->tmp. */
 static emb_status sublayer_input(cuda_ctx *c, const cu_norm *norm, int total, const void **in,
@@ -679,10 +865,8 @@ static emb_status forward(cuda_ctx *c, const cu_slot *sl, int nseq, int total, i
             .rel_bias = c->rel_bias, .rel_span = c->rel_bias ? r->max_position : 0,
         };
         CU_CHECK(emb_launch_attention(c->ctx, k, c->big, sl->d_cu, nseq, max_seqlen, &ap, s));
-        void *y = r->place == EMB_PLACE_PRE ? c->h : c->tmp;
-        if ((st = gemm_acc(c, y, c->ctx, L->wo, total, QD, H, c->cdt, r->place == EMB_PLACE_PRE, err)))
+        if ((st = project_out(c, c->ctx, L->wo, QD, L->bo, &L->attn_norm, &L->attn_post, total, err)))
             return st;
-        if ((st = residual_out(c, y, L->bo, &L->attn_norm, &L->attn_post, total, err))) return st;
 
         /* MLP */
         if ((st = sublayer_input(c, &L->mlp_norm, total, &in, err))) return st;
@@ -696,10 +880,8 @@ static emb_status forward(cuda_ctx *c, const cu_slot *sl, int nseq, int total, i
             if ((st = gemm(c, c->big, in, L->win, total, H, I, c->cdt, err))) return st;
             CU_CHECK(emb_launch_bias_act(c->big, k, L->bin, total, I, (int)r->act, s));
         }
-        y = r->place == EMB_PLACE_PRE ? c->h : c->tmp;
-        if ((st = gemm_acc(c, y, act_out, L->wdown, total, I, H, c->cdt, r->place == EMB_PLACE_PRE, err)))
+        if ((st = project_out(c, act_out, L->wdown, I, L->bdown, &L->mlp_norm, &L->mlp_post, total, err)))
             return st;
-        if ((st = residual_out(c, y, L->bdown, &L->mlp_norm, &L->mlp_post, total, err))) return st;
     }
     if (layers == r->layers && c->final_norm.kind != EMB_KNORM_NONE)
         CU_CHECK(norm_rows(c, c->h, c->h, NULL, &c->final_norm, total));
@@ -854,7 +1036,8 @@ static emb_status run_range(cuda_ctx *c, const emb_batch *b, int s0, int s1, con
             j++;
         }
         emb_status st = run_chunk(c, b, i, j, job, out, err);
-        if (st == EMB_ERR_DEVICE_OOM && j - i > 1) {
+        /* (Not under tensor parallelism: every rank must cut alike.) */
+        if (st == EMB_ERR_DEVICE_OOM && j - i > 1 && !c->tp) {
             /* Everything queued so far must finish before memory frees up,
              * the failed chunk's kernels too: they still read its slot's
              * buffers, which the retry's uploads are not ordered after. */
@@ -1083,10 +1266,50 @@ static emb_status check_model(const emb_model_files *mf, emb_error *err) {
     return EMB_OK;
 }
 
+static double mib(size_t b) { return (double)b / (1 << 20); }
+
+/* Before anything is allocated: the weights and the workspace for the
+ * smallest budget must fit the device's free memory (a clear message
+ * otherwise, not an out-of-memory failure half-way); a budget that does not
+ * fit whole is lowered now. What cuBLAS and the modules take later is left
+ * to the out-of-memory halving below. */
+static emb_status check_fits(cuda_ctx *c, size_t *tokens, size_t floor_tokens, int tp_size, emb_error *err) {
+    size_t free_b = 0, total_b = 0;
+    CU_CHECK(cudaMemGetInfo(&free_b, &total_b));
+    const size_t fixed = c->weights_size;
+    const ws_layout least = workspace_layout(c, floor_tokens);
+    if (fixed + least.total > free_b) {
+        char shard[64] = "";
+        if (tp_size > 1) snprintf(shard, sizeof shard, " (its shard of --tensor-parallel %d)", tp_size);
+        return emb_fail(err, EMB_ERR_DEVICE_OOM,
+                        "CUDA backend: the model needs %.1f MiB on device %d%s: weights %.1f MiB + "
+                        "workspace for %zu tokens %.1f MiB; the device has %.1f MiB free of %.1f MiB",
+                        mib(fixed + least.total), c->device, shard, mib(c->weights_size), floor_tokens,
+                        mib(least.total), mib(free_b), mib(total_b));
+    }
+    size_t t = *tokens;
+    while (t > floor_tokens && fixed + workspace_layout(c, t).total > free_b)
+        t = t / 2 > floor_tokens ? t / 2 : floor_tokens;
+    if (t != *tokens)
+        fprintf(stderr, "embedc: device %d has %.0f MiB free; token budget lowered to %zu\n", c->device,
+                mib(free_b), t);
+    *tokens = t;
+    return EMB_OK;
+}
+
 emb_status emb_cuda_backend_create(const struct emb_model_files *mf, emb_dtype dtype, int device,
                                    size_t max_batch_tokens, emb_backend **out, emb_error *err) {
-    if (!mf || !out) return emb_fail(err, EMB_ERR_INVALID_ARG, "emb_cuda_backend_create: NULL argument");
+    emb_cuda_options o = {.dtype = dtype, .device = device, .max_batch_tokens = max_batch_tokens};
+    return emb_cuda_backend_create_opts(mf, &o, out, err);
+}
+
+emb_status emb_cuda_backend_create_opts(const struct emb_model_files *mf, const emb_cuda_options *o,
+                                        emb_backend **out, emb_error *err) {
+    if (!mf || !o || !out)
+        return emb_fail(err, EMB_ERR_INVALID_ARG, "emb_cuda_backend_create: NULL argument");
     *out = NULL;
+    const int device = o->device;
+    emb_dtype dtype = o->dtype;
     emb_status st = check_model(mf, err);
     if (st) return st;
     char why[256];
@@ -1125,6 +1348,14 @@ emb_status emb_cuda_backend_create(const struct emb_model_files *mf, emb_dtype d
     c->mf = mf;
     c->r = mf->r;
     c->r.layer = NULL;   /* the views stay with the model files */
+    c->sh = o->shard;
+    if (c->sh.nq == 0)
+        c->sh = (emb_cuda_shard){0, mf->r.heads, 0, mf->r.kv_heads, 0, mf->r.intermediate};
+    c->r.heads = c->sh.nq;   /* the forward runs on this device's shard */
+    c->r.kv_heads = c->sh.nkv;
+    c->r.intermediate = c->sh.ni;
+    c->tp = o->tp;
+    c->tp_rank = o->tp_rank;
     if (mf->r.emb.pos == EMB_EPOS_LEARNED) c->n_position = (int)mf->r.emb.position.shape[0];
     else if (mf->r.emb.pos == EMB_EPOS_SINUSOIDAL) c->n_position = mf->r.max_position;
     c->device = device;
@@ -1161,14 +1392,24 @@ emb_status emb_cuda_backend_create(const struct emb_model_files *mf, emb_dtype d
             goto fail;
         }
     }
-    if ((st = upload_weights(c, err))) goto fail;
-
     /* The budget must hold the longest sequence the model accepts; on OOM
      * halve it (down to that floor) rather than refuse to run. */
-    size_t tokens = max_batch_tokens ? max_batch_tokens : CUDA_DEFAULT_BATCH_TOKENS;
+    size_t tokens = o->max_batch_tokens ? o->max_batch_tokens : CUDA_DEFAULT_BATCH_TOKENS;
     size_t floor_tokens = (size_t)mf->r.max_position;
     if (floor_tokens < MIN_BUDGET_TOKENS) floor_tokens = MIN_BUDGET_TOKENS;
     if (tokens < floor_tokens) tokens = floor_tokens;
+    if ((st = plan_weights(c, 0, err))) goto fail;               /* sizes only */
+    if ((st = check_fits(c, &tokens, floor_tokens, o->tp_size, err))) goto fail;
+    {
+        cudaError_t e = cudaMalloc(&c->weights, c->weights_size ? c->weights_size : 1);
+        if (e != cudaSuccess) {
+            c->weights = NULL;
+            st = cu_fail(err, e, "cudaMalloc(weights)", __FILE__, __LINE__);
+            goto fail;
+        }
+    }
+    if ((st = plan_weights(c, !o->weights_later, err))) goto fail;
+
     for (;;) {
         st = alloc_workspace(c, tokens, err);
         if (st == EMB_OK) break;
@@ -1184,4 +1425,26 @@ fail:
     cuda_destroy(be);
     return st;
 #undef CREATE_CHECK
+}
+
+void *emb_cuda_weight_block(emb_backend *be, size_t *size, int *device, void **stream) {
+    cuda_ctx *c = be->ctx;
+    *size = c->weights_size;
+    *device = c->device;
+    *stream = c->copy;
+    return c->weights;
+}
+
+void emb_cuda_budget(emb_backend *be, size_t *tokens, int *seqs, size_t *pool_floats) {
+    const cuda_ctx *c = be->ctx;
+    *tokens = c->cap_tokens;
+    *seqs = c->cap_seqs;
+    *pool_floats = c->pool_floats;
+}
+
+void emb_cuda_clamp_budget(emb_backend *be, size_t tokens, int seqs, size_t pool_floats) {
+    cuda_ctx *c = be->ctx;
+    if (tokens < c->cap_tokens) c->cap_tokens = tokens;
+    if (seqs < c->cap_seqs) c->cap_seqs = seqs;
+    if (pool_floats < c->pool_floats) c->pool_floats = pool_floats;
 }

@@ -18,6 +18,15 @@ emb_status emb_cuda_static_backend_create(const struct emb_static_vectors *sv, i
 /* EMB_OK when `device` exists and is sm_80 or newer; otherwise fills why. */
 emb_status emb_cuda_device_usable(int device, char *why, size_t why_len);
 
+/* The device workers of one model over devices ids[0..n): one per device,
+ * or with tp > 1 one per tensor-parallel group of tp devices (host/cuda/tp.c);
+ * with several workers the weights are converted once and reach the others
+ * by NCCL broadcast. */
+struct emb_model_files;
+emb_status emb_cuda_workers_create(const struct emb_model_files *mf, emb_dtype dtype, const int *ids, int n,
+                                   int tp, size_t tokens, struct emb_backend **workers, int *nworkers,
+                                   emb_error *err);
+
 /* Visible CUDA devices (0 without a driver or GPU). */
 int emb_cuda_device_count(void);
 

@@ -119,24 +119,18 @@ static emb_status create_backend(emb_model *m, emb_error *err) {
         if (visible > 0 || m->opts.devices) st = parse_devices(m->opts.devices, visible, ids, &n, err);
         if (st != EMB_OK) return st;
         if (n == 0) ids[n++] = 0;   /* let the backend say why device 0 is unusable */
-        for (int i = 0; i < n && st == EMB_OK; i++) {
-            st = emb_cuda_backend_create(&m->mf, m->opts.dtype, ids[i], m->opts.batch_tokens,
-                                         &m->workers[i], err);
-            if (st == EMB_OK) {
-                m->worker_device[i] = ids[i];
-                m->nworkers = i + 1;
-            }
-            else if (i > 0) emb_fail_prefix(err, "device %d", ids[i]);
-        }
+        const int tp = m->opts.tensor_parallel > 1 ? m->opts.tensor_parallel : 1;
+        st = emb_cuda_workers_create(&m->mf, m->opts.dtype, ids, n, tp, m->opts.batch_tokens, m->workers,
+                                     &m->nworkers, err);
         if (st == EMB_OK) {
+            for (int i = 0; i < m->nworkers; i++) m->worker_device[i] = ids[i * tp];
+            m->worker_devices = tp;
             m->be = m->workers[0];
             /* Every worker made the same choice: one line, not one per GPU. */
             if (m->be->notice[0] && m->opts.verbose) fprintf(stderr, "embedc: %s\n", m->be->notice);
             return EMB_OK;
         }
-        for (int i = 0; i < m->nworkers; i++) m->workers[i]->destroy(m->workers[i]);
-        m->nworkers = 0;
-        if (dev == EMB_DEVICE_CUDA || m->opts.devices) return st;
+        if (dev == EMB_DEVICE_CUDA || m->opts.devices || tp > 1) return st;
         if (m->opts.verbose)
             fprintf(stderr, "embedc: no usable GPU (%s); running on the CPU\n", err->message);
     }
@@ -144,6 +138,8 @@ static emb_status create_backend(emb_model *m, emb_error *err) {
     if (m->opts.devices)
         return emb_fail(err, EMB_ERR_UNSUPPORTED, "--devices %s: this build of embedc has no CUDA backend",
                         m->opts.devices);
+    if (m->opts.tensor_parallel > 1)
+        return emb_fail(err, EMB_ERR_UNSUPPORTED, "--tensor-parallel: this build of embedc has no CUDA backend");
     if (dev == EMB_DEVICE_CUDA)
         return emb_fail(err, EMB_ERR_UNSUPPORTED,
                         "--device cuda: this build of embedc has no CUDA backend "
@@ -866,6 +862,10 @@ static emb_status encode_window_multi(eng_pipe *p, eng_window *w, const emb_job 
     for (int k = 0; k < nworkers; k++)
         if (task[k].st != EMB_OK) {
             if (err) *err = task[k].err;
+            if (m->worker_devices > 1)   /* the group's message names the device */
+                return emb_fail_prefix(err, "tensor-parallel group %d (%s), documents %llu..%llu", k,
+                                       m->workers[k]->name, (unsigned long long)w->first,
+                                       (unsigned long long)(w->first + w->n - 1));
             return emb_fail_prefix(err, "device %d (%s), documents %llu..%llu", m->worker_device[k],
                                    m->workers[k]->name, (unsigned long long)w->first,
                                    (unsigned long long)(w->first + w->n - 1));
@@ -1026,7 +1026,12 @@ emb_status eng_run(emb_model *m, const emb_encode_options *opts, const eng_run_o
         pthread_mutex_unlock(&p.mu);
         if (st != EMB_OK || last) break;
     }
-    tot.devices = nworkers;
+    /* Per device: every device of a tensor-parallel group computes its
+     * group's tokens. */
+    const int per = m->worker_devices > 1 ? m->worker_devices : 1;
+    for (int k = nworkers - 1; k >= 0 && per > 1; k--)
+        for (int r = per - 1; r >= 0; r--) tot.device_tokens[k * per + r] = tot.device_tokens[k];
+    tot.devices = nworkers * per;
     if (stats) *stats = tot;
 done:
     if (started) {

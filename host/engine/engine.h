@@ -22,8 +22,9 @@ struct emb_model {
     tok_tokenizer *tok;
     emb_backend *be;           /* == workers[0]: names, token embeddings, describe() */
     emb_backend *workers[EMB_MAX_DEVICES];   /* one per device (data-parallel) */
-    int worker_device[EMB_MAX_DEVICES];      /* device id of each worker */
+    int worker_device[EMB_MAX_DEVICES];      /* device id of each worker (a group's first) */
     int nworkers;
+    int worker_devices;        /* devices per worker: --tensor-parallel (0, 1: one) */
     emb_model_options opts;
     int max_length;            /* tokens, specials included */
     int cls_id;                /* for describe() */

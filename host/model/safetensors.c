@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -473,6 +474,17 @@ emb_status st_open(const char *path, const char *origin, st_file **out, emb_erro
         if (map == MAP_FAILED) {
             int e = errno;
             close(fd);
+            if (e == ENOMEM) {
+                /* Mapping commits no memory, only address space: say which limit. */
+                struct rlimit rl;
+                char lim[48] = "unlimited";
+                if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+                    snprintf(lim, sizeof lim, "%.1f MiB", (double)rl.rlim_cur / (1 << 20));
+                return emb_fail(err, EMB_ERR_NOMEM,
+                                "%s: cannot map its %.1f MiB: the model's files must fit in this process's "
+                                "address space (ulimit -v: %s) and the machine's virtual memory", origin,
+                                (double)size / (1 << 20), lim);
+            }
             return emb_fail(err, EMB_ERR_IO, "%s: cannot mmap %zu bytes: %s", origin, size, strerror(e));
         }
     }

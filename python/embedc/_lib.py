@@ -54,6 +54,7 @@ class ModelOptions(Structure):
         ("verbose", c_int),
         ("devices", c_char_p),
         ("lowercase", c_int),
+        ("tensor_parallel", c_int),
     ]
 
 

@@ -15,6 +15,7 @@
 #include <cuda_runtime_api.h>
 
 #include "backend.h"
+#include "cuda_backend.h"
 #include "embedc.h"
 #include "model_files.h"
 #include "npy.h"
@@ -340,14 +341,20 @@ static void toy_generic(toy_model *t, emb_norm_place place, int kv, int hd) {
     }
 }
 
+static const emb_norm_place GENERIC_PLACES[] = {EMB_PLACE_SANDWICH, EMB_PLACE_PRE};
+
+/* toy_generic with place p of GENERIC_PLACES and a batch of awkward lengths. */
+static void toy_generic_batch(toy_model *t, test_batch *tb, int p) {
+    toy_generic(t, GENERIC_PLACES[p], 2, 32);
+    const int lens[] = {1, 31, 33, 80, 3};
+    make_batch(tb, lens, 5, t->mf.r.vocab_size, 0);
+}
+
 Test(cuda_backend, toy_generic_recipes, .timeout = 1200) {
-    const emb_norm_place places[] = {EMB_PLACE_SANDWICH, EMB_PLACE_PRE};
     for (int p = 0; p < 2; p++) {
         toy_model t;
-        toy_generic(&t, places[p], 2, 32);
-        const int lens[] = {1, 31, 33, 80, 3};
         test_batch tb;
-        make_batch(&tb, lens, 5, t.mf.r.vocab_size, 0);
+        toy_generic_batch(&t, &tb, p);
         for (int d = 0; d < 2; d++) {
             emb_job j = make_job(&t.mf, EMB_POOL_MEAN | EMB_POOL_LAST_TOKEN, 3, 0, 1, 0);
             compare_backends(&t.mf, DTYPES[d], &tb.b, &j, 0, p ? "toy pre-norm" : "toy sandwich");
@@ -568,10 +575,15 @@ Test(cuda_backend, oom_at_create_lowers_token_budget) {
     expect_same_docs(got, ref, 40, 64, "budget 1000 on a 512-token device");
     free(got);
 
-    /* Not even the floor: a clean OOM error, nothing left allocated. */
+    /* Not even the floor: refused before allocating, saying what the model
+     * needs and what the device has; nothing left allocated. */
     embsim_set_device_memory(base + at512 - 256);
     cr_assert_eq(emb_cuda_backend_create(&t.mf, EMB_DTYPE_F16, 0, 0, &gpu, &err), EMB_ERR_DEVICE_OOM);
-    cr_assert(strstr(err.message, "out of memory"), "%s", err.message);
+    char want[160];
+    snprintf(want, sizeof want, "the model needs %.1f MiB on device 0", (double)at512 / (1 << 20));
+    cr_assert(strstr(err.message, want), "%s (wanted: %s)", err.message, want);
+    snprintf(want, sizeof want, "the device has %.1f MiB free", (double)(at512 - 256) / (1 << 20));
+    cr_assert(strstr(err.message, want), "%s (wanted: %s)", err.message, want);
     cr_assert_eq(embsim_device_memory_used(0), base, "a failed create frees what it allocated");
     embsim_set_device_memory(0);
     free(ref);
@@ -630,6 +642,72 @@ Test(cuda_backend, oom_in_encode_splits_and_retries) {
 #endif
 
 /* ---- the real model ---------------------------------------------------------- */
+
+/* --tensor-parallel on the toy GQA recipes (4 query heads, 2 KV heads,
+ * sandwich and pre-norm, separate and fused gate/up): TP 2 splits the KV
+ * heads, TP 4 replicates each rank's one; 4 virtual devices, so TP 2 is two
+ * replicas whose second got its weights by NCCL broadcast. Every vector
+ * within MIN_COS of one device, replicas bit-identical. */
+Test(cuda_backend, tensor_parallel_gqa, .timeout = 1800) {
+    setenv("EMBSIM_DEVICES", "4", 1);   /* before the simulator's first call */
+    const int ids[] = {0, 1, 2, 3};
+    for (int p = 0; p < 2; p++) {
+        toy_model t;
+        test_batch tb;
+        toy_generic_batch(&t, &tb, p);
+        emb_job j = make_job(&t.mf, EMB_POOL_MEAN | EMB_POOL_LAST_TOKEN, 3, 0, 1, 0);
+        const size_t n = (size_t)tb.b.nseq * j.out_dim;
+        emb_status st;
+        emb_error err = {0};
+        float *ref = encode_fresh(&t.mf, 0, &tb.b, &j, &st, &err);
+        cr_assert_eq(st, EMB_OK, "%s", err.message);
+        for (int tp = 2; tp <= 4; tp += 2) {
+            emb_backend *w[4] = {0};
+            int nw = 0;
+            cr_assert_eq(emb_cuda_workers_create(&t.mf, EMB_DTYPE_F16, ids, 4, tp, 0, w, &nw, &err), EMB_OK,
+                         "TP %d: %s", tp, err.message);
+            cr_assert_eq(nw, 4 / tp);
+            float *got[2] = {malloc(n * sizeof(float)), malloc(n * sizeof(float))};
+            for (int k = 0; k < nw; k++) {
+                for (size_t i = 0; i < n; i++) got[k][i] = NAN;
+                cr_assert_eq(w[k]->encode(w[k], &tb.b, &j, got[k], &err), EMB_OK, "TP %d worker %d: %s", tp, k,
+                             err.message);
+            }
+            int wi = 0;
+            double c = worst_cos(got[0], ref, tb.b.nseq, j.out_dim, &wi);
+            cr_expect_geq(c, MIN_COS, "%s TP %d: cos %.7f for vector %d", p ? "pre" : "sandwich", tp, c, wi);
+            if (nw == 2)
+                cr_expect_eq(memcmp(got[0], got[1], n * sizeof(float)), 0, "replicas disagree");
+            for (int k = 0; k < nw; k++) w[k]->destroy(w[k]);
+            free(got[0]);
+            free(got[1]);
+        }
+        free(ref);
+        free_batch(&tb);
+        toy_free(&t);
+    }
+}
+
+/* What tensor parallelism refuses, in words. */
+Test(cuda_backend, tensor_parallel_refusals) {
+    setenv("EMBSIM_DEVICES", "4", 1);
+    toy_model t;
+    toy_generic(&t, EMB_PLACE_PRE, 2, 32);   /* 4 heads, 2 KV heads, intermediate 96 */
+    const int ids[] = {0, 1, 2, 3};
+    emb_backend *w[4] = {0};
+    int nw = 0;
+    emb_error err = {0};
+    cr_assert_eq(emb_cuda_workers_create(&t.mf, EMB_DTYPE_F16, ids, 3, 3, 0, w, &nw, &err), EMB_ERR_INVALID_ARG);
+    cr_assert(strstr(err.message, "toy has 4 attention heads, not a multiple of 3"), "%s", err.message);
+    cr_assert_eq(emb_cuda_workers_create(&t.mf, EMB_DTYPE_F16, ids, 3, 2, 0, w, &nw, &err), EMB_ERR_INVALID_ARG);
+    cr_assert(strstr(err.message, "3 devices cannot be split into groups of 2"), "%s", err.message);
+    t.mf.r.intermediate = 90;   /* checked before any tensor is read */
+    cr_assert_eq(emb_cuda_workers_create(&t.mf, EMB_DTYPE_F16, ids, 4, 4, 0, w, &nw, &err), EMB_ERR_INVALID_ARG);
+    cr_assert(strstr(err.message, "90 intermediate columns, not a multiple of 4"), "%s", err.message);
+    cr_assert_eq(nw, 0);
+    t.mf.r.intermediate = 96;
+    toy_free(&t);
+}
 
 Test(cuda_backend, minilm_vs_cpu, .timeout = 1200) {
     const char *dir = ts_default_model();
