@@ -210,32 +210,6 @@ Test(families, llama_no_st_files) { check_family("llama"); }
  * 16, so every band of it moves the vectors of 128-token texts). */
 Test(families, llama3_rope_scaling) { check_family("llama3"); }
 
-/* The per-frequency table decoder.c computes equals transformers'
- * _compute_llama3_parameters bit for bit (torch's float32 arithmetic). */
-Test(families, llama3_inv_freq_exact) {
-    char *dir = model_dir("llama3");
-    emb_model_files mf;
-    emb_error err = {0};
-    cr_assert_eq(emb_mf_load(dir, &mf, &err), EMB_OK, "%s", err.message);
-    free(dir);
-    char *path = ts_src_path("tests/golden/families/llama3/inv_freq.npy");
-    size_t rows, cols;
-    float *want = npy_load(path, &rows, &cols);
-    free(path);
-    cr_assert_not_null(want);
-    cr_assert_eq(rows, 1);
-    cr_assert_eq(cols * 2, (size_t)mf.r.rotary_dim);
-    for (int l = 0; l < mf.r.layers; l++) {
-        const float *got = mf.r.layer[l].rope_inv_freq;
-        cr_assert_not_null(got, "layer %d has no table", l);
-        for (size_t d = 0; d < cols; d++)
-            cr_expect(memcmp(&got[d], &want[d], sizeof *got) == 0, "layer %d inv_freq[%zu] %.9g, transformers %.9g",
-                      l, d, got[d], want[d]);
-    }
-    free(want);
-    emb_mf_free(&mf);
-}
-
 /* Qwen3-Embedding's instruction prompt from config_sentence_transformers.json. */
 Test(families, qwen3_query_prompt) {
     emb_encode_options eo = emb_encode_default_options();
@@ -645,6 +619,44 @@ Test(families, llama_legacy_rope_theta) {
         "llama", "\"rope_parameters\": {\n    \"rope_theta\": 500.0,\n    \"rope_type\": \"default\"\n  }",
         "\"rope_theta\": 500.0, \"rope_scaling\": null", "ref.npy", NULL);
     cr_expect_geq(w, 0.99999, "legacy rope_theta: worst cos %.8f", w);
+}
+
+/* The per-frequency table decoder.c computes for model `dir` equals
+ * transformers' (tests/golden/families/llama3/<npy>) bit for bit. */
+static void expect_inv_freq(const char *dir, const char *npy) {
+    emb_model_files mf;
+    emb_error err = {0};
+    cr_assert_eq(emb_mf_load(dir, &mf, &err), EMB_OK, "%s", err.message);
+    char rel[256];
+    snprintf(rel, sizeof rel, "tests/golden/families/llama3/%s", npy);
+    char *path = ts_src_path(rel);
+    size_t rows, cols;
+    float *want = npy_load(path, &rows, &cols);
+    free(path);
+    cr_assert_not_null(want);
+    cr_assert_eq(rows, 1);
+    cr_assert_eq(cols * 2, (size_t)mf.r.rotary_dim);
+    for (int l = 0; l < mf.r.layers; l++) {
+        const float *got = mf.r.layer[l].rope_inv_freq;
+        cr_assert_not_null(got, "%s: layer %d has no table", npy, l);
+        for (size_t d = 0; d < cols; d++)
+            cr_expect(memcmp(&got[d], &want[d], sizeof *got) == 0, "%s: layer %d inv_freq[%zu] %.9g, transformers %.9g",
+                      npy, l, d, got[d], want[d]);
+    }
+    free(want);
+    emb_mf_free(&mf);
+}
+
+/* transformers' _compute_llama3_parameters and (on the same config read as
+ * rope_type "linear", factor 8) linear scaling, in torch's float32. */
+Test(families, rope_scaling_tables_exact) {
+    char *dir = model_dir("llama3");
+    expect_inv_freq(dir, "inv_freq.npy");
+    free(dir);
+    dir = copy_model("llama3");
+    edit_config(dir, "\"rope_type\": \"llama3\"", "\"rope_type\": \"linear\"");
+    expect_inv_freq(dir, "inv_freq_linear.npy");
+    remove_dir(dir);
 }
 
 /* The ablation: the same model read without its scaling is far off. */
