@@ -659,6 +659,19 @@ Test(families, rope_scaling_tables_exact) {
     remove_dir(dir);
 }
 
+/* Llama 3.x checkpoints write the legacy form: rope_theta beside a
+ * rope_scaling object that holds the llama3 parameters. */
+Test(families, llama3_legacy_rope_scaling) {
+    double w = edited_worst_cos(
+        "llama3",
+        "\"rope_parameters\": {\n    \"factor\": 8.0,\n    \"high_freq_factor\": 4.0,\n    \"low_freq_factor\": 1.0,\n"
+        "    \"original_max_position_embeddings\": 16,\n    \"rope_theta\": 500000.0,\n    \"rope_type\": \"llama3\"\n  }",
+        "\"rope_theta\": 500000.0, \"rope_scaling\": {\"factor\": 8.0, \"high_freq_factor\": 4.0, "
+        "\"low_freq_factor\": 1.0, \"original_max_position_embeddings\": 16, \"rope_type\": \"llama3\"}",
+        "ref.npy", NULL);
+    cr_expect_geq(w, 0.99999, "legacy rope_scaling: worst cos %.8f", w);
+}
+
 /* The ablation: the same model read without its scaling is far off. */
 Test(families, llama3_scaling_matters) {
     double w = edited_worst_cos("llama3", "\"rope_type\": \"llama3\"", "\"rope_type\": \"default\"", "ref.npy",
