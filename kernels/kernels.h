@@ -139,22 +139,32 @@ cudaError_t emb_launch_attention_varlen(void *out, emb_kdtype dt, const void *qk
                                         cudaStream_t stream);
 
 /* --- rotary.cu ------------------------------------------------------------
- * In place on the Q and K heads of qkv (layout of emb_launch_attention):
- * first the per-head RMS norms when given (q_g for the Q heads, k_g for the
- * K heads, each [head_dim] in the dtype `dt` with Gemma's 1 + w pre-added:
- * x / sqrt(mean(x^2) + eps) * g over head_dim, in fp32; NULL: no norm on
- * that block), then rotary when rotary_dim > 0: the position of token t is
- * t - start(seq(t)); the first rotary_dim dims of each head are rotated with
- * the rotate_half pairing (d, d + rotary_dim/2), inv_freq[d] = 1 /
- * theta^((float)(2d) / rotary_dim), angle = (float)pos * inv_freq[d], in
+ * The QKV epilogue, in place on qkv (layout of emb_launch_attention), one
+ * pass after the QKV GEMM: first + bias ([(heads + 2 kv_heads) head_dim] in
+ * `dt`, over Q, K and V heads) when given, then on the Q and K heads the
+ * per-head RMS norms when given (q_g for the Q heads, k_g for the K heads,
+ * each [head_dim] in `dt` with Gemma's 1 + w pre-added: x / sqrt(mean(x^2)
+ * + eps) * g over head_dim, in fp32; NULL: no norm on that block), then
+ * rotary when rotary_dim > 0: the position of token t is t - start(seq(t));
+ * the first rotary_dim dims of each head are rotated with the rotate_half
+ * pairing (d, d + rotary_dim/2), inv_freq[d] = the device fp32 table
+ * inv_freq when given (a scaled rope, computed on the host), else 1 /
+ * theta^((float)(2d) / rotary_dim); angle = (float)pos * inv_freq[d], in
  * fp32. rotary_dim even, <= head_dim <= EMB_KERNEL_MAX_HEAD_DIM (head_dim
- * even). The normalized head is rotated in fp32 and rounded once.
+ * even). The biased, normalized head is rotated in fp32 and rounded once.
  * Twin: cpu_qk_norm_rotary. */
 #define EMB_KERNEL_MAX_HEAD_DIM 256
+typedef struct {
+    int heads, kv_heads, head_dim;
+    const void *bias;          /* [(heads + 2 kv_heads) head_dim] in dt, or NULL */
+    const void *q_g, *k_g;     /* [head_dim] in dt, or NULL */
+    float q_eps, k_eps;
+    int rotary_dim;
+    float theta;
+    const float *inv_freq;     /* device fp32 [rotary_dim / 2], or NULL */
+} emb_kqk_params;
 cudaError_t emb_launch_qk_norm_rotary(void *qkv, emb_kdtype dt, const int32_t *cu_seqlens, int nseq,
-                                      int total, int heads, int kv_heads, int head_dim,
-                                      const void *q_g, float q_eps, const void *k_g, float k_eps,
-                                      int rotary_dim, float theta, cudaStream_t stream);
+                                      int total, const emb_kqk_params *p, cudaStream_t stream);
 
 /* --- pool.cu --------------------------------------------------------------
  * Segmented pooling, one CTA per sequence: hidden [total, dim] -> the

@@ -550,7 +550,7 @@ Test(cpu_ops, rotary_matches_transformers) {
                 for (int d = 0; d < hd; d++)
                     qkv[(size_t)t * ncol + h * hd + d] =
                         (float)(((7 * t + 5 * h + 13 * d) % 17) - 8) / 4.0f;
-        cpu_rotary(qkv, cu, nseq, heads, kv, hd, rot, theta);
+        cpu_rotary(qkv, cu, nseq, heads, kv, hd, rot, theta, NULL);
 
         char rel[128];
         snprintf(rel, sizeof rel, "tests/golden/rotary/%s.npy", name);

@@ -197,6 +197,10 @@ Test(families, qwen2_biases_sliding_layers) { check_family("qwen2"); }
 /* No sentence-transformers files and a LlamaForCausalLM config: last-token pooling. */
 Test(families, llama_no_st_files) { check_family("llama"); }
 
+/* Llama 3.x rope scaling ("llama3": factor 8, original_max_position_embeddings
+ * 16, so every band of it moves the vectors of 128-token texts). */
+Test(families, llama3_rope_scaling) { check_family("llama3"); }
+
 /* Qwen3-Embedding's instruction prompt from config_sentence_transformers.json. */
 Test(families, qwen3_query_prompt) {
     emb_encode_options eo = emb_encode_default_options();
@@ -272,7 +276,7 @@ Test(families, info_describes_decoders) {
     char *s = describe("qwen3");
     expect_in(s, "family:          qwen3 (model_type qwen3)");
     expect_in(s, "pre-norm, RMSNorm (eps 1e-06), final norm");
-    expect_in(s, "4 heads (2 KV heads) x 24, scale 0.204124, no biases");
+    expect_in(s, "4 heads (2 KV heads) x 32, scale 0.176777, no biases");
     expect_in(s, "  layers 0-1:    causal, rope theta 1e+06");
     expect_in(s, "mlp:             gated SiLU, 64 -> 96, no biases");
     free(s);
@@ -288,6 +292,9 @@ Test(families, info_describes_decoders) {
     s = describe("llama");
     expect_in(s, "  layers 0-2:    causal, rope theta 500");
     expect_in(s, "mlp:             gated SiLU, 64 -> 96, biases");
+    free(s);
+    s = describe("llama3");
+    expect_in(s, "  layers 0-1:    causal, rope theta 500000, llama3 (factor 8, low 1, high 4, original 16) scaling");
     free(s);
 }
 
@@ -612,18 +619,86 @@ Test(families, llama_legacy_rope_theta) {
     cr_expect_geq(w, 0.99999, "legacy rope_theta: worst cos %.8f", w);
 }
 
+/* The per-frequency table decoder.c computes for model `dir` equals
+ * transformers' (tests/golden/families/llama3/<npy>) bit for bit. */
+static void expect_inv_freq(const char *dir, const char *npy) {
+    emb_model_files mf;
+    emb_error err = {0};
+    cr_assert_eq(emb_mf_load(dir, &mf, &err), EMB_OK, "%s", err.message);
+    char rel[256];
+    snprintf(rel, sizeof rel, "tests/golden/families/llama3/%s", npy);
+    char *path = ts_src_path(rel);
+    size_t rows, cols;
+    float *want = npy_load(path, &rows, &cols);
+    free(path);
+    cr_assert_not_null(want);
+    cr_assert_eq(rows, 1);
+    cr_assert_eq(cols * 2, (size_t)mf.r.rotary_dim);
+    for (int l = 0; l < mf.r.layers; l++) {
+        const float *got = mf.r.layer[l].rope_inv_freq;
+        cr_assert_not_null(got, "%s: layer %d has no table", npy, l);
+        for (size_t d = 0; d < cols; d++)
+            cr_expect(memcmp(&got[d], &want[d], sizeof *got) == 0, "%s: layer %d inv_freq[%zu] %.9g, transformers %.9g",
+                      npy, l, d, got[d], want[d]);
+    }
+    free(want);
+    emb_mf_free(&mf);
+}
+
+/* transformers' _compute_llama3_parameters and (on the same config read as
+ * rope_type "linear", factor 8) linear scaling, in torch's float32. */
+Test(families, rope_scaling_tables_exact) {
+    char *dir = model_dir("llama3");
+    expect_inv_freq(dir, "inv_freq.npy");
+    free(dir);
+    dir = copy_model("llama3");
+    edit_config(dir, "\"rope_type\": \"llama3\"", "\"rope_type\": \"linear\"");
+    expect_inv_freq(dir, "inv_freq_linear.npy");
+    remove_dir(dir);
+}
+
+/* Llama 3.x checkpoints write the legacy form: rope_theta beside a
+ * rope_scaling object that holds the llama3 parameters. */
+Test(families, llama3_legacy_rope_scaling) {
+    double w = edited_worst_cos(
+        "llama3",
+        "\"rope_parameters\": {\n    \"factor\": 8.0,\n    \"high_freq_factor\": 4.0,\n    \"low_freq_factor\": 1.0,\n"
+        "    \"original_max_position_embeddings\": 16,\n    \"rope_theta\": 500000.0,\n    \"rope_type\": \"llama3\"\n  }",
+        "\"rope_theta\": 500000.0, \"rope_scaling\": {\"factor\": 8.0, \"high_freq_factor\": 4.0, "
+        "\"low_freq_factor\": 1.0, \"original_max_position_embeddings\": 16, \"rope_type\": \"llama3\"}",
+        "ref.npy", NULL);
+    cr_expect_geq(w, 0.99999, "legacy rope_scaling: worst cos %.8f", w);
+}
+
+/* The ablation: the same model read without its scaling is far off. */
+Test(families, llama3_scaling_matters) {
+    double w = edited_worst_cos("llama3", "\"rope_type\": \"llama3\"", "\"rope_type\": \"default\"", "ref.npy",
+                                NULL);
+    cr_expect_lt(w, 0.99, "llama3 read as default rope: worst cos %.8f", w);
+}
+
 Test(families, decoder_refusals) {
     static const config_case cases[] = {
+        {"llama", "\"rope_type\": \"default\"", "\"rope_type\": \"yarn\"",
+         "config.json: rope_parameters: rope_type \"yarn\" is not supported (only \"default\", \"linear\", \"llama3\")",
+         EMB_ERR_UNSUPPORTED},
         {"llama", "\"rope_type\": \"default\"", "\"rope_type\": \"llama3\"",
-         "config.json: rope_parameters: rope_type \"llama3\" is not supported (only \"default\")", EMB_ERR_UNSUPPORTED},
+         "config.json: rope_parameters: missing \"factor\"", EMB_ERR_FORMAT},
+        {"llama3", "\"high_freq_factor\": 4.0", "\"high_freq_factor\": 1.0",
+         "config.json: rope_parameters: high_freq_factor 1 must be greater than low_freq_factor 1", EMB_ERR_FORMAT},
+        /* families without the tables still refuse scaled rope */
+        {"modernbert", "\"rope_theta\": 160000.0,\n      \"rope_type\": \"default\"",
+         "\"rope_theta\": 160000.0, \"rope_type\": \"linear\", \"factor\": 2.0",
+         "config.json: rope_parameters.full_attention: rope_type \"linear\" is not supported (only \"default\")",
+         EMB_ERR_UNSUPPORTED},
         {"qwen2", "\"use_sliding_window\": true", "\"use_sliding_window\": false",
          "config.json: layer 1 is \"sliding_attention\" but sliding_window is null or use_sliding_window is false",
          EMB_ERR_FORMAT},
         {"mistral", "\"num_key_value_heads\": 1", "\"num_key_value_heads\": 3",
          "config.json: num_attention_heads 4 is not a multiple of num_key_value_heads 3", EMB_ERR_FORMAT},
         /* Qwen3's head_dim defaults to 128, not hidden / heads */
-        {"qwen3", "\"head_dim\": 24,", "",
-         "model.safetensors: tensor \"layers.0.self_attn.q_proj.weight\": shape [96, 64], config.json implies [512, 64]",
+        {"qwen3", "\"head_dim\": 32,", "",
+         "model.safetensors: tensor \"layers.0.self_attn.q_proj.weight\": shape [128, 64], config.json implies [512, 64]",
          EMB_ERR_FORMAT},
     };
     expect_config_refusals(cases, sizeof cases / sizeof cases[0]);

@@ -108,8 +108,11 @@ emb_status arch_hf_sizes(const cJSON *j, emb_recipe *r, emb_error *err) {
     return arch_need_int(j, "intermediate_size", 1, ARCH_MAX_INTERMEDIATE, &r->intermediate, err);
 }
 
-emb_status arch_pre_rotary(const cJSON *j, const arch_rotary_keys *k, const char *act_dflt, emb_recipe *r,
-                           float *eps, float *theta_full, float *theta_sliding, emb_error *err) {
+static emb_status rope_params(const cJSON *j, const char *type, const char *legacy, float dflt, int scaled,
+                              arch_rope *out, emb_error *err);
+
+static emb_status pre_rotary(const cJSON *j, const arch_rotary_keys *k, const char *act_dflt, emb_recipe *r,
+                             float *eps, int scaled, arch_rope *full, arch_rope *sliding, emb_error *err) {
     r->place = EMB_PLACE_PRE;
     r->gated = 1;
     r->attn_pos = EMB_APOS_ROTARY;
@@ -118,9 +121,23 @@ emb_status arch_pre_rotary(const cJSON *j, const arch_rotary_keys *k, const char
     emb_status s;
     if ((s = arch_opt_float(j, k->eps, 0, 1, eps, err)) ||
         (s = ju_get_string(j, k->act, "config.json", &act, NULL, err)) || (s = arch_act(act, k->act, &r->act, err)) ||
-        (s = arch_rope_theta(j, "full_attention", k->theta_full, *theta_full, theta_full, err)))
+        (s = rope_params(j, "full_attention", k->theta_full, full->theta, scaled, full, err)))
         return s;
-    return arch_rope_theta(j, "sliding_attention", k->theta_sliding, *theta_sliding, theta_sliding, err);
+    return rope_params(j, "sliding_attention", k->theta_sliding, sliding->theta, scaled, sliding, err);
+}
+
+emb_status arch_pre_rotary(const cJSON *j, const arch_rotary_keys *k, const char *act_dflt, emb_recipe *r,
+                           float *eps, float *theta_full, float *theta_sliding, emb_error *err) {
+    arch_rope full = {.theta = *theta_full}, sliding = {.theta = *theta_sliding};
+    emb_status s = pre_rotary(j, k, act_dflt, r, eps, 0, &full, &sliding, err);
+    *theta_full = full.theta;
+    *theta_sliding = sliding.theta;
+    return s;
+}
+
+emb_status arch_pre_rotary_scaled(const cJSON *j, const arch_rotary_keys *k, const char *act_dflt, emb_recipe *r,
+                                  float *eps, arch_rope *full, arch_rope *sliding, emb_error *err) {
+    return pre_rotary(j, k, act_dflt, r, eps, 1, full, sliding, err);
 }
 
 emb_status arch_layer_type(const cJSON *j, int layers, int l, int *sliding, emb_error *err) {
@@ -340,6 +357,8 @@ void emb_recipe_free(emb_recipe *r) {
     if (!r) return;
     free(r->layer);
     r->layer = NULL;
+    free(r->rope_tables);
+    r->rope_tables = NULL;
 }
 
 /* ---- derived facts ------------------------------------------------------ */
@@ -442,7 +461,8 @@ size_t emb_recipe_describe(const emb_recipe *r, char *buf, size_t cap) {
         const emb_recipe_layer *L = &r->layer[l];
         int e = l + 1;
         while (e < r->layers && r->layer[e].window_left == L->window_left &&
-               r->layer[e].window_right == L->window_right && r->layer[e].rope_theta == L->rope_theta)
+               r->layer[e].window_right == L->window_right && r->layer[e].rope_theta == L->rope_theta &&
+               r->layer[e].rope_inv_freq == L->rope_inv_freq)
             e++;
         char wb[64], label[32];
         window_words(L, wb, sizeof wb);
@@ -450,6 +470,7 @@ size_t emb_recipe_describe(const emb_recipe *r, char *buf, size_t cap) {
         else snprintf(label, sizeof label, "  layers %d-%d:", l, e - 1);
         ADD("%-16s %s", label, wb);
         if (r->attn_pos == EMB_APOS_ROTARY) ADD(", rope theta %g", L->rope_theta);
+        if (r->attn_pos == EMB_APOS_ROTARY && L->rope_inv_freq) ADD(", %s scaling", r->rope_scaling);
         ADD("\n");
         l = e;
     }
@@ -464,14 +485,50 @@ size_t emb_recipe_describe(const emb_recipe *r, char *buf, size_t cap) {
     return k;
 }
 
-/* The rotary theta of one layer type. transformers' rope parameters come
- * nested by layer type (ModernBERT, Gemma: rope_parameters[type]), flat
- * (Llama, Qwen: rope_parameters = {rope_type, rope_theta}), or in the legacy
- * form (rope_theta + rope_scaling, which transformers reads as the flat
- * parameters); a missing rope_theta falls back to the legacy key, then dflt. */
-emb_status arch_rope_theta(const cJSON *j, const char *type, const char *legacy, float dflt, float *out,
-                           emb_error *err) {
-    *out = dflt;
+/* A positive number rope parameter `key` of object t (shown in messages). */
+static emb_status rope_number(const cJSON *t, const char *shown, const char *key, double *out, emb_error *err) {
+    int present = 0;
+    emb_status s = ju_get_double(t, key, shown, out, &present, err);
+    if (s) return s;
+    if (!present) return emb_fail(err, EMB_ERR_FORMAT, "%s: missing \"%s\"", shown, key);
+    if (!(*out > 0 && *out < 1e30)) return emb_fail(err, EMB_ERR_FORMAT, "%s: %s %g must be positive", shown, key, *out);
+    return EMB_OK;
+}
+
+/* The scaling of a rope_type other than "default" (transformers'
+ * _compute_linear_scaling_rope_parameters, _compute_llama3_parameters). */
+static emb_status rope_scaling(const cJSON *t, const char *shown, const char *rt, arch_rope *out, emb_error *err) {
+    emb_status s;
+    if (strcmp(rt, "linear") == 0) {
+        out->type = ARCH_ROPE_LINEAR;
+        return rope_number(t, shown, "factor", &out->factor, err);
+    }
+    if (strcmp(rt, "llama3") != 0)
+        return emb_fail(err, EMB_ERR_UNSUPPORTED,
+                        "%s: rope_type \"%.64s\" is not supported (only \"default\", \"linear\", \"llama3\")", shown,
+                        rt);
+    out->type = ARCH_ROPE_LLAMA3;
+    if ((s = rope_number(t, shown, "factor", &out->factor, err)) ||
+        (s = rope_number(t, shown, "low_freq_factor", &out->low_freq_factor, err)) ||
+        (s = rope_number(t, shown, "high_freq_factor", &out->high_freq_factor, err)) ||
+        (s = rope_number(t, shown, "original_max_position_embeddings", &out->original_max_position, err)))
+        return s;
+    if (!(out->high_freq_factor > out->low_freq_factor))
+        return emb_fail(err, EMB_ERR_FORMAT, "%s: high_freq_factor %g must be greater than low_freq_factor %g",
+                        shown, out->high_freq_factor, out->low_freq_factor);
+    return EMB_OK;
+}
+
+/* The rotary parameters of one layer type. transformers' rope parameters
+ * come nested by layer type (ModernBERT, Gemma: rope_parameters[type]), flat
+ * (Llama, Qwen: rope_parameters = {rope_type, rope_theta, ...}), or in the
+ * legacy form (rope_theta + rope_scaling, which transformers reads as the
+ * flat parameters); a missing rope_theta falls back to the legacy key, then
+ * dflt. Scaled rope types only when `scaled` (the caller builds their tables). */
+static emb_status rope_params(const cJSON *j, const char *type, const char *legacy, float dflt, int scaled,
+                              arch_rope *out, emb_error *err) {
+    memset(out, 0, sizeof *out);
+    out->theta = dflt;
     emb_status s;
     char shown[96];
     const cJSON *rp = cJSON_GetObjectItemCaseSensitive(j, "rope_parameters");
@@ -493,17 +550,76 @@ emb_status arch_rope_theta(const cJSON *j, const char *type, const char *legacy,
         const char *rt = NULL;
         if ((s = ju_get_string(t, "rope_type", shown, &rt, NULL, err))) return s;
         if (!rt && (s = ju_get_string(t, "type", shown, &rt, NULL, err))) return s;
-        if (rt && strcmp(rt, "default") != 0)
-            return emb_fail(err, EMB_ERR_UNSUPPORTED, "%s: rope_type \"%.64s\" is not supported (only \"default\")",
-                            shown, rt);
+        if (rt && strcmp(rt, "default") != 0) {
+            if (!scaled)
+                return emb_fail(err, EMB_ERR_UNSUPPORTED,
+                                "%s: rope_type \"%.64s\" is not supported (only \"default\")", shown, rt);
+            if ((s = rope_scaling(t, shown, rt, out, err))) return s;
+        }
         double v = dflt;
         int present = 0;
         if ((s = ju_get_double(t, "rope_theta", shown, &v, &present, err))) return s;
         if (present) {
             if (!(v > 0)) return emb_fail(err, EMB_ERR_FORMAT, "%s: rope_theta %g must be positive", shown, v);
-            *out = (float)v;
+            out->theta = (float)v;
             return EMB_OK;
         }
     }
-    return arch_opt_float(j, legacy, 0, 1e30, out, err);
+    return arch_opt_float(j, legacy, 0, 1e30, &out->theta, err);
+}
+
+emb_status arch_rope_theta(const cJSON *j, const char *type, const char *legacy, float dflt, float *out,
+                           emb_error *err) {
+    arch_rope p;
+    emb_status s = rope_params(j, type, legacy, dflt, 0, &p, err);
+    if (!s) *out = p.theta;
+    return s;
+}
+
+/* transformers' inverse frequencies, in fp32 as torch computes them:
+ * default 1 / theta ** (arange(0, dim, 2).float() / dim); linear divides
+ * them by factor; llama3 (_compute_llama3_parameters) keeps the high ones,
+ * divides the low ones by factor and blends the band between. The Python
+ * scalars (2 pi, the wavelength bounds, factor) are rounded to fp32 where
+ * torch meets them with a float32 tensor; `x / t` of a scalar x by a tensor
+ * t is torch's reciprocal(t) * x. */
+void arch_rope_inv_freq(const arch_rope *p, int rotary_dim, float *inv_freq) {
+    const float factor = (float)p->factor;
+    const float low_wavelen = (float)(p->original_max_position / p->low_freq_factor);
+    const float high_wavelen = (float)(p->original_max_position / p->high_freq_factor);
+    for (int d = 0; d < rotary_dim / 2; d++) {
+        const float inv = 1.0f / powf(p->theta, (float)(2 * d) / (float)rotary_dim);
+        inv_freq[d] = inv;
+        if (p->type == ARCH_ROPE_LINEAR) inv_freq[d] = inv / factor;
+        if (p->type != ARCH_ROPE_LLAMA3) continue;
+        const float wavelen = (1.0f / inv) * (float)(2.0 * M_PI);
+        const float scaled = wavelen > low_wavelen ? inv / factor : inv;
+        const float smooth = ((1.0f / wavelen) * (float)p->original_max_position - (float)p->low_freq_factor) /
+                             (float)(p->high_freq_factor - p->low_freq_factor);
+        const float smoothed = (1.0f - smooth) * scaled / factor + smooth * scaled;
+        inv_freq[d] = !(wavelen < high_wavelen) && !(wavelen > low_wavelen) ? smoothed : scaled;
+    }
+}
+
+emb_status arch_rope_tables(emb_recipe *r, const arch_rope *p, int n, const float **tables, emb_error *err) {
+    const int half = r->rotary_dim / 2;
+    int scaled = 0;
+    for (int i = 0; i < n; i++) scaled += p[i].type != ARCH_ROPE_DEFAULT;
+    if (scaled && !r->rope_tables) {
+        r->rope_tables = malloc((size_t)n * (size_t)(half ? half : 1) * sizeof *r->rope_tables);
+        if (!r->rope_tables) return emb_fail(err, EMB_ERR_NOMEM, "out of memory");
+    }
+    for (int i = 0; i < n; i++) {
+        tables[i] = NULL;
+        if (p[i].type == ARCH_ROPE_DEFAULT) continue;
+        float *t = r->rope_tables + (size_t)i * (size_t)half;
+        arch_rope_inv_freq(&p[i], r->rotary_dim, t);
+        tables[i] = t;
+        if (p[i].type == ARCH_ROPE_LINEAR)
+            snprintf(r->rope_scaling, sizeof r->rope_scaling, "linear (factor %g)", p[i].factor);
+        else
+            snprintf(r->rope_scaling, sizeof r->rope_scaling, "llama3 (factor %g, low %g, high %g, original %g)",
+                     p[i].factor, p[i].low_freq_factor, p[i].high_freq_factor, p[i].original_max_position);
+    }
+    return EMB_OK;
 }

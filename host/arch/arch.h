@@ -59,6 +59,24 @@ emb_status arch_opt_float(const cJSON *j, const char *key, double lo, double hi,
  * is accepted: scaled rope types are refused, naming them. */
 emb_status arch_rope_theta(const cJSON *j, const char *type, const char *legacy, float dflt, float *out,
                            emb_error *err);
+/* Rotary parameters with scaling (arch_pre_rotary_scaled): rope_type
+ * "default", "linear" (factor) or "llama3" (factor, low_freq_factor,
+ * high_freq_factor, original_max_position_embeddings, as config.json has
+ * them: Python floats). */
+typedef enum { ARCH_ROPE_DEFAULT = 0, ARCH_ROPE_LINEAR, ARCH_ROPE_LLAMA3 } arch_rope_type;
+typedef struct {
+    float theta;
+    arch_rope_type type;
+    double factor, low_freq_factor, high_freq_factor, original_max_position;
+} arch_rope;
+/* The rotary_dim / 2 inverse frequencies of p, in fp32 as transformers'
+ * ROPE_INIT_FUNCTIONS compute them (torch's float32 arithmetic). */
+void arch_rope_inv_freq(const arch_rope *p, int rotary_dim, float *inv_freq);
+/* For each of the n parameter sets p (a model's full and sliding layers):
+ * tables[i] = NULL for the default rope, else its inverse frequencies
+ * (r->rotary_dim set before), stored in r->rope_tables; r->rope_scaling
+ * says it in words. Assign them to the layers' rope_inv_freq. */
+emb_status arch_rope_tables(emb_recipe *r, const arch_rope *p, int n, const float **tables, emb_error *err);
 emb_status arch_act(const char *name, const char *key, emb_act *out, emb_error *err);
 /* config.json's layer_types[l] for a model of `layers` layers: "sliding_attention"
  * sets *sliding = 1, "full_attention" 0; absent or null leaves *sliding (the
@@ -78,6 +96,11 @@ typedef struct {
 } arch_rotary_keys;
 emb_status arch_pre_rotary(const cJSON *j, const arch_rotary_keys *k, const char *act_dflt, emb_recipe *r,
                            float *eps, float *theta_full, float *theta_sliding, emb_error *err);
+/* The same, accepting the scaled rope types of arch_rope (full->theta and
+ * sliding->theta hold the default thetas on entry); the caller gives the
+ * layers their tables through arch_rope_tables. */
+emb_status arch_pre_rotary_scaled(const cJSON *j, const arch_rotary_keys *k, const char *act_dflt, emb_recipe *r,
+                                  float *eps, arch_rope *full, arch_rope *sliding, emb_error *err);
 /* transformers' Llama-style layer l (tensors layers.<l>.*, shapes from r):
  * self_attn.{q,k,v}_proj (biases when qkv_bias), o_proj (bias when o_bias)
  * and, when qk_norm is not EMB_NORM_NONE, q_norm / k_norm of that kind over

@@ -9,8 +9,8 @@
  *   - causal attention (key j visible to query i iff j <= i), GQA with
  *     num_key_value_heads, head_dim from config.json when given (Qwen3's
  *     default is 128, not hidden / heads), scale head_dim^-0.5, rotary over
- *     the whole head with the theta of rope_parameters / rope_theta (scaled
- *     rope types are refused);
+ *     the whole head with the theta of rope_parameters / rope_theta, and
+ *     Llama 3's "llama3" or "linear" scaling as per-frequency tables;
  *   - SiLU-gated MLP (gate_proj, up_proj, down_proj; hidden_act);
  *   - biases: Llama attention_bias (q, k, v, o) and mlp_bias; Qwen2 always
  *     q, k, v and never o; Qwen3 attention_bias (q, k, v, o); Mistral none;
@@ -119,15 +119,22 @@ emb_status emb_arch_decoder(const cJSON *j, emb_weights *w, emb_recipe *r, emb_e
         return emb_fail(err, EMB_ERR_FORMAT, "config.json: num_attention_heads %d x head_dim %d is too wide",
                         r->heads, r->head_dim);
     /* rotary over the whole head: these families ignore partial_rotary_factor */
-    float eps = 1e-6f, theta_full = 10000.0f, theta_sliding = 10000.0f;
+    float eps = 1e-6f;
+    arch_rope rope[2] = {{.theta = 10000.0f}, {.theta = 10000.0f}};   /* full, sliding */
+    const float *inv_freq[2];
     static const arch_rotary_keys keys = {"rms_norm_eps", "hidden_act", "rope_theta", "rope_theta"};
-    if ((s = arch_pre_rotary(j, &keys, "silu", r, &eps, &theta_full, &theta_sliding, err))) return s;
+    if ((s = arch_pre_rotary_scaled(j, &keys, "silu", r, &eps, &rope[0], &rope[1], err)) ||
+        (s = arch_rope_tables(r, rope, 2, inv_freq, err)))
+        return s;
 
     if ((s = arch_alloc_layers(r, err))) return s;
     for (int l = 0; l < r->layers; l++) r->layer[l].window_left = EMB_WINDOW_NONE;   /* right stays 0: causal */
     if ((s = sliding_layers(j, f, r, window, err))) return s;
-    for (int l = 0; l < r->layers; l++)
-        r->layer[l].rope_theta = r->layer[l].window_left >= 0 ? theta_sliding : theta_full;
+    for (int l = 0; l < r->layers; l++) {
+        const int sliding = r->layer[l].window_left >= 0;
+        r->layer[l].rope_theta = rope[sliding].theta;
+        r->layer[l].rope_inv_freq = inv_freq[sliding];
+    }
 
     const int qkv_bias = f->attn_bias == BIAS_QKV || (f->attn_bias == BIAS_CONFIG && attn_bias);
     const int o_bias = f->attn_bias == BIAS_CONFIG && attn_bias, ffn_bias = f->mlp_bias && mlp_bias;

@@ -113,6 +113,11 @@ typedef struct {
     emb_norm q_norm, k_norm;                  /* per head over head_dim, or kind NONE */
     int window_left, window_right;            /* -1: unbounded on that side (see top) */
     float rope_theta;                         /* EMB_APOS_ROTARY: this layer's theta */
+    /* EMB_APOS_ROTARY with a scaled rope type (Llama 3's "llama3", "linear"):
+     * the rotary_dim / 2 inverse frequencies, computed on the host in fp32 as
+     * transformers' ROPE_INIT_FUNCTIONS do (in emb_recipe.rope_tables).
+     * NULL: 1 / rope_theta^((float)(2d) / rotary_dim), the default rope. */
+    const float *rope_inv_freq;
 
     /* MLP: plain uses w_up; gated uses w_gate + w_up, or the fused w_gate_up */
     emb_tensor w_up, b_up;                    /* [I, hidden] */
@@ -159,6 +164,11 @@ typedef struct {
      * 3 activations reach ~8e5"). Set by the family file; 0 = f16 is fine. */
     int f16_unsafe;
     const char *f16_unsafe_reason;
+
+    /* Storage of the layers' rope_inv_freq tables (freed with the recipe),
+     * and the scaling in words for `embedc info` ("" when none). */
+    float *rope_tables;
+    char rope_scaling[96];
 } emb_recipe;
 
 /* Window helpers shared by the family files. */

@@ -46,6 +46,7 @@ typedef struct {
     float *bqkv, *bo, *b_in, *b_down;   /* NULL when absent */
     int window_left, window_right;
     float rope_theta;
+    float *inv_freq;        /* a scaled rope's rotary_dim / 2 frequencies, or NULL */
 } cpu_layer;
 
 typedef struct {
@@ -171,6 +172,12 @@ static emb_status load_layer(cpu_layer *L, const emb_recipe *r, const emb_recipe
     emb_status st;
     L->window_left = src->window_left, L->window_right = src->window_right;
     L->rope_theta = src->rope_theta;
+    if (src->rope_inv_freq) {
+        const size_t half = (size_t)r->rotary_dim / 2;
+        if (!(L->inv_freq = malloc((half ? half : 1) * sizeof(float))))
+            return emb_fail(err, EMB_ERR_NOMEM, "cpu backend: allocating the rope frequencies");
+        memcpy(L->inv_freq, src->rope_inv_freq, half * sizeof(float));
+    }
     if ((st = load_norm(&L->attn_norm, &src->attn_norm, h, err)) ||
         (st = load_norm(&L->mlp_norm, &src->mlp_norm, h, err)) ||
         (st = load_norm(&L->attn_post, &src->attn_post_norm, h, err)) ||
@@ -219,7 +226,7 @@ static emb_status load_layer(cpu_layer *L, const emb_recipe *r, const emb_recipe
 static void free_layer(cpu_layer *L) {
     cpu_gemm_weight_free(&L->wqkv), cpu_gemm_weight_free(&L->wo);
     cpu_gemm_weight_free(&L->w_in), cpu_gemm_weight_free(&L->w_down);
-    float *all[] = {L->bqkv, L->bo, L->b_in, L->b_down};
+    float *all[] = {L->bqkv, L->bo, L->b_in, L->b_down, L->inv_freq};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) free(all[i]);
     cpu_norm *norms[] = {&L->attn_norm, &L->mlp_norm, &L->attn_post, &L->mlp_post, &L->q_norm, &L->k_norm};
     for (size_t i = 0; i < sizeof norms / sizeof *norms; i++) free_norm(norms[i]);
@@ -446,12 +453,17 @@ static void layer_forward(cpu_ctx *c, const cpu_layer *L, const emb_batch *b, in
         norm_rows(c->h1, &L->attn_norm, T, H);
         in = c->h1;
     }
-    cpu_gemm_linear(c->qkv, W, in, H, T, &L->wqkv, L->bqkv, EMB_ACT_IDENTITY, 0);
-    /* q_norm / k_norm (RMS kinds only, refused otherwise at create) and rotary. */
-    cpu_qk_norm_rotary(c->qkv, b->cu_seqlens, b->nseq, r->heads, r->kv_heads, hd,
-                       L->q_norm.kind ? L->q_norm.g : NULL, L->q_norm.eps,
-                       L->k_norm.kind ? L->k_norm.g : NULL, L->k_norm.eps,
-                       r->attn_pos == EMB_APOS_ROTARY ? r->rotary_dim : 0, L->rope_theta);
+    cpu_gemm_linear(c->qkv, W, in, H, T, &L->wqkv, NULL, EMB_ACT_IDENTITY, 0);
+    /* The QKV epilogue, as the CUDA backend runs it: bias, q_norm / k_norm
+     * (RMS kinds only, refused otherwise at create) and rotary. */
+    const cpu_qk_params qk = {
+        .heads = r->heads, .kv_heads = r->kv_heads, .head_dim = hd, .bias = L->bqkv,
+        .q_g = L->q_norm.kind ? L->q_norm.g : NULL, .q_eps = L->q_norm.eps,
+        .k_g = L->k_norm.kind ? L->k_norm.g : NULL, .k_eps = L->k_norm.eps,
+        .rotary_dim = r->attn_pos == EMB_APOS_ROTARY ? r->rotary_dim : 0, .theta = L->rope_theta,
+        .inv_freq = L->inv_freq,
+    };
+    cpu_qk_norm_rotary(c->qkv, b->cu_seqlens, b->nseq, &qk);
     const cpu_attn_params ap = {
         .heads = r->heads, .kv_heads = r->kv_heads, .head_dim = hd, .scale = r->scale,
         .window_left = L->window_left, .window_right = L->window_right, .softcap = r->softcap,

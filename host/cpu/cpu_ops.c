@@ -295,7 +295,7 @@ void cpu_attention_varlen(float *out, const float *qkv, const int32_t *cu_seqlen
 /* ---- rotary ----------------------------------------------------------- */
 
 void cpu_rotary(float *qkv, const int32_t *cu_seqlens, int nseq, int heads, int kv_heads,
-                int head_dim, int rotary_dim, float theta) {
+                int head_dim, int rotary_dim, float theta, const float *inv_freq_table) {
     if (nseq <= 0 || rotary_dim < 2 || rotary_dim > head_dim || rotary_dim > 512) return;
     const int half = rotary_dim / 2, nrot = heads + kv_heads;
     const int total = cu_seqlens[nseq];
@@ -305,7 +305,7 @@ void cpu_rotary(float *qkv, const int32_t *cu_seqlens, int nseq, int heads, int 
     float inv_freq[256];
     for (int d = 0; d < half; d++) {
         const float e = (float)(2 * d) / (float)rotary_dim;
-        inv_freq[d] = 1.0f / powf(theta, e);
+        inv_freq[d] = inv_freq_table ? inv_freq_table[d] : 1.0f / powf(theta, e);
     }
 #pragma omp parallel for schedule(static) if ((size_t)total * nrot * head_dim >= PAR_MIN_ELEMS)
     for (int t = 0; t < total; t++) {
@@ -331,21 +331,22 @@ void cpu_rotary(float *qkv, const int32_t *cu_seqlens, int nseq, int heads, int 
     }
 }
 
-void cpu_qk_norm_rotary(float *qkv, const int32_t *cu_seqlens, int nseq, int heads, int kv_heads,
-                        int head_dim, const float *q_g, float q_eps, const float *k_g, float k_eps,
-                        int rotary_dim, float theta) {
+void cpu_qk_norm_rotary(float *qkv, const int32_t *cu_seqlens, int nseq, const cpu_qk_params *p) {
     if (nseq <= 0) return;
-    const int total = cu_seqlens[nseq];
-    const size_t ld = (size_t)(heads + 2 * kv_heads) * head_dim;
-    if (q_g || k_g) {
+    const int total = cu_seqlens[nseq], heads = p->heads, kv = p->kv_heads, hd = p->head_dim;
+    const size_t ld = (size_t)(heads + 2 * kv) * hd;
+    if (p->bias || p->q_g || p->k_g) {
 #pragma omp parallel for schedule(static) if ((size_t)total * ld >= PAR_MIN_ELEMS)
         for (int t = 0; t < total; t++) {
             float *row = qkv + (size_t)t * ld;
-            if (q_g) cpu_rmsnorm(row, NULL, q_g, heads, head_dim, q_eps);
-            if (k_g) cpu_rmsnorm(row + (size_t)heads * head_dim, NULL, k_g, kv_heads, head_dim, k_eps);
+            if (p->bias)
+                for (size_t c = 0; c < ld; c++) row[c] += p->bias[c];
+            if (p->q_g) cpu_rmsnorm(row, NULL, p->q_g, heads, hd, p->q_eps);
+            if (p->k_g) cpu_rmsnorm(row + (size_t)heads * hd, NULL, p->k_g, kv, hd, p->k_eps);
         }
     }
-    if (rotary_dim > 0) cpu_rotary(qkv, cu_seqlens, nseq, heads, kv_heads, head_dim, rotary_dim, theta);
+    if (p->rotary_dim > 0)
+        cpu_rotary(qkv, cu_seqlens, nseq, heads, kv, hd, p->rotary_dim, p->theta, p->inv_freq);
 }
 
 /* ---- pooling ---------------------------------------------------------- */

@@ -70,18 +70,28 @@ void cpu_attention_varlen(float *out, const float *qkv, const int32_t *cu_seqlen
  *   x'[d]        = x[d] cos - x[d + half] sin
  *   x'[d + half] = x[d + half] cos + x[d] sin.
  * Dims past rotary_dim (partial rotary) are left as they are. rotary_dim is
- * even and <= min(head_dim, 512). */
+ * even and <= min(head_dim, 512). A non-NULL inv_freq (rotary_dim / 2
+ * values: a scaled rope's table) replaces the frequencies from theta. */
 void cpu_rotary(float *qkv, const int32_t *cu_seqlens, int nseq, int heads, int kv_heads,
-                int head_dim, int rotary_dim, float theta);
+                int head_dim, int rotary_dim, float theta, const float *inv_freq);
 
-/* The attention's Q/K preparation, as every family needs it: per-head RMS
- * norms (q_g over each Q head, k_g over each K head, eps each; a NULL weight:
- * no norm on that block; Gemma's 1 + w pre-added), then cpu_rotary when
- * rotary_dim > 0. The CPU backend runs it; it is the twin of
- * emb_launch_qk_norm_rotary. */
-void cpu_qk_norm_rotary(float *qkv, const int32_t *cu_seqlens, int nseq, int heads, int kv_heads,
-                        int head_dim, const float *q_g, float q_eps, const float *k_g, float k_eps,
-                        int rotary_dim, float theta);
+/* The QKV epilogue, the attention's Q/K preparation as every family needs
+ * it, on the QKV GEMM's output (layout of cpu_attention): + bias over the
+ * whole row (Q, K and V heads) when bias is not NULL, then per-head RMS
+ * norms (q_g over each Q head, k_g over each K head, eps each; a NULL
+ * weight: no norm on that block; Gemma's 1 + w pre-added), then cpu_rotary
+ * when rotary_dim > 0 (inv_freq: a scaled rope's table, or NULL). The CPU
+ * backend runs it; it is the twin of emb_launch_qk_norm_rotary. */
+typedef struct {
+    int heads, kv_heads, head_dim;
+    const float *bias;       /* [(heads + 2 kv_heads) head_dim] or NULL */
+    const float *q_g, *k_g;  /* [head_dim] or NULL */
+    float q_eps, k_eps;
+    int rotary_dim;
+    float theta;
+    const float *inv_freq;   /* [rotary_dim / 2] or NULL */
+} cpu_qk_params;
+void cpu_qk_norm_rotary(float *qkv, const int32_t *cu_seqlens, int nseq, const cpu_qk_params *p);
 
 /* y[rows, out] = x[rows, in] W^T + b  (W is [out, in] like torch; b may be NULL). */
 void cpu_linear(float *y, const float *x, const float *w, const float *b,

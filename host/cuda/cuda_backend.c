@@ -127,6 +127,7 @@ typedef struct {
     void *wdown, *bdown;    /* [hidden, I] */
     int window_left, window_right;
     float rope_theta;
+    float *inv_freq;        /* fp32 [rotary_dim / 2]: a scaled rope's frequencies, or NULL */
 } cu_layer;
 
 typedef struct {
@@ -418,7 +419,7 @@ typedef struct {
 } weight_offsets;
 
 /* O_NORMS: g and b of attn_norm, mlp_norm, attn_post, mlp_post, q_norm, k_norm. */
-enum { O_WQKV, O_BQKV, O_WO, O_BO, O_WIN, O_BIN, O_WDOWN, O_BDOWN, O_NORMS, LAY_OFFSETS = O_NORMS + 12 };
+enum { O_WQKV, O_BQKV, O_WO, O_BO, O_WIN, O_BIN, O_WDOWN, O_BDOWN, O_INV_FREQ, O_NORMS, LAY_OFFSETS = O_NORMS + 12 };
 
 /* One layer's weights, of this device's shard (c->sh): its query heads, KV
  * heads and intermediate columns of QKV and the MLP's input (row ranges),
@@ -464,6 +465,11 @@ static void plan_layer(upload_plan *p, const cuda_ctx *c, const emb_recipe_layer
     }
     o[O_WDOWN] = plan_cols(p, &L->w_down, H, I, i0, ni);
     o[O_BDOWN] = plan_opt(p, &L->b_down, H, 0);
+    o[O_INV_FREQ] = NONE;
+    if (L->rope_inv_freq) {   /* fp32, as the host computed it */
+        o[O_INV_FREQ] = plan_floats(p, L->rope_inv_freq, (size_t)r->rotary_dim / 2, 0.0f, 1);
+        plan_align(p);
+    }
     const emb_norm *norms[] = {&L->attn_norm, &L->mlp_norm, &L->attn_post_norm, &L->mlp_post_norm,
                                &L->q_norm, &L->k_norm};
     for (int i = 0; i < 6; i++) {
@@ -626,6 +632,7 @@ static emb_status plan_weights(cuda_ctx *c, int convert, emb_error *err) {
         y->window_left = src->window_left;
         y->window_right = src->window_right;
         y->rope_theta = src->rope_theta;
+        y->inv_freq = at(base, o[O_INV_FREQ]);
     }
     for (int d = 0; d < ND; d++) {
         c->dense[d].w = at(base, wo.dense[2 * d]);
@@ -853,12 +860,15 @@ static emb_status forward(cuda_ctx *c, const cu_slot *sl, int nseq, int total, i
         /* attention */
         if ((st = sublayer_input(c, &L->attn_norm, total, &in, err))) return st;
         if ((st = gemm(c, c->big, in, L->wqkv, total, H, W, c->cdt, err))) return st;
-        if (L->bqkv) CU_CHECK(emb_launch_bias_act(c->big, k, L->bqkv, total, W, EMB_KACT_IDENTITY, s));
-        /* q/k norms and rotary in one pass (nothing is launched when neither applies). */
-        CU_CHECK(emb_launch_qk_norm_rotary(c->big, k, sl->d_cu, nseq, total, r->heads, r->kv_heads, hd,
-                                           L->q_norm.g, L->q_norm.eps, L->k_norm.g, L->k_norm.eps,
-                                           r->attn_pos == EMB_APOS_ROTARY ? r->rotary_dim : 0,
-                                           L->rope_theta, s));
+        /* The QKV epilogue: bias, q/k norms and rotary in one pass over the
+         * QKV activations (nothing is launched when none applies). */
+        const emb_kqk_params qk = {
+            .heads = r->heads, .kv_heads = r->kv_heads, .head_dim = hd, .bias = L->bqkv,
+            .q_g = L->q_norm.g, .q_eps = L->q_norm.eps, .k_g = L->k_norm.g, .k_eps = L->k_norm.eps,
+            .rotary_dim = r->attn_pos == EMB_APOS_ROTARY ? r->rotary_dim : 0, .theta = L->rope_theta,
+            .inv_freq = L->inv_freq,
+        };
+        CU_CHECK(emb_launch_qk_norm_rotary(c->big, k, sl->d_cu, nseq, total, &qk, s));
         const emb_kattn_params ap = {
             .heads = r->heads, .kv_heads = r->kv_heads, .head_dim = hd, .scale = r->scale,
             .window_left = L->window_left, .window_right = L->window_right, .softcap = r->softcap,

@@ -849,7 +849,8 @@ static char **family_texts(const char *name, size_t *n_out) {
     return texts;
 }
 
-static float *encode_all(const char *dir, emb_device dev, emb_dtype dt, char **texts, size_t n, size_t dim) {
+static float *encode_with(const char *dir, emb_device dev, emb_dtype dt, char **texts, size_t n, size_t dim,
+                          const emb_encode_options *opts) {
     emb_model_options mo = emb_model_default_options();
     mo.device = dev;
     mo.dtype = dt;
@@ -857,7 +858,7 @@ static float *encode_all(const char *dir, emb_device dev, emb_dtype dt, char **t
     emb_model *m = NULL;
     emb_error err = {0};
     cr_assert_eq(emb_model_load(dir, &mo, &m, &err), EMB_OK, "%s: %s", dir, err.message);
-    emb_encode_options eo = emb_encode_default_options();
+    emb_encode_options eo = opts ? *opts : emb_encode_default_options();
     cr_assert_eq((size_t)emb_model_dim(m, &eo), dim);
     float *out = malloc(n * dim * sizeof *out);
     for (size_t i = 0; i < n * dim; i++) out[i] = NAN;
@@ -867,11 +868,17 @@ static float *encode_all(const char *dir, emb_device dev, emb_dtype dt, char **t
     return out;
 }
 
-static void family_on_gpu(const char *name) {
+static float *encode_all(const char *dir, emb_device dev, emb_dtype dt, char **texts, size_t n, size_t dim) {
+    return encode_with(dir, dev, dt, texts, n, dim, NULL);
+}
+
+/* The family's reference `ref` (ref.npy or an extra ref_*.npy) encoded with
+ * eo (NULL: defaults) on the CUDA backend in f16 and bf16. */
+static void family_ref_on_gpu(const char *name, const char *ref, const emb_encode_options *eo) {
     char rel[256];
     snprintf(rel, sizeof rel, "tests/golden/families/%s/model", name);
     char *dir = ts_src_path(rel);
-    snprintf(rel, sizeof rel, "tests/golden/families/%s/ref.npy", name);
+    snprintf(rel, sizeof rel, "tests/golden/families/%s/%s", name, ref);
     char *rpath = ts_src_path(rel);
     size_t rows, cols, n;
     float *want = npy_load(rpath, &rows, &cols);
@@ -879,20 +886,20 @@ static void family_on_gpu(const char *name) {
     cr_assert_not_null(want, "missing %s", rel);
     char **texts = family_texts(name, &n);
     cr_assert_eq(rows, n);
-    float *cpu = encode_all(dir, EMB_DEVICE_CPU, EMB_DTYPE_AUTO, texts, n, cols);
+    float *cpu = encode_with(dir, EMB_DEVICE_CPU, EMB_DTYPE_AUTO, texts, n, cols, eo);
     for (int d = 0; d < 2; d++) {
-        float *got = encode_all(dir, EMB_DEVICE_CUDA, DTYPES[d], texts, n, cols);
+        float *got = encode_with(dir, EMB_DEVICE_CUDA, DTYPES[d], texts, n, cols, eo);
         int wi = 0, wc = 0;
         const double vs_ref = worst_cos(got, want, (int)n, (int)cols, &wi);
         const double vs_cpu = worst_cos(got, cpu, (int)n, (int)cols, &wc);
         const char *dn = DTYPES[d] == EMB_DTYPE_BF16 ? "bf16" : "f16";
         const double min_cos = DTYPES[d] == EMB_DTYPE_BF16 ? bf16_bound(name) : MIN_COS;
-        cr_log_info("%s %s: %zu vectors, worst cos %.7f vs sentence-transformers (#%d), %.7f vs cpu (#%d)",
-                    name, dn, n, vs_ref, wi, vs_cpu, wc);
-        cr_expect_geq(vs_ref, min_cos, "%s %s: cos %.7f < %.7f vs sentence-transformers, text %d", name, dn,
-                      vs_ref, min_cos, wi);
-        cr_expect_geq(vs_cpu, min_cos, "%s %s: cos %.7f < %.7f vs the cpu backend, text %d", name, dn, vs_cpu,
-                      min_cos, wc);
+        cr_log_info("%s %s %s: %zu vectors, worst cos %.7f vs sentence-transformers (#%d), %.7f vs cpu (#%d)",
+                    name, ref, dn, n, vs_ref, wi, vs_cpu, wc);
+        cr_expect_geq(vs_ref, min_cos, "%s %s %s: cos %.7f < %.7f vs sentence-transformers, text %d", name, ref,
+                      dn, vs_ref, min_cos, wi);
+        cr_expect_geq(vs_cpu, min_cos, "%s %s %s: cos %.7f < %.7f vs the cpu backend, text %d", name, ref, dn,
+                      vs_cpu, min_cos, wc);
         free(got);
     }
     for (size_t i = 0; i < n; i++) free(texts[i]);
@@ -902,6 +909,8 @@ static void family_on_gpu(const char *name) {
     free(dir);
 }
 
+static void family_on_gpu(const char *name) { family_ref_on_gpu(name, "ref.npy", NULL); }
+
 Test(cuda_backend, family_distilbert, .timeout = 1800) { family_on_gpu("distilbert"); }
 Test(cuda_backend, family_roberta, .timeout = 1800) { family_on_gpu("roberta"); }
 Test(cuda_backend, family_xlm_roberta, .timeout = 1800) { family_on_gpu("xlm-roberta"); }
@@ -909,6 +918,26 @@ Test(cuda_backend, family_mpnet, .timeout = 1800) { family_on_gpu("mpnet"); }
 Test(cuda_backend, family_modernbert, .timeout = 1800) { family_on_gpu("modernbert"); }
 Test(cuda_backend, family_t5_gated_gelu, .timeout = 1800) { family_on_gpu("t5"); }
 Test(cuda_backend, family_t5_relu, .timeout = 1800) { family_on_gpu("t5-relu"); }
+
+/* The decoders (decoder.c): causal attention, GQA, rotary through the QKV
+ * epilogue (Qwen2's and Llama's q/k/v biases, Qwen3's q/k norms, Llama 3's
+ * scaled frequencies), sliding windows, last-token pooling on the GPU. */
+Test(cuda_backend, family_qwen3, .timeout = 1800) {
+    family_on_gpu("qwen3");
+    emb_encode_options eo = emb_encode_default_options();
+    eo.prompt_name = "query";
+    family_ref_on_gpu("qwen3", "ref_prompt.npy", &eo);
+}
+Test(cuda_backend, family_mistral, .timeout = 1800) { family_on_gpu("mistral"); }
+Test(cuda_backend, family_qwen2, .timeout = 1800) { family_on_gpu("qwen2"); }
+Test(cuda_backend, family_llama, .timeout = 1800) {
+    family_on_gpu("llama");
+    emb_encode_options eo = emb_encode_default_options();
+    eo.pooling = EMB_POOL_MEAN;
+    eo.layer = 2;
+    family_ref_on_gpu("llama", "ref_layer2.npy", &eo);
+}
+Test(cuda_backend, family_llama3_rope_scaling, .timeout = 1800) { family_on_gpu("llama3"); }
 
 /* The real all-mpnet-base-v2 (relative buckets, RoBERTa-style positions) on
  * the CUDA backend against the CPU backend, when tools/fetch-model

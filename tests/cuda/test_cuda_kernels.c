@@ -548,83 +548,103 @@ Test(cuda_kernels, attention_windows_skip_far_keys_awkward) {
                 for (int pick = 0; pick < 3; pick++) window_skip_case(DTS[di], hds[h], win[w][0], win[w][1], pick);
 }
 
-/* ---- q/k norms + rotary --------------------------------------------------------- */
+/* ---- the QKV epilogue: bias + q/k norms + rotary -------------------------------- */
 
 typedef struct {
     void *qkv;
     int32_t *cu;
     emb_kdtype dt;
-    int nseq, total, heads, kv, hd, rot;
-    float theta;
-    void *qg, *kg;
+    int nseq, total;
+    emb_kqk_params p;  /* device pointers */
     const float *init; /* host values re-uploaded before every run (in place) */
 } qkr_args;
 
 static void qkr_launch(void *ud) {
     qkr_args *a = ud;
-    const size_t n = (size_t)a->total * (a->heads + 2 * a->kv) * a->hd;
+    const size_t n = (size_t)a->total * (a->p.heads + 2 * a->p.kv_heads) * a->p.head_dim;
     void *fresh = kt_upload(a->init, n, a->dt);
     KT_CHECK(cudaMemcpy(a->qkv, fresh, n * kt_esz(a->dt), cudaMemcpyDeviceToDevice));
     cudaFree(fresh);
-    KT_CHECK(emb_launch_qk_norm_rotary(a->qkv, a->dt, a->cu, a->nseq, a->total, a->heads, a->kv, a->hd,
-                                       a->qg, 1e-6f, a->kg, 1e-5f, a->rot, a->theta, 0));
+    KT_CHECK(emb_launch_qk_norm_rotary(a->qkv, a->dt, a->cu, a->nseq, a->total, &a->p, 0));
 }
 
-/* One launch against cpu_qk_norm_rotary on packed sequences `lens`; qn / kn:
- * whether Q / K heads get a norm weight, rot 0: no rotary. Elements the
- * kernel must leave alone (V heads; dims past rot when not normalized) are
- * compared bit for bit with the input. */
+/* What a case switches on besides rotary: Q / K norm weights, the q/k/v
+ * bias, a host inv_freq table (a scaled rope) instead of theta. */
+enum { QKR_QN = 1, QKR_KN = 2, QKR_BIAS = 4, QKR_TABLE = 8 };
+
+/* One launch against cpu_qk_norm_rotary on packed sequences `lens`; rot 0:
+ * no rotary. Elements the kernel must leave alone (V heads and dims past
+ * rot of a head that is neither normalized nor biased) are compared bit for
+ * bit with the input; the V heads with a bias against the twin. */
 static void qkr_case(emb_kdtype dt, const int *lens, int nseq, int heads, int kv, int hd, int rot,
-                     float theta, int qn, int kn) {
+                     float theta, int parts) {
     int total, maxlen;
     int32_t *cu = make_cu(lens, nseq, &total, &maxlen);
-    const int ld = (heads + 2 * kv) * hd;
+    const int ld = (heads + 2 * kv) * hd, qn = !!(parts & QKR_QN), kn = !!(parts & QKR_KN);
+    const int biased = !!(parts & QKR_BIAS);
     const size_t n = (size_t)total * ld;
     float *x = kt_rand(n, 2.0f, dt), *ref = malloc(n * sizeof *ref);
     float *qg = kt_rand((size_t)hd, 1.5f, dt), *kg = kt_rand((size_t)hd, 1.5f, dt);
+    float *bias = kt_rand((size_t)ld, 1.0f, dt), table[EMB_KERNEL_MAX_HEAD_DIM / 2 + 1];
+    /* Frequencies no theta gives: every band scaled differently. */
+    for (int d = 0; d < rot / 2; d++) table[d] = powf(theta, -(float)(2 * d) / (float)rot) / (1.0f + (float)(d % 5));
+    const float *tab = parts & QKR_TABLE ? table : NULL;
     memcpy(ref, x, n * sizeof *ref);
-    cpu_qk_norm_rotary(ref, cu, nseq, heads, kv, hd, qn ? qg : NULL, 1e-6f, kn ? kg : NULL, 1e-5f, rot, theta);
+    const cpu_qk_params cp = {.heads = heads, .kv_heads = kv, .head_dim = hd, .bias = biased ? bias : NULL,
+                              .q_g = qn ? qg : NULL, .q_eps = 1e-6f, .k_g = kn ? kg : NULL, .k_eps = 1e-5f,
+                              .rotary_dim = rot, .theta = theta, .inv_freq = tab};
+    cpu_qk_norm_rotary(ref, cu, nseq, &cp);
     qkr_args a = {kt_poisoned(n * kt_esz(dt)), kt_upload_bytes(cu, ((size_t)nseq + 1) * 4), dt, nseq, total,
-                  heads, kv, hd, rot, theta, qn ? kt_upload(qg, (size_t)hd, dt) : NULL,
-                  kn ? kt_upload(kg, (size_t)hd, dt) : NULL, x};
+                  {.heads = heads, .kv_heads = kv, .head_dim = hd, .bias = biased ? kt_upload(bias, (size_t)ld, dt) : NULL,
+                   .q_g = qn ? kt_upload(qg, (size_t)hd, dt) : NULL, .q_eps = 1e-6f,
+                   .k_g = kn ? kt_upload(kg, (size_t)hd, dt) : NULL, .k_eps = 1e-5f, .rotary_dim = rot,
+                   .theta = theta, .inv_freq = tab ? kt_upload(tab, (size_t)rot / 2, EMB_KDT_F32) : NULL},
+                  x};
     kt_run_orders(qkr_launch, &a, a.qkv, n * kt_esz(dt));
     float *got = kt_download(a.qkv, n, dt), atol, rtol;
     kt_tol(dt, &atol, &rtol);
-    char what[128];
-    snprintf(what, sizeof what, "qk_norm_rotary %s lens[0]=%d heads=%d kv=%d hd=%d rot=%d norms=%d%d",
-             dt_name(dt), lens[0], heads, kv, hd, rot, qn, kn);
+    char what[160];
+    snprintf(what, sizeof what, "qk_norm_rotary %s lens[0]=%d heads=%d kv=%d hd=%d rot=%d norms=%d%d bias=%d table=%d",
+             dt_name(dt), lens[0], heads, kv, hd, rot, qn, kn, biased, !!tab);
     kt_compare(what, got, ref, n, atol, rtol);
     for (size_t i = 0; i < n; i++) {
         const int c = (int)(i % (size_t)ld), h = c / hd, d = c % hd;
         const int normed = h < heads ? qn : h < heads + kv ? kn : 0;
-        if (h >= heads + kv || (!normed && d >= rot))
+        if (!biased && (h >= heads + kv || (!normed && d >= rot)))
             cr_assert(memcmp(&got[i], &x[i], sizeof *x) == 0, "%s: element %zu (head %d dim %d) changed",
                       what, i, h, d);
     }
-    cudaFree(a.qkv); cudaFree(a.cu); cudaFree(a.qg); cudaFree(a.kg);
-    free(cu); free(x); free(ref); free(got); free(qg); free(kg);
+    cudaFree(a.qkv); cudaFree(a.cu); cudaFree((void *)a.p.q_g); cudaFree((void *)a.p.k_g);
+    cudaFree((void *)a.p.bias); cudaFree((void *)a.p.inv_freq);
+    free(cu); free(x); free(ref); free(got); free(qg); free(kg); free(bias);
 }
 
 /* Total tokens 1, 31, 33 and 513 (several sequences); every head_dim the
  * decoder families use; GQA 4:1 and MHA; partial rotary; norms on, off, or
- * on one block only (a K-only norm is not a model, but catches a swap). */
+ * on one block only (a K-only norm is not a model, but catches a swap); the
+ * q/k/v bias with and without norms and rotary (BERT: bias alone; Qwen2:
+ * bias + rotary; bias + norms + rotary); a scaled rope's table. */
 Test(cuda_kernels, qk_norm_rotary) {
     static const int l1[] = {1}, l31[] = {31}, l33[] = {20, 13}, l513[] = {200, 1, 312};
     static const int *lens[] = {l1, l31, l33, l513};
     static const int nseqs[] = {1, 1, 2, 3};
     const int hds[] = {64, 80, 96, 128, 256};
+    const int all = QKR_QN | QKR_KN;
     for (int di = 0; di < 2; di++)
         for (int h = 0; h < 5; h++) {
             const int hd = hds[h];
             for (int b = 0; b < 4; b++) {
                 const int kv = b % 2 ? 1 : 4, rot = b == 2 ? hd / 2 : hd;
-                qkr_case(DTS[di], lens[b], nseqs[b], 4, kv, hd, rot, b == 3 ? 1e6f : 1e4f, 1, 1);
+                qkr_case(DTS[di], lens[b], nseqs[b], 4, kv, hd, rot, b == 3 ? 1e6f : 1e4f, all);
+                qkr_case(DTS[di], lens[b], nseqs[b], 4, kv, hd, rot, 5e5f, QKR_BIAS | (b % 2 ? QKR_TABLE : 0));
             }
-            qkr_case(DTS[di], l33, 2, 4, 1, hd, hd - 16, 1e4f, 0, 0);   /* rotary alone, partial */
-            qkr_case(DTS[di], l31, 1, 2, 2, hd, 0, 0.0f, 1, 1);         /* norms alone */
+            qkr_case(DTS[di], l33, 2, 4, 1, hd, hd - 16, 1e4f, 0);          /* rotary alone, partial */
+            qkr_case(DTS[di], l31, 1, 2, 2, hd, 0, 0.0f, all);              /* norms alone */
+            qkr_case(DTS[di], l33, 2, 4, 2, hd, 0, 0.0f, QKR_BIAS);         /* bias alone */
+            qkr_case(DTS[di], l513, 3, 4, 2, hd, hd - 16, 1e4f, all | QKR_BIAS | QKR_TABLE);
         }
-    qkr_case(EMB_KDT_F16, l33, 2, 4, 2, 128, 128, 1e4f, 0, 1);
-    qkr_case(EMB_KDT_F32, l513, 3, 3, 1, 96, 96, 1e4f, 1, 1);
+    qkr_case(EMB_KDT_F16, l33, 2, 4, 2, 128, 128, 1e4f, QKR_KN);
+    qkr_case(EMB_KDT_F32, l513, 3, 3, 1, 96, 96, 1e4f, all | QKR_BIAS);
 }
 
 /* ---- pooling + normalize + truncate + quantize ----------------------------- */
@@ -773,13 +793,14 @@ Test(cuda_kernels, launchers_reject_bad_arguments) {
     p.head_dim = 64, p.rel_bias = &dummy, p.rel_span = 7;         /* table shorter than max_seqlen */
     cr_assert_eq(emb_launch_attention(NULL, EMB_KDT_F16, NULL, NULL, 1, 8, &p, 0), cudaErrorInvalidValue);
     cr_assert_eq(emb_launch_attention(NULL, EMB_KDT_F16, NULL, NULL, 1, 8, NULL, 0), cudaErrorInvalidValue);
-    cr_assert_eq(emb_launch_qk_norm_rotary(NULL, EMB_KDT_F16, NULL, 1, 8, 2, 1, 64, NULL, 0, NULL, 0, 33,
-                                           1e4f, 0),
-                 cudaErrorInvalidValue);
-    cr_assert_eq(emb_launch_qk_norm_rotary(NULL, EMB_KDT_F16, NULL, 1, 8, 2, 1, 64, NULL, 0, NULL, 0, 128,
-                                           1e4f, 0),
-                 cudaErrorInvalidValue);
-    cr_assert_eq(emb_launch_qk_norm_rotary(NULL, EMB_KDT_F16, NULL, 1, 8, 2, 1, 512, &dummy, 1e-6f, NULL,
-                                           0, 0, 0, 0),
+    emb_kqk_params q = {.heads = 2, .kv_heads = 1, .head_dim = 64, .rotary_dim = 33, .theta = 1e4f};
+    cr_assert_eq(emb_launch_qk_norm_rotary(NULL, EMB_KDT_F16, NULL, 1, 8, &q, 0), cudaErrorInvalidValue);
+    q.rotary_dim = 128;                                            /* past head_dim */
+    cr_assert_eq(emb_launch_qk_norm_rotary(NULL, EMB_KDT_F16, NULL, 1, 8, &q, 0), cudaErrorInvalidValue);
+    q.rotary_dim = 64, q.theta = 0;                                /* no theta and no table */
+    cr_assert_eq(emb_launch_qk_norm_rotary(NULL, EMB_KDT_F16, NULL, 1, 8, &q, 0), cudaErrorInvalidValue);
+    q.rotary_dim = 0, q.head_dim = 512, q.q_g = &dummy, q.q_eps = 1e-6f;
+    cr_assert_eq(emb_launch_qk_norm_rotary(NULL, EMB_KDT_F16, NULL, 1, 8, &q, 0),
                  cudaErrorInvalidValue);   /* head_dim past the staging buffer */
+    cr_assert_eq(emb_launch_qk_norm_rotary(NULL, EMB_KDT_F16, NULL, 1, 8, NULL, 0), cudaErrorInvalidValue);
 }
