@@ -467,7 +467,7 @@ static void plan_layer(upload_plan *p, const cuda_ctx *c, const emb_recipe_layer
     o[O_BDOWN] = plan_opt(p, &L->b_down, H, 0);
     o[O_INV_FREQ] = NONE;
     if (L->rope_inv_freq) {   /* fp32, as the host computed it */
-        o[O_INV_FREQ] = plan_floats(p, L->rope_inv_freq, (size_t)r->rotary_dim / 2, 0.0f, 1);
+        o[O_INV_FREQ] = plan_floats(p, L->rope_inv_freq, (size_t)g->rotary_dim / 2, 0.0f, 1);
         plan_align(p);
     }
     const emb_norm *norms[] = {&L->attn_norm, &L->mlp_norm, &L->attn_post_norm, &L->mlp_post_norm,
