@@ -111,6 +111,9 @@ __global__ void pool_kernel(float *__restrict__ out, const T *__restrict__ hidde
         for (int j = 0; j < V; j++) sum[j] = 0.0f, ws[j] = 0.0f, mx[j] = -INFINITY;
         const int c = c_base + V * lane;
         if (c < dim) {
+            /* Unrolled so that several rows' loads are in flight per lane; the
+             * accumulation order stays t ascending. */
+#pragma unroll 4
             for (int t = k + warp; t < len; t += POOL_WARPS) {
                 float a[V];
                 emb_ldv<T, V>(h + (size_t)t * dim + c, a);
