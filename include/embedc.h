@@ -114,6 +114,17 @@ typedef struct {
     int devices;                /* device workers that took part */
     uint64_t device_tokens[EMB_MAX_DEVICES];   /* tokens computed by each worker */
     uint64_t oov;               /* static models: words (model2vec: unknown tokens) dropped */
+    /* Host pipeline time in seconds, summed over the call's windows (the
+     * engine's chunks: up to 4096 documents, read and tokenized together).
+     * Producer thread: */
+    uint64_t windows;
+    double read_seconds;        /* reading the documents */
+    double tokenize_seconds;    /* the tokenizer pool */
+    /* Calling thread; these four add up to its time in the pipeline loop: */
+    double wait_seconds;        /* waiting for a tokenized window */
+    double batch_seconds;       /* the batcher: sorting, packing batches, scattering vectors */
+    double encode_seconds;      /* inside the backends' encode (device workers) */
+    double write_seconds;       /* finiteness check and the writer */
 } emb_encode_stats;
 
 /* Embeds n texts (lens[i] bytes each; lens may be NULL for NUL-terminated

@@ -57,6 +57,42 @@ template <typename T> __device__ __forceinline__ void emb_st2(T *p, float a, flo
     *reinterpret_cast<emb_pair<T> *>(p) = v;
 }
 
+/* V adjacent elements in one access: 16 bytes (8 halves, 4 floats) where the
+ * row width and the pointers allow (EMB_VEC16 and emb_vec_ok), else pairs.
+ * The memory-bound kernels are templated on V so that one body serves both. */
+template <typename T, int V> struct alignas(V * sizeof(T)) emb_vec { T x[V]; };
+
+template <typename T, int V>
+__device__ __forceinline__ void emb_ldv(const T *p, float (&f)[V]) {
+    emb_vec<T, V> v = *reinterpret_cast<const emb_vec<T, V> *>(p);
+#pragma unroll
+    for (int j = 0; j < V; j++) f[j] = emb_elem<T>::to_f(v.x[j]);
+}
+template <typename T, int V>
+__device__ __forceinline__ void emb_stv(T *p, const float (&f)[V]) {
+    emb_vec<T, V> v;
+#pragma unroll
+    for (int j = 0; j < V; j++) v.x[j] = emb_elem<T>::from_f(f[j]);
+    *reinterpret_cast<emb_vec<T, V> *>(p) = v;
+}
+
+/* Elements of T in a 16-byte access. */
+#define EMB_VEC16(T) ((int)(16 / sizeof(T)))
+
+/* True when width is a multiple of V elements of esz bytes and every pointer
+ * given (NULL ones are skipped) is aligned to V * esz bytes: rows of such a
+ * width then all start aligned too. */
+static inline bool emb_vec_ok(size_t width, int V, size_t esz, const void *p0,
+                              const void *p1 = nullptr, const void *p2 = nullptr,
+                              const void *p3 = nullptr, const void *p4 = nullptr,
+                              const void *p5 = nullptr) {
+    const void *ps[] = {p0, p1, p2, p3, p4, p5};
+    if (width % (size_t)V) return false;
+    for (const void *p : ps)
+        if ((uintptr_t)p % ((size_t)V * esz)) return false;
+    return true;
+}
+
 __device__ __forceinline__ float emb_warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(EMB_FULL_MASK, v, o);
     return v;
@@ -129,24 +165,46 @@ __host__ __device__ static inline int emb_row_threads(int dim) {
     return t;
 }
 
-template <int P>
-__device__ __forceinline__ void emb_row_layernorm_stats(const float (&v)[P][2], int pairs, int dim,
+/* Threads for a row of nvec vectors, `per` vectors per thread at most
+ * (the vector paths: one 16-byte vector of halves or two of floats). */
+__host__ __device__ static inline int emb_row_threads_vec(int nvec, int per) {
+    int t = (nvec + per - 1) / per;
+    t = (t + 31) / 32 * 32;
+    if (t < 32) t = 32;
+    if (t > 1024) t = 1024;
+    return t;
+}
+
+/* v[i] holds vector threadIdx.x + i * blockDim.x of the row (nvec vectors of
+ * V elements; V = 2 is the pair layout). */
+template <int P, int V>
+__device__ __forceinline__ void emb_row_layernorm_stats(const float (&v)[P][V], int nvec, int dim,
                                                         float eps, float *red, float &mean,
                                                         float &rstd) {
     float s = 0.0f;
 #pragma unroll
     for (int i = 0; i < P; i++) {
         int p = threadIdx.x + i * blockDim.x;
-        if (p < pairs) s += v[i][0] + v[i][1];
+        if (p < nvec) {
+            float t = 0.0f;
+#pragma unroll
+            for (int j = 0; j < V; j++) t += v[i][j];
+            s += t;
+        }
     }
     mean = emb_block_sum(s, red) / (float)dim;
     float q = 0.0f;
 #pragma unroll
     for (int i = 0; i < P; i++) {
         int p = threadIdx.x + i * blockDim.x;
-        if (p < pairs) {
-            float a = v[i][0] - mean, b = v[i][1] - mean;
-            q += a * a + b * b;
+        if (p < nvec) {
+            float t = 0.0f;
+#pragma unroll
+            for (int j = 0; j < V; j++) {
+                float a = v[i][j] - mean;
+                t += a * a;
+            }
+            q += t;
         }
     }
     float var = emb_block_sum(q, red) / (float)dim;

@@ -3,81 +3,99 @@
  * + LayerNorm (BERT's post-attention and post-FFN step, so the GEMM output is
  * read once and the residual stream written once), and RMSNorm with an
  * optional residual for the pre-norm architectures that come later. One CTA
- * per row, values in registers, fp32 statistics.
+ * per row, values in registers, fp32 statistics; 16-byte loads and stores
+ * (8 halves) when the width is a multiple of 16 bytes and the rows aligned,
+ * element pairs otherwise (odd widths such as 34, offset buffers).
  * CPU twins: cpu_bias_residual_layernorm, cpu_rmsnorm.
  */
 #include "common.cuh"
 
-/* Reads row r of x (+ bias + residual) into v; returns nothing, the caller
- * owns v. Shared by both norms so they load the same way. */
-template <typename T>
-__device__ __forceinline__ void load_row_sum(float (&v)[EMB_ROW_PAIRS][2], const T *x,
-                                             const T *bias, const T *residual, int dim) {
+/* Each thread keeps NV vectors of V elements of its row in registers (8
+ * floats either way): V = 16 / sizeof(T) when the width and the pointers
+ * allow 16-byte accesses, V = 2 (pairs) otherwise. */
+template <int V> struct norm_slots { enum { NV = 2 * EMB_ROW_PAIRS / V }; };
+
+/* Reads row r of x (+ bias + residual) into v; the caller owns v. Shared by
+ * both norms so they load the same way. */
+template <typename T, int V, int NV>
+__device__ __forceinline__ void load_row_sum(float (&v)[NV][V], const T *x, const T *bias,
+                                             const T *residual, int dim) {
 #pragma unroll
-    for (int i = 0; i < EMB_ROW_PAIRS; i++) {
-        int c = 2 * (threadIdx.x + i * blockDim.x);
-        v[i][0] = v[i][1] = 0.0f;
+    for (int i = 0; i < NV; i++) {
+        int c = V * (threadIdx.x + i * blockDim.x);
+#pragma unroll
+        for (int j = 0; j < V; j++) v[i][j] = 0.0f;
         if (c < dim) {
-            float a, b;
-            emb_ld2(x + c, v[i][0], v[i][1]);
+            float a[V];
+            emb_ldv<T, V>(x + c, v[i]);
             if (bias) {
-                emb_ld2(bias + c, a, b);
-                v[i][0] += a;
-                v[i][1] += b;
+                emb_ldv<T, V>(bias + c, a);
+#pragma unroll
+                for (int j = 0; j < V; j++) v[i][j] += a[j];
             }
             if (residual) {
-                emb_ld2(residual + c, a, b);
-                v[i][0] += a;
-                v[i][1] += b;
+                emb_ldv<T, V>(residual + c, a);
+#pragma unroll
+                for (int j = 0; j < V; j++) v[i][j] += a[j];
             }
         }
     }
 }
 
-template <typename T>
+template <typename T, int V>
 __global__ void bias_residual_layernorm_kernel(T *out, const T *x, const T *__restrict__ bias,
                                                const T *residual, const T *__restrict__ g,
                                                const T *__restrict__ b, int dim, float eps) {
+    enum { NV = norm_slots<V>::NV };
     EMB_SHARED(float, red, 33);
     const size_t row = blockIdx.x;
-    float v[EMB_ROW_PAIRS][2];
-    load_row_sum(v, x + row * dim, bias, residual ? residual + row * dim : nullptr, dim);
+    float v[NV][V];
+    load_row_sum<T, V, NV>(v, x + row * dim, bias, residual ? residual + row * dim : nullptr, dim);
     float mean, rstd;
-    emb_row_layernorm_stats(v, dim / 2, dim, eps, red, mean, rstd);
+    emb_row_layernorm_stats(v, dim / V, dim, eps, red, mean, rstd);
     T *o = out + row * dim;
 #pragma unroll
-    for (int i = 0; i < EMB_ROW_PAIRS; i++) {
-        int c = 2 * (threadIdx.x + i * blockDim.x);
+    for (int i = 0; i < NV; i++) {
+        int c = V * (threadIdx.x + i * blockDim.x);
         if (c < dim) {
-            float g0, g1, b0 = 0.0f, b1 = 0.0f;
-            emb_ld2(g + c, g0, g1);
-            if (b) emb_ld2(b + c, b0, b1);   /* LayerNorm without bias (ModernBERT-style) */
-            emb_st2(o + c, (v[i][0] - mean) * rstd * g0 + b0, (v[i][1] - mean) * rstd * g1 + b1);
+            float gv[V], bv[V] = {}, y[V];
+            emb_ldv<T, V>(g + c, gv);
+            if (b) emb_ldv<T, V>(b + c, bv);   /* LayerNorm without bias (ModernBERT-style) */
+#pragma unroll
+            for (int j = 0; j < V; j++) y[j] = (v[i][j] - mean) * rstd * gv[j] + bv[j];
+            emb_stv<T, V>(o + c, y);
         }
     }
 }
 
-template <typename T>
+template <typename T, int V>
 __global__ void rmsnorm_kernel(T *out, const T *x, const T *residual, const T *__restrict__ g,
                                int dim, float eps) {
+    enum { NV = norm_slots<V>::NV };
     EMB_SHARED(float, red, 33);
     const size_t row = blockIdx.x;
-    float v[EMB_ROW_PAIRS][2];
-    load_row_sum(v, x + row * dim, (const T *)nullptr, residual ? residual + row * dim : nullptr,
-                 dim);
+    float v[NV][V];
+    load_row_sum<T, V, NV>(v, x + row * dim, (const T *)nullptr,
+                           residual ? residual + row * dim : nullptr, dim);
     float q = 0.0f;
 #pragma unroll
-    for (int i = 0; i < EMB_ROW_PAIRS; i++)
-        q += v[i][0] * v[i][0] + v[i][1] * v[i][1];   /* unused slots hold 0 */
+    for (int i = 0; i < NV; i++) {
+        float t = 0.0f;   /* unused slots hold 0 */
+#pragma unroll
+        for (int j = 0; j < V; j++) t += v[i][j] * v[i][j];
+        q += t;
+    }
     const float rrms = 1.0f / sqrtf(emb_block_sum(q, red) / (float)dim + eps);
     T *o = out + row * dim;
 #pragma unroll
-    for (int i = 0; i < EMB_ROW_PAIRS; i++) {
-        int c = 2 * (threadIdx.x + i * blockDim.x);
+    for (int i = 0; i < NV; i++) {
+        int c = V * (threadIdx.x + i * blockDim.x);
         if (c < dim) {
-            float g0, g1;
-            emb_ld2(g + c, g0, g1);
-            emb_st2(o + c, v[i][0] * rrms * g0, v[i][1] * rrms * g1);
+            float gv[V], y[V];
+            emb_ldv<T, V>(g + c, gv);
+#pragma unroll
+            for (int j = 0; j < V; j++) y[j] = v[i][j] * rrms * gv[j];
+            emb_stv<T, V>(o + c, y);
         }
     }
 }
@@ -87,6 +105,22 @@ static bool norm_dim_ok(int rows, int dim) {
            dim <= 2 * EMB_ROW_PAIRS * 1024;
 }
 
+/* Launches KERNEL<T, V> with V = 16 bytes of T when vec16 holds, else pairs
+ * (the pair path keeps emb_row_threads: two pairs per thread on short rows). */
+#define NORM_LAUNCH(KERNEL, T, vec16, rows, dim, stream, ...)                                   \
+    do {                                                                                        \
+        enum { V_ = EMB_VEC16(T) };                                                             \
+        auto KERNEL##_v = KERNEL<T, V_>;                                                        \
+        auto KERNEL##_pairs = KERNEL<T, 2>;                                                     \
+        if (vec16)                                                                              \
+            EMB_LAUNCH(KERNEL##_v, dim3(rows),                                                  \
+                       dim3(emb_row_threads_vec((dim) / V_, norm_slots<V_>::NV)), 0, stream)(   \
+                __VA_ARGS__);                                                                   \
+        else                                                                                    \
+            EMB_LAUNCH(KERNEL##_pairs, dim3(rows), dim3(emb_row_threads(dim)), 0, stream)(      \
+                __VA_ARGS__);                                                                   \
+    } while (0)
+
 extern "C" cudaError_t emb_launch_bias_residual_layernorm(void *out, emb_kdtype dt, const void *x,
                                                           const void *bias, const void *residual,
                                                           const void *g, const void *b, int rows,
@@ -95,9 +129,10 @@ extern "C" cudaError_t emb_launch_bias_residual_layernorm(void *out, emb_kdtype 
     if (!norm_dim_ok(rows, dim)) return cudaErrorInvalidValue;
     if (rows == 0) return cudaSuccess;
     EMB_DISPATCH_DT(dt, T,
-        EMB_LAUNCH(bias_residual_layernorm_kernel<T>, dim3(rows), dim3(emb_row_threads(dim)), 0,
-                   stream)((T *)out, (const T *)x, (const T *)bias, (const T *)residual,
-                           (const T *)g, (const T *)b, dim, eps));
+        const bool vec16 = emb_vec_ok(dim, EMB_VEC16(T), sizeof(T), out, x, bias, residual, g, b);
+        NORM_LAUNCH(bias_residual_layernorm_kernel, T, vec16, rows, dim, stream, (T *)out,
+                    (const T *)x, (const T *)bias, (const T *)residual, (const T *)g,
+                    (const T *)b, dim, eps));
     return emb_launch_status();
 }
 
@@ -107,7 +142,8 @@ extern "C" cudaError_t emb_launch_rmsnorm(void *out, emb_kdtype dt, const void *
     if (!norm_dim_ok(rows, dim)) return cudaErrorInvalidValue;
     if (rows == 0) return cudaSuccess;
     EMB_DISPATCH_DT(dt, T,
-        EMB_LAUNCH(rmsnorm_kernel<T>, dim3(rows), dim3(emb_row_threads(dim)), 0, stream)(
-            (T *)out, (const T *)x, (const T *)residual, (const T *)g, dim, eps));
+        const bool vec16 = emb_vec_ok(dim, EMB_VEC16(T), sizeof(T), out, x, residual, g);
+        NORM_LAUNCH(rmsnorm_kernel, T, vec16, rows, dim, stream, (T *)out, (const T *)x,
+                    (const T *)residual, (const T *)g, dim, eps));
     return emb_launch_status();
 }

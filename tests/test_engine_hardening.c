@@ -4,7 +4,8 @@
  * ones; the error policy names the input number), invalid UTF-8 in prompts
  * repaired, documents with no tokens at all (a tokenizer without specials)
  * embedded as zero vectors instead of failing the job, and tokenize on a
- * directory holding only tokenizer.json.
+ * directory holding only tokenizer.json; and (issue 16) the host pipeline
+ * timings of emb_encode_stats.
  */
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
@@ -452,5 +453,37 @@ Test(hard_engine, inf_vector_window_is_never_written) {
     cr_assert(strstr(err.message, "document 5 (id row-50):") && strstr(err.message, "Inf") &&
                   strstr(err.message, "documents 4..7"), "%s", err.message);
     cr_assert_eq(w.written, 4, "documents 0..3 written, 4..7 not (%llu written)", (unsigned long long)w.written);
+    emb_model_free(m);
+}
+
+/* ---- host pipeline timings (issue 16) ------------------------------------ */
+
+/* emb_encode_stats' host timings are there for every window, never negative,
+ * and the calling thread's four parts add up to no more than the call. */
+Test(hard_engine, host_pipeline_timings_consistent) {
+    emb_model *m = load(need_model());
+    int dim = emb_model_dim(m, NULL);
+    const char *texts[10];
+    for (int i = 0; i < 10; i++) texts[i] = i % 2 ? "a short document" : "another, somewhat longer document here";
+    float *out = malloc(10 * (size_t)dim * sizeof(float));
+    emb_encode_options o = emb_encode_default_options();
+    eng_run_options ro = {0};
+    ro.window_docs = 4;   /* 4 + 4 + 2: three windows */
+    emb_encode_stats st;
+    emb_error err = {0};
+    const double t0 = eng_now_s();
+    cr_assert_eq(eng_encode_array(m, texts, NULL, 10, &o, &ro, out, &st, &err), EMB_OK, "%s", err.message);
+    const double wall = eng_now_s() - t0;
+    cr_assert_eq(st.windows, 3);
+    const double parts[] = {st.read_seconds, st.tokenize_seconds, st.wait_seconds, st.batch_seconds,
+                            st.encode_seconds, st.write_seconds};
+    for (int i = 0; i < 6; i++) cr_assert(parts[i] >= 0.0 && isfinite(parts[i]), "part %d: %g", i, parts[i]);
+    cr_assert_gt(st.encode_seconds, 0.0);
+    cr_assert_gt(st.tokenize_seconds, 0.0);
+    const double loop = st.wait_seconds + st.batch_seconds + st.encode_seconds + st.write_seconds;
+    cr_assert_leq(loop, wall, "calling thread parts %g s > the call's %g s", loop, wall);
+    cr_assert_leq(st.read_seconds + st.tokenize_seconds, wall, "producer %g s > the call's %g s",
+                  st.read_seconds + st.tokenize_seconds, wall);
+    free(out);
     emb_model_free(m);
 }

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <utf8proc.h>
 
@@ -537,6 +538,12 @@ emb_status eng_check_ids(const emb_model *m, const tok_encoding *enc, emb_error 
 
 /* ---- the pipeline ----------------------------------------------------- */
 
+double eng_now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 typedef struct {
     size_t n;                  /* documents in the window */
     uint64_t first;            /* index of its first document */
@@ -545,6 +552,7 @@ typedef struct {
     char **text;               /* copies of the documents' bytes */
     size_t *text_len;
     uint64_t tokens, truncated, invalid_utf8, cut, empty, oov;
+    double read_s, tokenize_s; /* producer time on this window */
     int eof;                   /* the reader is exhausted after this window */
     emb_status st;
     emb_error err;
@@ -694,8 +702,12 @@ static void *producer(void *arg) {
         w->first = next;
         w->st = EMB_OK;
         w->eof = 0;
+        const double t0 = eng_now_s();
         fill_window(p, w);
+        const double t1 = eng_now_s();
         if (w->st == EMB_OK && w->n) tokenize_window(p, w);
+        w->read_s = t1 - t0;
+        w->tokenize_s = eng_now_s() - t1;
         next += w->n;
         pthread_mutex_lock(&p->mu);
         p->ready[k] = 1;
@@ -720,10 +732,11 @@ static int cmp_len_desc(const void *a, const void *b, void *lens) {
     return *(const int32_t *)a - *(const int32_t *)b;   /* stable: input order */
 }
 
+/* *encode_s accumulates the time spent inside the backend's encode. */
 static emb_status encode_window(eng_pipe *p, eng_window *w, const emb_job *job,
                                 size_t batch_tokens, eng_scratch *s, const eng_run_options *ro,
                                 uint64_t *docs_done, uint64_t *tokens_done, double *flops,
-                                emb_error *err) {
+                                double *encode_s, emb_error *err) {
     emb_model *m = p->m;
     size_t maxlen = (size_t)m->max_length;
     for (size_t i = 0; i < w->n; i++) s->order[i] = (int32_t)i;
@@ -760,7 +773,9 @@ static emb_status encode_window(eng_pipe *p, eng_window *w, const emb_job *job,
         }
         emb_batch b = {s->ids, s->types, s->cu, p->prompt.skip ? s->skip : NULL,
                        (int)nseq, (int)total, max_seqlen};
+        const double t0 = eng_now_s();
         emb_status st = m->be->encode(m->be, &b, job, s->bout, err);
+        *encode_s += eng_now_s() - t0;
         if (st != EMB_OK)
             return emb_fail_prefix(err, "documents %llu..%llu",
                                    (unsigned long long)(w->first), (unsigned long long)(w->first + w->n - 1));
@@ -804,7 +819,7 @@ static void *worker_main(void *arg) {
 static emb_status encode_window_multi(eng_pipe *p, eng_window *w, const emb_job *job,
                                       eng_scratch *s, int nworkers, const eng_run_options *ro,
                                       uint64_t *docs_done, uint64_t *tokens_done, double *flops,
-                                      uint64_t *worker_tokens, emb_error *err) {
+                                      uint64_t *worker_tokens, double *encode_s, emb_error *err) {
     emb_model *m = p->m;
     size_t maxlen = (size_t)m->max_length, dim = (size_t)job->out_dim;
     uint64_t load[EMB_MAX_DEVICES] = {0};
@@ -852,6 +867,7 @@ static emb_status encode_window_multi(eng_pipe *p, eng_window *w, const emb_job 
     }
     pthread_t th[EMB_MAX_DEVICES];
     int started[EMB_MAX_DEVICES] = {0};
+    const double t0 = eng_now_s();
     for (int k = 1; k < nworkers; k++)
         started[k] = pthread_create(&th[k], NULL, worker_main, &task[k]) == 0;
     worker_main(&task[0]);
@@ -859,6 +875,7 @@ static emb_status encode_window_multi(eng_pipe *p, eng_window *w, const emb_job 
         if (started[k]) pthread_join(th[k], NULL);
         else worker_main(&task[k]);     /* no thread to be had: run it here */
     }
+    *encode_s += eng_now_s() - t0;
     for (int k = 0; k < nworkers; k++)
         if (task[k].st != EMB_OK) {
             if (err) *err = task[k].err;
@@ -990,9 +1007,11 @@ emb_status eng_run(emb_model *m, const emb_encode_options *opts, const eng_run_o
 
     uint64_t docs_done = 0, tokens_done = 0;
     for (int k = 0;; k ^= 1) {
+        double t0 = eng_now_s();
         pthread_mutex_lock(&p.mu);
         while (!p.ready[k]) pthread_cond_wait(&p.cv, &p.mu);
         pthread_mutex_unlock(&p.mu);
+        tot.wait_seconds += eng_now_s() - t0;
         eng_window *w = &p.win[k];
         int last = w->eof || w->st != EMB_OK;
         if (w->st != EMB_OK) {
@@ -1000,17 +1019,28 @@ emb_status eng_run(emb_model *m, const emb_encode_options *opts, const eng_run_o
             if (err) *err = w->err;
         }
         if (st == EMB_OK && w->n) {
+            /* Batcher time is the window's consumer time outside encode,
+             * check and write: sorting, packing, scattering back. */
+            double enc = 0.0;
+            t0 = eng_now_s();
             if (nworkers > 1) {
                 st = encode_window_multi(&p, w, &job, &s, nworkers, ropts, &docs_done, &tokens_done,
-                                         &tot.flops, tot.device_tokens, err);
+                                         &tot.flops, tot.device_tokens, &enc, err);
             } else {
                 uint64_t before = tokens_done;
                 st = encode_window(&p, w, &job, batch_tokens, &s, ropts, &docs_done, &tokens_done,
-                                   &tot.flops, err);
+                                   &tot.flops, &enc, err);
                 tot.device_tokens[0] += tokens_done - before;
             }
+            const double t1 = eng_now_s();
             if (st == EMB_OK) st = check_finite(m, ropts, s.vec, w->first, w->n, job.out_dim, err);
             if (st == EMB_OK) st = write(write_ud, w->first, w->n, s.vec, job.out_dim, err);
+            tot.windows++;
+            tot.encode_seconds += enc;
+            tot.batch_seconds += t1 - t0 - enc;
+            tot.write_seconds += eng_now_s() - t1;
+            tot.read_seconds += w->read_s;
+            tot.tokenize_seconds += w->tokenize_s;
             tot.documents += w->n;
             tot.tokens += w->tokens;
             tot.truncated += w->truncated;

@@ -92,6 +92,9 @@ typedef struct {
 } eng_range_reader;
 int eng_range_read(void *ud, const char **text, size_t *len, emb_error *err);
 
+/* Seconds on the monotonic clock (for the pipeline's timings). */
+double eng_now_s(void);
+
 emb_status eng_run(emb_model *m, const emb_encode_options *opts, const eng_run_options *ropts,
                    eng_read_fn read, void *read_ud, eng_write_fn write, void *write_ud,
                    emb_encode_stats *stats, emb_error *err);

@@ -83,6 +83,13 @@ class EncodeStats(Structure):
         ("devices", c_int),
         ("device_tokens", c_uint64 * 64),
         ("oov", c_uint64),
+        ("windows", c_uint64),
+        ("read_seconds", c_double),
+        ("tokenize_seconds", c_double),
+        ("wait_seconds", c_double),
+        ("batch_seconds", c_double),
+        ("encode_seconds", c_double),
+        ("write_seconds", c_double),
     ]
 
 

@@ -76,6 +76,20 @@ static inline void *kt_upload(const float *x, size_t n, emb_kdtype dt) {
     return d;
 }
 
+/* kt_upload at an offset of `off` elements into a fresh buffer: off = 2 (a
+ * 4- or 8-byte shift) takes the kernels off their 16-byte vector paths.
+ * Free with kt_free_at. */
+static inline void *kt_upload_at(const float *x, size_t n, emb_kdtype dt, int off) {
+    float *padded = calloc(n + (size_t)off + 1, sizeof *padded);
+    memcpy(padded + off, x, n * sizeof *x);
+    char *d = kt_upload(padded, n + (size_t)off, dt);
+    free(padded);
+    return d + (size_t)off * kt_esz(dt);
+}
+static inline void kt_free_at(void *d, emb_kdtype dt, int off) {
+    if (d) cudaFree((char *)d - (size_t)off * kt_esz(dt));
+}
+
 static inline void *kt_upload_bytes(const void *x, size_t bytes) {
     void *d = NULL;
     KT_CHECK(cudaMalloc(&d, bytes ? bytes : 1));

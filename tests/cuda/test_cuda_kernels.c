@@ -182,6 +182,22 @@ Test(cuda_kernels, add) {
         cudaFree(a.x); cudaFree(a.y);
         free(x); free(y); free(ref); free(got);
     }
+    /* Lengths off the 16-byte path (pairs) and a shifted y (pairs at a multiple of 8). */
+    static const size_t ns[] = {2, 6, 1004, 1000};
+    for (int i = 0; i < 4; i++) {
+        const emb_kdtype dt = DTS[i % 2];
+        const size_t n = ns[i];
+        const int off = i == 3 ? 2 : 0;
+        float *x = kt_rand(n, 2.0f, dt), *y = kt_rand(n, 2.0f, dt), *ref = malloc(n * sizeof *ref);
+        for (size_t j = 0; j < n; j++) ref[j] = x[j] + y[j];
+        add_args a = {kt_poisoned(n * 2), kt_upload_at(y, n, dt, off), x, dt, n};
+        kt_run_orders(add_launch, &a, a.x, n * 2);
+        float *got = kt_download(a.x, n, dt), atol, rtol;
+        kt_tol(dt, &atol, &rtol);
+        kt_compare("add (pairs)", got, ref, n, atol, rtol);
+        cudaFree(a.x); kt_free_at(a.y, dt, off);
+        free(x); free(y); free(ref); free(got);
+    }
     cr_assert_eq(emb_launch_add(NULL, EMB_KDT_F16, NULL, 3, 0), cudaErrorInvalidValue);
 }
 
@@ -218,8 +234,10 @@ static void norm_launch_oop(void *ud) {
                                                     a->b, a->rows, a->dim, 1e-12f, 0));
 }
 
-/* rms: 0 LayerNorm, 1 RMSNorm, 2 LayerNorm without its bias b (b == NULL). */
-static void norm_case(emb_kdtype dt, int rows, int dim, int rms, int with_bias, int with_res) {
+/* rms: 0 LayerNorm, 1 RMSNorm, 2 LayerNorm without its bias b (b == NULL).
+ * off: x shifted by that many elements (off 16-byte alignment: the pair path). */
+static void norm_case_at(emb_kdtype dt, int rows, int dim, int rms, int with_bias, int with_res,
+                         int off) {
     const size_t n = (size_t)rows * dim;
     const int no_beta = rms == 2;
     if (no_beta) rms = 0;
@@ -230,14 +248,14 @@ static void norm_case(emb_kdtype dt, int rows, int dim, int rms, int with_bias, 
     memcpy(ref, x, n * sizeof *ref);
     if (rms) cpu_rmsnorm(ref, with_res ? res : NULL, g, rows, dim, 1e-6f);
     else cpu_bias_residual_layernorm(ref, with_bias ? bias : NULL, with_res ? res : NULL, g, b, rows, dim, 1e-12f);
-    norm_args a = {kt_poisoned(n * kt_esz(dt)), kt_upload(x, n, dt),
+    norm_args a = {kt_poisoned(n * kt_esz(dt)), kt_upload_at(x, n, dt, off),
                    with_bias ? kt_upload(bias, dim, dt) : NULL, with_res ? kt_upload(res, n, dt) : NULL,
                    kt_upload(g, dim, dt), no_beta ? NULL : kt_upload(b, dim, dt), x, dt, rows, dim, rms};
     float atol, rtol;
     kt_tol(dt, &atol, &rtol);
     char what[96];
-    snprintf(what, sizeof what, "%s %s rows=%d dim=%d bias=%d res=%d", rms ? "rmsnorm" : "layernorm",
-             dt_name(dt), rows, dim, with_bias, with_res);
+    snprintf(what, sizeof what, "%s %s rows=%d dim=%d bias=%d res=%d off=%d", rms ? "rmsnorm" : "layernorm",
+             dt_name(dt), rows, dim, with_bias, with_res, off);
     kt_run_orders(norm_launch_oop, &a, a.out, n * kt_esz(dt));
     float *got = kt_download(a.out, n, dt);
     kt_compare(what, got, ref, n, atol, rtol);
@@ -246,8 +264,12 @@ static void norm_case(emb_kdtype dt, int rows, int dim, int rms, int with_bias, 
     got = kt_download(a.x, n, dt);
     kt_compare(what, got, ref, n, atol, rtol);
     free(got);
-    cudaFree(a.out); cudaFree(a.x); cudaFree(a.bias); cudaFree(a.res); cudaFree(a.g); cudaFree(a.b);
+    cudaFree(a.out); kt_free_at(a.x, dt, off); cudaFree(a.bias); cudaFree(a.res); cudaFree(a.g); cudaFree(a.b);
     free(x); free(res); free(bias); free(g); free(b); free(ref);
+}
+
+static void norm_case(emb_kdtype dt, int rows, int dim, int rms, int with_bias, int with_res) {
+    norm_case_at(dt, rows, dim, rms, with_bias, with_res, 0);
 }
 
 Test(cuda_kernels, bias_residual_layernorm) {
@@ -265,6 +287,19 @@ Test(cuda_kernels, rmsnorm) {
     for (int di = 0; di < 2; di++)
         for (int r = 0; r < NAWK; r++) norm_case(DTS[di], AWKWARD[r], 384, 1, 0, r % 2);
     norm_case(EMB_KDT_BF16, 31, 4096, 1, 0, 1);
+}
+
+/* Widths on and off the 16-byte path: multiples of 8 (vectors of 8 halves),
+ * 1004 (4 floats but not 8 halves), 2 and 34 (pairs only), the largest
+ * width; each also with x shifted off alignment (pairs at the same width). */
+Test(cuda_kernels, norms_vector_and_pair_paths) {
+    static const int dims[] = {2, 8, 24, 34, 1000, 1004, 8192};
+    for (int i = 0; i < 7; i++)
+        for (int off = 0; off <= 2; off += 2) {
+            const emb_kdtype dt = i == 5 ? EMB_KDT_F32 : DTS[(i + off / 2) % 2];
+            const int rows = dims[i] == 8192 ? 3 : AWKWARD[(i + off) % NAWK];
+            norm_case_at(dt, rows, dims[i], i % 3, i % 2, 1, off);
+        }
 }
 
 /* ---- bias + activation, gated activations ------------------------------- */
@@ -292,7 +327,9 @@ static void act_launch(void *ud) {
     }
 }
 
-static void act_case(emb_kdtype dt, int rows, int cols, int act, int gated) {
+/* off: x shifted by that many elements (the pair path). Returns the output
+ * (caller frees). */
+static float *act_case_at(emb_kdtype dt, int rows, int cols, int act, int gated, int off) {
     const size_t nin = (size_t)rows * cols * (gated ? 2 : 1), nout = (size_t)rows * cols;
     float *x = kt_rand(nin, 3.0f, dt), *bias = kt_rand(cols, 0.5f, dt);
     float *ref = malloc(nin * sizeof *ref);
@@ -301,18 +338,43 @@ static void act_case(emb_kdtype dt, int rows, int cols, int act, int gated) {
         memcpy(ref, x, nin * sizeof *ref);
         cpu_bias_act(ref, bias, rows, cols, act);
     }
-    act_args a = {kt_upload(x, nin, dt), gated ? kt_poisoned(nout * kt_esz(dt)) : NULL,
+    act_args a = {kt_upload_at(x, nin, dt, off), gated ? kt_poisoned(nout * kt_esz(dt)) : NULL,
                   kt_upload(bias, cols, dt), x, dt, rows, cols, act, gated};
     void *res = gated ? a.out : a.x;
     kt_run_orders(act_launch, &a, res, nout * kt_esz(dt));
     float *got = kt_download(res, nout, dt), atol, rtol;
     kt_tol(dt, &atol, &rtol);
     char what[96];
-    snprintf(what, sizeof what, "%s act=%d %s rows=%d cols=%d", gated ? "gated" : "bias_act", act,
-             dt_name(dt), rows, cols);
+    snprintf(what, sizeof what, "%s act=%d %s rows=%d cols=%d off=%d", gated ? "gated" : "bias_act", act,
+             dt_name(dt), rows, cols, off);
     kt_compare(what, got, ref, nout, atol, rtol);
-    cudaFree(a.x); cudaFree(a.out); cudaFree(a.bias);
-    free(x); free(bias); free(ref); free(got);
+    kt_free_at(a.x, dt, off); cudaFree(a.out); cudaFree(a.bias);
+    free(x); free(bias); free(ref);
+    return got;
+}
+
+static void act_case(emb_kdtype dt, int rows, int cols, int act, int gated) {
+    free(act_case_at(dt, rows, cols, act, gated, 0));
+}
+
+/* Elementwise work is the same arithmetic per element on both paths: the
+ * 16-byte path and the pair path (x shifted) must agree bit for bit, at
+ * widths that are and are not multiples of 8. */
+Test(cuda_kernels, act_vector_and_pair_paths) {
+    static const int cols[] = {2, 6, 8, 40, 1000, 1004, 3072};
+    for (int i = 0; i < 7; i++)
+        for (int gated = 0; gated < 2; gated++) {
+            const emb_kdtype dt = i == 5 ? EMB_KDT_F32 : DTS[(i + gated) % 2];
+            const int rows = AWKWARD[(i + gated) % 4], act = gated ? EMB_KACT_SILU : EMB_KACT_GELU;
+            const uint64_t seed = kt_rng;
+            float *vec = act_case_at(dt, rows, cols[i], act, gated, 0);
+            kt_rng = seed;
+            float *pairs = act_case_at(dt, rows, cols[i], act, gated, 2);
+            cr_assert(!memcmp(vec, pairs, (size_t)rows * cols[i] * sizeof *vec),
+                      "%s cols=%d: 16-byte and pair paths differ", gated ? "gated" : "bias_act", cols[i]);
+            free(vec);
+            free(pairs);
+        }
 }
 
 Test(cuda_kernels, bias_act) {
@@ -671,35 +733,45 @@ static int popc(int m) {
     return n;
 }
 
-static void pool_case(emb_kdtype dt, int modes, int use_skip, int trunc, int normalize, int quant) {
-    const int lens[] = {1, 31, 33, 127, 5, 2}, nseq = 6, dim = 384;
+typedef struct {
+    const int *lens;
+    const int32_t *skip;   /* NULL: no prompt tokens excluded */
+    int nseq, dim, off;    /* off: hidden shifted by that many elements (pair path) */
+} pool_shape;
+
+/* Pools one batch on the device, checks it against cpu_pool (+ truncation,
+ * normalization, quantization) and returns the fp32 rows for bit-identity
+ * checks between paths (caller frees). */
+static float *pool_run(emb_kdtype dt, const pool_shape *sh, int modes, int trunc, int normalize,
+                       int quant) {
+    const int nseq = sh->nseq, dim = sh->dim;
     int total, maxlen;
-    int32_t *cu = make_cu(lens, nseq, &total, &maxlen);
-    int32_t skip[6] = {0, 3, 33, 1, 0, 1};    /* 33 of 33: nothing kept */
+    int32_t *cu = make_cu(sh->lens, nseq, &total, &maxlen);
     const int width = dim * popc(modes), out_dim = trunc ? trunc : width;
     float *h = kt_rand((size_t)total * dim, 2.0f, dt);
     float *full = malloc((size_t)nseq * width * sizeof *full);
-    cpu_pool(full, h, cu, nseq, dim, modes, use_skip ? skip : NULL);
+    cpu_pool(full, h, cu, nseq, dim, modes, sh->skip);
     float *ref = malloc((size_t)nseq * out_dim * sizeof *ref);
     for (int s = 0; s < nseq; s++) memcpy(ref + (size_t)s * out_dim, full + (size_t)s * width, (size_t)out_dim * 4);
     if (normalize) cpu_l2_normalize(ref, nseq, out_dim);
     const size_t qbytes = quant == EMB_KQUANT_BINARY ? (size_t)nseq * ((out_dim + 7) / 8) : (size_t)nseq * out_dim;
-    pool_args a = {kt_poisoned((size_t)nseq * out_dim * 4), kt_upload(h, (size_t)total * dim, dt),
-                   quant ? kt_poisoned(qbytes) : NULL, quant ? kt_poisoned(nseq * 4) : NULL,
-                   kt_upload_bytes(cu, ((size_t)nseq + 1) * 4), use_skip ? kt_upload_bytes(skip, sizeof skip) : NULL,
+    pool_args a = {kt_poisoned((size_t)nseq * out_dim * 4), kt_upload_at(h, (size_t)total * dim, dt, sh->off),
+                   quant ? kt_poisoned(qbytes) : NULL, quant ? kt_poisoned((size_t)nseq * 4) : NULL,
+                   kt_upload_bytes(cu, ((size_t)nseq + 1) * 4),
+                   sh->skip ? kt_upload_bytes(sh->skip, (size_t)nseq * 4) : NULL,
                    dt, nseq, dim, modes, out_dim, normalize, quant};
     kt_run_orders(pool_launch, &a, a.out, (size_t)nseq * out_dim * 4);
     float *got = kt_download(a.out, (size_t)nseq * out_dim, EMB_KDT_F32);
-    char what[96];
-    snprintf(what, sizeof what, "pool %s modes=%#x skip=%d trunc=%d norm=%d", dt_name(dt), modes,
-             use_skip, trunc, normalize);
+    char what[128];
+    snprintf(what, sizeof what, "pool %s dim=%d off=%d modes=%#x skip=%d trunc=%d norm=%d", dt_name(dt),
+             dim, sh->off, modes, sh->skip != NULL, trunc, normalize);
     /* Inputs are exact in both; only fp32 summation order differs. */
     kt_compare(what, got, ref, (size_t)nseq * out_dim, 2e-5f, 2e-5f);
     if (quant) {
         unsigned char *q = malloc(qbytes);
-        float sc[6];
+        float *sc = malloc((size_t)nseq * sizeof *sc);
         KT_CHECK(cudaMemcpy(q, a.qout, qbytes, cudaMemcpyDeviceToHost));
-        KT_CHECK(cudaMemcpy(sc, a.qscale, sizeof sc, cudaMemcpyDeviceToHost));
+        KT_CHECK(cudaMemcpy(sc, a.qscale, (size_t)nseq * 4, cudaMemcpyDeviceToHost));
         for (int s = 0; s < nseq; s++) {
             const float *r = ref + (size_t)s * out_dim;
             if (quant == EMB_KQUANT_BINARY) {
@@ -719,9 +791,19 @@ static void pool_case(emb_kdtype dt, int modes, int use_skip, int trunc, int nor
             }
         }
         free(q);
+        free(sc);
     }
-    cudaFree(a.out); cudaFree(a.hidden); cudaFree(a.qout); cudaFree(a.qscale); cudaFree(a.cu); cudaFree(a.skip);
-    free(cu); free(h); free(full); free(ref); free(got);
+    cudaFree(a.out); kt_free_at(a.hidden, dt, sh->off); cudaFree(a.qout); cudaFree(a.qscale);
+    cudaFree(a.cu); cudaFree(a.skip);
+    free(cu); free(h); free(full); free(ref);
+    return got;
+}
+
+static void pool_case(emb_kdtype dt, int modes, int use_skip, int trunc, int normalize, int quant) {
+    static const int lens[] = {1, 31, 33, 127, 5, 2};
+    static const int32_t skip[] = {0, 3, 33, 1, 0, 1};    /* 33 of 33: nothing kept */
+    const pool_shape sh = {lens, use_skip ? skip : NULL, 6, 384, 0};
+    free(pool_run(dt, &sh, modes, trunc, normalize, quant));
 }
 
 Test(cuda_kernels, pool_modes) {
@@ -740,6 +822,46 @@ Test(cuda_kernels, pool_combined_normalized_truncated) {
     pool_case(EMB_KDT_F16, EMB_POOL_MEAN, 0, 77, 1, EMB_KQUANT_INT8);
     pool_case(EMB_KDT_BF16, EMB_POOL_MEAN, 0, 0, 1, EMB_KQUANT_BINARY);
     pool_case(EMB_KDT_F16, EMB_POOL_CLS, 0, 61, 0, EMB_KQUANT_BINARY);
+}
+
+/* The awkward lengths (an empty sequence too) at widths from 2 to 1024: on the
+ * 16-byte path (widths a multiple of 8 halves / 4 floats) and, with hidden
+ * shifted off 16-byte alignment, on the pair path, which must give the very
+ * same bits (each element is summed in the same order on both). */
+Test(cuda_kernels, pool_sizes_and_paths) {
+    static const int lens[] = {1, 31, 0, 33, 513};
+    static const int32_t skip[] = {0, 30, 0, 2, 100};
+    static const int dims[] = {2, 6, 8, 34, 200, 1000, 1024};
+    const int modes = EMB_POOL_MEAN | EMB_POOL_MAX | EMB_POOL_CLS | EMB_POOL_LAST_TOKEN;
+    for (int i = 0; i < 7; i++) {
+        const emb_kdtype dt = DTS[i % 2];
+        pool_shape sh = {lens, i % 3 ? skip : NULL, 5, dims[i], 0};
+        const uint64_t seed = kt_rng;
+        float *vec = pool_run(dt, &sh, modes, 0, 0, 0);
+        kt_rng = seed;   /* the same inputs */
+        sh.off = 2;
+        float *pairs = pool_run(dt, &sh, modes, 0, 0, 0);
+        const size_t n = (size_t)5 * dims[i] * 4;
+        cr_assert(!memcmp(vec, pairs, n * sizeof *vec), "pool dim=%d: 16-byte and pair paths differ",
+                  dims[i]);
+        free(vec);
+        free(pairs);
+    }
+    const pool_shape f32 = {lens, skip, 5, 36, 0};   /* fp32: 4 floats per 16 bytes */
+    free(pool_run(EMB_KDT_F32, &f32, EMB_POOL_WEIGHTED_MEAN | EMB_POOL_MEAN_SQRT_LEN, 0, 0, 0));
+    const pool_shape wide = {lens + 3, NULL, 2, 1024, 0};   /* 33 and 513 tokens, normalized */
+    free(pool_run(EMB_KDT_BF16, &wide, EMB_POOL_MEAN | EMB_POOL_WEIGHTED_MEAN, 1500, 1, EMB_KQUANT_INT8));
+}
+
+/* Every one of the 63 mode combinations, with and without excluded prompt
+ * tokens, on a narrow width (the column logic does not depend on it). */
+Test(cuda_kernels, pool_every_mode_combination) {
+    static const int lens[] = {1, 31, 33, 2};
+    static const int32_t skip[] = {1, 3, 0, 2};
+    for (int modes = 1; modes < 64; modes++) {
+        const pool_shape sh = {lens, modes % 2 ? skip : NULL, 4, 8 + 2 * (modes % 3), modes % 5};
+        free(pool_run(DTS[modes % 2], &sh, modes, 0, 0, 0));
+    }
 }
 
 typedef struct {
