@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "embedc.h"
 #include "npy.h"
@@ -24,16 +23,8 @@ TestSuite(embeddinggemma, .timeout = 1200);
 /* The model directory ($EMBEDC_EMBEDDINGGEMMA, else models/embeddinggemma-300m),
  * or a skip when it has not been fetched. */
 static emb_model *load_model(void) {
-    const char *env = getenv("EMBEDC_EMBEDDINGGEMMA");
-    char *dir = env && *env ? strdup(env) : ts_src_path("models/embeddinggemma-300m");
-    char *st = ts_join(dir, "model.safetensors");
-    struct stat sb;
-    int present = stat(st, &sb) == 0;
-    free(st);
-    if (!present) {
-        free(dir);
-        cr_skip_test("embeddinggemma-300m not fetched (tools/fetch-model embeddinggemma-300m)");
-    }
+    char *dir = ts_model_dir("EMBEDC_EMBEDDINGGEMMA", "models/embeddinggemma-300m");
+    if (!dir) cr_skip_test("embeddinggemma-300m not fetched (tools/fetch-model embeddinggemma-300m)");
     emb_model_options mo = emb_model_default_options();
     mo.device = EMB_DEVICE_CPU;
     emb_model *m = NULL;
@@ -46,13 +37,8 @@ static emb_model *load_model(void) {
 static cJSON *golden_json(const char *file) {
     char rel[256];
     snprintf(rel, sizeof rel, "tests/golden/embeddinggemma/%s", file);
-    char *path = ts_src_path(rel);
-    char *s = ts_read_file(path, NULL);
-    free(path);
-    cr_assert_not_null(s, "missing %s: run tools/make-golden-embeddinggemma", rel);
-    cJSON *j = cJSON_Parse(s);
-    free(s);
-    cr_assert_not_null(j, "%s: invalid JSON", rel);
+    cJSON *j = ts_src_json(rel);
+    cr_assert_not_null(j, "missing or invalid %s: run tools/make-golden-embeddinggemma", rel);
     return j;
 }
 

@@ -643,6 +643,7 @@ Test(cuda_backend, oom_in_encode_splits_and_retries) {
 
 /* ---- the real model ---------------------------------------------------------- */
 
+#ifdef EMBEDC_SIM   /* four virtual devices and encode_fresh: simulator only */
 /* --tensor-parallel on the toy GQA recipes (4 query heads, 2 KV heads,
  * sandwich and pre-norm, separate and fused gate/up): TP 2 splits the KV
  * heads, TP 4 replicates each rank's one; 4 virtual devices, so TP 2 is two
@@ -708,6 +709,7 @@ Test(cuda_backend, tensor_parallel_refusals) {
     t.mf.r.intermediate = 96;
     toy_free(&t);
 }
+#endif
 
 Test(cuda_backend, minilm_vs_cpu, .timeout = 1200) {
     const char *dir = ts_default_model();

@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "embedc.h"
 #include "npy.h"
@@ -23,16 +22,8 @@
 #define N_TEXTS 12   /* golden texts run through the GPU (the simulator is slow on a 300M model) */
 
 static char *model_dir(void) {
-    const char *env = getenv("EMBEDC_EMBEDDINGGEMMA");
-    char *dir = env && *env ? strdup(env) : ts_src_path("models/embeddinggemma-300m");
-    char *st = ts_join(dir, "model.safetensors");
-    struct stat sb;
-    const int present = stat(st, &sb) == 0;
-    free(st);
-    if (!present) {
-        free(dir);
-        cr_skip_test("embeddinggemma-300m not fetched (tools/fetch-model embeddinggemma-300m)");
-    }
+    char *dir = ts_model_dir("EMBEDC_EMBEDDINGGEMMA", "models/embeddinggemma-300m");
+    if (!dir) cr_skip_test("embeddinggemma-300m not fetched (tools/fetch-model embeddinggemma-300m)");
     return dir;
 }
 
@@ -51,13 +42,8 @@ static emb_model *load(const char *dir, emb_dtype dt) {
 static cJSON *golden_json(const char *file) {
     char rel[256];
     snprintf(rel, sizeof rel, "tests/golden/embeddinggemma/%s", file);
-    char *path = ts_src_path(rel);
-    char *s = ts_read_file(path, NULL);
-    free(path);
-    cr_assert_not_null(s, "missing %s: run tools/make-golden-embeddinggemma", rel);
-    cJSON *j = cJSON_Parse(s);
-    free(s);
-    cr_assert_not_null(j);
+    cJSON *j = ts_src_json(rel);
+    cr_assert_not_null(j, "missing or invalid %s: run tools/make-golden-embeddinggemma", rel);
     return j;
 }
 

@@ -119,3 +119,26 @@ double ts_worst_cos(const float *a, const float *b, size_t rows, size_t cols, si
     if (at) *at = worst_i;
     return worst;
 }
+
+char *ts_model_dir(const char *env, const char *rel) {
+    const char *e = env ? getenv(env) : NULL;
+    char *dir = e && *e ? strdup(e) : ts_src_path(rel);
+    char *st = ts_join(dir, "model.safetensors");
+    struct stat sb;
+    const int present = stat(st, &sb) == 0;
+    free(st);
+    if (!present) {
+        free(dir);
+        return NULL;
+    }
+    return dir;
+}
+
+void *ts_src_json(const char *rel) {
+    char *path = ts_src_path(rel);
+    char *s = ts_read_file(path, NULL);
+    free(path);
+    cJSON *j = s ? cJSON_Parse(s) : NULL;
+    free(s);
+    return j;
+}

@@ -13,6 +13,13 @@ const char *ts_src(const char *rel);
 /* Directory of the default model (models/all-MiniLM-L6-v2), or NULL if it
  * has not been fetched (tools/fetch-model). */
 const char *ts_default_model(void);
+/* The directory of a model that is not committed: $env when set, else
+ * rel under the source tree (malloc'ed); NULL when it holds no
+ * model.safetensors (not fetched). */
+char *ts_model_dir(const char *env, const char *rel);
+/* A JSON file of the source tree, parsed (cJSON_Delete it); NULL when it is
+ * missing or invalid. Returned as void * so this header needs no cJSON. */
+void *ts_src_json(const char *rel);
 /* Reads a whole file; NULL on failure. */
 char *ts_read_file(const char *path, size_t *len);
 /* Writes a whole file; 0 on success. */
