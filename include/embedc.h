@@ -54,7 +54,7 @@ typedef struct emb_model emb_model;
 typedef struct {
     emb_device device;      /* AUTO: CUDA when a GPU is usable, else CPU */
     emb_dtype dtype;        /* GPU weights/activations; AUTO = model's dtype (f32 models -> f16) */
-    int threads;            /* CPU threads (0 = all cores) */
+    int threads;            /* CPU threads (0 = OMP_NUM_THREADS if set, else all cores) */
     int max_length;         /* 0 = model's max_seq_length */
     size_t batch_tokens;    /* tokens per packed batch / device chunk (0 = default) */
     int verbose;            /* notices on stderr */

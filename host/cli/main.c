@@ -67,7 +67,7 @@ static void usage(FILE *f) {
         "                             or ids like 0,2,3\n"
         "      --tensor-parallel N    split the model over groups of N GPUs (heads and MLP columns, NCCL\n"
         "                             all-reduce); the --devices form devices/N data-parallel groups\n"
-        "      --threads N            CPU threads (default: all cores)\n"
+        "      --threads N            CPU threads (default: OMP_NUM_THREADS, else all cores)\n"
         "      --tokens               tokenize: also write the token strings\n"
         "      --fixed-lengths LIST   bench: fixed-length workloads after the corpus (default 32,128,512; none)\n"
         "      --summary-json FILE    write the run's summary as JSON\n"

@@ -644,7 +644,9 @@ emb_status emb_cpu_backend_create(const struct emb_model_files *mf, int threads,
     c->r = *r;
     c->r.layer = NULL;   /* the views stay with the model files */
 #ifdef _OPENMP
-    c->threads = threads > 0 ? threads : omp_get_num_procs();
+    /* 0: OMP_NUM_THREADS where it is set (as torch reads it), else all cores. */
+    const char *omp_env = getenv("OMP_NUM_THREADS");
+    c->threads = threads > 0 ? threads : omp_env && *omp_env ? omp_get_max_threads() : omp_get_num_procs();
 #else
     c->threads = threads > 0 ? threads : 1;
 #endif
