@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "hostmem.h"
 #include "npy.h"
 #include "test_support.h"
 
@@ -486,4 +487,55 @@ Test(hard_engine, host_pipeline_timings_consistent) {
                   st.read_seconds + st.tokenize_seconds, wall);
     free(out);
     emb_model_free(m);
+}
+
+/* A model whose fp32 weights exceed the host memory left is refused at load
+ * with a message saying how much it needs, instead of being OOM-killed half
+ * loaded (EMBEDC_HOST_MEMORY stands in for MemAvailable / a cgroup limit);
+ * the real bounds of this machine let it load. */
+Test(hard_engine, host_memory_refusal_names_the_need) {
+    const char *dir = need_model();
+    emb_model_options o = emb_model_default_options();
+    o.device = EMB_DEVICE_CPU;
+    emb_model *m = NULL;
+    emb_error err = {0};
+    cr_assert_eq(setenv("EMBEDC_HOST_MEMORY", "64M", 1), 0);   /* all-MiniLM-L6-v2: 22.7M fp32 parameters */
+    cr_assert_eq(emb_model_load(dir, &o, &m, &err), EMB_ERR_NOMEM);
+    cr_assert_null(m);
+    cr_log_info("%s", err.message);
+    cr_assert(strstr(err.message, "needs 0.08 GiB of host memory"), "%s", err.message);
+    cr_assert(strstr(err.message, "23 million parameters"), "%s", err.message);
+    cr_assert(strstr(err.message, "0.06 GiB are available (EMBEDC_HOST_MEMORY)"), "%s", err.message);
+    cr_assert_eq(setenv("EMBEDC_HOST_MEMORY", "1G", 1), 0);
+    cr_assert_eq(emb_model_load(dir, &o, &m, &err), EMB_OK, "%s", err.message);
+    emb_model_free(m);
+    m = NULL;
+    cr_assert_eq(unsetenv("EMBEDC_HOST_MEMORY"), 0);
+    cr_assert_eq(emb_model_load(dir, &o, &m, &err), EMB_OK, "%s", err.message);
+    emb_model_free(m);
+}
+
+Test(hard_engine, host_memory_sizes_parse) {
+    uint64_t b;
+    cr_assert_eq(emb_parse_size("123", &b), 0);
+    cr_assert_eq(b, 123);
+    cr_assert_eq(emb_parse_size("512M", &b), 0);
+    cr_assert_eq(b, UINT64_C(512) << 20);
+    cr_assert_eq(emb_parse_size("1.5GiB", &b), 0);
+    cr_assert_eq(b, UINT64_C(3) << 29);
+    cr_assert_eq(emb_parse_size("2t", &b), 0);
+    cr_assert_eq(b, UINT64_C(2) << 40);
+    cr_assert_neq(emb_parse_size("", &b), 0);
+    cr_assert_neq(emb_parse_size("-1G", &b), 0);
+    cr_assert_neq(emb_parse_size("12 apples", &b), 0);
+    cr_assert_neq(emb_parse_size("G", &b), 0);
+    /* Whatever bounds this machine, it is a positive number of bytes. */
+    cr_assert_eq(unsetenv("EMBEDC_HOST_MEMORY"), 0);
+    const char *src = NULL;
+    if (emb_host_memory_available(&b, &src)) {
+        cr_assert_not_null(src);
+        cr_assert_gt(b, 0);
+    }
+    cr_assert_eq(setenv("EMBEDC_HOST_MEMORY", "unlimited", 1), 0);
+    cr_assert_eq(emb_host_memory_available(&b, &src), 0);
 }

@@ -27,6 +27,7 @@
 #include "cpu_gemm.h"
 #include "cpu_ops.h"
 #include "error.h"
+#include "hostmem.h"
 #include "model_files.h"
 
 /* A norm in fp32: kind NONE is the identity; a LayerNorm without bias gets
@@ -301,6 +302,51 @@ static emb_status load_weights(cpu_ctx *c, const emb_model_files *mf, emb_error 
             return emb_fail_prefix(err, "Dense module %d", i);
     }
     return EMB_OK;
+}
+
+static size_t numel_or0(const emb_tensor *t) { return t->data ? emb_tensor_numel(t) : 0; }
+static size_t norm_numel(const emb_norm *n) { return numel_or0(&n->w) + numel_or0(&n->b); }
+
+/* The floats load_weights allocates: every tensor it reads, widened to fp32
+ * (a fused and a split form both present would be counted twice: an
+ * overestimate, never an under-). */
+static size_t weight_floats(const emb_model_files *mf) {
+    const emb_recipe *r = &mf->r;
+    size_t n = numel_or0(&r->emb.word) + numel_or0(&r->emb.token_type) + norm_numel(&r->emb.norm) +
+               norm_numel(&r->final_norm);
+    if (r->emb.pos == EMB_EPOS_LEARNED) n += numel_or0(&r->emb.position);
+    else if (r->emb.pos == EMB_EPOS_SINUSOIDAL) n += (size_t)r->max_position * (size_t)r->hidden;
+    if (r->attn_pos == EMB_APOS_RELATIVE) n += numel_or0(&r->rel.table);
+    for (int l = 0; l < r->layers; l++) {
+        const emb_recipe_layer *L = &r->layer[l];
+        const emb_tensor *t[] = {&L->wq,     &L->wk,     &L->wv,     &L->wqkv,      &L->bq,        &L->bk,
+                                 &L->bv,     &L->bqkv,   &L->wo,     &L->bo,        &L->w_up,      &L->b_up,
+                                 &L->w_gate, &L->b_gate, &L->w_gate_up, &L->b_gate_up, &L->w_down, &L->b_down};
+        for (size_t i = 0; i < sizeof t / sizeof *t; i++) n += numel_or0(t[i]);
+        const emb_norm *nm[] = {&L->attn_norm, &L->mlp_norm, &L->attn_post_norm, &L->mlp_post_norm,
+                                &L->q_norm, &L->k_norm};
+        for (size_t i = 0; i < sizeof nm / sizeof *nm; i++) n += norm_numel(nm[i]);
+    }
+    for (int d = 0; d < mf->st.n_dense; d++)
+        n += numel_or0(&mf->st.dense[d].w) + (mf->st.dense[d].has_bias ? numel_or0(&mf->st.dense[d].b) : 0);
+    return n;
+}
+
+/* A model whose fp32 weights do not fit the host memory left (MemAvailable,
+ * a container's cgroup limit, or EMBEDC_HOST_MEMORY) is refused before any
+ * allocation, saying how much it needs: otherwise the kernel's OOM killer
+ * would end the process halfway through loading. */
+static emb_status check_host_memory(const emb_model_files *mf, emb_error *err) {
+    uint64_t avail;
+    const char *source = NULL;
+    const double need = (double)weight_floats(mf) * sizeof(float);
+    if (!emb_host_memory_available(&avail, &source) || need <= (double)avail) return EMB_OK;
+    const double gib = 1024.0 * 1024 * 1024;
+    return emb_fail(err, EMB_ERR_NOMEM,
+                    "cpu backend: the model needs %.2f GiB of host memory for its weights in float32 "
+                    "(%.0f million parameters) but %.2f GiB are available (%s); run it on a GPU "
+                    "(--device cuda), on a machine with more memory, or set EMBEDC_HOST_MEMORY to override",
+                    need / gib, need / sizeof(float) / 1e6, (double)avail / gib, source);
 }
 
 /* ---- workspace ---------------------------------------------------------- */
@@ -629,6 +675,9 @@ emb_status emb_cpu_backend_create(const struct emb_model_files *mf, int threads,
             return emb_fail(err, EMB_ERR_UNSUPPORTED,
                             "cpu backend: layer %d: per-head q/k norms are RMS norms (w or 1 + w), not LayerNorm", l);
 
+    emb_status st = check_host_memory(mf, err);
+    if (st) return st;
+
     emb_backend *be = calloc(1, sizeof *be);
     cpu_ctx *c = calloc(1, sizeof *c);
     if (!be || !c) {
@@ -651,7 +700,7 @@ emb_status emb_cpu_backend_create(const struct emb_model_files *mf, int threads,
     c->threads = threads > 0 ? threads : 1;
 #endif
 
-    emb_status st = load_weights(c, mf, err);
+    st = load_weights(c, mf, err);
     if (st) {
         cpu_destroy(be);
         return emb_fail_prefix(err, "loading weights for the cpu backend");
