@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 int emb_parse_size(const char *s, uint64_t *bytes) {
     if (!s) return -1;
@@ -69,9 +70,26 @@ static int read_key(const char *path, const char *key, uint64_t *v) {
  * or -1 when the cgroup sets no limit. */
 static int cgroup_room(uint64_t *room, const char **source) {
     uint64_t limit, usage, inactive = 0;
-    if (read_u64("/sys/fs/cgroup/memory.max", &limit) == 0 &&
-        read_u64("/sys/fs/cgroup/memory.current", &usage) == 0) {
-        read_key("/sys/fs/cgroup/memory.stat", "inactive_file", &inactive);
+    /* cgroup v2: this process's own group ("0::/path" in /proc/self/cgroup),
+     * which is the root of /sys/fs/cgroup inside a container's namespace. */
+    char dir[600] = "/sys/fs/cgroup", path[600], line[512];
+    FILE *f = fopen("/proc/self/cgroup", "r");
+    if (f) {
+        while (fgets(line, sizeof line, f))
+            if (strncmp(line, "0::/", 4) == 0) {
+                line[strcspn(line, "\n")] = 0;
+                snprintf(path, sizeof path, "/sys/fs/cgroup%s/memory.max", line + 3);
+                if (line[4] && access(path, R_OK) == 0) snprintf(dir, sizeof dir, "/sys/fs/cgroup%s", line + 3);
+                break;
+            }
+        fclose(f);
+    }
+    char max_p[700], cur_p[700], stat_p[700];
+    snprintf(max_p, sizeof max_p, "%s/memory.max", dir);
+    snprintf(cur_p, sizeof cur_p, "%s/memory.current", dir);
+    snprintf(stat_p, sizeof stat_p, "%s/memory.stat", dir);
+    if (read_u64(max_p, &limit) == 0 && read_u64(cur_p, &usage) == 0) {
+        read_key(stat_p, "inactive_file", &inactive);
         *source = "cgroup memory.max";
     } else if (read_u64("/sys/fs/cgroup/memory/memory.limit_in_bytes", &limit) == 0 &&
                read_u64("/sys/fs/cgroup/memory/memory.usage_in_bytes", &usage) == 0) {
