@@ -61,6 +61,17 @@ static const char *get_str(const cJSON *o, const char *name)
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
+/* A JSON number that is an integer in [lo, hi] (which int64_t holds): the
+ * range is checked before any conversion, since converting a double outside
+ * int64_t's range (1e300, say) is undefined behaviour. */
+static bool is_int_in(const cJSON *v, double lo, double hi)
+{
+    if (!cJSON_IsNumber(v))
+        return false;
+    const double d = v->valuedouble;
+    return d >= lo && d <= hi && d == (double)(int64_t)d;
+}
+
 /* Integer field in [lo, hi]; absent or null gives dflt. */
 static int get_int(const cJSON *o, const char *name, double lo, double hi, int64_t dflt, int64_t *out,
                    const char *origin, const char *ctx, tok_error *err)
@@ -70,8 +81,7 @@ static int get_int(const cJSON *o, const char *name, double lo, double hi, int64
         *out = dflt;
         return 0;
     }
-    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int64_t)v->valuedouble || v->valuedouble < lo ||
-        v->valuedouble > hi)
+    if (!is_int_in(v, lo, hi))
         FAIL("%s: field '%s.%s' must be an integer in [%.0f, %.0f]", origin, ctx, name, lo, hi);
     *out = (int64_t)v->valuedouble;
     return 0;
@@ -518,10 +528,10 @@ static int load_pair_token(const tok_tokenizer *t, const cJSON *j, const char *n
     const cJSON *v = field(j, name);
     char ctx[64];
     snprintf(ctx, sizeof ctx, "post_processor.%s", name);
-    if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) != 2 || !cJSON_IsNumber(cJSON_GetArrayItem(v, 1)))
-        FAIL("%s: field '%s' must be [token, id]", t->origin, ctx);
+    if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) != 2 || !is_int_in(cJSON_GetArrayItem(v, 1), INT32_MIN, INT32_MAX))
+        FAIL("%s: field '%s' must be [token, id] with an integer id", t->origin, ctx);
     double d = cJSON_GetArrayItem(v, 1)->valuedouble;
-    if (d != (double)(int64_t)d || check_special_id(t, (int64_t)d, ctx, err))
+    if (check_special_id(t, (int64_t)d, ctx, err))
         return -1;
     *id = (int32_t)d;
     return 0;
@@ -562,7 +572,7 @@ static int load_template(tok_tokenizer *t, const cJSON *j, tok_error *err)
         if (!v)
             FAIL("%s: out of memory", origin);
         cJSON_ArrayForEach(x, ids) {
-            if (!cJSON_IsNumber(x) || x->valuedouble != (double)(int64_t)x->valuedouble ||
+            if (!is_int_in(x, INT32_MIN, INT32_MAX) ||
                 check_special_id(t, (int64_t)x->valuedouble, "post_processor.special_tokens", err)) {
                 free(v);
                 if (!err->message[0])

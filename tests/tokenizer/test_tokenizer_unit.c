@@ -168,6 +168,23 @@ Test(loader, hardening)
                       "\"content\": \"\xff\"}}", "not valid UTF-8");
 }
 
+/* Integers far outside int64_t's range (found by fuzz_load: a type_id of
+ * 3.3e107) are refused before any conversion, which would be undefined
+ * behaviour; the ASan/UBSan build of this suite (.ci/run) halts on one. */
+Test(loader, huge_integers_are_field_errors)
+{
+    expect_load_error("{" WP ", \"post_processor\": {\"type\": \"TemplateProcessing\", \"single\": "
+                      "[{\"Sequence\": {\"id\": \"A\", \"type_id\": 3.3e107}}], \"special_tokens\": {}}}",
+                      "type_id");
+    expect_load_error("{" WP ", \"added_tokens\": [{\"id\": -1e300, \"content\": \"zz\"}]}", "added_tokens[0]");
+    expect_load_error("{" WP ", \"truncation\": {\"max_length\": 1e30}}", "max_length");
+    expect_load_error("{" WP ", \"post_processor\": {\"type\": \"BertProcessing\", \"cls\": [\"a\", 1e300], "
+                      "\"sep\": [\"a\", 0]}}", "post_processor.cls");
+    expect_load_error("{" WP ", \"post_processor\": {\"type\": \"TemplateProcessing\", \"single\": "
+                      "[{\"SpecialToken\": {\"id\": \"X\", \"type_id\": 0}}], \"special_tokens\": "
+                      "{\"X\": {\"id\": \"X\", \"ids\": [9e99], \"tokens\": [\"X\"]}}}}", "special_tokens");
+}
+
 Test(loader, missing_file)
 {
     tok_tokenizer *t;
