@@ -8,9 +8,9 @@
  *   - EMB_SHARED(type, name, count) / EMB_DYNAMIC_SHARED(type, name): the only
  *     way to declare shared memory (the simulator puts it in a checked arena);
  *   - small wrappers around the PTX instructions kernels may need (mma.sync,
- *     ldmatrix, cp.async), so that no kernel body contains inline PTX: each has
- *     an nvcc body and a simulator body that follows the PTX ISA's per-lane
- *     fragment layouts.
+ *     ldmatrix, cp.async, and on sm_90a wgmma), so that no kernel body
+ *     contains inline PTX: each has an nvcc body and a simulator body that
+ *     follows the PTX ISA's per-lane fragment layouts.
  * Everything else (threadIdx, __syncthreads, shuffles, atomics, __half, ...)
  * is plain CUDA; under the simulator it comes from tests/sim/embsim_device.h.
  *
@@ -173,6 +173,97 @@ __device__ __forceinline__ void emb_cp_async_wait_group(void)
     __trap();
 #endif
 }
+
+/* ---- sm_90a: warpgroup MMA (wgmma.mma_async m64nNk16, fp32 accumulate) ----
+ * A warpgroup (4 consecutive warps, 128 threads, all of them) computes
+ * D[64][N] += A[64][16] B[16][N]. Warp w of the group owns rows 16w..16w+15;
+ * its accumulator fragment d[N/2] has the mma.m16n8 C layout per 8 columns:
+ *   d[4j + e] = D[16w + g + 8 (e >= 2)][8j + 2t + (e & 1)], g = lane/4, t = lane%4
+ * and an A fragment in registers (emb_wgmma_rs_mn) is the mma.m16n8k16 A
+ * fragment of the warp's 16 rows. Shared-memory operands are given by
+ * descriptors (emb_wgmma_desc) of the no-swizzle canonical layout: 8-row x
+ * 16-byte core matrices, each 128 contiguous bytes (row r at 16 r), `lbo`
+ * the byte distance between core matrices adjacent along K and `sbo` along
+ * M/N. K-major (A and B of emb_wgmma_ss): element (mn, k) at
+ *   (mn/8) sbo + (k/8) lbo + (mn%8) 16 + (k%8) 2;
+ * MN-major (B of emb_wgmma_rs_mn, imm-trans-b): element (k, n) at
+ *   (n/8) sbo + (k/8) lbo + (k%8) 16 + (n%8) 2.
+ * Protocol: emb_wgmma_fence() before issuing (after the accumulators or A
+ * registers were last written), emb_fence_proxy_async() by every thread that
+ * wrote a shared operand, before the __syncthreads that publishes it; then
+ * the wgmma calls, emb_wgmma_commit(), emb_wgmma_wait<N>() (at most N groups
+ * left in flight), and emb_wgmma_fence_acc<R>(d) on the accumulators before
+ * reading them. Nothing may read the accumulators, or write the shared
+ * operands, between the issue and the wait that covers it. EMB_HAVE_WGMMA is
+ * 1 where these exist (sm_90a code, and the simulator); elsewhere they trap. */
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define EMB_HAVE_WGMMA 1
+#else
+#define EMB_HAVE_WGMMA 0
+#endif
+
+__device__ __forceinline__ uint64_t emb_wgmma_desc(const void *smem, uint32_t lbo, uint32_t sbo)
+{
+    const uint32_t a = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+    return static_cast<uint64_t>((a & 0x3FFFFu) >> 4) | (static_cast<uint64_t>((lbo & 0x3FFFFu) >> 4) << 16) |
+           (static_cast<uint64_t>((sbo & 0x3FFFFu) >> 4) << 32);
+}
+
+__device__ __forceinline__ void emb_wgmma_fence(void)
+{
+#if EMB_HAVE_WGMMA
+    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#else
+    __trap();
+#endif
+}
+
+__device__ __forceinline__ void emb_fence_proxy_async(void)
+{
+#if EMB_HAVE_WGMMA
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#else
+    __trap();
+#endif
+}
+
+__device__ __forceinline__ void emb_wgmma_commit(void)
+{
+#if EMB_HAVE_WGMMA
+    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+#else
+    __trap();
+#endif
+}
+
+template <int N>
+__device__ __forceinline__ void emb_wgmma_wait(void)
+{
+#if EMB_HAVE_WGMMA
+    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+#else
+    __trap();
+#endif
+}
+
+/* Keeps the compiler from moving reads or writes of the R accumulator
+ * registers across the asynchronous wgmma (it cannot see that they change
+ * at the wait). */
+template <int R>
+__device__ __forceinline__ void emb_wgmma_fence_acc(float *d)
+{
+#pragma unroll
+    for (int i = 0; i < R; i++) asm volatile("" : "+f"(d[i])::"memory");
+}
+
+/* D += A B, A and B K-major in shared memory. */
+template <typename T, int N>
+__device__ void emb_wgmma_ss(float *d, uint64_t da, uint64_t db);
+/* D += A B, A in registers, B MN-major in shared memory. */
+template <typename T, int N>
+__device__ void emb_wgmma_rs_mn(float *d, const uint32_t a[4], uint64_t db);
+
+#include "wgmma_ops.cuh"
 
 #endif /* EMBEDC_SIM */
 

@@ -75,6 +75,121 @@ struct attn_kargs {
     int rel_span;
 };
 
+/* Where one CTA (sequence blockIdx.x, head blockIdx.y, queries from
+ * blockIdx.z * ATTN_BM) stands: the sequence, its KV head, and the key tiles
+ * (of BN) that the window of any of its queries reaches: from the first
+ * query's window start (rounded down to a tile) to the last query's window
+ * end. False when the CTA has no query (the whole CTA leaves together). */
+struct attn_cta {
+    int start, len, q0, kvh, k_begin, k_end;
+    size_t ld;
+    const float *bias_h;
+};
+template <int BN, bool XF>
+__device__ __forceinline__ bool attn_cta_setup(attn_cta &c, const int32_t *cu_seqlens, const attn_kargs &a,
+                                               int D) {
+    const int s = blockIdx.x, h = blockIdx.y;
+    c.q0 = blockIdx.z * ATTN_BM;
+    c.start = cu_seqlens[s];
+    c.len = cu_seqlens[s + 1] - c.start;
+    if (c.q0 >= c.len) return false;
+    c.kvh = h / (a.heads / a.kv_heads);
+    c.ld = (size_t)(a.heads + 2 * a.kv_heads) * D;
+    const int q_last = (c.q0 + ATTN_BM < c.len ? c.q0 + ATTN_BM : c.len) - 1;
+    int kb = a.wl < 0 || c.q0 - a.wl < 0 ? 0 : c.q0 - a.wl;
+    c.k_begin = kb - kb % BN;
+    c.k_end = a.wr < 0 || q_last + a.wr + 1 > c.len ? c.len : q_last + a.wr + 1;
+    c.bias_h = XF && a.rel_bias ? a.rel_bias + (size_t)h * (2 * a.rel_span - 1) + a.rel_span - 1 : nullptr;
+    return true;
+}
+
+/* One key tile of the online softmax, on the S fragment of a warp's 16
+ * query rows (the mma.m16n8 C layout, which wgmma's accumulator shares: this
+ * thread holds rows g and g + 8, keys k0 + 8i + 2t4 + {0, 1}): logits into the
+ * log2 domain (bias and softcap first when XF), masked keys to -inf, running
+ * max m and sum l updated, the output accumulator o rescaled, and sc left
+ * holding the unnormalised probabilities. */
+template <int NT, int DT, bool XF>
+__device__ __forceinline__ void attn_online_softmax(float (*sc)[4], float (*o)[4], float m[2], float l[2],
+                                                    int k0, int qrow0, int len, int t4, const attn_kargs &a,
+                                                    const float *bias_h) {
+    float mnew[2] = {m[0], m[1]};
+#pragma unroll
+    for (int i = 0; i < NT; i++) {
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const int key = k0 + i * 8 + 2 * t4 + (e & 1);
+            const int qrow = qrow0 + (e >> 1) * 8;
+            const bool ok = key < len && qrow < len && (a.wl < 0 || key >= qrow - a.wl) &&
+                            (a.wr < 0 || key <= qrow + a.wr);
+            float x = sc[i][e] * a.scale_log2;
+            if (XF && ok) {
+                x = sc[i][e] * a.scale;
+                if (bias_h) x += bias_h[key - qrow];
+                if (a.softcap > 0.0f) x = a.softcap * tanhf(x / a.softcap);
+                x *= 1.4426950408889634f;
+            }
+            sc[i][e] = ok ? x : -INFINITY;
+            mnew[e >> 1] = fmaxf(mnew[e >> 1], sc[i][e]);
+        }
+    }
+    float alpha[2], mu[2];
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        /* The 4 lanes of a quad share a row. */
+        mnew[r] = fmaxf(mnew[r], __shfl_xor_sync(EMB_FULL_MASK, mnew[r], 1));
+        mnew[r] = fmaxf(mnew[r], __shfl_xor_sync(EMB_FULL_MASK, mnew[r], 2));
+        /* A row with no visible key yet keeps -inf; exp2 of (-inf - 0) = 0. */
+        mu[r] = mnew[r] == -INFINITY ? 0.0f : mnew[r];
+        alpha[r] = exp2f(m[r] - mu[r]);
+        m[r] = mnew[r];
+        l[r] *= alpha[r];
+    }
+#pragma unroll
+    for (int i = 0; i < DT; i++) {
+        o[i][0] *= alpha[0];
+        o[i][1] *= alpha[0];
+        o[i][2] *= alpha[1];
+        o[i][3] *= alpha[1];
+    }
+#pragma unroll
+    for (int i = 0; i < NT; i++) {
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            sc[i][e] = exp2f(sc[i][e] - mu[e >> 1]);
+            l[e >> 1] += sc[i][e];
+        }
+    }
+}
+
+/* The A fragment of P for k-step kk of O += P V: the S accumulators of two
+ * adjacent n-tiles are exactly the rows g / g+8, keys 2t.. and 2t+8.. */
+template <typename T>
+__device__ __forceinline__ void attn_pack_p(uint32_t pa[4], const float (*sc)[4], int kk) {
+    pa[0] = pack2<T>(sc[2 * kk][0], sc[2 * kk][1]);
+    pa[1] = pack2<T>(sc[2 * kk][2], sc[2 * kk][3]);
+    pa[2] = pack2<T>(sc[2 * kk + 1][0], sc[2 * kk + 1][1]);
+    pa[3] = pack2<T>(sc[2 * kk + 1][2], sc[2 * kk + 1][3]);
+}
+
+/* Final 1 / l and the store of a warp's 16 rows (those inside the sequence). */
+template <typename T, int DT>
+__device__ __forceinline__ void attn_store(T *out, const float (*o)[4], float l[2], int qrow0, int len,
+                                           int start, int h, int t4, int heads) {
+    const size_t ldo = (size_t)heads * DT * 8;
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        l[r] += __shfl_xor_sync(EMB_FULL_MASK, l[r], 1);
+        l[r] += __shfl_xor_sync(EMB_FULL_MASK, l[r], 2);
+        const int qrow = qrow0 + r * 8;
+        if (qrow >= len) continue;
+        const float inv = 1.0f / l[r];
+        T *dst = out + (size_t)(start + qrow) * ldo + (size_t)h * DT * 8 + 2 * t4;
+#pragma unroll
+        for (int i = 0; i < DT; i++) emb_st2(dst + i * 8, o[i][2 * r] * inv, o[i][2 * r + 1] * inv);
+    }
+}
+
 /* Copies rows [r0, r0 + n) of a [.., ld] head slice into a tile (LDS stride);
  * rows at or past `len` are zeroed instead. */
 template <typename T, int D>
@@ -101,26 +216,17 @@ __global__ void __launch_bounds__(32 * ATTN_WARPS, XF ? 1 : attn_cfg<D>::MIN_CTA
     T *sK = sQ + BM * LDS;
     T *sV = sK + BN * LDS;
 
-    const int s = blockIdx.x, h = blockIdx.y, q0 = blockIdx.z * BM;
-    const int start = cu_seqlens[s], len = cu_seqlens[s + 1] - start;
-    if (q0 >= len) return;  /* whole CTA leaves together: no barrier is skipped */
-
+    attn_cta c;
+    if (!attn_cta_setup<BN, XF>(c, cu_seqlens, a, D)) return;  /* whole CTA: no barrier is skipped */
+    const int h = blockIdx.y, start = c.start, len = c.len, q0 = c.q0;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int g = lane >> 2, t4 = lane & 3;
-    const int kvh = h / (a.heads / a.kv_heads);
-    const size_t ld = (size_t)(a.heads + 2 * a.kv_heads) * D;
+    const size_t ld = c.ld;
     const T *gQ = qkv + (size_t)start * ld + (size_t)h * D;
-    const T *gK = qkv + (size_t)start * ld + (size_t)(a.heads + kvh) * D;
-    const T *gV = qkv + (size_t)start * ld + (size_t)(a.heads + a.kv_heads + kvh) * D;
-
-    /* Key tiles any query of this CTA sees: from the first query's window
-     * start (rounded down to a tile) to the last query's window end. */
-    const int q_last = (q0 + BM < len ? q0 + BM : len) - 1;
-    int k_begin = a.wl < 0 || q0 - a.wl < 0 ? 0 : q0 - a.wl;
-    k_begin -= k_begin % BN;
-    const int k_end = a.wr < 0 || q_last + a.wr + 1 > len ? len : q_last + a.wr + 1;
-    const float *bias_h = XF && a.rel_bias ? a.rel_bias + (size_t)h * (2 * a.rel_span - 1) + a.rel_span - 1
-                                     : nullptr;
+    const T *gK = qkv + (size_t)start * ld + (size_t)(a.heads + c.kvh) * D;
+    const T *gV = qkv + (size_t)start * ld + (size_t)(a.heads + a.kv_heads + c.kvh) * D;
+    const int k_begin = c.k_begin, k_end = c.k_end;
+    const float *bias_h = c.bias_h;
 
     uint32_t qf[QREG ? KD : 1][4];
     float o[DT][4];
@@ -163,63 +269,13 @@ __global__ void __launch_bounds__(32 * ATTN_WARPS, XF ? 1 : attn_cfg<D>::MIN_CTA
             }
         }
 
-        /* Logits into the log2 domain, mask, and update the running max. */
-        float mnew[2] = {m[0], m[1]};
-#pragma unroll
-        for (int i = 0; i < NT; i++) {
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int key = k0 + i * 8 + 2 * t4 + (e & 1);
-                const int qrow = qrow0 + (e >> 1) * 8;
-                const bool ok = key < len && qrow < len && (a.wl < 0 || key >= qrow - a.wl) &&
-                                (a.wr < 0 || key <= qrow + a.wr);
-                float x = sc[i][e] * a.scale_log2;
-                if (XF && ok) {
-                    x = sc[i][e] * a.scale;
-                    if (bias_h) x += bias_h[key - qrow];
-                    if (a.softcap > 0.0f) x = a.softcap * tanhf(x / a.softcap);
-                    x *= 1.4426950408889634f;
-                }
-                sc[i][e] = ok ? x : -INFINITY;
-                mnew[e >> 1] = fmaxf(mnew[e >> 1], sc[i][e]);
-            }
-        }
-        float alpha[2], mu[2];
-#pragma unroll
-        for (int r = 0; r < 2; r++) {
-            /* The 4 lanes of a quad share a row. */
-            mnew[r] = fmaxf(mnew[r], __shfl_xor_sync(EMB_FULL_MASK, mnew[r], 1));
-            mnew[r] = fmaxf(mnew[r], __shfl_xor_sync(EMB_FULL_MASK, mnew[r], 2));
-            /* A row with no visible key yet keeps -inf; exp2 of (-inf - 0) = 0. */
-            mu[r] = mnew[r] == -INFINITY ? 0.0f : mnew[r];
-            alpha[r] = exp2f(m[r] - mu[r]);
-            m[r] = mnew[r];
-            l[r] *= alpha[r];
-        }
-#pragma unroll
-        for (int i = 0; i < DT; i++) {
-            o[i][0] *= alpha[0];
-            o[i][1] *= alpha[0];
-            o[i][2] *= alpha[1];
-            o[i][3] *= alpha[1];
-        }
-#pragma unroll
-        for (int i = 0; i < NT; i++) {
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                sc[i][e] = exp2f(sc[i][e] - mu[e >> 1]);
-                l[e >> 1] += sc[i][e];
-            }
-        }
+        attn_online_softmax<NT, DT, XF>(sc, o, m, l, k0, qrow0, len, t4, a, bias_h);
 
-        /* O += P V: the S accumulators of two adjacent n-tiles are exactly the
-         * A fragment of one k-step (rows g / g+8, keys 2t.. and 2t+8..). */
+        /* O += P V (P as A fragments, see attn_pack_p). */
 #pragma unroll
         for (int kk = 0; kk < BN / 16; kk++) {
-            const uint32_t pa[4] = {pack2<T>(sc[2 * kk][0], sc[2 * kk][1]),
-                                    pack2<T>(sc[2 * kk][2], sc[2 * kk][3]),
-                                    pack2<T>(sc[2 * kk + 1][0], sc[2 * kk + 1][1]),
-                                    pack2<T>(sc[2 * kk + 1][2], sc[2 * kk + 1][3])};
+            uint32_t pa[4];
+            attn_pack_p<T>(pa, sc, kk);
 #pragma unroll
             for (int j = 0; j < DT / 2; j++) {
                 uint32_t r[4];
@@ -233,30 +289,135 @@ __global__ void __launch_bounds__(32 * ATTN_WARPS, XF ? 1 : attn_cfg<D>::MIN_CTA
         __syncthreads();  /* the next tile overwrites sK / sV */
     }
 
-    const size_t ldo = (size_t)a.heads * D;
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-        l[r] += __shfl_xor_sync(EMB_FULL_MASK, l[r], 1);
-        l[r] += __shfl_xor_sync(EMB_FULL_MASK, l[r], 2);
-        const int qrow = qrow0 + r * 8;
-        if (qrow >= len) continue;
-        const float inv = 1.0f / l[r];
-        T *dst = out + (size_t)(start + qrow) * ldo + (size_t)h * D + 2 * t4;
-#pragma unroll
-        for (int i = 0; i < DT; i++) emb_st2(dst + i * 8, o[i][2 * r] * inv, o[i][2 * r + 1] * inv);
+    attn_store<T, DT>(out, o, l, qrow0, len, start, h, t4, a.heads);
+}
+
+/* ---- sm_90a: the same algorithm on warpgroup MMA ---------------------------
+ * One warpgroup (the CTA's 4 warps) per 64-query tile, as above, but S = Q K^T
+ * is one wgmma per 16 of head_dim with Q and K both read by the tensor cores
+ * from shared memory, and O += P V one wgmma per 16 keys with P from
+ * registers and V from shared memory (MN-major); no ldmatrix, and no Q
+ * fragments held in registers. K/V tiles are double-buffered: the cp.async of
+ * tile j + 1 is in flight while tile j is computed. Tiles use the core-matrix
+ * layout wgmma reads without a swizzle (see kernels/arch.h): element (r, c)
+ * of a tile of D columns at (r / 8) * 8D + (c / 8) * 64 + (r % 8) * 8 + c % 8,
+ * 128 contiguous bytes per 8 x 8 core matrix, written conflict-free. */
+#define WG_BN 64
+template <int D> struct wg_cfg {
+    static constexpr int SMEM = (ATTN_BM + 4 * WG_BN) * D * 2;  /* Q, 2 K, 2 V; bytes */
+};
+
+/* Rows [r0, r0 + n) of a [.., ld] head slice into a core-matrix tile (n a
+ * multiple of 8); rows at or past `len` are zeroed. Consecutive threads take
+ * consecutive rows of one 16-byte column chunk, so each 8 fill one 128-byte
+ * core matrix. */
+template <typename T, int D>
+__device__ __forceinline__ void wg_load_tile(T *tile, const T *g, size_t ld, int r0, int n, int len) {
+    constexpr int CH = D / 8;
+    for (int i = threadIdx.x; i < n * CH; i += 32 * ATTN_WARPS) {
+        const int r = (i & 7) + (i / (8 * CH)) * 8, c = (i >> 3) % CH;
+        T *dst = tile + (r >> 3) * 8 * D + c * 64 + (r & 7) * 8;
+        if (r0 + r < len) emb_cp_async_16(dst, g + (size_t)(r0 + r) * ld + c * 8);
+        else *reinterpret_cast<attn_chunk *>(dst) = attn_chunk{};
     }
 }
 
+template <typename T, int D, bool XF>
+__global__ void __launch_bounds__(32 * ATTN_WARPS, 1) attention_wgmma_kernel(T *__restrict__ out, const T *__restrict__ qkv,
+                                 const int32_t *__restrict__ cu_seqlens, const attn_kargs a) {
+#if EMB_HAVE_WGMMA
+    constexpr int BM = ATTN_BM, BN = WG_BN;
+    constexpr int KD = D / 16, NT = BN / 8, DT = D / 8;
+    constexpr uint32_t CORE = 128, GROUP = 16 * D;  /* bytes: next core matrix along the columns; next 8 rows */
+    EMB_DYNAMIC_SHARED(attn_chunk, smem);
+    T *sQ = reinterpret_cast<T *>(smem);
+    T *sK = sQ + BM * D;      /* [2][BN * D] */
+    T *sV = sK + 2 * BN * D;  /* [2][BN * D] */
+
+    attn_cta c;
+    if (!attn_cta_setup<BN, XF>(c, cu_seqlens, a, D)) return;  /* whole CTA: no barrier is skipped */
+    const int h = blockIdx.y;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int t4 = lane & 3;
+    const T *gQ = qkv + (size_t)c.start * c.ld + (size_t)h * D;
+    const T *gK = qkv + (size_t)c.start * c.ld + (size_t)(a.heads + c.kvh) * D;
+    const T *gV = qkv + (size_t)c.start * c.ld + (size_t)(a.heads + a.kv_heads + c.kvh) * D;
+
+    float o[DT][4];
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int i = 0; i < DT; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
+    const int qrow0 = c.q0 + warp * 16 + (lane >> 2);
+
+    wg_load_tile<T, D>(sQ, gQ, c.ld, c.q0, BM, c.len);
+    wg_load_tile<T, D>(sK, gK, c.ld, c.k_begin, BN, c.len);
+    wg_load_tile<T, D>(sV, gV, c.ld, c.k_begin, BN, c.len);
+    emb_cp_async_commit();
+    int buf = 0;
+    for (int k0 = c.k_begin; k0 < c.k_end; k0 += BN, buf ^= 1) {
+        if (k0 + BN < c.k_end) {  /* the other buffer was released by the last barrier */
+            wg_load_tile<T, D>(sK + (buf ^ 1) * BN * D, gK, c.ld, k0 + BN, BN, c.len);
+            wg_load_tile<T, D>(sV + (buf ^ 1) * BN * D, gV, c.ld, k0 + BN, BN, c.len);
+        }
+        emb_cp_async_commit();
+        emb_cp_async_wait_group<1>();  /* tile j (and Q) landed; j + 1 may be in flight */
+        emb_fence_proxy_async();       /* this thread's zero-fills and copies, to the tensor cores */
+        __syncthreads();
+        const T *cK = sK + buf * BN * D, *cV = sV + buf * BN * D;
+
+        float sc[NT][4];
+#pragma unroll
+        for (int i = 0; i < NT; i++) sc[i][0] = sc[i][1] = sc[i][2] = sc[i][3] = 0.0f;
+        emb_wgmma_fence_acc<NT * 4>(&sc[0][0]);
+        emb_wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < KD; kk++)
+            emb_wgmma_ss<T, BN>(&sc[0][0], emb_wgmma_desc(sQ + kk * 128, CORE, GROUP),
+                                emb_wgmma_desc(cK + kk * 128, CORE, GROUP));
+        emb_wgmma_commit();
+        emb_wgmma_wait<0>();
+        emb_wgmma_fence_acc<NT * 4>(&sc[0][0]);
+
+        attn_online_softmax<NT, DT, XF>(sc, o, m, l, k0, qrow0, c.len, t4, a, c.bias_h);
+
+        uint32_t pa[BN / 16][4];
+#pragma unroll
+        for (int kk = 0; kk < BN / 16; kk++) attn_pack_p<T>(pa[kk], sc, kk);
+        emb_wgmma_fence_acc<DT * 4>(&o[0][0]);
+        emb_wgmma_fence();
+        /* V as B, MN-major: along K (keys) the next core matrix is 8 rows on,
+         * along N (head_dim) the next 8 columns. */
+#pragma unroll
+        for (int kk = 0; kk < BN / 16; kk++)
+            emb_wgmma_rs_mn<T, D>(&o[0][0], pa[kk], emb_wgmma_desc(cV + kk * 16 * D, GROUP, CORE));
+        emb_wgmma_commit();
+        emb_wgmma_wait<0>();
+        emb_wgmma_fence_acc<DT * 4>(&o[0][0]);
+        __syncthreads();  /* tile j's buffers are free for tile j + 2 */
+    }
+    emb_cp_async_wait_all();  /* nothing left in flight at exit */
+
+    attn_store<T, DT>(out, o, l, qrow0, c.len, c.start, h, t4, a.heads);
+#else
+    (void)out; (void)qkv; (void)cu_seqlens; (void)a;
+    __trap();  /* not sm_90a code: the launcher's caller checked emb_attention_wgmma_available */
+#endif
+}
+
+/* Writes 1 where this device runs sm_90a code of this build (wgmma), else 0. */
+__global__ void attention_wgmma_probe(int *yes) { *yes = EMB_HAVE_WGMMA; }
+
 template <typename T, int D>
 static cudaError_t attn_launch(void *out, const void *qkv, const int32_t *cu_seqlens, int nseq,
-                               int max_seqlen, const attn_kargs &a, cudaStream_t stream) {
+                               int max_seqlen, const attn_kargs &a, bool wg, cudaStream_t stream) {
     const dim3 grid(nseq, a.heads, (max_seqlen + ATTN_BM - 1) / ATTN_BM);
     const dim3 block(32 * ATTN_WARPS);
-    constexpr int smem = attn_cfg<D>::SMEM;
+    const int smem = wg ? wg_cfg<D>::SMEM : attn_cfg<D>::SMEM;
     /* Bias and softcap in their own instantiation: the plain one keeps the
      * register budget (and occupancy) of a bare FlashAttention kernel. */
-    auto k = a.rel_bias || a.softcap > 0.0f ? attention_kernel<T, D, true>
-                                            : attention_kernel<T, D, false>;
+    const bool xf = a.rel_bias || a.softcap > 0.0f;
+    auto k = wg ? (xf ? attention_wgmma_kernel<T, D, true> : attention_wgmma_kernel<T, D, false>)
+                : (xf ? attention_kernel<T, D, true> : attention_kernel<T, D, false>);
     if (smem > 48 * 1024) {
         /* Cheap after the first call; a launcher must not keep host state. */
         cudaError_t e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
@@ -268,16 +429,16 @@ static cudaError_t attn_launch(void *out, const void *qkv, const int32_t *cu_seq
 
 template <typename T>
 static cudaError_t attn_dispatch(void *out, const void *qkv, const int32_t *cu_seqlens, int nseq,
-                                 int max_seqlen, int head_dim, const attn_kargs &a,
+                                 int max_seqlen, int head_dim, const attn_kargs &a, bool wg,
                                  cudaStream_t stream) {
     switch (head_dim) {
-    case 16: return attn_launch<T, 16>(out, qkv, cu_seqlens, nseq, max_seqlen, a, stream);
-    case 32: return attn_launch<T, 32>(out, qkv, cu_seqlens, nseq, max_seqlen, a, stream);
-    case 64: return attn_launch<T, 64>(out, qkv, cu_seqlens, nseq, max_seqlen, a, stream);
-    case 80: return attn_launch<T, 80>(out, qkv, cu_seqlens, nseq, max_seqlen, a, stream);
-    case 96: return attn_launch<T, 96>(out, qkv, cu_seqlens, nseq, max_seqlen, a, stream);
-    case 128: return attn_launch<T, 128>(out, qkv, cu_seqlens, nseq, max_seqlen, a, stream);
-    case 256: return attn_launch<T, 256>(out, qkv, cu_seqlens, nseq, max_seqlen, a, stream);
+    case 16: return attn_launch<T, 16>(out, qkv, cu_seqlens, nseq, max_seqlen, a, wg, stream);
+    case 32: return attn_launch<T, 32>(out, qkv, cu_seqlens, nseq, max_seqlen, a, wg, stream);
+    case 64: return attn_launch<T, 64>(out, qkv, cu_seqlens, nseq, max_seqlen, a, wg, stream);
+    case 80: return attn_launch<T, 80>(out, qkv, cu_seqlens, nseq, max_seqlen, a, wg, stream);
+    case 96: return attn_launch<T, 96>(out, qkv, cu_seqlens, nseq, max_seqlen, a, wg, stream);
+    case 128: return attn_launch<T, 128>(out, qkv, cu_seqlens, nseq, max_seqlen, a, wg, stream);
+    case 256: return attn_launch<T, 256>(out, qkv, cu_seqlens, nseq, max_seqlen, a, wg, stream);
     default: return cudaErrorInvalidValue;
     }
 }
@@ -291,8 +452,10 @@ extern "C" cudaError_t emb_launch_attention(void *out, emb_kdtype dt, const void
         (dt != EMB_KDT_F16 && dt != EMB_KDT_BF16) ||
         (p->head_dim != 16 && p->head_dim != 32 && p->head_dim != 64 && p->head_dim != 80 && p->head_dim != 96 &&
          p->head_dim != 128 && p->head_dim != 256) ||
-        (p->rel_bias && p->rel_span < max_seqlen) || !(p->softcap >= 0.0f))
+        (p->rel_bias && p->rel_span < max_seqlen) || !(p->softcap >= 0.0f) ||
+        (p->impl != EMB_KATTN_MMA && p->impl != EMB_KATTN_WGMMA))
         return cudaErrorInvalidValue;
+    const bool wg = p->impl == EMB_KATTN_WGMMA;
     if (nseq == 0 || max_seqlen == 0) return cudaSuccess;
     attn_kargs a;
     a.heads = p->heads;
@@ -305,9 +468,22 @@ extern "C" cudaError_t emb_launch_attention(void *out, emb_kdtype dt, const void
     a.rel_bias = p->rel_bias;
     a.rel_span = p->rel_span;
     if (dt == EMB_KDT_F16)
-        return attn_dispatch<__half>(out, qkv, cu_seqlens, nseq, max_seqlen, p->head_dim, a, stream);
-    return attn_dispatch<__nv_bfloat16>(out, qkv, cu_seqlens, nseq, max_seqlen, p->head_dim, a,
+        return attn_dispatch<__half>(out, qkv, cu_seqlens, nseq, max_seqlen, p->head_dim, a, wg, stream);
+    return attn_dispatch<__nv_bfloat16>(out, qkv, cu_seqlens, nseq, max_seqlen, p->head_dim, a, wg,
                                         stream);
+}
+
+extern "C" cudaError_t emb_attention_wgmma_available(int *yes) {
+    if (!yes) return cudaErrorInvalidValue;
+    *yes = 0;
+    int *d = nullptr;
+    cudaError_t e = cudaMalloc(&d, sizeof *d);
+    if (e != cudaSuccess) return e;
+    EMB_LAUNCH(attention_wgmma_probe, 1, 1, 0, 0)(d);
+    e = emb_launch_status();
+    if (e == cudaSuccess) e = cudaMemcpy(yes, d, sizeof *yes, cudaMemcpyDeviceToHost);
+    cudaFree(d);
+    return e;
 }
 
 extern "C" cudaError_t emb_launch_attention_varlen(void *out, emb_kdtype dt, const void *qkv,

@@ -105,7 +105,7 @@ cudaError_t emb_launch_add(void *x, emb_kdtype dt, const void *y, size_t n, cuda
 
 /* --- attention.cu ---------------------------------------------------------
  * Varlen fused attention (FlashAttention-2 style, online softmax in fp32,
- * tensor cores via mma.sync) with grouped-query heads. qkv: [total, (heads +
+ * tensor cores: mma.sync, or wgmma on sm_90a, see impl) with grouped-query heads. qkv: [total, (heads +
  * 2*kv_heads) * head_dim], per token the Q heads, then the K heads, then the V
  * heads (kv_heads == heads: [total, 3, heads, head_dim]); out: [total, heads *
  * head_dim]. Query head h uses KV head h / (heads / kv_heads), read in place.
@@ -118,6 +118,10 @@ cudaError_t emb_launch_add(void *x, emb_kdtype dt, const void *y, size_t n, cuda
  * device fp32 table; rel_span >= max_seqlen), then softcap * tanh(logit /
  * softcap) when softcap > 0. dt is F16 or BF16; head_dim 16, 32, 64, 80, 96,
  * 128 or 256; heads a multiple of kv_heads. Twin: cpu_attention. */
+typedef enum {
+    EMB_KATTN_MMA = 0,    /* mma.sync tiles, sm_80 and later (the default) */
+    EMB_KATTN_WGMMA = 1,  /* warpgroup MMA, double-buffered K/V: sm_90a code only */
+} emb_kattn_impl;
 typedef struct {
     int heads, kv_heads, head_dim;
     float scale;
@@ -125,11 +129,16 @@ typedef struct {
     float softcap;
     const float *rel_bias;
     int rel_span;
+    emb_kattn_impl impl; /* EMB_KATTN_WGMMA only where emb_attention_wgmma_available says 1 */
 } emb_kattn_params;
 
 cudaError_t emb_launch_attention(void *out, emb_kdtype dt, const void *qkv,
                                  const int32_t *cu_seqlens, int nseq, int max_seqlen,
                                  const emb_kattn_params *p, cudaStream_t stream);
+
+/* *yes = 1 when the current device runs this build's sm_90a code (a Hopper
+ * GPU, and kernels built for sm_90a), else 0. One tiny launch. */
+cudaError_t emb_attention_wgmma_available(int *yes);
 
 /* emb_launch_attention with kv_heads == heads, no bias or softcap, full
  * (causal == 0) or causal. Twin: cpu_attention_varlen. */

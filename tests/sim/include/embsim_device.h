@@ -97,7 +97,7 @@ enum class Op : uint8_t {
     Ballot, Any, All, SyncWarp, ActiveMask,
     ReduceAddU, ReduceMinU, ReduceMaxU, ReduceMinI, ReduceMaxI, ReduceAnd, ReduceOr, ReduceXor,
     MatchAny, MatchAll,
-    MmaF16, MmaBF16, Ldmatrix,
+    MmaF16, MmaBF16, Ldmatrix, WgmmaWait,
 };
 
 /* One lane's operands and result at a warp rendezvous. */
@@ -121,6 +121,26 @@ void *shared_static(size_t bytes, size_t align, Site site);
 void *shared_dynamic();
 
 void cp_async(void *smem_dst, const void *gmem_src, size_t bytes, Site site);
+
+/* wgmma (sm_90a warpgroup MMA, m64nNk16, fp32 accumulate): each thread queues
+ * its part at issue, the warp computes its 16 rows at the wgmma wait that
+ * covers the group, reading shared memory then (so a tile overwritten before
+ * the wait, or an accumulator read before it, gives a wrong result). */
+struct WgmmaReq {
+    bool a_regs;      /* A from registers (a), else from the descriptor da */
+    bool bf16;
+    bool b_mn_major;  /* imm-trans-b = 1 */
+    int n;
+    uint64_t da, db;
+    const uint32_t *a;
+    float *d;
+};
+void wgmma_issue(const WgmmaReq &r, Site site);
+void wgmma_commit();
+void wgmma_wait(int pending_groups_allowed, Site site);
+/* The shared-memory address a descriptor carries (bytes from the start of
+ * the block's shared memory); p must be 16-byte aligned shared memory. */
+uint32_t smem_address(const void *p, Site site);
 void cp_async_commit();
 void cp_async_wait(int pending_groups_allowed);
 
@@ -613,5 +633,35 @@ inline void emb_cp_async_wait_all(void)
 }
 template <int N>
 inline void emb_cp_async_wait_group(void) { ::embsim::cp_async_wait(N); }
+
+/* wgmma: see kernels/arch.h for the contract. Fences order nothing here (a
+ * fiber runs to its next rendezvous in program order). */
+#define EMB_HAVE_WGMMA 1
+inline uint64_t emb_wgmma_desc(const void *smem, uint32_t lbo, uint32_t sbo,
+                               ::embsim::Site s = ::embsim::Site::here())
+{
+    const uint32_t a = ::embsim::smem_address(smem, s);
+    return static_cast<uint64_t>((a & 0x3FFFFu) >> 4) | (static_cast<uint64_t>((lbo & 0x3FFFFu) >> 4) << 16) |
+           (static_cast<uint64_t>((sbo & 0x3FFFFu) >> 4) << 32);
+}
+inline void emb_wgmma_fence(void) {}
+inline void emb_fence_proxy_async(void) {}
+template <int R>
+inline void emb_wgmma_fence_acc(float *) {}
+inline void emb_wgmma_commit(void) { ::embsim::wgmma_commit(); }
+template <int N>
+inline void emb_wgmma_wait(::embsim::Site s = ::embsim::Site::here()) { ::embsim::wgmma_wait(N, s); }
+template <typename T, int N>
+inline void emb_wgmma_ss(float *d, uint64_t da, uint64_t db, ::embsim::Site s = ::embsim::Site::here())
+{
+    static_assert(N % 8 == 0 && N >= 8 && N <= 256, "wgmma n: 8..256 in steps of 8");
+    ::embsim::wgmma_issue({false, std::is_same<T, __nv_bfloat16>::value, false, N, da, db, nullptr, d}, s);
+}
+template <typename T, int N>
+inline void emb_wgmma_rs_mn(float *d, const uint32_t a[4], uint64_t db, ::embsim::Site s = ::embsim::Site::here())
+{
+    static_assert(N % 8 == 0 && N >= 8 && N <= 256, "wgmma n: 8..256 in steps of 8");
+    ::embsim::wgmma_issue({true, std::is_same<T, __nv_bfloat16>::value, true, N, 0, db, a, d}, s);
+}
 
 #endif /* EMBSIM_DEVICE_H */

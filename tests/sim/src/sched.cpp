@@ -113,6 +113,12 @@ struct CpAsyncCopy {
     size_t bytes;
 };
 
+struct WgmmaPending {
+    WgmmaReq r;
+    uint32_t a[4];   /* A registers, read at issue (ptxas keeps them live until the wait) */
+    Site site;
+};
+
 struct SimThread {
     Fiber fiber;
     ThreadView view;
@@ -130,6 +136,9 @@ struct SimThread {
     /* cp.async: copies issued, and the end index of each committed group */
     std::vector<CpAsyncCopy> cp_pending;
     std::vector<size_t> cp_groups;
+    /* wgmma: operations issued, and the end index of each committed group */
+    std::vector<WgmmaPending> wg_pending;
+    std::vector<size_t> wg_groups;
 };
 
 struct SharedAlloc {
@@ -403,6 +412,7 @@ static const char *op_name(Op op)
     case Op::MmaF16: return "emb_mma_m16n8k16_f16f32";
     case Op::MmaBF16: return "emb_mma_m16n8k16_bf16f32";
     case Op::Ldmatrix: return "emb_ldmatrix";
+    case Op::WgmmaWait: return "emb_wgmma_wait";
     }
     return "?";
 }
@@ -514,6 +524,128 @@ static void compute_ldmatrix(SimThread *const lanes[32], int count, bool trans)
     }
 }
 
+/* One wgmma.m64nNk16 (fp32 accumulate) for the 16 rows of the warpgroup
+ * that this warp owns (warp % 4), from the shared-memory matrix descriptors
+ * of the PTX ISA (no swizzle: 8-row x 16-byte core matrices, LBO the byte
+ * distance between core matrices along K, SBO along M/N). Products and sums
+ * in double, rounded once to float, as compute_mma. */
+static bool compute_wgmma(SimThread *const lanes[32], size_t i)
+{
+    bool ok = true;
+    /* Runs in the scheduler, not in a fiber: a fault reports and aborts the block. */
+    auto fail = [&](const std::string &msg) {
+        if (ok)
+            report("%s, warp %d: %s", where(*tls_sched.block).c_str(), lanes[0]->warp, msg.c_str());
+        tls_sched.block->aborted = true;
+        ok = false;
+    };
+    const WgmmaPending &p0 = lanes[0]->wg_pending[i];
+    const WgmmaReq &r = p0.r;
+    for (int l = 1; l < 32; l++) {
+        const WgmmaReq &o = lanes[l]->wg_pending[i].r;
+        if (o.a_regs != r.a_regs || o.bf16 != r.bf16 || o.b_mn_major != r.b_mn_major || o.n != r.n ||
+            o.db != r.db || (!r.a_regs && o.da != r.da))
+            fail(format("wgmma issued at %s:%u: lanes 0 and %d disagree on the operation or its descriptors",
+                        short_file(p0.site.file), p0.site.line, l));
+    }
+    if (!ok)
+        return false;
+    const char *base = tls_sched.arena + kRedZone;
+    auto decode = [&](uint64_t desc, const char *which, uint32_t &start, uint32_t &lbo, uint32_t &sbo) {
+        start = static_cast<uint32_t>(desc & 0x3FFF) << 4;
+        lbo = static_cast<uint32_t>((desc >> 16) & 0x3FFF) << 4;
+        sbo = static_cast<uint32_t>((desc >> 32) & 0x3FFF) << 4;
+        if ((desc >> 62) != 0 || ((desc >> 49) & 7) != 0)
+            fail(format("wgmma issued at %s:%u: descriptor of %s uses a swizzle mode or base offset (0x%016llx); "
+                        "the simulator models the no-swizzle canonical layout only",
+                        short_file(p0.site.file), p0.site.line, which, static_cast<unsigned long long>(desc)));
+    };
+    auto load = [&](uint32_t off, const char *which) -> double {
+        const char *q = base + off;
+        if (!in_arena(q, 2)) {
+            fail(format("wgmma issued at %s:%u: %s element at shared offset %u lies outside shared memory",
+                        short_file(p0.site.file), p0.site.line, which, off));
+            return 0.0;
+        }
+        uint16_t raw;
+        memcpy(&raw, q, 2);
+        return elem(raw, r.bf16);
+    };
+    const int n = r.n, w = lanes[0]->warp % 4;
+    double A[16][16];
+    std::vector<double> B(static_cast<size_t>(16 * n));
+    if (r.a_regs) {
+        for (int l = 0; l < 32; l++) {
+            const uint32_t *a = lanes[l]->wg_pending[i].a;
+            int g = l >> 2, t = l & 3;
+            for (int q = 0; q < 4; q++) {
+                int row = g + ((q & 1) ? 8 : 0), col = 2 * t + ((q & 2) ? 8 : 0);
+                A[row][col] = elem(lo16(a[q]), r.bf16);
+                A[row][col + 1] = elem(hi16(a[q]), r.bf16);
+            }
+        }
+    } else {
+        uint32_t st, lbo, sbo;
+        decode(r.da, "A", st, lbo, sbo);
+        for (int row = 0; row < 16; row++) {
+            int m = 16 * w + row;
+            for (int k = 0; k < 16; k++)
+                A[row][k] = load(st + (m / 8) * sbo + (k / 8) * lbo + (m % 8) * 16 + (k % 8) * 2, "A");
+        }
+    }
+    {
+        uint32_t st, lbo, sbo;
+        decode(r.db, "B", st, lbo, sbo);
+        for (int k = 0; k < 16; k++)
+            for (int c = 0; c < n; c++) {
+                uint32_t off = r.b_mn_major ? st + (c / 8) * sbo + (k / 8) * lbo + (k % 8) * 16 + (c % 8) * 2
+                                            : st + (c / 8) * sbo + (k / 8) * lbo + (c % 8) * 16 + (k % 8) * 2;
+                B[static_cast<size_t>(k * n + c)] = load(off, "B");
+            }
+    }
+    if (!ok)
+        return false;
+    for (int l = 0; l < 32; l++) {
+        float *d = lanes[l]->wg_pending[i].r.d;
+        int g = l >> 2, t = l & 3;
+        for (int j = 0; j < n / 8; j++)
+            for (int e = 0; e < 4; e++) {
+                int row = g + (e >= 2 ? 8 : 0), col = 8 * j + 2 * t + (e & 1);
+                double acc = d[4 * j + e];
+                for (int k = 0; k < 16; k++)
+                    acc += A[row][k] * B[static_cast<size_t>(k * n + col)];
+                d[4 * j + e] = static_cast<float>(acc);
+            }
+    }
+    return true;
+}
+
+/* The wait: every lane completes the same oldest `count` operations. */
+static void complete_wgmma_wait(SimThread *const lanes[32])
+{
+    const size_t count = static_cast<size_t>(lanes[0]->io->arg);
+    for (int l = 1; l < 32; l++)
+        if (static_cast<size_t>(lanes[l]->io->arg) != count) {
+            report("%s, warp %d: emb_wgmma_wait at %s: its lanes wait for different numbers of wgmma operations",
+                   where(*tls_sched.block).c_str(), lanes[0]->warp, site_str(lanes[0]->site).c_str());
+            tls_sched.block->aborted = true;
+            return;
+        }
+    for (size_t i = 0; i < count; i++)
+        if (!compute_wgmma(lanes, i))
+            return;
+    for (int l = 0; l < 32; l++) {
+        SimThread *t = lanes[l];
+        t->wg_pending.erase(t->wg_pending.begin(), t->wg_pending.begin() + static_cast<std::ptrdiff_t>(count));
+        size_t drop = 0;
+        while (drop < t->wg_groups.size() && t->wg_groups[drop] <= count)
+            drop++;
+        t->wg_groups.erase(t->wg_groups.begin(), t->wg_groups.begin() + static_cast<std::ptrdiff_t>(drop));
+        for (size_t &g : t->wg_groups)
+            g -= count;
+    }
+}
+
 /* Source lane of a shuffle, following the PTX ISA's shfl.sync pseudocode
  * with CUDA's encoding of `width` into the c operand. */
 static int shuffle_source(Op op, int lane, int arg, int width)
@@ -541,6 +673,8 @@ static void complete_warp_op(SimThread *const lanes[32], unsigned mask, Op op)
         compute_mma(lanes, op == Op::MmaBF16);
     else if (op == Op::Ldmatrix)
         compute_ldmatrix(lanes, lanes[0]->io->arg, lanes[0]->io->width != 0);
+    else if (op == Op::WgmmaWait)
+        complete_wgmma_wait(lanes);
     uint64_t reduce = 0;
     bool all = true, any = false;
     uint64_t first = 0;
@@ -968,6 +1102,50 @@ void cp_async_wait(int allowed)
     t->cp_groups.erase(t->cp_groups.begin(), t->cp_groups.begin() + (groups - allowed));
     for (size_t &g : t->cp_groups)
         g -= done;
+}
+
+/* ---- wgmma ---------------------------------------------------------------------------- */
+
+uint32_t smem_address(const void *p, Site site)
+{
+    self_or_die("emb_wgmma_desc");
+    const char *base = tls_sched.arena + kRedZone;
+    const char *c = static_cast<const char *>(p);
+    if (!in_arena(p, 16) || c < base || (reinterpret_cast<uintptr_t>(p) & 15) || c - base >= (1 << 18))
+        fatal_in_fiber("emb_wgmma_desc at %s:%u: %p is not a 16-byte aligned shared-memory address",
+                       short_file(site.file), site.line, p);
+    return static_cast<uint32_t>(c - base);
+}
+
+void wgmma_issue(const WgmmaReq &r, Site site)
+{
+    SimThread *t = self_or_die("emb_wgmma");
+    const int group_end = (t->warp / 4 + 1) * 128;
+    if (tls_sched.block->nthreads < group_end)
+        fatal_in_fiber("emb_wgmma at %s:%u: warp %d has no whole warpgroup (the block has %d threads); "
+                       "wgmma needs 4 consecutive warps",
+                       short_file(site.file), site.line, t->warp, tls_sched.block->nthreads);
+    WgmmaPending p{r, {0, 0, 0, 0}, site};
+    if (r.a_regs)
+        memcpy(p.a, r.a, sizeof p.a);
+    t->wg_pending.push_back(p);
+}
+
+void wgmma_commit()
+{
+    SimThread *t = self_or_die("emb_wgmma_commit");
+    t->wg_groups.push_back(t->wg_pending.size());
+}
+
+void wgmma_wait(int allowed, Site site)
+{
+    SimThread *t = self_or_die("emb_wgmma_wait");
+    int groups = static_cast<int>(t->wg_groups.size());
+    if (groups <= allowed)
+        return;
+    LaneIO io;
+    io.arg = static_cast<int>(t->wg_groups[static_cast<size_t>(groups - allowed - 1)]);
+    warp_rendezvous(Op::WgmmaWait, 0xffffffffu, &io, site);
 }
 
 void trap(Site site)
