@@ -153,6 +153,7 @@ typedef struct {
     emb_cuda_shard sh;
     emb_cuda_tp *tp;        /* tensor-parallel group (NULL: none) and this device's rank in it */
     int tp_rank;
+    emb_kattn_impl attn_impl; /* mma.sync, or wgmma (EMBEDC_ATTENTION, see pick_attention) */
     int n_position;         /* rows of the position table (0: none) */
     int device;
     emb_dtype dtype;
@@ -873,6 +874,7 @@ static emb_status forward(cuda_ctx *c, const cu_slot *sl, int nseq, int total, i
             .heads = r->heads, .kv_heads = r->kv_heads, .head_dim = hd, .scale = r->scale,
             .window_left = L->window_left, .window_right = L->window_right, .softcap = r->softcap,
             .rel_bias = c->rel_bias, .rel_span = c->rel_bias ? r->max_position : 0,
+            .impl = c->attn_impl,
         };
         CU_CHECK(emb_launch_attention(c->ctx, k, c->big, sl->d_cu, nseq, max_seqlen, &ap, s));
         if ((st = project_out(c, c->ctx, L->wo, QD, L->bo, &L->attn_norm, &L->attn_post, total, err)))
@@ -1278,6 +1280,27 @@ static emb_status check_model(const emb_model_files *mf, emb_error *err) {
 
 static double mib(size_t b) { return (double)b / (1 << 20); }
 
+/* EMBEDC_ATTENTION picks the attention kernel: mma (the default: mma.sync
+ * tiles, every sm_80+ GPU), wgmma (the sm_90a warpgroup-MMA kernel: a Hopper
+ * GPU and a build whose EMBEDC_CUDA_ARCHS has 90a, else an error), or auto
+ * (wgmma where it runs, mma elsewhere). The default stays mma until the
+ * wgmma kernel has been measured on a Hopper GPU (bench/RESULTS.md). */
+static emb_status pick_attention(cuda_ctx *c, emb_error *err) {
+    const char *v = getenv("EMBEDC_ATTENTION");
+    c->attn_impl = EMB_KATTN_MMA;
+    if (!v || !*v || !strcmp(v, "mma")) return EMB_OK;
+    if (strcmp(v, "wgmma") != 0 && strcmp(v, "auto") != 0)
+        return emb_fail(err, EMB_ERR_INVALID_ARG, "EMBEDC_ATTENTION=%s: expected mma, wgmma or auto", v);
+    int yes = 0;
+    CU_CHECK(emb_attention_wgmma_available(&yes));
+    if (yes) c->attn_impl = EMB_KATTN_WGMMA;
+    else if (!strcmp(v, "wgmma"))
+        return emb_fail(err, EMB_ERR_UNSUPPORTED,
+                        "EMBEDC_ATTENTION=wgmma: device %d does not run sm_90a code of this build (it needs "
+                        "a Hopper GPU, and EMBEDC_CUDA_ARCHS with 90a at build time)", c->device);
+    return EMB_OK;
+}
+
 /* Before anything is allocated: the weights and the workspace for the
  * smallest budget must fit the device's free memory (a clear message
  * otherwise, not an out-of-memory failure half-way); a budget that does not
@@ -1402,6 +1425,7 @@ emb_status emb_cuda_backend_create_opts(const struct emb_model_files *mf, const 
             goto fail;
         }
     }
+    if ((st = pick_attention(c, err))) goto fail;
     /* The budget must hold the longest sequence the model accepts; on OOM
      * halve it (down to that floor) rather than refuse to run. */
     size_t tokens = o->max_batch_tokens ? o->max_batch_tokens : CUDA_DEFAULT_BATCH_TOKENS;

@@ -2,7 +2,8 @@
 # architecture with -Xptxas -warn-spills and fails on any warning (a spill
 # costs the attention kernel its register-resident accumulators), then reads
 # the attention kernel's SASS with cuobjdump and fails unless tensor-core MMA
-# instructions (HMMA) are there.
+# instructions (HMMA) are there, and on sm_90a also warpgroup MMA (HGMMA, the
+# wgmma kernel, with its V operand transposed: .tnspB).
 # Inputs: NVCC, SRC_DIR, OUT_DIR, ARCHS (comma list, e.g. 80,86), and
 # CUOBJDUMP for the SASS mode (MODE=sass: only attention.cu, and only where
 # the spill check, its fixture in the same ctest run, left no cubin).
@@ -49,6 +50,18 @@ foreach(arch ${ARCHS})
     else()
       list(GET hmma 0 first)
       message("attention sm_${arch}: ${n} HMMA instructions (e.g. ${first})")
+    endif()
+    if(arch STREQUAL "90a")
+      string(REGEX MATCHALL "HGMMA[.A-Za-z0-9]*" hgmma "${sass_text}")
+      string(REGEX MATCHALL "HGMMA[^;\n]*tnspB" hgmma_t "${sass_text}")
+      list(LENGTH hgmma ng)
+      list(LENGTH hgmma_t nt)
+      if(ng EQUAL 0 OR nt EQUAL 0)
+        list(APPEND failed "attention sm_90a: no warpgroup MMA (HGMMA, and HGMMA .tnspB for P V) in the SASS")
+      else()
+        list(GET hgmma 0 first)
+        message("attention sm_90a: ${ng} HGMMA instructions (e.g. ${first}), ${nt} with .tnspB")
+      endif()
     endif()
   endif()
 endforeach()

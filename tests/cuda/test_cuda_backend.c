@@ -461,6 +461,24 @@ Test(cuda_backend, rejects_bad_input) {
     toy_free(&t);
 }
 
+/* EMBEDC_ATTENTION: an unknown value is an error naming it; wgmma where this
+ * device has no sm_90a code is an error saying what it needs (the simulator
+ * runs it: that case is checked by the kernel suite's probe). */
+Test(cuda_backend, attention_choice_is_checked) {
+    toy_model t;
+    toy_build(&t, 64, 2, 1, 128, 0);
+    emb_backend *gpu = NULL;
+    emb_error err = {0};
+    setenv("EMBEDC_ATTENTION", "fast", 1);
+    cr_assert_eq(emb_cuda_backend_create(&t.mf, EMB_DTYPE_F16, 0, 0, &gpu, &err), EMB_ERR_INVALID_ARG);
+    cr_assert(strstr(err.message, "EMBEDC_ATTENTION=fast: expected mma, wgmma or auto"), "%s", err.message);
+    setenv("EMBEDC_ATTENTION", "wgmma", 1);
+    cr_assert_eq(emb_cuda_backend_create(&t.mf, EMB_DTYPE_F16, 0, 0, &gpu, &err), EMB_OK, "%s", err.message);
+    gpu->destroy(gpu);
+    unsetenv("EMBEDC_ATTENTION");
+    toy_free(&t);
+}
+
 /* ---- out of device memory ------------------------------------------------------ */
 
 #ifdef EMBEDC_SIM
@@ -964,6 +982,19 @@ Test(cuda_backend, family_gemma3, .timeout = 1800) {
     family_ref_on_gpu_ex("gemma3", "ref_prompt_query.npy", &eo, 1);
 }
 Test(cuda_backend, family_gemma2, .timeout = 1800) { family_ref_on_gpu_ex("gemma2", "ref.npy", NULL, 1); }
+
+/* The sm_90a attention kernel (EMBEDC_ATTENTION=wgmma) in whole models:
+ * relative bias (MPNet), head_dim 256 with one KV head and bidirectional
+ * windows (Gemma 3), causal GQA with q/k norms (Qwen3), soft-capping
+ * (Gemma 2), against sentence-transformers and the CPU backend. */
+Test(cuda_backend, wgmma_attention_families, .timeout = 1800) {
+    setenv("EMBEDC_ATTENTION", "wgmma", 1);
+    family_on_gpu("mpnet");
+    family_ref_on_gpu_ex("gemma3", "ref.npy", NULL, 1);
+    family_on_gpu("qwen3");
+    family_ref_on_gpu_ex("gemma2", "ref.npy", NULL, 1);
+    unsetenv("EMBEDC_ATTENTION");
+}
 
 /* The real all-mpnet-base-v2 (relative buckets, RoBERTa-style positions) on
  * the CUDA backend against the CPU backend, when tools/fetch-model

@@ -454,6 +454,9 @@ Test(cuda_kernels, attention_head_dims) {
 }
 
 /* ---- attention: grouped heads, windows, relative bias, softcap ------------ */
+/* Every case below runs on both implementations: each Test sets the one its
+ * name says (the TSan runner runs tests one after another in one process). */
+static emb_kattn_impl g_impl = EMB_KATTN_MMA;
 
 typedef struct {
     void *out, *qkv;
@@ -480,7 +483,7 @@ static void gqa_case(emb_kdtype dt, const int *lens, int nseq, int heads, int kv
     cpu_attn_params cp = {heads, kv, hd, 1.0f / sqrtf((float)hd), wl, wr, softcap, NULL, 0};
     gqa_args a = {kt_poisoned(nout * 2), kt_upload(qkv, nqkv, dt),
                   kt_upload_bytes(cu, ((size_t)nseq + 1) * 4), dt, nseq, total, maxlen,
-                  {heads, kv, hd, cp.scale, wl, wr, softcap, NULL, 0}};
+                  {heads, kv, hd, cp.scale, wl, wr, softcap, NULL, 0, g_impl}};
     if (bias) {
         tab = kt_rand((size_t)heads * (2 * span - 1), 3.0f, EMB_KDT_F32);
         cp.rel_bias = tab, cp.rel_span = span;
@@ -492,14 +495,15 @@ static void gqa_case(emb_kdtype dt, const int *lens, int nseq, int heads, int kv
     float *got = kt_download(a.out, nout, dt);
     float atol = dt == EMB_KDT_F16 ? 6e-3f : 3e-2f, rtol = dt == EMB_KDT_F16 ? 6e-3f : 2e-2f;
     char what[160];
-    snprintf(what, sizeof what, "attention %s heads=%d kv=%d hd=%d window=(%d,%d) softcap=%g bias=%d",
-             dt_name(dt), heads, kv, hd, wl, wr, softcap, bias);
+    snprintf(what, sizeof what, "attention %s %s heads=%d kv=%d hd=%d window=(%d,%d) softcap=%g bias=%d",
+             g_impl == EMB_KATTN_WGMMA ? "wgmma" : "mma", dt_name(dt), heads, kv, hd, wl, wr, softcap, bias);
     kt_compare(what, got, ref, nout, atol, rtol);
     cudaFree(a.out); cudaFree(a.qkv); cudaFree(a.cu); cudaFree((void *)a.p.rel_bias);
     free(cu); free(qkv); free(ref); free(got); free(tab);
 }
 
-Test(cuda_kernels, attention_gqa_mqa_head_dims) {
+static void gqa_mqa_head_dims(emb_kattn_impl impl) {
+    g_impl = impl;
     const int lens[] = {33, 1, 70, 130};
     const int hds[] = {16, 32, 64, 80, 96, 128, 256};
     for (int di = 0; di < NDTS; di++)
@@ -510,9 +514,10 @@ Test(cuda_kernels, attention_gqa_mqa_head_dims) {
         }
 }
 
-Test(cuda_kernels, attention_windows) {
-    /* Narrower and wider than a key tile, symmetric (ModernBERT local),
-     * sliding causal (Mistral), one-sided; on sequences shorter and longer. */
+/* Narrower and wider than a key tile, symmetric (ModernBERT local), sliding
+ * causal (Mistral), one-sided; on sequences shorter and longer. */
+static void windows(emb_kattn_impl impl) {
+    g_impl = impl;
     const int lens[] = {5, 300, 1, 129};
     const int win[][2] = {{0, 0}, {3, 3}, {64, 64}, {4095, 0}, {15, 0}, {-1, 7}, {200, -1}};
     for (int di = 0; di < NDTS; di++)
@@ -522,7 +527,8 @@ Test(cuda_kernels, attention_windows) {
     gqa_case(EMB_KDT_BF16, lens, 4, 2, 2, 80, 33, 0, 0, 0);
 }
 
-Test(cuda_kernels, attention_rel_bias_softcap) {
+static void rel_bias_softcap(emb_kattn_impl impl) {
+    g_impl = impl;
     const int lens[] = {17, 140, 2};
     for (int di = 0; di < NDTS; di++) {
         gqa_case(DTS[di], lens, 3, 3, 3, 32, -1, -1, 0, 1);       /* MPNet / T5 bias */
@@ -531,10 +537,20 @@ Test(cuda_kernels, attention_rel_bias_softcap) {
     }
 }
 
+Test(cuda_kernels, attention_gqa_mqa_head_dims) { gqa_mqa_head_dims(EMB_KATTN_MMA); }
+Test(cuda_kernels, attention_windows) { windows(EMB_KATTN_MMA); }
+Test(cuda_kernels, attention_rel_bias_softcap) { rel_bias_softcap(EMB_KATTN_MMA); }
+/* The sm_90a kernel: wgmma from the descriptors' core-matrix layouts (the
+ * simulator computes them from the PTX ISA's definitions), double-buffered
+ * K/V tiles (the simulator's cp.async lands only at the wait). */
+Test(cuda_kernels, attention_wgmma_gqa_mqa_head_dims) { gqa_mqa_head_dims(EMB_KATTN_WGMMA); }
+Test(cuda_kernels, attention_wgmma_windows) { windows(EMB_KATTN_WGMMA); }
+Test(cuda_kernels, attention_wgmma_rel_bias_softcap) { rel_bias_softcap(EMB_KATTN_WGMMA); }
+
 /* Key tiles outside every window of a query tile are not read at all: with
  * the K and V rows of far keys set to NaN, a kernel that only masked them
  * would still multiply P = 0 by NaN V rows and return NaN. */
-Test(cuda_kernels, attention_window_skips_far_key_tiles) {
+static void window_skips_far_key_tiles(emb_kattn_impl impl) {
     const int len = 300, heads = 2, kv = 1, hd = 64, w = 8, ld = (heads + 2 * kv) * hd;
     for (int side = 0; side < 2; side++) {
         int total, maxlen;
@@ -550,7 +566,7 @@ Test(cuda_kernels, attention_window_skips_far_key_tiles) {
                 for (int c = heads * hd; c < ld; c++) qkv[(size_t)t * ld + c] = NAN;
         gqa_args a = {kt_poisoned((size_t)total * heads * hd * 2),
                       kt_upload(qkv, (size_t)total * ld, EMB_KDT_F16), kt_upload_bytes(cu, 8),
-                      EMB_KDT_F16, 1, total, maxlen, {heads, kv, hd, 0.125f, w, w, 0, NULL, 0}};
+                      EMB_KDT_F16, 1, total, maxlen, {heads, kv, hd, 0.125f, w, w, 0, NULL, 0, impl}};
         gqa_launch(&a);
         KT_CHECK(cudaDeviceSynchronize());
         float *got = kt_download(a.out, (size_t)total * heads * hd, EMB_KDT_F16);
@@ -561,6 +577,8 @@ Test(cuda_kernels, attention_window_skips_far_key_tiles) {
         free(cu); free(qkv); free(ref); free(got);
     }
 }
+Test(cuda_kernels, attention_window_skips_far_key_tiles) { window_skips_far_key_tiles(EMB_KATTN_MMA); }
+Test(cuda_kernels, attention_wgmma_window_skips_far_key_tiles) { window_skips_far_key_tiles(EMB_KATTN_WGMMA); }
 
 /* The same at awkward lengths, for the two window forms the decoder families
  * use: causal sliding (Mistral: right 0, left W) and symmetric bidirectional
@@ -571,7 +589,7 @@ Test(cuda_kernels, attention_window_skips_far_key_tiles) {
  * from its last query's window end rounded up to 64) are NaN; that tile's
  * outputs must match the reference from the clean input. (Keys masked inside
  * a walked tile are read: P = 0 times a NaN V row would still be NaN.) */
-static void window_skip_case(emb_kdtype dt, int hd, int wl, int wr, int pick) {
+static void window_skip_case(emb_kdtype dt, int hd, int wl, int wr, int pick, emb_kattn_impl impl) {
     static const int lens[] = {1, 31, 33, 513};
     const int nseq = 4, heads = 2, kv = 1, ld = (heads + 2 * kv) * hd, od = heads * hd;
     int total, maxlen;
@@ -594,7 +612,7 @@ static void window_skip_case(emb_kdtype dt, int hd, int wl, int wr, int pick) {
     }
     gqa_args a = {kt_poisoned((size_t)total * od * 2), kt_upload(qkv, (size_t)total * ld, dt),
                   kt_upload_bytes(cu, ((size_t)nseq + 1) * 4), dt, nseq, total, maxlen,
-                  {heads, kv, hd, scale, wl, wr, 0, NULL, 0}};
+                  {heads, kv, hd, scale, wl, wr, 0, NULL, 0, impl}};
     gqa_launch(&a);
     KT_CHECK(cudaDeviceSynchronize());
     float *got = kt_download(a.out, (size_t)total * od, dt);
@@ -616,7 +634,17 @@ Test(cuda_kernels, attention_windows_skip_far_keys_awkward) {
     for (int di = 0; di < NDTS; di++)
         for (int h = 0; h < 2; h++)
             for (int w = 0; w < 3; w++)
-                for (int pick = 0; pick < 3; pick++) window_skip_case(DTS[di], hds[h], win[w][0], win[w][1], pick);
+                for (int pick = 0; pick < 3; pick++)
+                    window_skip_case(DTS[di], hds[h], win[w][0], win[w][1], pick, EMB_KATTN_MMA);
+}
+
+Test(cuda_kernels, attention_wgmma_windows_skip_far_keys_awkward) {
+    const int win[][2] = {{40, 0}, {100, 0}, {40, 40}};
+    const int hds[] = {64, 256};
+    for (int h = 0; h < 2; h++)
+        for (int w = 0; w < 3; w++)
+            for (int pick = 0; pick < 3; pick++)
+                window_skip_case(DTS[(h + w) % NDTS], hds[h], win[w][0], win[w][1], pick, EMB_KATTN_WGMMA);
 }
 
 /* ---- the QKV epilogue: bias + q/k norms + rotary -------------------------------- */
@@ -916,7 +944,7 @@ Test(cuda_kernels, launchers_reject_bad_arguments) {
                                  NULL, NULL, 0),
                  cudaErrorInvalidValue);
     cr_assert_eq(emb_launch_bias_act(NULL, EMB_KDT_F16, NULL, 1, 64, 99, 0), cudaErrorInvalidValue);
-    emb_kattn_params p = {4, 3, 64, 1.0f, -1, -1, 0, NULL, 0};   /* heads % kv_heads != 0 */
+    emb_kattn_params p = {4, 3, 64, 1.0f, -1, -1, 0, NULL, 0, EMB_KATTN_MMA}; /* heads % kv_heads != 0 */
     cr_assert_eq(emb_launch_attention(NULL, EMB_KDT_F16, NULL, NULL, 1, 8, &p, 0), cudaErrorInvalidValue);
     p.kv_heads = 2, p.head_dim = 48;                               /* no such head_dim */
     cr_assert_eq(emb_launch_attention(NULL, EMB_KDT_F16, NULL, NULL, 1, 8, &p, 0), cudaErrorInvalidValue);
@@ -924,6 +952,11 @@ Test(cuda_kernels, launchers_reject_bad_arguments) {
     p.head_dim = 64, p.rel_bias = &dummy, p.rel_span = 7;         /* table shorter than max_seqlen */
     cr_assert_eq(emb_launch_attention(NULL, EMB_KDT_F16, NULL, NULL, 1, 8, &p, 0), cudaErrorInvalidValue);
     cr_assert_eq(emb_launch_attention(NULL, EMB_KDT_F16, NULL, NULL, 1, 8, NULL, 0), cudaErrorInvalidValue);
+    p.rel_bias = NULL, p.rel_span = 0, p.impl = (emb_kattn_impl)7;  /* no such implementation */
+    cr_assert_eq(emb_launch_attention(NULL, EMB_KDT_F16, NULL, NULL, 1, 8, &p, 0), cudaErrorInvalidValue);
+    int wg = -1;
+    cr_assert_eq(emb_attention_wgmma_available(&wg), cudaSuccess);
+    cr_assert_eq(wg, 1, "the simulator runs the sm_90a path");
     emb_kqk_params q = {.heads = 2, .kv_heads = 1, .head_dim = 64, .rotary_dim = 33, .theta = 1e4f};
     cr_assert_eq(emb_launch_qk_norm_rotary(NULL, EMB_KDT_F16, NULL, 1, 8, &q, 0), cudaErrorInvalidValue);
     q.rotary_dim = 128;                                            /* past head_dim */
