@@ -10,6 +10,8 @@
  * Families and ladders (see bench/kernels/README.md):
  *   attention  v0 one thread per (query, head), fp32 scalar online softmax
  *              v1 kernels/attention.cu: FA2 tiles, mma.sync, online softmax
+ *              v2 kernels/attention.cu on sm_90a: warpgroup MMA (wgmma), K/V
+ *                 double-buffered (only where emb_attention_wgmma_available)
  *   embed      v0 one thread per token, three passes over the gathered rows
  *              v1 kernels/embed.cu: one CTA per token, row in registers
  *   layernorm  v0 one thread per row, three passes over global memory
@@ -505,6 +507,9 @@ static void bench_attention(const char *what, const std::vector<int> &lens, int 
     for (int l : lens) flops += 4.0 * l * l * D * heads;
     printf("attention f16 %s: heads=%d head_dim=%d, %d sequences, %d tokens (max %d); "
            "checked on %zu sequences\n", what, heads, D, nseq, total, maxlen, pick.size());
+    emb_kattn_params ap = {heads, heads, D, scale, -1, -1, 0.0f, nullptr, 0, EMB_KATTN_MMA};
+    int wgmma = 0;
+    CK(emb_attention_wgmma_available(&wgmma));
 
     std::vector<Rung> rungs = {
         {"v0 naive", [&] {
@@ -513,10 +518,15 @@ static void bench_attention(const char *what, const std::vector<int> &lens, int 
              CKL();
          }, true},
         {"v1 flash-mma", [&] {
-             CK(emb_launch_attention_varlen(dout.p, EMB_KDT_F16, dq.p, dcu.p, nseq, maxlen, heads,
-                                            D, scale, 0, 0));
+             ap.impl = EMB_KATTN_MMA;
+             CK(emb_launch_attention(dout.p, EMB_KDT_F16, dq.p, dcu.p, nseq, maxlen, &ap, 0));
          }, false},
     };
+    if (wgmma)
+        rungs.push_back({"v2 flash-wgmma", [&] {
+                             ap.impl = EMB_KATTN_WGMMA;
+                             CK(emb_launch_attention(dout.p, EMB_KDT_F16, dq.p, dcu.p, nseq, maxlen, &ap, 0));
+                         }, false});
     auto check = [&](const char *name) {
         std::vector<__half> h(ref.size());
         for (size_t i = 0; i < pick.size(); i++)
@@ -847,6 +857,8 @@ int main(int argc, char **argv) {
         const std::vector<int> full(q ? 8 : 256, 512);
         bench_attention("BERT-large heads, 512 tokens", full, 16, 64, 16);
         bench_attention("MiniLM heads, 512 tokens", full, 12, 32, 16);
+        bench_attention("Qwen3-0.6B heads, 512 tokens", full, 16, 128, 16);
+        bench_attention("EmbeddingGemma head_dim, 512 tokens", full, 3, 256, 16);
     }
     if (want("embed")) bench_embed(rows, 768);
     if (want("layernorm")) {

@@ -16,6 +16,7 @@
 
 #include "backend.h"
 #include "cuda_backend.h"
+#include "kernels.h"
 #include "embedc.h"
 #include "model_files.h"
 #include "npy.h"
@@ -473,6 +474,16 @@ Test(cuda_backend, attention_choice_is_checked) {
     cr_assert_eq(emb_cuda_backend_create(&t.mf, EMB_DTYPE_F16, 0, 0, &gpu, &err), EMB_ERR_INVALID_ARG);
     cr_assert(strstr(err.message, "EMBEDC_ATTENTION=fast: expected mma, wgmma or auto"), "%s", err.message);
     setenv("EMBEDC_ATTENTION", "wgmma", 1);
+    int wg = 0;
+    cr_assert_eq(emb_attention_wgmma_available(&wg), cudaSuccess);
+    if (wg) {
+        cr_assert_eq(emb_cuda_backend_create(&t.mf, EMB_DTYPE_F16, 0, 0, &gpu, &err), EMB_OK, "%s", err.message);
+        gpu->destroy(gpu);
+    } else {
+        cr_assert_eq(emb_cuda_backend_create(&t.mf, EMB_DTYPE_F16, 0, 0, &gpu, &err), EMB_ERR_UNSUPPORTED);
+        cr_assert(strstr(err.message, "does not run sm_90a code of this build"), "%s", err.message);
+    }
+    setenv("EMBEDC_ATTENTION", "auto", 1);   /* wgmma where it runs, mma elsewhere: never an error */
     cr_assert_eq(emb_cuda_backend_create(&t.mf, EMB_DTYPE_F16, 0, 0, &gpu, &err), EMB_OK, "%s", err.message);
     gpu->destroy(gpu);
     unsetenv("EMBEDC_ATTENTION");
@@ -988,6 +999,9 @@ Test(cuda_backend, family_gemma2, .timeout = 1800) { family_ref_on_gpu_ex("gemma
  * windows (Gemma 3), causal GQA with q/k norms (Qwen3), soft-capping
  * (Gemma 2), against sentence-transformers and the CPU backend. */
 Test(cuda_backend, wgmma_attention_families, .timeout = 1800) {
+    int wg = 0;
+    cr_assert_eq(emb_attention_wgmma_available(&wg), cudaSuccess);
+    if (!wg) cr_skip_test("no sm_90a code for this device (wgmma)");
     setenv("EMBEDC_ATTENTION", "wgmma", 1);
     family_on_gpu("mpnet");
     family_ref_on_gpu_ex("gemma3", "ref.npy", NULL, 1);

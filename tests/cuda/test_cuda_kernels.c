@@ -458,6 +458,14 @@ Test(cuda_kernels, attention_head_dims) {
  * name says (the TSan runner runs tests one after another in one process). */
 static emb_kattn_impl g_impl = EMB_KATTN_MMA;
 
+/* The wgmma tests run where the device runs this build's sm_90a code: always
+ * under the simulator, on a real GPU only on Hopper with a 90a build. */
+static void need_wgmma(void) {
+    int yes = 0;
+    KT_CHECK(emb_attention_wgmma_available(&yes));
+    if (!yes) cr_skip_test("no sm_90a code for this device (wgmma)");
+}
+
 typedef struct {
     void *out, *qkv;
     int32_t *cu;
@@ -543,9 +551,9 @@ Test(cuda_kernels, attention_rel_bias_softcap) { rel_bias_softcap(EMB_KATTN_MMA)
 /* The sm_90a kernel: wgmma from the descriptors' core-matrix layouts (the
  * simulator computes them from the PTX ISA's definitions), double-buffered
  * K/V tiles (the simulator's cp.async lands only at the wait). */
-Test(cuda_kernels, attention_wgmma_gqa_mqa_head_dims) { gqa_mqa_head_dims(EMB_KATTN_WGMMA); }
-Test(cuda_kernels, attention_wgmma_windows) { windows(EMB_KATTN_WGMMA); }
-Test(cuda_kernels, attention_wgmma_rel_bias_softcap) { rel_bias_softcap(EMB_KATTN_WGMMA); }
+Test(cuda_kernels, attention_wgmma_gqa_mqa_head_dims) { need_wgmma(); gqa_mqa_head_dims(EMB_KATTN_WGMMA); }
+Test(cuda_kernels, attention_wgmma_windows) { need_wgmma(); windows(EMB_KATTN_WGMMA); }
+Test(cuda_kernels, attention_wgmma_rel_bias_softcap) { need_wgmma(); rel_bias_softcap(EMB_KATTN_WGMMA); }
 
 /* Key tiles outside every window of a query tile are not read at all: with
  * the K and V rows of far keys set to NaN, a kernel that only masked them
@@ -578,7 +586,10 @@ static void window_skips_far_key_tiles(emb_kattn_impl impl) {
     }
 }
 Test(cuda_kernels, attention_window_skips_far_key_tiles) { window_skips_far_key_tiles(EMB_KATTN_MMA); }
-Test(cuda_kernels, attention_wgmma_window_skips_far_key_tiles) { window_skips_far_key_tiles(EMB_KATTN_WGMMA); }
+Test(cuda_kernels, attention_wgmma_window_skips_far_key_tiles) {
+    need_wgmma();
+    window_skips_far_key_tiles(EMB_KATTN_WGMMA);
+}
 
 /* The same at awkward lengths, for the two window forms the decoder families
  * use: causal sliding (Mistral: right 0, left W) and symmetric bidirectional
@@ -639,6 +650,7 @@ Test(cuda_kernels, attention_windows_skip_far_keys_awkward) {
 }
 
 Test(cuda_kernels, attention_wgmma_windows_skip_far_keys_awkward) {
+    need_wgmma();
     const int win[][2] = {{40, 0}, {100, 0}, {40, 40}};
     const int hds[] = {64, 256};
     for (int h = 0; h < 2; h++)
@@ -954,9 +966,11 @@ Test(cuda_kernels, launchers_reject_bad_arguments) {
     cr_assert_eq(emb_launch_attention(NULL, EMB_KDT_F16, NULL, NULL, 1, 8, NULL, 0), cudaErrorInvalidValue);
     p.rel_bias = NULL, p.rel_span = 0, p.impl = (emb_kattn_impl)7;  /* no such implementation */
     cr_assert_eq(emb_launch_attention(NULL, EMB_KDT_F16, NULL, NULL, 1, 8, &p, 0), cudaErrorInvalidValue);
+#ifdef EMBEDC_SIM
     int wg = -1;
     cr_assert_eq(emb_attention_wgmma_available(&wg), cudaSuccess);
     cr_assert_eq(wg, 1, "the simulator runs the sm_90a path");
+#endif
     emb_kqk_params q = {.heads = 2, .kv_heads = 1, .head_dim = 64, .rotary_dim = 33, .theta = 1e4f};
     cr_assert_eq(emb_launch_qk_norm_rotary(NULL, EMB_KDT_F16, NULL, 1, 8, &q, 0), cudaErrorInvalidValue);
     q.rotary_dim = 128;                                            /* past head_dim */
