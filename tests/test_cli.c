@@ -37,6 +37,10 @@ Test(cli, bad_flag_values) {
     cr_assert(strstr(err_text, "unknown pooling mode \"median\""), "%s", err_text);
     cr_assert_eq(run("encode --format parquet -o x.parquet"), 2);
     cr_assert(strstr(err_text, "--format parquet"), "%s", err_text);
+    cr_assert_neq(run("encode --dtype fp8"), 0);
+    cr_assert(strstr(err_text, "--dtype fp8: not offered"), "%s", err_text);
+    cr_assert_neq(run("encode --dtype f8"), 0);
+    cr_assert(strstr(err_text, "--dtype f8: expected auto, f16, bf16 or f32"), "%s", err_text);
 }
 
 Test(cli, missing_model) {

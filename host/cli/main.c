@@ -235,6 +235,13 @@ emb_model *cli_load_model(const cli_opts *o, emb_error *err) {
         if (!strcmp(o->dtype, "f16") || !strcmp(o->dtype, "fp16") || !strcmp(o->dtype, "float16")) mo.dtype = EMB_DTYPE_F16;
         else if (!strcmp(o->dtype, "bf16") || !strcmp(o->dtype, "bfloat16")) mo.dtype = EMB_DTYPE_BF16;
         else if (!strcmp(o->dtype, "f32") || !strcmp(o->dtype, "float32")) mo.dtype = EMB_DTYPE_F32;
+        else if (!strcmp(o->dtype, "fp8") || !strcmp(o->dtype, "e4m3")) {
+            /* Measured, not guessed: tools/fp8-fidelity, bench/RESULTS.md. */
+            emb_fail(err, EMB_ERR_UNSUPPORTED, "--dtype %s: not offered: FP8 (e4m3) GEMMs miss the fidelity gate "
+                     "(cos >= 0.999 against fp32) on all-MiniLM-L6-v2, all-mpnet-base-v2 and EmbeddingGemma "
+                     "(tools/fp8-fidelity); use f16 or bf16", o->dtype);
+            return NULL;
+        }
         else if (strcmp(o->dtype, "auto")) { emb_fail(err, EMB_ERR_INVALID_ARG, "--dtype %s: expected auto, f16, bf16 or f32", o->dtype); return NULL; }
     }
     emb_model *m = NULL;
