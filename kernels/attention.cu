@@ -400,7 +400,7 @@ __global__ void __launch_bounds__(32 * ATTN_WARPS, 1) attention_wgmma_kernel(T *
     attn_store<T, DT>(out, o, l, qrow0, c.len, c.start, h, t4, a.heads);
 #else
     (void)out; (void)qkv; (void)cu_seqlens; (void)a;
-    __trap();  /* not sm_90a code: the launcher's caller checked emb_attention_wgmma_available */
+    __trap();  /* not sm_90a code: the launcher's caller asked emb_launch_wgmma_probe */
 #endif
 }
 
@@ -473,17 +473,10 @@ extern "C" cudaError_t emb_launch_attention(void *out, emb_kdtype dt, const void
                                         stream);
 }
 
-extern "C" cudaError_t emb_attention_wgmma_available(int *yes) {
-    if (!yes) return cudaErrorInvalidValue;
-    *yes = 0;
-    int *d = nullptr;
-    cudaError_t e = cudaMalloc(&d, sizeof *d);
-    if (e != cudaSuccess) return e;
-    EMB_LAUNCH(attention_wgmma_probe, 1, 1, 0, 0)(d);
-    e = emb_launch_status();
-    if (e == cudaSuccess) e = cudaMemcpy(yes, d, sizeof *yes, cudaMemcpyDeviceToHost);
-    cudaFree(d);
-    return e;
+extern "C" cudaError_t emb_launch_wgmma_probe(int *d_flag, cudaStream_t stream) {
+    if (!d_flag) return cudaErrorInvalidValue;
+    EMB_LAUNCH(attention_wgmma_probe, 1, 1, 0, stream)(d_flag);
+    return emb_launch_status();
 }
 
 extern "C" cudaError_t emb_launch_attention_varlen(void *out, emb_kdtype dt, const void *qkv,

@@ -129,16 +129,17 @@ typedef struct {
     float softcap;
     const float *rel_bias;
     int rel_span;
-    emb_kattn_impl impl; /* EMB_KATTN_WGMMA only where emb_attention_wgmma_available says 1 */
+    emb_kattn_impl impl; /* EMB_KATTN_WGMMA only where emb_launch_wgmma_probe says 1 */
 } emb_kattn_params;
 
 cudaError_t emb_launch_attention(void *out, emb_kdtype dt, const void *qkv,
                                  const int32_t *cu_seqlens, int nseq, int max_seqlen,
                                  const emb_kattn_params *p, cudaStream_t stream);
 
-/* *yes = 1 when the current device runs this build's sm_90a code (a Hopper
- * GPU, and kernels built for sm_90a), else 0. One tiny launch. */
-cudaError_t emb_attention_wgmma_available(int *yes);
+/* Writes to the device int *d_flag 1 when the current device runs this
+ * build's sm_90a code (a Hopper GPU, and kernels built for sm_90a: what
+ * EMB_KATTN_WGMMA needs), else 0. One single-thread launch. */
+cudaError_t emb_launch_wgmma_probe(int *d_flag, cudaStream_t stream);
 
 /* emb_launch_attention with kv_heads == heads, no bias or softcap, full
  * (causal == 0) or causal. Twin: cpu_attention_varlen. */

@@ -11,7 +11,7 @@
  *   attention  v0 one thread per (query, head), fp32 scalar online softmax
  *              v1 kernels/attention.cu: FA2 tiles, mma.sync, online softmax
  *              v2 kernels/attention.cu on sm_90a: warpgroup MMA (wgmma), K/V
- *                 double-buffered (only where emb_attention_wgmma_available)
+ *                 double-buffered (only where emb_cuda_wgmma_available)
  *   embed      v0 one thread per token, three passes over the gathered rows
  *              v1 kernels/embed.cu: one CTA per token, row in registers
  *   layernorm  v0 one thread per row, three passes over global memory
@@ -54,6 +54,7 @@
 #include "kernels.h"
 extern "C" {
 #include "cpu_ops.h"
+#include "cuda_backend.h"
 }
 
 #define CK(x)                                                                              \
@@ -509,7 +510,11 @@ static void bench_attention(const char *what, const std::vector<int> &lens, int 
            "checked on %zu sequences\n", what, heads, D, nseq, total, maxlen, pick.size());
     emb_kattn_params ap = {heads, heads, D, scale, -1, -1, 0.0f, nullptr, 0, EMB_KATTN_MMA};
     int wgmma = 0;
-    CK(emb_attention_wgmma_available(&wgmma));
+    emb_error werr = {};
+    if (emb_cuda_wgmma_available(&wgmma, &werr) != EMB_OK) {
+        fprintf(stderr, "%s\n", werr.message);
+        exit(1);
+    }
 
     std::vector<Rung> rungs = {
         {"v0 naive", [&] {

@@ -1280,6 +1280,17 @@ static emb_status check_model(const emb_model_files *mf, emb_error *err) {
 
 static double mib(size_t b) { return (double)b / (1 << 20); }
 
+emb_status emb_cuda_wgmma_available(int *yes, emb_error *err) {
+    *yes = 0;
+    int *d = NULL;
+    CU_CHECK(cudaMalloc((void **)&d, sizeof *d));
+    cudaError_t e = emb_launch_wgmma_probe(d, 0);
+    if (e == cudaSuccess) e = cudaMemcpy(yes, d, sizeof *yes, cudaMemcpyDeviceToHost);
+    cudaFree(d);
+    if (e != cudaSuccess) return cu_fail(err, e, "emb_launch_wgmma_probe", __FILE__, __LINE__);
+    return EMB_OK;
+}
+
 /* EMBEDC_ATTENTION picks the attention kernel: mma (the default: mma.sync
  * tiles, every sm_80+ GPU), wgmma (the sm_90a warpgroup-MMA kernel: a Hopper
  * GPU and a build whose EMBEDC_CUDA_ARCHS has 90a, else an error), or auto
@@ -1292,7 +1303,8 @@ static emb_status pick_attention(cuda_ctx *c, emb_error *err) {
     if (strcmp(v, "wgmma") != 0 && strcmp(v, "auto") != 0)
         return emb_fail(err, EMB_ERR_INVALID_ARG, "EMBEDC_ATTENTION=%s: expected mma, wgmma or auto", v);
     int yes = 0;
-    CU_CHECK(emb_attention_wgmma_available(&yes));
+    emb_status st = emb_cuda_wgmma_available(&yes, err);
+    if (st) return st;
     if (yes) c->attn_impl = EMB_KATTN_WGMMA;
     else if (!strcmp(v, "wgmma"))
         return emb_fail(err, EMB_ERR_UNSUPPORTED,

@@ -27,6 +27,10 @@ emb_status emb_cuda_workers_create(const struct emb_model_files *mf, emb_dtype d
                                    int tp, size_t tokens, struct emb_backend **workers, int *nworkers,
                                    emb_error *err);
 
+/* *yes = 1 when the current device runs this build's sm_90a code (the wgmma
+ * attention, EMBEDC_ATTENTION=wgmma), else 0. One tiny launch. */
+emb_status emb_cuda_wgmma_available(int *yes, emb_error *err);
+
 /* Visible CUDA devices (0 without a driver or GPU). */
 int emb_cuda_device_count(void);
 

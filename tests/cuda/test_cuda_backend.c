@@ -16,7 +16,6 @@
 
 #include "backend.h"
 #include "cuda_backend.h"
-#include "kernels.h"
 #include "embedc.h"
 #include "model_files.h"
 #include "npy.h"
@@ -475,7 +474,7 @@ Test(cuda_backend, attention_choice_is_checked) {
     cr_assert(strstr(err.message, "EMBEDC_ATTENTION=fast: expected mma, wgmma or auto"), "%s", err.message);
     setenv("EMBEDC_ATTENTION", "wgmma", 1);
     int wg = 0;
-    cr_assert_eq(emb_attention_wgmma_available(&wg), cudaSuccess);
+    cr_assert_eq(emb_cuda_wgmma_available(&wg, &err), EMB_OK, "%s", err.message);
     if (wg) {
         cr_assert_eq(emb_cuda_backend_create(&t.mf, EMB_DTYPE_F16, 0, 0, &gpu, &err), EMB_OK, "%s", err.message);
         gpu->destroy(gpu);
@@ -1000,7 +999,8 @@ Test(cuda_backend, family_gemma2, .timeout = 1800) { family_ref_on_gpu_ex("gemma
  * (Gemma 2), against sentence-transformers and the CPU backend. */
 Test(cuda_backend, wgmma_attention_families, .timeout = 1800) {
     int wg = 0;
-    cr_assert_eq(emb_attention_wgmma_available(&wg), cudaSuccess);
+    emb_error err = {0};
+    cr_assert_eq(emb_cuda_wgmma_available(&wg, &err), EMB_OK, "%s", err.message);
     if (!wg) cr_skip_test("no sm_90a code for this device (wgmma)");
     setenv("EMBEDC_ATTENTION", "wgmma", 1);
     family_on_gpu("mpnet");

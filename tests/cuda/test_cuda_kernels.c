@@ -11,6 +11,7 @@
 
 #include "kt_util.h"
 #include "cpu_ops.h"
+#include "cuda_backend.h"
 
 TestSuite(cuda_kernels, .init = kt_need_device);
 
@@ -462,7 +463,8 @@ static emb_kattn_impl g_impl = EMB_KATTN_MMA;
  * under the simulator, on a real GPU only on Hopper with a 90a build. */
 static void need_wgmma(void) {
     int yes = 0;
-    KT_CHECK(emb_attention_wgmma_available(&yes));
+    emb_error err = {0};
+    cr_assert_eq(emb_cuda_wgmma_available(&yes, &err), EMB_OK, "%s", err.message);
     if (!yes) cr_skip_test("no sm_90a code for this device (wgmma)");
 }
 
@@ -968,8 +970,10 @@ Test(cuda_kernels, launchers_reject_bad_arguments) {
     cr_assert_eq(emb_launch_attention(NULL, EMB_KDT_F16, NULL, NULL, 1, 8, &p, 0), cudaErrorInvalidValue);
 #ifdef EMBEDC_SIM
     int wg = -1;
-    cr_assert_eq(emb_attention_wgmma_available(&wg), cudaSuccess);
+    emb_error err = {0};
+    cr_assert_eq(emb_cuda_wgmma_available(&wg, &err), EMB_OK, "%s", err.message);
     cr_assert_eq(wg, 1, "the simulator runs the sm_90a path");
+    cr_assert_eq(emb_launch_wgmma_probe(NULL, 0), cudaErrorInvalidValue);
 #endif
     emb_kqk_params q = {.heads = 2, .kv_heads = 1, .head_dim = 64, .rotary_dim = 33, .theta = 1e4f};
     cr_assert_eq(emb_launch_qk_norm_rotary(NULL, EMB_KDT_F16, NULL, 1, 8, &q, 0), cudaErrorInvalidValue);
