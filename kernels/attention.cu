@@ -56,7 +56,6 @@ template <typename T> __device__ __forceinline__ uint32_t pack2(float lo, float 
 template <int D> struct attn_cfg {
     static constexpr int BN = D >= 128 ? 32 : 64;
     static constexpr int LDS = D + 8;   /* +16 B per row: ldmatrix rows hit distinct banks */
-    static constexpr int CH = D / 8;    /* 16-byte chunks per row */
     static constexpr bool QREG = D <= 128;
     static constexpr int SMEM = (ATTN_BM + 2 * BN) * LDS * 2;  /* bytes (16-bit elements) */
     /* CTAs per SM the register budget must allow without bias/softcap: 4 at
@@ -73,6 +72,7 @@ struct attn_kargs {
     float softcap;              /* > 0: softcap * tanh(logit / softcap) */
     const float *rel_bias;      /* [heads, 2 * rel_span - 1] or NULL */
     int rel_span;
+    const void *q_bias;         /* [heads * D] of T, or NULL */
 };
 
 /* Where one CTA (sequence blockIdx.x, head blockIdx.y, queries from
@@ -190,16 +190,47 @@ __device__ __forceinline__ void attn_store(T *out, const float (*o)[4], float l[
     }
 }
 
-/* Copies rows [r0, r0 + n) of a [.., ld] head slice into a tile (LDS stride);
- * rows at or past `len` are zeroed instead. */
-template <typename T, int D>
+/* The i-th 16-byte chunk of a tile of D columns: its row r, its column
+ * chunk c (8 elements) and its element offset in the tile. Plain tiles
+ * (CORE false) are rows of LDS elements; CORE tiles use the core-matrix
+ * layout wgmma reads (see the sm_90a kernel below), where consecutive chunks
+ * are consecutive rows of one column chunk, so each 8 fill one 128-byte core
+ * matrix. */
+template <int D, bool CORE>
+__device__ __forceinline__ int tile_chunk(int i, int &r, int &c) {
+    constexpr int CH = D / 8;
+    if (CORE) {
+        r = (i & 7) + (i / (8 * CH)) * 8, c = (i >> 3) % CH;
+        return (r >> 3) * 8 * D + c * 64 + (r & 7) * 8;
+    }
+    r = i / CH, c = i % CH;
+    return r * attn_cfg<D>::LDS + c * 8;
+}
+
+/* Copies rows [r0, r0 + n) of a [.., ld] head slice into a tile (n a
+ * multiple of 8 for CORE); rows at or past `len` are zeroed instead. */
+template <typename T, int D, bool CORE>
 __device__ __forceinline__ void load_tile(T *tile, const T *g, size_t ld, int r0, int n, int len) {
-    constexpr int CH = attn_cfg<D>::CH, LDS = attn_cfg<D>::LDS;
-    for (int i = threadIdx.x; i < n * CH; i += 32 * ATTN_WARPS) {
-        const int r = i / CH, c = (i % CH) * 8;
-        T *dst = tile + r * LDS + c;
-        if (r0 + r < len) emb_cp_async_16(dst, g + (size_t)(r0 + r) * ld + c);
+    for (int i = threadIdx.x; i < n * (D / 8); i += 32 * ATTN_WARPS) {
+        int r, c;
+        T *dst = tile + tile_chunk<D, CORE>(i, r, c);
+        if (r0 + r < len) emb_cp_async_16(dst, g + (size_t)(r0 + r) * ld + c * 8);
         else *reinterpret_cast<attn_chunk *>(dst) = attn_chunk{};
+    }
+}
+
+/* Adds a head's query bias to the chunks of a Q tile (n rows) that this
+ * thread itself loaded (load_tile's order): after this thread's cp.async
+ * wait, with no barrier before it; the one after it publishes the sums. The
+ * fp32 sum rounded to T, as a bias pass over qkv would have stored it. */
+template <typename T, int D, bool CORE>
+__device__ __forceinline__ void add_q_bias(T *tile, const T *bias, int n) {
+    for (int i = threadIdx.x; i < n * (D / 8); i += 32 * ATTN_WARPS) {
+        int r, c;
+        T *dst = tile + tile_chunk<D, CORE>(i, r, c);
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+            dst[j] = emb_elem<T>::from_f(emb_elem<T>::to_f(dst[j]) + emb_elem<T>::to_f(bias[c * 8 + j]));
     }
 }
 
@@ -238,12 +269,14 @@ __global__ void __launch_bounds__(32 * ATTN_WARPS, XF ? 1 : attn_cfg<D>::MIN_CTA
     const int qrow0 = q0 + warp * 16 + g;
     const T *qfrag = sQ + (warp * 16 + (lane & 15)) * LDS + (lane >> 4) * 8;
 
-    load_tile<T, D>(sQ, gQ, ld, q0, BM, len);
+    load_tile<T, D, false>(sQ, gQ, ld, q0, BM, len);
     for (int k0 = k_begin; k0 < k_end; k0 += BN) {
-        load_tile<T, D>(sK, gK, ld, k0, BN, len);
-        load_tile<T, D>(sV, gV, ld, k0, BN, len);
+        load_tile<T, D, false>(sK, gK, ld, k0, BN, len);
+        load_tile<T, D, false>(sV, gV, ld, k0, BN, len);
         emb_cp_async_commit();
         emb_cp_async_wait_all();
+        if (a.q_bias && k0 == k_begin)
+            add_q_bias<T, D, false>(sQ, static_cast<const T *>(a.q_bias) + (size_t)h * D, BM);
         __syncthreads();
         if (QREG && k0 == k_begin) {
 #pragma unroll
@@ -307,21 +340,6 @@ template <int D> struct wg_cfg {
     static constexpr int SMEM = (ATTN_BM + 4 * WG_BN) * D * 2;  /* Q, 2 K, 2 V; bytes */
 };
 
-/* Rows [r0, r0 + n) of a [.., ld] head slice into a core-matrix tile (n a
- * multiple of 8); rows at or past `len` are zeroed. Consecutive threads take
- * consecutive rows of one 16-byte column chunk, so each 8 fill one 128-byte
- * core matrix. */
-template <typename T, int D>
-__device__ __forceinline__ void wg_load_tile(T *tile, const T *g, size_t ld, int r0, int n, int len) {
-    constexpr int CH = D / 8;
-    for (int i = threadIdx.x; i < n * CH; i += 32 * ATTN_WARPS) {
-        const int r = (i & 7) + (i / (8 * CH)) * 8, c = (i >> 3) % CH;
-        T *dst = tile + (r >> 3) * 8 * D + c * 64 + (r & 7) * 8;
-        if (r0 + r < len) emb_cp_async_16(dst, g + (size_t)(r0 + r) * ld + c * 8);
-        else *reinterpret_cast<attn_chunk *>(dst) = attn_chunk{};
-    }
-}
-
 template <typename T, int D, bool XF>
 __global__ void __launch_bounds__(32 * ATTN_WARPS, 1) attention_wgmma_kernel(T *__restrict__ out, const T *__restrict__ qkv,
                                  const int32_t *__restrict__ cu_seqlens, const attn_kargs a) {
@@ -349,19 +367,21 @@ __global__ void __launch_bounds__(32 * ATTN_WARPS, 1) attention_wgmma_kernel(T *
     for (int i = 0; i < DT; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
     const int qrow0 = c.q0 + warp * 16 + (lane >> 2);
 
-    wg_load_tile<T, D>(sQ, gQ, c.ld, c.q0, BM, c.len);
-    wg_load_tile<T, D>(sK, gK, c.ld, c.k_begin, BN, c.len);
-    wg_load_tile<T, D>(sV, gV, c.ld, c.k_begin, BN, c.len);
+    load_tile<T, D, true>(sQ, gQ, c.ld, c.q0, BM, c.len);
+    load_tile<T, D, true>(sK, gK, c.ld, c.k_begin, BN, c.len);
+    load_tile<T, D, true>(sV, gV, c.ld, c.k_begin, BN, c.len);
     emb_cp_async_commit();
     int buf = 0;
     for (int k0 = c.k_begin; k0 < c.k_end; k0 += BN, buf ^= 1) {
         if (k0 + BN < c.k_end) {  /* the other buffer was released by the last barrier */
-            wg_load_tile<T, D>(sK + (buf ^ 1) * BN * D, gK, c.ld, k0 + BN, BN, c.len);
-            wg_load_tile<T, D>(sV + (buf ^ 1) * BN * D, gV, c.ld, k0 + BN, BN, c.len);
+            load_tile<T, D, true>(sK + (buf ^ 1) * BN * D, gK, c.ld, k0 + BN, BN, c.len);
+            load_tile<T, D, true>(sV + (buf ^ 1) * BN * D, gV, c.ld, k0 + BN, BN, c.len);
         }
         emb_cp_async_commit();
         emb_cp_async_wait_group<1>();  /* tile j (and Q) landed; j + 1 may be in flight */
-        emb_fence_proxy_async();       /* this thread's zero-fills and copies, to the tensor cores */
+        if (a.q_bias && k0 == c.k_begin)
+            add_q_bias<T, D, true>(sQ, static_cast<const T *>(a.q_bias) + (size_t)h * D, BM);
+        emb_fence_proxy_async();       /* this thread's zero-fills, copies and sums, to the tensor cores */
         __syncthreads();
         const T *cK = sK + buf * BN * D, *cV = sV + buf * BN * D;
 
@@ -467,6 +487,7 @@ extern "C" cudaError_t emb_launch_attention(void *out, emb_kdtype dt, const void
     a.softcap = p->softcap;
     a.rel_bias = p->rel_bias;
     a.rel_span = p->rel_span;
+    a.q_bias = p->q_bias;
     if (dt == EMB_KDT_F16)
         return attn_dispatch<__half>(out, qkv, cu_seqlens, nseq, max_seqlen, p->head_dim, a, wg, stream);
     return attn_dispatch<__nv_bfloat16>(out, qkv, cu_seqlens, nseq, max_seqlen, p->head_dim, a, wg,

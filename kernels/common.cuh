@@ -33,6 +33,11 @@ template <> struct emb_elem<__nv_bfloat16> {
     static __device__ __forceinline__ __nv_bfloat16 from_f(float x) { return __float2bfloat16_rn(x); }
 };
 
+/* x rounded to T and back: the value a store to T and a load would give. */
+template <typename T> __device__ __forceinline__ float emb_round(float x) {
+    return emb_elem<T>::to_f(emb_elem<T>::from_f(x));
+}
+
 template <typename T> __device__ __forceinline__ float emb_ld(const T *p) {
     return emb_elem<T>::to_f(*p);
 }

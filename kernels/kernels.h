@@ -91,6 +91,18 @@ cudaError_t emb_launch_rmsnorm(void *out, emb_kdtype dt, const void *x, const vo
                                const void *g, int rows, int dim, float eps,
                                cudaStream_t stream);
 
+/* Gemma's sandwich step in one pass over rows of y and h: y' = RMSNorm(y) *
+ * g_post, h' = h + y', and when g_next, next = RMSNorm(h') * g_next; every
+ * step rounded to dt where emb_launch_rmsnorm, emb_launch_add and
+ * emb_launch_rmsnorm would store it (the same result, bit for bit, on
+ * aligned rows). h' goes to h_out (may alias h; NULL: not stored, for a next
+ * that overwrites h). next may alias h; next and g_next are both NULL or
+ * both not. Twin: cpu_rmsnorm, an add, cpu_rmsnorm. */
+cudaError_t emb_launch_sandwich_norm(void *h_out, void *next, emb_kdtype dt, const void *y,
+                                     const void *h, const void *g_post, float eps_post,
+                                     const void *g_next, float eps_next, int rows, int dim,
+                                     cudaStream_t stream);
+
 /* --- act.cu ---------------------------------------------------------------
  * x[r][c] = act(x[r][c] + bias[c]) in place (bias may be NULL). Twin: cpu_bias_act. */
 cudaError_t emb_launch_bias_act(void *x, emb_kdtype dt, const void *bias, int rows, int cols,
@@ -116,8 +128,13 @@ cudaError_t emb_launch_add(void *x, emb_kdtype dt, const void *y, size_t n, cuda
  * query tile are skipped, not only masked. logit = (q . k) * scale, then
  * + rel_bias[h * (2*rel_span - 1) + (j - i + rel_span - 1)] when rel_bias (a
  * device fp32 table; rel_span >= max_seqlen), then softcap * tanh(logit /
- * softcap) when softcap > 0. dt is F16 or BF16; head_dim 16, 32, 64, 80, 96,
- * 128 or 256; heads a multiple of kv_heads. Twin: cpu_attention. */
+ * softcap) when softcap > 0. q_bias (NULL: none; [heads * head_dim] in dt) is
+ * added to every query before Q K^T (fp32 sum rounded to dt, as a separate
+ * bias pass over qkv would store it): a QKV bias whose K part cancels in the
+ * softmax and whose V part the caller folds into the output projection's
+ * bias needs no pass of its own. dt is F16 or BF16; head_dim 16, 32, 64, 80,
+ * 96, 128 or 256; heads a multiple of kv_heads. Twin: cpu_attention (with the
+ * bias added to the Q heads first). */
 typedef enum {
     EMB_KATTN_MMA = 0,    /* mma.sync tiles, sm_80 and later (the default) */
     EMB_KATTN_WGMMA = 1,  /* warpgroup MMA, double-buffered K/V: sm_90a code only */
@@ -130,6 +147,7 @@ typedef struct {
     const float *rel_bias;
     int rel_span;
     emb_kattn_impl impl; /* EMB_KATTN_WGMMA only where emb_launch_wgmma_probe says 1 */
+    const void *q_bias;  /* [heads * head_dim] in dt, or NULL */
 } emb_kattn_params;
 
 cudaError_t emb_launch_attention(void *out, emb_kdtype dt, const void *qkv,

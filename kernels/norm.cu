@@ -2,11 +2,13 @@
  * Row norms with their neighbouring elementwise work fused in: bias + residual
  * + LayerNorm (BERT's post-attention and post-FFN step, so the GEMM output is
  * read once and the residual stream written once), and RMSNorm with an
- * optional residual for the pre-norm architectures that come later. One CTA
+ * optional residual for the pre-norm architectures, and Gemma's sandwich step
+ * (post-norm of the sublayer output, residual add, the next pre-norm) in one
+ * pass. One CTA
  * per row, values in registers, fp32 statistics; 16-byte loads and stores
  * (8 halves) when the width is a multiple of 16 bytes and the rows aligned,
  * element pairs otherwise (odd widths such as 34, offset buffers).
- * CPU twins: cpu_bias_residual_layernorm, cpu_rmsnorm.
+ * CPU twins: cpu_bias_residual_layernorm, cpu_rmsnorm (+ an add for the sandwich).
  */
 #include "common.cuh"
 
@@ -68,25 +70,23 @@ __global__ void bias_residual_layernorm_kernel(T *out, const T *x, const T *__re
     }
 }
 
-template <typename T, int V>
-__global__ void rmsnorm_kernel(T *out, const T *x, const T *residual, const T *__restrict__ g,
-                               int dim, float eps) {
-    enum { NV = norm_slots<V>::NV };
-    EMB_SHARED(float, red, 33);
-    const size_t row = blockIdx.x;
-    float v[NV][V];
-    load_row_sum<T, V, NV>(v, x + row * dim, (const T *)nullptr,
-                           residual ? residual + row * dim : nullptr, dim);
+/* 1 / RMS of a row held as load_row_sum leaves it (unused slots hold 0). */
+template <int V, int NV>
+__device__ __forceinline__ float row_rrms(const float (&v)[NV][V], int dim, float eps, float *red) {
     float q = 0.0f;
 #pragma unroll
     for (int i = 0; i < NV; i++) {
-        float t = 0.0f;   /* unused slots hold 0 */
+        float t = 0.0f;
 #pragma unroll
         for (int j = 0; j < V; j++) t += v[i][j] * v[i][j];
         q += t;
     }
-    const float rrms = 1.0f / sqrtf(emb_block_sum(q, red) / (float)dim + eps);
-    T *o = out + row * dim;
+    return 1.0f / sqrtf(emb_block_sum(q, red) / (float)dim + eps);
+}
+
+/* Row r of out = v * rrms * g (rounded to T by the store). */
+template <typename T, int V, int NV>
+__device__ __forceinline__ void store_rms_row(T *o, const float (&v)[NV][V], float rrms, const T *g, int dim) {
 #pragma unroll
     for (int i = 0; i < NV; i++) {
         int c = V * (threadIdx.x + i * blockDim.x);
@@ -98,6 +98,47 @@ __global__ void rmsnorm_kernel(T *out, const T *x, const T *residual, const T *_
             emb_stv<T, V>(o + c, y);
         }
     }
+}
+
+template <typename T, int V>
+__global__ void rmsnorm_kernel(T *out, const T *x, const T *residual, const T *__restrict__ g,
+                               int dim, float eps) {
+    enum { NV = norm_slots<V>::NV };
+    EMB_SHARED(float, red, 33);
+    const size_t row = blockIdx.x;
+    float v[NV][V];
+    load_row_sum<T, V, NV>(v, x + row * dim, (const T *)nullptr,
+                           residual ? residual + row * dim : nullptr, dim);
+    store_rms_row<T, V, NV>(out + row * dim, v, row_rrms<V, NV>(v, dim, eps, red), g, dim);
+}
+
+/* The sandwich step: h += RMSNorm(y) * g_post, then next = RMSNorm(h) *
+ * g_next, rounding to T where the separate launches store (so the result is
+ * theirs bit for bit: same row split, same sums). h_out NULL: the new h is
+ * not stored (next overwrites it). */
+template <typename T, int V>
+__global__ void sandwich_norm_kernel(T *h_out, T *next, const T *y, const T *h, const T *__restrict__ g_post,
+                                     float eps_post, const T *__restrict__ g_next, float eps_next, int dim) {
+    enum { NV = norm_slots<V>::NV };
+    EMB_SHARED(float, red, 33);
+    const size_t row = blockIdx.x;
+    float v[NV][V];
+    load_row_sum<T, V, NV>(v, y + row * dim, (const T *)nullptr, (const T *)nullptr, dim);
+    const float rrms = row_rrms<V, NV>(v, dim, eps_post, red);
+#pragma unroll
+    for (int i = 0; i < NV; i++) {
+        int c = V * (threadIdx.x + i * blockDim.x);
+        if (c < dim) {
+            float gv[V], hv[V];
+            emb_ldv<T, V>(g_post + c, gv);
+            emb_ldv<T, V>(h + row * dim + c, hv);
+#pragma unroll
+            for (int j = 0; j < V; j++)
+                v[i][j] = emb_round<T>(hv[j] + emb_round<T>(v[i][j] * rrms * gv[j]));
+            if (h_out) emb_stv<T, V>(h_out + row * dim + c, v[i]);
+        }
+    }
+    if (g_next) store_rms_row<T, V, NV>(next + row * dim, v, row_rrms<V, NV>(v, dim, eps_next, red), g_next, dim);
 }
 
 static bool norm_dim_ok(int rows, int dim) {
@@ -145,5 +186,19 @@ extern "C" cudaError_t emb_launch_rmsnorm(void *out, emb_kdtype dt, const void *
         const bool vec16 = emb_vec_ok(dim, EMB_VEC16(T), sizeof(T), out, x, residual, g);
         NORM_LAUNCH(rmsnorm_kernel, T, vec16, rows, dim, stream, (T *)out, (const T *)x,
                     (const T *)residual, (const T *)g, dim, eps));
+    return emb_launch_status();
+}
+
+extern "C" cudaError_t emb_launch_sandwich_norm(void *h_out, void *next, emb_kdtype dt, const void *y,
+                                                const void *h, const void *g_post, float eps_post,
+                                                const void *g_next, float eps_next, int rows, int dim,
+                                                cudaStream_t stream) {
+    if (!norm_dim_ok(rows, dim) || !y || !h || !g_post || (!g_next) != (!next) || (!h_out && !next))
+        return cudaErrorInvalidValue;
+    if (rows == 0) return cudaSuccess;
+    EMB_DISPATCH_DT(dt, T,
+        const bool vec16 = emb_vec_ok(dim, EMB_VEC16(T), sizeof(T), h_out, next, y, h, g_post, g_next);
+        NORM_LAUNCH(sandwich_norm_kernel, T, vec16, rows, dim, stream, (T *)h_out, (T *)next, (const T *)y,
+                    (const T *)h, (const T *)g_post, eps_post, (const T *)g_next, eps_next, dim));
     return emb_launch_status();
 }

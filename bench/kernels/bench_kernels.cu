@@ -508,7 +508,7 @@ static void bench_attention(const char *what, const std::vector<int> &lens, int 
     for (int l : lens) flops += 4.0 * l * l * D * heads;
     printf("attention f16 %s: heads=%d head_dim=%d, %d sequences, %d tokens (max %d); "
            "checked on %zu sequences\n", what, heads, D, nseq, total, maxlen, pick.size());
-    emb_kattn_params ap = {heads, heads, D, scale, -1, -1, 0.0f, nullptr, 0, EMB_KATTN_MMA};
+    emb_kattn_params ap = {heads, heads, D, scale, -1, -1, 0.0f, nullptr, 0, EMB_KATTN_MMA, nullptr};
     int wgmma = 0;
     emb_error werr = {};
     if (emb_cuda_wgmma_available(&wgmma, &werr) != EMB_OK) {

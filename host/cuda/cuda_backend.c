@@ -154,6 +154,10 @@ typedef struct {
     emb_cuda_tp *tp;        /* tensor-parallel group (NULL: none) and this device's rank in it */
     int tp_rank;
     emb_kattn_impl attn_impl; /* mma.sync, or wgmma (EMBEDC_ATTENTION, see pick_attention) */
+    int fold_qkv_bias;      /* QKV bias folded (see pick_qkv_bias): bqkv holds the Q part only,
+                               added by the attention kernel; bo includes Wo bv */
+    int fuse_sandwich;      /* Gemma's post-norm, residual add and next norm in one pass */
+    int tmp_is_input;       /* c->tmp already holds the next sublayer's normalized input */
     int n_position;         /* rows of the position table (0: none) */
     int device;
     emb_dtype dtype;
@@ -297,15 +301,21 @@ static size_t plan_floats(upload_plan *p, const float *src, size_t n, float add,
     return off;
 }
 
+/* Elements [from, from + n) of tensor t (present) as fp32 into dst. */
+static void tensor_range_f32(const emb_tensor *t, size_t from, size_t n, float *dst) {
+    const size_t es = t->dtype == EMB_DTYPE_F32 ? 4 : 2;
+    emb_tensor piece = *t;
+    piece.data = (const unsigned char *)t->data + from * es;
+    emb_tensor_to_f32(&piece, dst, n);
+}
+
 /* Appends elements [from, from + n) of tensor t (zeros when absent). */
 static size_t plan_range(upload_plan *p, const emb_tensor *t, size_t from, size_t n, float add, int f32) {
     if (!p->convert || !t->data) return plan_floats(p, NULL, n, add, f32);
-    const size_t es = t->dtype == EMB_DTYPE_F32 ? 4 : 2, off = p->used;
+    const size_t off = p->used;
     for (size_t i = 0; i < n; i += SCRATCH_FLOATS) {
         const size_t k = n - i < SCRATCH_FLOATS ? n - i : SCRATCH_FLOATS;
-        emb_tensor piece = *t;
-        piece.data = (const unsigned char *)t->data + (from + i) * es;
-        emb_tensor_to_f32(&piece, p->scratch, k);
+        tensor_range_f32(t, from + i, k, p->scratch);
         plan_floats(p, p->scratch, k, add, f32);
     }
     return off;
@@ -422,6 +432,46 @@ typedef struct {
 /* O_NORMS: g and b of attn_norm, mlp_norm, attn_post, mlp_post, q_norm, k_norm. */
 enum { O_WQKV, O_BQKV, O_WO, O_BO, O_WIN, O_BIN, O_WDOWN, O_BDOWN, O_INV_FREQ, O_NORMS, LAY_OFFSETS = O_NORMS + 12 };
 
+/* The output projection's bias with the V bias folded in (pick_qkv_bias):
+ * bo + Wo bv', bv' the V bias of each query head's KV head, in fp64 sums from
+ * the whole (unsharded) tensors: the bias is added once, after the ranks'
+ * partial products are summed. NONE when the layer has neither bias. */
+static size_t plan_folded_bo(upload_plan *p, const emb_recipe *g, const emb_recipe_layer *L) {
+    const size_t H = (size_t)g->hidden, hd = (size_t)g->head_dim;
+    const size_t qr = (size_t)g->heads * hd, kvr = (size_t)g->kv_heads * hd;
+    const emb_tensor *bv = L->bqkv.data ? &L->bqkv : &L->bv;
+    const size_t bv0 = L->bqkv.data ? qr + kvr : 0;
+    if (!bv->data) return plan_opt(p, &L->bo, H, 0);
+    if (!p->convert) {
+        size_t off = plan_floats(p, NULL, H, 0.0f, 0);
+        plan_align(p);
+        return off;
+    }
+    float *v = malloc(qr * sizeof *v), *row = malloc(qr * sizeof *row), *out = malloc(H * sizeof *out);
+    size_t off = NONE;
+    if (!v || !row || !out) {
+        p->st = EMB_ERR_NOMEM;
+        goto done;
+    }
+    const size_t group = (size_t)(g->heads / g->kv_heads);
+    for (size_t h = 0; h < (size_t)g->heads; h++)
+        tensor_range_f32(bv, bv0 + (h / group) * hd, hd, v + h * hd);
+    if (L->bo.data) tensor_range_f32(&L->bo, 0, H, out);
+    for (size_t i = 0; i < H; i++) {
+        tensor_range_f32(&L->wo, i * qr, qr, row);
+        double acc = L->bo.data ? out[i] : 0.0;
+        for (size_t j = 0; j < qr; j++) acc += (double)row[j] * v[j];
+        out[i] = (float)acc;
+    }
+    off = plan_floats(p, out, H, 0.0f, 0);
+    plan_align(p);
+done:
+    free(v);
+    free(row);
+    free(out);
+    return off;
+}
+
 /* One layer's weights, of this device's shard (c->sh): its query heads, KV
  * heads and intermediate columns of QKV and the MLP's input (row ranges),
  * the same columns of the output projection and the MLP's output. */
@@ -440,15 +490,15 @@ static void plan_layer(upload_plan *p, const cuda_ctx *c, const emb_recipe_layer
         const row_part b[] = {{&L->bqkv, all, q0, nq}, {&L->bqkv, all, qr + k0, nk},
                               {&L->bqkv, all, qr + kvr + k0, nk}};
         o[O_WQKV] = plan_rows(p, w, 3, H);
-        o[O_BQKV] = plan_rows(p, b, 3, 1);
+        o[O_BQKV] = plan_rows(p, b, c->fold_qkv_bias ? 1 : 3, 1);
     } else {
         const row_part w[] = {{&L->wq, qr, q0, nq}, {&L->wk, kvr, k0, nk}, {&L->wv, kvr, k0, nk}};
         const row_part b[] = {{&L->bq, qr, q0, nq}, {&L->bk, kvr, k0, nk}, {&L->bv, kvr, k0, nk}};
         o[O_WQKV] = plan_rows(p, w, 3, H);
-        o[O_BQKV] = plan_rows(p, b, 3, 1);
+        o[O_BQKV] = plan_rows(p, b, c->fold_qkv_bias ? 1 : 3, 1);
     }
     o[O_WO] = plan_cols(p, &L->wo, H, qr, q0, nq);
-    o[O_BO] = plan_opt(p, &L->bo, H, 0);
+    o[O_BO] = c->fold_qkv_bias ? plan_folded_bo(p, g, L) : plan_opt(p, &L->bo, H, 0);
     if (!c->r.gated) {
         const row_part w[] = {{&L->w_up, I, i0, ni}}, b[] = {{&L->b_up, I, i0, ni}};
         o[O_WIN] = plan_rows(p, w, 1, H);
@@ -514,6 +564,7 @@ static emb_status plan_model(upload_plan *p, cuda_ctx *c, weight_offsets *wo, em
         wo->dense[2 * d + 1] = D->has_bias ? plan_opt(p, &D->b, (size_t)D->out_features, 1) : NONE;
     }
     plan_flush(p);
+    if (p->st == EMB_ERR_NOMEM) return emb_fail(err, EMB_ERR_NOMEM, "CUDA backend: out of host memory");
     if (p->st)
         return emb_fail(err, EMB_ERR_FORMAT, "CUDA backend: a tensor's size disagrees with the recipe");
     if (p->cerr != cudaSuccess) return cu_fail(err, p->cerr, p->ccall, __FILE__, __LINE__);
@@ -779,9 +830,14 @@ static cudaError_t norm_rows(const cuda_ctx *c, void *out, const void *x, const 
  * stream h by the recipe's placement:
  *   post:     h = norm(y + bias + h)
  *   pre:      h = h + y + bias          (y was accumulated into h by the GEMM)
- *   sandwich: h = h + post_norm(y + bias) */
+ *   sandwich: h = h + post_norm(y + bias)
+ * `next` is the norm that comes after (the next sublayer's input norm, the
+ * final norm (is_final), or NULL): the sandwich step without a bias applies
+ * it in the same pass (c->fuse_sandwich), into c->tmp for a sublayer
+ * (c->tmp_is_input) or over h for the final norm (*final_done). */
 static emb_status residual_out(cuda_ctx *c, void *y, const void *bias, const cu_norm *norm,
-                               const cu_norm *post_norm, int total, emb_error *err) {
+                               const cu_norm *post_norm, const cu_norm *next, int is_final,
+                               int *final_done, int total, emb_error *err) {
     const int H = c->r.hidden;
     const emb_kdtype k = c->kdt;
     cudaStream_t s = c->compute;
@@ -802,6 +858,17 @@ static emb_status residual_out(cuda_ctx *c, void *y, const void *bias, const cu_
         if (bias) CU_CHECK(emb_launch_bias_act(c->h, k, bias, total, H, EMB_KACT_IDENTITY, s));
         break;
     case EMB_PLACE_SANDWICH:
+        if (c->fuse_sandwich && !bias && post_norm->kind == EMB_KNORM_RMS &&
+            (!next || next->kind == EMB_KNORM_RMS || next->kind == EMB_KNORM_NONE)) {
+            const int nx = next && next->kind == EMB_KNORM_RMS;
+            void *next_out = nx ? (is_final ? c->h : c->tmp) : NULL;
+            CU_CHECK(emb_launch_sandwich_norm(nx && is_final ? NULL : c->h, next_out, k, y, c->h, post_norm->g,
+                                              post_norm->eps, nx ? next->g : NULL, nx ? next->eps : 0.0f,
+                                              total, H, s));
+            if (nx && is_final) *final_done = 1;
+            else if (nx) c->tmp_is_input = 1;
+            break;
+        }
         if (bias) CU_CHECK(emb_launch_bias_act(y, k, bias, total, H, EMB_KACT_IDENTITY, s));
         if (post_norm->kind != EMB_KNORM_NONE) CU_CHECK(norm_rows(c, y, y, NULL, post_norm, total));
         CU_CHECK(emb_launch_add(c->h, k, y, (size_t)total * H, s));
@@ -815,7 +882,8 @@ static emb_status residual_out(cuda_ctx *c, void *y, const void *bias, const cu_
  * (row-parallel): the partial products are summed over the group first, and
  * the bias is added once, to the sum. */
 static emb_status project_out(cuda_ctx *c, const void *x, const void *w, int in, const void *bias,
-                              const cu_norm *norm, const cu_norm *post_norm, int total, emb_error *err) {
+                              const cu_norm *norm, const cu_norm *post_norm, const cu_norm *next,
+                              int is_final, int *final_done, int total, emb_error *err) {
     const int pre = c->r.place == EMB_PLACE_PRE, H = c->r.hidden;
     void *y = pre && !c->tp ? c->h : c->tmp;
     emb_status st = gemm_acc(c, y, x, w, total, in, H, c->cdt, pre && !c->tp, err);
@@ -828,7 +896,7 @@ static emb_status project_out(cuda_ctx *c, const void *x, const void *w, int in,
             y = c->h;
         }
     }
-    return residual_out(c, y, bias, norm, post_norm, total, err);
+    return residual_out(c, y, bias, norm, post_norm, next, is_final, final_done, total, err);
 }
 
 /* The input of a sublayer: the residual stream itself (post-norm, or a
@@ -836,6 +904,11 @@ static emb_status project_out(cuda_ctx *c, const void *x, const void *w, int in,
 static emb_status sublayer_input(cuda_ctx *c, const cu_norm *norm, int total, const void **in,
                                  emb_error *err) {
     *in = c->h;
+    if (c->tmp_is_input) {   /* the sandwich step before already wrote it */
+        c->tmp_is_input = 0;
+        *in = c->tmp;
+        return EMB_OK;
+    }
     if (c->r.place == EMB_PLACE_POST || norm->kind == EMB_KNORM_NONE) return EMB_OK;
     CU_CHECK(norm_rows(c, c->tmp, c->h, NULL, norm, total));
     *in = c->tmp;
@@ -852,6 +925,8 @@ static emb_status forward(cuda_ctx *c, const cu_slot *sl, int nseq, int total, i
     const emb_kdtype k = c->kdt;
     cudaStream_t s = c->compute;
     emb_status st;
+    int final_done = 0;
+    c->tmp_is_input = 0;
     CU_CHECK(emb_launch_embed(c->h, k, sl->d_ids, c->tt ? sl->d_types : NULL, sl->d_pos, total, c->word,
                               r->emb.scale, c->pos, c->tt, c->emb_norm.kind, c->emb_norm.g, c->emb_norm.b,
                               H, c->emb_norm.eps, s));
@@ -863,21 +938,23 @@ static emb_status forward(cuda_ctx *c, const cu_slot *sl, int nseq, int total, i
         if ((st = gemm(c, c->big, in, L->wqkv, total, H, W, c->cdt, err))) return st;
         /* The QKV epilogue: bias, q/k norms and rotary in one pass over the
          * QKV activations (nothing is launched when none applies). */
-        const emb_kqk_params qk = {
+        emb_kqk_params qk = {
             .heads = r->heads, .kv_heads = r->kv_heads, .head_dim = hd, .bias = L->bqkv,
             .q_g = L->q_norm.g, .q_eps = L->q_norm.eps, .k_g = L->k_norm.g, .k_eps = L->k_norm.eps,
             .rotary_dim = r->attn_pos == EMB_APOS_ROTARY ? r->rotary_dim : 0, .theta = L->rope_theta,
             .inv_freq = L->inv_freq,
         };
+        if (c->fold_qkv_bias) qk.bias = NULL;   /* Q's part goes to the attention kernel */
         CU_CHECK(emb_launch_qk_norm_rotary(c->big, k, sl->d_cu, nseq, total, &qk, s));
         const emb_kattn_params ap = {
             .heads = r->heads, .kv_heads = r->kv_heads, .head_dim = hd, .scale = r->scale,
             .window_left = L->window_left, .window_right = L->window_right, .softcap = r->softcap,
             .rel_bias = c->rel_bias, .rel_span = c->rel_bias ? r->max_position : 0,
-            .impl = c->attn_impl,
+            .impl = c->attn_impl, .q_bias = c->fold_qkv_bias ? L->bqkv : NULL,
         };
         CU_CHECK(emb_launch_attention(c->ctx, k, c->big, sl->d_cu, nseq, max_seqlen, &ap, s));
-        if ((st = project_out(c, c->ctx, L->wo, QD, L->bo, &L->attn_norm, &L->attn_post, total, err)))
+        if ((st = project_out(c, c->ctx, L->wo, QD, L->bo, &L->attn_norm, &L->attn_post, &L->mlp_norm, 0,
+                              &final_done, total, err)))
             return st;
 
         /* MLP */
@@ -892,10 +969,14 @@ static emb_status forward(cuda_ctx *c, const cu_slot *sl, int nseq, int total, i
             if ((st = gemm(c, c->big, in, L->win, total, H, I, c->cdt, err))) return st;
             CU_CHECK(emb_launch_bias_act(c->big, k, L->bin, total, I, (int)r->act, s));
         }
-        if ((st = project_out(c, act_out, L->wdown, I, L->bdown, &L->mlp_norm, &L->mlp_post, total, err)))
+        /* What follows: the next layer's input norm, or the final norm after the model's last layer. */
+        const int last = l + 1 == layers, is_final = last && layers == r->layers;
+        const cu_norm *next = !last ? &c->layer[l + 1].attn_norm : is_final ? &c->final_norm : NULL;
+        if ((st = project_out(c, act_out, L->wdown, I, L->bdown, &L->mlp_norm, &L->mlp_post, next, is_final,
+                              &final_done, total, err)))
             return st;
     }
-    if (layers == r->layers && c->final_norm.kind != EMB_KNORM_NONE)
+    if (layers == r->layers && c->final_norm.kind != EMB_KNORM_NONE && !final_done)
         CU_CHECK(norm_rows(c, c->h, c->h, NULL, &c->final_norm, total));
     return EMB_OK;
 }
@@ -1313,6 +1394,37 @@ static emb_status pick_attention(cuda_ctx *c, emb_error *err) {
     return EMB_OK;
 }
 
+/* A QKV bias needs no pass of its own where the softmax allows it (no
+ * rotary, no q/k norm, no softcap: BERT, MPNet, XLM-RoBERTa, DistilBERT...):
+ * the K bias adds q . bk to every logit of a query, a constant the softmax
+ * cancels (windows and relative bias included); the V bias comes out of the
+ * attention unchanged (each query's weights sum to 1), so Wo bv joins the
+ * output projection's bias; the Q bias is added by the attention kernel as
+ * it loads Q. EMBEDC_QKV_BIAS=pass keeps the separate pass (for comparing;
+ * the default is fold). */
+static emb_status pick_qkv_bias(cuda_ctx *c, emb_error *err) {
+    const emb_recipe *r = &c->mf->r;
+    const char *v = getenv("EMBEDC_QKV_BIAS");
+    if (v && *v && strcmp(v, "fold") != 0 && strcmp(v, "pass") != 0)
+        return emb_fail(err, EMB_ERR_INVALID_ARG, "EMBEDC_QKV_BIAS=%s: expected fold or pass", v);
+    int fold = !(v && !strcmp(v, "pass")) && r->attn_pos != EMB_APOS_ROTARY && !(r->softcap > 0.0f);
+    for (int l = 0; l < r->layers && fold; l++)
+        fold = r->layer[l].q_norm.kind == EMB_NORM_NONE && r->layer[l].k_norm.kind == EMB_NORM_NONE;
+    c->fold_qkv_bias = fold;
+    return EMB_OK;
+}
+
+/* EMBEDC_SANDWICH_NORM=split keeps Gemma's sandwich step as three launches
+ * (post-norm, residual add, next norm) for comparing; the default, fused,
+ * is one pass with the same result bit for bit. */
+static emb_status pick_sandwich(cuda_ctx *c, emb_error *err) {
+    const char *v = getenv("EMBEDC_SANDWICH_NORM");
+    if (v && *v && strcmp(v, "fused") != 0 && strcmp(v, "split") != 0)
+        return emb_fail(err, EMB_ERR_INVALID_ARG, "EMBEDC_SANDWICH_NORM=%s: expected fused or split", v);
+    c->fuse_sandwich = !(v && !strcmp(v, "split"));
+    return EMB_OK;
+}
+
 /* Before anything is allocated: the weights and the workspace for the
  * smallest budget must fit the device's free memory (a clear message
  * otherwise, not an out-of-memory failure half-way); a budget that does not
@@ -1438,6 +1550,8 @@ emb_status emb_cuda_backend_create_opts(const struct emb_model_files *mf, const 
         }
     }
     if ((st = pick_attention(c, err))) goto fail;
+    if ((st = pick_qkv_bias(c, err))) goto fail;
+    if ((st = pick_sandwich(c, err))) goto fail;
     /* The budget must hold the longest sequence the model accepts; on OOM
      * halve it (down to that floor) rather than refuse to run. */
     size_t tokens = o->max_batch_tokens ? o->max_batch_tokens : CUDA_DEFAULT_BATCH_TOKENS;

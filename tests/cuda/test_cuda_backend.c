@@ -1010,6 +1010,30 @@ Test(cuda_backend, wgmma_attention_families, .timeout = 1800) {
     unsetenv("EMBEDC_ATTENTION");
 }
 
+/* The QKV bias of BERT-like families is folded by default (the K part
+ * dropped, the V part in the output bias, the Q part added by the attention
+ * kernel); every family test above runs that way. EMBEDC_QKV_BIAS=pass keeps
+ * the separate bias pass: the same references must hold, for the relative
+ * bias (MPNet) and absolute positions (XLM-RoBERTa); an unknown value is an
+ * error naming it. */
+Test(cuda_backend, qkv_bias_pass_and_choice, .timeout = 1800) {
+    const char *dir = ts_default_model();
+    if (!dir) cr_skip_test("default model not fetched (tools/fetch-model)");
+    emb_model_files mf;
+    emb_error err = {0};
+    cr_assert_eq(emb_mf_load(dir, &mf, &err), EMB_OK, "%s", err.message);
+    emb_backend *be = NULL;
+    setenv("EMBEDC_QKV_BIAS", "fused", 1);
+    cr_expect_eq(emb_cuda_backend_create(&mf, EMB_DTYPE_F16, 0, 0, &be, &err), EMB_ERR_INVALID_ARG);
+    cr_expect(strstr(err.message, "EMBEDC_QKV_BIAS=fused") != NULL, "%s", err.message);
+    cr_expect_null(be);
+    emb_mf_free(&mf);
+    setenv("EMBEDC_QKV_BIAS", "pass", 1);
+    family_on_gpu("mpnet");
+    family_on_gpu("xlm-roberta");
+    unsetenv("EMBEDC_QKV_BIAS");
+}
+
 /* The real all-mpnet-base-v2 (relative buckets, RoBERTa-style positions) on
  * the CUDA backend against the CPU backend, when tools/fetch-model
  * all-mpnet-base-v2 has put it in models/. A few corpus texts: the simulator

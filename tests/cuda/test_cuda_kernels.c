@@ -312,6 +312,86 @@ Test(cuda_kernels, norms_vector_and_pair_paths) {
         }
 }
 
+/* ---- the sandwich step (Gemma): post-norm, residual add, next norm ------- */
+
+typedef struct {
+    void *y, *h, *next, *gp, *gn;
+    const float *h_host;
+    emb_kdtype dt;
+    int rows, dim, mode; /* 0: h and next, 1: h only, 2: next over h (final norm) */
+} sandwich_args;
+
+static void sandwich_launch(void *ud) {
+    sandwich_args *a = ud;
+    const size_t n = (size_t)a->rows * a->dim;
+    void *fresh = kt_upload(a->h_host, n, a->dt);   /* h is updated in place: restore it */
+    KT_CHECK(cudaMemcpy(a->h, fresh, n * kt_esz(a->dt), cudaMemcpyDeviceToDevice));
+    cudaFree(fresh);
+    if (a->mode == 0) kt_poison(a->next, n * kt_esz(a->dt));
+    void *next = a->mode == 0 ? a->next : a->mode == 2 ? a->h : NULL;
+    KT_CHECK(emb_launch_sandwich_norm(a->mode == 2 ? NULL : a->h, next, a->dt, a->y, a->h, a->gp, 1e-6f,
+                                      a->mode == 1 ? NULL : a->gn, 1e-5f, a->rows, a->dim, 0));
+}
+
+/* Against the CPU twins (rmsnorm, add rounded to dt, rmsnorm) and, on
+ * aligned rows, bit for bit against the three launches it replaces. */
+static void sandwich_case(emb_kdtype dt, int rows, int dim, int mode, int off) {
+    const size_t n = (size_t)rows * dim;
+    float *y = kt_rand(n, 3.0f, dt), *h = kt_rand(n, 20.0f, dt);
+    float *gp = kt_rand(dim, 1.5f, dt), *gn = kt_rand(dim, 1.5f, dt);
+    float *ref_h = malloc(n * sizeof *ref_h), *ref_n = malloc(n * sizeof *ref_n);
+    memcpy(ref_h, y, n * sizeof *ref_h);
+    cpu_rmsnorm(ref_h, NULL, gp, rows, dim, 1e-6f);
+    for (size_t i = 0; i < n; i++) ref_h[i] = kt_round(h[i] + kt_round(ref_h[i], dt), dt);
+    memcpy(ref_n, ref_h, n * sizeof *ref_n);
+    cpu_rmsnorm(ref_n, NULL, gn, rows, dim, 1e-5f);
+    sandwich_args a = {kt_upload_at(y, n, dt, off), kt_upload(h, n, dt), kt_poisoned(n * kt_esz(dt)),
+                       kt_upload(gp, dim, dt), kt_upload(gn, dim, dt), h, dt, rows, dim, mode};
+    kt_run_orders(sandwich_launch, &a, mode == 0 ? a.next : a.h, n * kt_esz(dt));
+    float atol, rtol;
+    kt_tol(dt, &atol, &rtol);
+    char what[96];
+    snprintf(what, sizeof what, "sandwich %s rows=%d dim=%d mode=%d off=%d", dt_name(dt), rows, dim, mode, off);
+    float *got_h = kt_download(a.h, n, dt), *got_n = mode == 0 ? kt_download(a.next, n, dt) : NULL;
+    if (mode == 2) kt_compare(what, got_h, ref_n, n, atol, rtol);
+    else kt_compare(what, got_h, ref_h, n, atol, rtol);
+    if (got_n) kt_compare(what, got_n, ref_n, n, atol, rtol);
+    if (off == 0) {
+        /* The three launches of the split path, on copies. */
+        void *y2 = kt_upload(y, n, dt), *h2 = kt_upload(h, n, dt), *n2 = kt_poisoned(n * kt_esz(dt));
+        KT_CHECK(emb_launch_rmsnorm(y2, dt, y2, NULL, a.gp, rows, dim, 1e-6f, 0));
+        KT_CHECK(emb_launch_add(h2, dt, y2, n, 0));
+        if (mode != 1) KT_CHECK(emb_launch_rmsnorm(mode == 2 ? h2 : n2, dt, h2, NULL, a.gn, rows, dim, 1e-5f, 0));
+        KT_CHECK(cudaDeviceSynchronize());
+        unsigned char *hb = malloc(n * kt_esz(dt)), *h2b = malloc(n * kt_esz(dt));
+        KT_CHECK(cudaMemcpy(hb, a.h, n * kt_esz(dt), cudaMemcpyDeviceToHost));
+        KT_CHECK(cudaMemcpy(h2b, h2, n * kt_esz(dt), cudaMemcpyDeviceToHost));
+        cr_expect(memcmp(hb, h2b, n * kt_esz(dt)) == 0, "%s: h differs from the split launches", what);
+        if (mode == 0) {
+            KT_CHECK(cudaMemcpy(hb, a.next, n * kt_esz(dt), cudaMemcpyDeviceToHost));
+            KT_CHECK(cudaMemcpy(h2b, n2, n * kt_esz(dt), cudaMemcpyDeviceToHost));
+            cr_expect(memcmp(hb, h2b, n * kt_esz(dt)) == 0, "%s: next differs from the split launches", what);
+        }
+        free(hb); free(h2b);
+        cudaFree(y2); cudaFree(h2); cudaFree(n2);
+    }
+    kt_free_at(a.y, dt, off); cudaFree(a.h); cudaFree(a.next); cudaFree(a.gp); cudaFree(a.gn);
+    free(y); free(h); free(gp); free(gn); free(ref_h); free(ref_n); free(got_h); free(got_n);
+}
+
+Test(cuda_kernels, sandwich_norm) {
+    for (int di = 0; di < NDTS; di++)
+        for (int r = 0; r < NAWK; r++) sandwich_case(DTS[di], AWKWARD[r], r % 2 ? 768 : 1152, r % 3, 0);
+    sandwich_case(EMB_KDT_BF16, 31, 3584, 0, 0);   /* Gemma 2 9B width */
+    sandwich_case(EMB_KDT_F16, 17, 34, 0, 0);      /* pairs only */
+    sandwich_case(EMB_KDT_BF16, 33, 768, 0, 2);    /* y off 16-byte alignment: pairs */
+    sandwich_case(EMB_KDT_F32, 9, 256, 2, 0);
+    cr_assert_eq(emb_launch_sandwich_norm(NULL, NULL, EMB_KDT_F16, (void *)8, (void *)8, (void *)8, 1e-6f,
+                                          NULL, 0.0f, 4, 64, 0), cudaErrorInvalidValue);
+    cr_assert_eq(emb_launch_sandwich_norm((void *)8, NULL, EMB_KDT_F16, (void *)8, (void *)8, (void *)8, 1e-6f,
+                                          (void *)8, 0.0f, 4, 64, 0), cudaErrorInvalidValue);
+}
+
 /* ---- bias + activation, gated activations ------------------------------- */
 
 typedef struct {
@@ -482,34 +562,57 @@ static void gqa_launch(void *ud) {
     KT_CHECK(emb_launch_attention(a->out, a->dt, a->qkv, a->cu, a->nseq, a->maxlen, &a->p, 0));
 }
 
-/* One launch against cpu_attention. `bias` draws a relative-bias table. */
-static void gqa_case(emb_kdtype dt, const int *lens, int nseq, int heads, int kv, int hd, int wl,
-                     int wr, float softcap, int bias) {
+/* One launch against cpu_attention. `bias` draws a relative-bias table;
+ * `qbias` a query bias, which the reference adds to the Q heads (rounded to
+ * dt, as the kernel does) before cpu_attention. */
+static void gqa_case_qb(emb_kdtype dt, const int *lens, int nseq, int heads, int kv, int hd, int wl,
+                        int wr, float softcap, int bias, int qbias) {
     int total, maxlen;
     int32_t *cu = make_cu(lens, nseq, &total, &maxlen);
     const size_t nqkv = (size_t)total * (heads + 2 * kv) * hd, nout = (size_t)total * heads * hd;
     float *qkv = kt_rand(nqkv, 2.0f, dt), *ref = malloc(nout * sizeof *ref), *tab = NULL;
+    float *qb = qbias ? kt_rand((size_t)heads * hd, 3.0f, dt) : NULL;
+    float *qkv_ref = qkv;
+    if (qbias) {
+        qkv_ref = malloc(nqkv * sizeof *qkv_ref);
+        memcpy(qkv_ref, qkv, nqkv * sizeof *qkv_ref);
+        for (int t = 0; t < total; t++)
+            for (int j = 0; j < heads * hd; j++) {
+                float *x = qkv_ref + (size_t)t * (heads + 2 * kv) * hd + j;
+                *x = kt_round(*x + qb[j], dt);
+            }
+    }
     const int span = maxlen + 5;
     cpu_attn_params cp = {heads, kv, hd, 1.0f / sqrtf((float)hd), wl, wr, softcap, NULL, 0};
     gqa_args a = {kt_poisoned(nout * 2), kt_upload(qkv, nqkv, dt),
                   kt_upload_bytes(cu, ((size_t)nseq + 1) * 4), dt, nseq, total, maxlen,
-                  {heads, kv, hd, cp.scale, wl, wr, softcap, NULL, 0, g_impl}};
+                  {heads, kv, hd, cp.scale, wl, wr, softcap, NULL, 0, g_impl, NULL}};
     if (bias) {
         tab = kt_rand((size_t)heads * (2 * span - 1), 3.0f, EMB_KDT_F32);
         cp.rel_bias = tab, cp.rel_span = span;
         a.p.rel_bias = kt_upload(tab, (size_t)heads * (2 * span - 1), EMB_KDT_F32);
         a.p.rel_span = span;
     }
-    cpu_attention(ref, qkv, cu, nseq, &cp);
+    if (qbias) a.p.q_bias = kt_upload(qb, (size_t)heads * hd, dt);
+    cpu_attention(ref, qkv_ref, cu, nseq, &cp);
     kt_run_orders(gqa_launch, &a, a.out, nout * 2);
     float *got = kt_download(a.out, nout, dt);
     float atol = dt == EMB_KDT_F16 ? 6e-3f : 3e-2f, rtol = dt == EMB_KDT_F16 ? 6e-3f : 2e-2f;
-    char what[160];
-    snprintf(what, sizeof what, "attention %s %s heads=%d kv=%d hd=%d window=(%d,%d) softcap=%g bias=%d",
-             g_impl == EMB_KATTN_WGMMA ? "wgmma" : "mma", dt_name(dt), heads, kv, hd, wl, wr, softcap, bias);
+    char what[176];
+    snprintf(what, sizeof what,
+             "attention %s %s heads=%d kv=%d hd=%d window=(%d,%d) softcap=%g bias=%d qbias=%d",
+             g_impl == EMB_KATTN_WGMMA ? "wgmma" : "mma", dt_name(dt), heads, kv, hd, wl, wr, softcap, bias,
+             qbias);
     kt_compare(what, got, ref, nout, atol, rtol);
     cudaFree(a.out); cudaFree(a.qkv); cudaFree(a.cu); cudaFree((void *)a.p.rel_bias);
-    free(cu); free(qkv); free(ref); free(got); free(tab);
+    cudaFree((void *)a.p.q_bias);
+    if (qkv_ref != qkv) free(qkv_ref);
+    free(cu); free(qkv); free(ref); free(got); free(tab); free(qb);
+}
+
+static void gqa_case(emb_kdtype dt, const int *lens, int nseq, int heads, int kv, int hd, int wl,
+                     int wr, float softcap, int bias) {
+    gqa_case_qb(dt, lens, nseq, heads, kv, hd, wl, wr, softcap, bias, 0);
 }
 
 static void gqa_mqa_head_dims(emb_kattn_impl impl) {
@@ -547,7 +650,23 @@ static void rel_bias_softcap(emb_kattn_impl impl) {
     }
 }
 
+/* The query bias added in the kernel (BERT-family QKV biases, see
+ * kernels.h): every head dim, the Q tile's plain and core-matrix layouts,
+ * with GQA, windows and the bias/softcap variant. */
+static void q_bias(emb_kattn_impl impl) {
+    g_impl = impl;
+    const int lens[] = {70, 1, 33, 130};
+    const int hds[] = {16, 32, 64, 80, 96, 128, 256};
+    for (int di = 0; di < NDTS; di++) {
+        for (int d = 0; d < 7; d++) gqa_case_qb(DTS[di], lens, 4, 4, 4, hds[d], -1, -1, 0, 0, 1);
+        gqa_case_qb(DTS[di], lens, 4, 4, 2, 64, 20, 0, 0, 0, 1);
+        gqa_case_qb(DTS[di], lens, 4, 3, 3, 32, -1, -1, 0, 1, 1);  /* MPNet: relative bias too */
+    }
+}
+
 Test(cuda_kernels, attention_gqa_mqa_head_dims) { gqa_mqa_head_dims(EMB_KATTN_MMA); }
+Test(cuda_kernels, attention_q_bias) { q_bias(EMB_KATTN_MMA); }
+Test(cuda_kernels, attention_wgmma_q_bias) { need_wgmma(); q_bias(EMB_KATTN_WGMMA); }
 Test(cuda_kernels, attention_windows) { windows(EMB_KATTN_MMA); }
 Test(cuda_kernels, attention_rel_bias_softcap) { rel_bias_softcap(EMB_KATTN_MMA); }
 /* The sm_90a kernel: wgmma from the descriptors' core-matrix layouts (the
@@ -576,7 +695,7 @@ static void window_skips_far_key_tiles(emb_kattn_impl impl) {
                 for (int c = heads * hd; c < ld; c++) qkv[(size_t)t * ld + c] = NAN;
         gqa_args a = {kt_poisoned((size_t)total * heads * hd * 2),
                       kt_upload(qkv, (size_t)total * ld, EMB_KDT_F16), kt_upload_bytes(cu, 8),
-                      EMB_KDT_F16, 1, total, maxlen, {heads, kv, hd, 0.125f, w, w, 0, NULL, 0, impl}};
+                      EMB_KDT_F16, 1, total, maxlen, {heads, kv, hd, 0.125f, w, w, 0, NULL, 0, impl, NULL}};
         gqa_launch(&a);
         KT_CHECK(cudaDeviceSynchronize());
         float *got = kt_download(a.out, (size_t)total * heads * hd, EMB_KDT_F16);
@@ -625,7 +744,7 @@ static void window_skip_case(emb_kdtype dt, int hd, int wl, int wr, int pick, em
     }
     gqa_args a = {kt_poisoned((size_t)total * od * 2), kt_upload(qkv, (size_t)total * ld, dt),
                   kt_upload_bytes(cu, ((size_t)nseq + 1) * 4), dt, nseq, total, maxlen,
-                  {heads, kv, hd, scale, wl, wr, 0, NULL, 0, impl}};
+                  {heads, kv, hd, scale, wl, wr, 0, NULL, 0, impl, NULL}};
     gqa_launch(&a);
     KT_CHECK(cudaDeviceSynchronize());
     float *got = kt_download(a.out, (size_t)total * od, dt);
@@ -958,7 +1077,7 @@ Test(cuda_kernels, launchers_reject_bad_arguments) {
                                  NULL, NULL, 0),
                  cudaErrorInvalidValue);
     cr_assert_eq(emb_launch_bias_act(NULL, EMB_KDT_F16, NULL, 1, 64, 99, 0), cudaErrorInvalidValue);
-    emb_kattn_params p = {4, 3, 64, 1.0f, -1, -1, 0, NULL, 0, EMB_KATTN_MMA}; /* heads % kv_heads != 0 */
+    emb_kattn_params p = {4, 3, 64, 1.0f, -1, -1, 0, NULL, 0, EMB_KATTN_MMA, NULL}; /* heads % kv_heads != 0 */
     cr_assert_eq(emb_launch_attention(NULL, EMB_KDT_F16, NULL, NULL, 1, 8, &p, 0), cudaErrorInvalidValue);
     p.kv_heads = 2, p.head_dim = 48;                               /* no such head_dim */
     cr_assert_eq(emb_launch_attention(NULL, EMB_KDT_F16, NULL, NULL, 1, 8, &p, 0), cudaErrorInvalidValue);
