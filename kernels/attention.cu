@@ -9,8 +9,9 @@
  * registers (and its Q fragments too up to head_dim 128; at 256 they are
  * re-read from shared memory), and walks the key tiles: S = Q K^T and
  * O += P V on tensor cores (mma.sync m16n8k16, fp32 accumulate), online
- * softmax in fp32 with exp2. A CTA walks only the key tiles that the window
- * (window_left / window_right, see kernels.h) of one of its queries reaches;
+ * softmax in fp32 with exp2; the K and V loads of the next tile overlap the
+ * current tile's math (see the loop). A CTA walks only the key tiles that the
+ * window (window_left / window_right, see kernels.h) of one of its queries reaches;
  * inside them, keys out of the sequence or out of a query's window get -inf
  * scores, and out-of-range tile rows are zero-filled so 0 * garbage never
  * reaches the accumulator. Optional per-head relative bias table and logit
@@ -269,12 +270,19 @@ __global__ void __launch_bounds__(32 * ATTN_WARPS, XF ? 1 : attn_cfg<D>::MIN_CTA
     const int qrow0 = q0 + warp * 16 + g;
     const T *qfrag = sQ + (warp * 16 + (lane & 15)) * LDS + (lane >> 4) * 8;
 
+    /* Loads staggered as in FlashAttention-2, one buffer each for K and V:
+     * K of tile j + 1 is fetched while tile j's softmax and P V run, V of
+     * tile j + 1 while tile j + 1's Q K^T runs. At the top of each iteration
+     * the two newest cp.async groups are K_j then V_j (possibly empty ones
+     * past the last tile, so the counts hold). */
     load_tile<T, D, false>(sQ, gQ, ld, q0, BM, len);
+    load_tile<T, D, false>(sK, gK, ld, k_begin, BN, len);
+    emb_cp_async_commit();
+    load_tile<T, D, false>(sV, gV, ld, k_begin, BN, len);
+    emb_cp_async_commit();
     for (int k0 = k_begin; k0 < k_end; k0 += BN) {
-        load_tile<T, D, false>(sK, gK, ld, k0, BN, len);
-        load_tile<T, D, false>(sV, gV, ld, k0, BN, len);
-        emb_cp_async_commit();
-        emb_cp_async_wait_all();
+        const bool more = k0 + BN < k_end;
+        emb_cp_async_wait_group<1>();   /* K_j (and Q) landed; V_j may be in flight */
         if (a.q_bias && k0 == k_begin)
             add_q_bias<T, D, false>(sQ, static_cast<const T *>(a.q_bias) + (size_t)h * D, BM);
         __syncthreads();
@@ -301,9 +309,14 @@ __global__ void __launch_bounds__(32 * ATTN_WARPS, XF ? 1 : attn_cfg<D>::MIN_CTA
                 attn_mma<T>::run(sc[2 * j + 1], qa, b1);
             }
         }
+        __syncthreads();   /* every warp is done with K_j */
+        if (more) load_tile<T, D, false>(sK, gK, ld, k0 + BN, BN, len);
+        emb_cp_async_commit();
 
         attn_online_softmax<NT, DT, XF>(sc, o, m, l, k0, qrow0, len, t4, a, bias_h);
 
+        emb_cp_async_wait_group<1>();   /* V_j landed; K_{j+1} may be in flight */
+        __syncthreads();
         /* O += P V (P as A fragments, see attn_pack_p). */
 #pragma unroll
         for (int kk = 0; kk < BN / 16; kk++) {
@@ -319,8 +332,11 @@ __global__ void __launch_bounds__(32 * ATTN_WARPS, XF ? 1 : attn_cfg<D>::MIN_CTA
                 attn_mma<T>::run(o[2 * j + 1], pa, b1);
             }
         }
-        __syncthreads();  /* the next tile overwrites sK / sV */
+        __syncthreads();   /* every warp is done with V_j */
+        if (more) load_tile<T, D, false>(sV, gV, ld, k0 + BN, BN, len);
+        emb_cp_async_commit();
     }
+    emb_cp_async_wait_all();   /* nothing left in flight at exit */
 
     attn_store<T, DT>(out, o, l, qrow0, len, start, h, t4, a.heads);
 }

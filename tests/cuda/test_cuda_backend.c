@@ -358,6 +358,9 @@ Test(cuda_backend, toy_generic_recipes, .timeout = 1200) {
         for (int d = 0; d < 2; d++) {
             emb_job j = make_job(&t.mf, EMB_POOL_MEAN | EMB_POOL_LAST_TOKEN, 3, 0, 1, 0);
             compare_backends(&t.mf, DTYPES[d], &tb.b, &j, 0, p ? "toy pre-norm" : "toy sandwich");
+            /* An earlier layer: no final norm after it (the fused sandwich step must not apply one). */
+            emb_job j2 = make_job(&t.mf, EMB_POOL_MEAN, 2, 0, 1, 0);
+            compare_backends(&t.mf, DTYPES[d], &tb.b, &j2, 0, p ? "toy pre-norm layer 2" : "toy sandwich layer 2");
         }
         free_batch(&tb);
         toy_free(&t);

@@ -111,6 +111,7 @@ struct CpAsyncCopy {
     void *dst;
     const void *src;
     size_t bytes;
+    bool landed; /* copied at the issue already (see land_at_issue) */
 };
 
 struct WgmmaPending {
@@ -756,6 +757,7 @@ struct BlockRunner {
     Block &b;
     std::vector<SimThread *> threads;
     std::vector<int> order;
+    std::vector<int> warp_order; /* warps by their first thread in `order` (resolve_warps) */
 
     SimThread *lane_thread(int warp, int lane) const
     {
@@ -799,11 +801,23 @@ struct BlockRunner {
         return true;
     }
 
+    /* Forward order completes every warp's ready collective at once, so the
+     * warps move in step from one collective to the next. The other orders
+     * complete one warp's (the first in the order) and let it run on: each
+     * warp runs ahead to the next barrier before the next warp moves, so a
+     * warp that overwrites shared memory another warp has yet to read (a
+     * missing barrier) changes what that warp reads. */
     bool resolve_warps()
     {
         bool progress = false;
-        int nwarps = (b.nthreads + 31) / 32;
-        for (int w = 0; w < nwarps; w++) {
+        const bool serial = config().order != EMBSIM_FORWARD;
+        if (warp_order.empty())
+            for (int i : order)
+                if (std::find(warp_order.begin(), warp_order.end(), i / 32) == warp_order.end())
+                    warp_order.push_back(i / 32);
+        for (int w : warp_order) {
+            if (serial && progress)
+                break;
             SimThread *lanes[32] = {};
             for (int l = 0; l < 32; l++)
                 lanes[l] = lane_thread(w, l);
@@ -1074,13 +1088,37 @@ static void check_red_zones(Block &b)
 
 /* ---- cp.async ------------------------------------------------------------------------ */
 
+/* When a copy lands. The hardware may complete it at any point between its
+ * issue and the wait that covers it; the orders take both ends: forward
+ * lands every copy at its wait (the latest: a read of the tile before the
+ * wait sees what was there before), reverse at its issue (the earliest: a
+ * tile overwritten while other warps still read it, with no barrier between,
+ * shows), shuffle draws one or the other per copy from the seed. */
+static bool land_at_issue()
+{
+    const Config &c = config();
+    if (c.order != EMBSIM_SHUFFLE)
+        return c.order == EMBSIM_REVERSE;
+    static thread_local uint64_t state = 0, seeded_with = 0;
+    static thread_local bool seeded = false;
+    if (!seeded || seeded_with != c.seed) {
+        state = c.seed ^ 0x5ca1ab1e0ddba11ull;
+        seeded_with = c.seed;
+        seeded = true;
+    }
+    return splitmix(state) & 1;
+}
+
 void cp_async(void *dst, const void *src, size_t bytes, Site site)
 {
     SimThread *t = self_or_die("emb_cp_async_16");
     if (!in_arena(dst, bytes) || (reinterpret_cast<uintptr_t>(dst) & 15) || (reinterpret_cast<uintptr_t>(src) & 15))
         fatal_in_fiber("emb_cp_async_16 at %s:%u: destination %p must be 16-byte aligned shared memory and source %p 16-byte aligned",
                               short_file(site.file), site.line, dst, src);
-    t->cp_pending.push_back(CpAsyncCopy{dst, src, bytes});
+    const bool now = land_at_issue();
+    if (now)
+        memcpy(dst, src, bytes);
+    t->cp_pending.push_back(CpAsyncCopy{dst, src, bytes, now});
 }
 
 void cp_async_commit()
@@ -1097,7 +1135,8 @@ void cp_async_wait(int allowed)
         return;
     size_t done = t->cp_groups[static_cast<size_t>(groups - allowed - 1)];
     for (size_t i = 0; i < done; i++)
-        memcpy(t->cp_pending[i].dst, t->cp_pending[i].src, t->cp_pending[i].bytes);
+        if (!t->cp_pending[i].landed)
+            memcpy(t->cp_pending[i].dst, t->cp_pending[i].src, t->cp_pending[i].bytes);
     t->cp_pending.erase(t->cp_pending.begin(), t->cp_pending.begin() + static_cast<std::ptrdiff_t>(done));
     t->cp_groups.erase(t->cp_groups.begin(), t->cp_groups.begin() + (groups - allowed));
     for (size_t &g : t->cp_groups)
@@ -1175,7 +1214,7 @@ static bool run_block(const KernelLaunch &k, uint3 bid, Block &b)
     b.bid = bid;
     b.nthreads = n;
     arena_reset(b, k.smem);
-    BlockRunner r{b, {}, {}};
+    BlockRunner r{b, {}, {}, {}};
     r.threads.reserve(static_cast<size_t>(n));
     for (int i = 0; i < n; i++) {
         SimThread *t = s.pool[static_cast<size_t>(i)].get();

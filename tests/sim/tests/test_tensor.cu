@@ -143,7 +143,9 @@ Test(tensor, mma_fragments_follow_the_ptx_table)
         }
 }
 
-/* Until the wait, a cp.async destination still holds the poison. */
+/* A cp.async may land anywhere between its issue and its wait: forward
+ * order lands it at the wait (before it, the destination still holds the
+ * poison), reverse order at the issue, shuffle draws per copy. */
 __global__ void cp_async_visibility_kernel(const float *src, float *out)
 {
     EMB_SHARED(float, buf, 4);
@@ -154,13 +156,54 @@ __global__ void cp_async_visibility_kernel(const float *src, float *out)
     out[1] = buf[0];
 }
 
-Test(tensor, cp_async_lands_at_the_wait)
+Test(tensor, cp_async_lands_at_the_wait_or_the_issue)
 {
+    const embsim_order was = embsim_get_order();
     DevBuf<float> src(std::vector<float>{1, 2, 3, 4}), out(2);
-    EMB_LAUNCH(cp_async_visibility_kernel, 1, 1, 0, 0)(src.d, out.d);
-    std::vector<float> o = out.get();
-    cr_assert(std::isnan(o[0]), "read before the wait sees the poison");
-    cr_assert_eq(o[1], 1.0f);
+    for (int o = 0; o < 2; o++) {
+        embsim_set_order(o ? EMBSIM_REVERSE : EMBSIM_FORWARD, 7);
+        EMB_LAUNCH(cp_async_visibility_kernel, 1, 1, 0, 0)(src.d, out.d);
+        std::vector<float> r = out.get();
+        if (o) cr_expect_eq(r[0], 1.0f, "reverse order: the copy lands at its issue");
+        else cr_expect(std::isnan(r[0]), "forward order: a read before the wait sees the poison");
+        cr_expect_eq(r[1], 1.0f);
+    }
+    embsim_set_order(was, 12345);
+}
+
+/* In the orders other than forward a warp runs ahead to the next barrier
+ * before the next one moves: a warp that overwrites a shared tile another
+ * warp has yet to read, with no barrier between, changes what it reads. */
+__global__ void overwrite_without_barrier_kernel(float *out, int barrier)
+{
+    EMB_SHARED(float, tile, 64);
+    tile[threadIdx.x] = (float)threadIdx.x;
+    __syncthreads();
+    const float one = __shfl_xor_sync(0xffffffffu, 1.0f, 1);
+    const float v = tile[(threadIdx.x + 32) & 63] * one;     /* the other warp's half */
+    const float w = v + __shfl_xor_sync(0xffffffffu, v, 1);
+    if (barrier)
+        __syncthreads();
+    tile[threadIdx.x] = -1.0f; /* the next tile */
+    __syncthreads();
+    out[threadIdx.x] = w;
+}
+
+Test(tensor, warps_run_ahead_to_the_barrier)
+{
+    const embsim_order was = embsim_get_order();
+    DevBuf<float> out(64);
+    std::vector<float> r[2][2];
+    for (int barrier = 0; barrier < 2; barrier++)
+        for (int o = 0; o < 2; o++) {
+            embsim_set_order(o ? EMBSIM_REVERSE : EMBSIM_FORWARD, 99);
+            EMB_LAUNCH(overwrite_without_barrier_kernel, 1, 64, 0, 0)(out.d, barrier);
+            r[barrier][o] = out.get();
+        }
+    embsim_set_order(was, 12345);
+    cr_expect(r[1][0] == r[1][1], "with the barrier both orders agree");
+    cr_expect(r[0][0] == r[1][0], "forward order moves the warps in step: the race stays hidden");
+    cr_expect(r[0][1] != r[1][1], "reverse order: warp 1 overwrites the tile before warp 0 reads it");
 }
 
 /* ---- wgmma (sm_90a warpgroup MMA) ------------------------------------------
