@@ -216,7 +216,43 @@ __device__ __forceinline__ void emb_row_layernorm_stats(const float (&v)[P][V], 
     rstd = 1.0f / sqrtf(var + eps);
 }
 
+/* Each thread keeps NV vectors of V elements of its row in registers (8
+ * floats either way): V = 16 / sizeof(T) when the width and the pointers
+ * allow 16-byte accesses, V = 2 (pairs) otherwise. */
+template <int V> struct norm_slots { enum { NV = 2 * EMB_ROW_PAIRS / V }; };
+
+/* 1 / RMS of a row held in norm_slots registers (unused slots hold 0). */
+template <int V, int NV>
+__device__ __forceinline__ float row_rrms(const float (&v)[NV][V], int dim, float eps, float *red) {
+    float q = 0.0f;
+#pragma unroll
+    for (int i = 0; i < NV; i++) {
+        float t = 0.0f;
+#pragma unroll
+        for (int j = 0; j < V; j++) t += v[i][j] * v[i][j];
+        q += t;
+    }
+    return 1.0f / sqrtf(emb_block_sum(q, red) / (float)dim + eps);
+}
+
 static inline cudaError_t emb_launch_status(void) { return cudaGetLastError(); }
+
+/* Launches KERNEL<T, V> with V = 16 bytes of T when vec16 holds, else pairs
+ * (the pair path keeps emb_row_threads: two pairs per thread on short rows). */
+#define EMB_ROW_LAUNCH(KERNEL, T, vec16, rows, dim, stream, ...)                                \
+    do {                                                                                        \
+        enum { V_ = EMB_VEC16(T) };                                                             \
+        auto KERNEL##_v = KERNEL<T, V_>;                                                        \
+        auto KERNEL##_pairs = KERNEL<T, 2>;                                                     \
+        if (vec16)                                                                              \
+            EMB_LAUNCH(KERNEL##_v, dim3(rows),                                                  \
+                       dim3(emb_row_threads_vec((dim) / V_, norm_slots<V_>::NV)), 0, stream)(   \
+                __VA_ARGS__);                                                                   \
+        else                                                                                    \
+            EMB_LAUNCH(KERNEL##_pairs, dim3(rows), dim3(emb_row_threads(dim)), 0, stream)(      \
+                __VA_ARGS__);                                                                   \
+    } while (0)
+
 
 /* Calls F<T>() for the element type `dt`; unknown types are a caller bug. */
 #define EMB_DISPATCH_DT(dt, T, ...)                                             \

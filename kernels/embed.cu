@@ -9,7 +9,8 @@
  * The general form (emb_launch_embed) takes the position row of each token
  * from the host (learned tables with an offset or a padding rule, computed
  * sinusoids: the host knows the rule), scales the word row, and ends with a
- * LayerNorm (bias optional), an RMSNorm or no norm.
+ * LayerNorm (bias optional), an RMSNorm or no norm; 16-byte loads and stores
+ * where the width and the tables allow (as in norm.cu), pairs otherwise.
  */
 #include "common.cuh"
 
@@ -82,60 +83,59 @@ extern "C" cudaError_t emb_launch_embed_layernorm(void *out, emb_kdtype dt, cons
     return emb_launch_status();
 }
 
-template <typename T>
+template <typename T, int V>
 __global__ void embed_kernel(T *__restrict__ out, const int32_t *__restrict__ ids,
                              const int32_t *__restrict__ type_ids,
                              const int32_t *__restrict__ pos_ids, const T *__restrict__ word,
                              float scale, const T *__restrict__ position,
                              const T *__restrict__ token_type, int norm, const T *__restrict__ g,
                              const T *__restrict__ b, int hidden, float eps) {
+    enum { NV = norm_slots<V>::NV };
     EMB_SHARED(float, red, 33);
     const int t = blockIdx.x;
     const T *w = word + (size_t)ids[t] * hidden;
     const T *p = position ? position + (size_t)pos_ids[t] * hidden : nullptr;
     const T *tt = token_type ? token_type + (size_t)(type_ids ? type_ids[t] : 0) * hidden : nullptr;
-    const int pairs = hidden / 2;
 
-    float v[EMB_ROW_PAIRS][2];
+    float v[NV][V];
 #pragma unroll
-    for (int i = 0; i < EMB_ROW_PAIRS; i++) {
-        int c = 2 * (threadIdx.x + i * blockDim.x);
-        v[i][0] = v[i][1] = 0.0f;
+    for (int i = 0; i < NV; i++) {
+        int c = V * (threadIdx.x + i * blockDim.x);
+#pragma unroll
+        for (int j = 0; j < V; j++) v[i][j] = 0.0f;
         if (c < hidden) {
-            float a0, a1;
-            emb_ld2(w + c, a0, a1);
-            v[i][0] = a0 * scale;
-            v[i][1] = a1 * scale;
+            float a[V];
+            emb_ldv<T, V>(w + c, a);
+#pragma unroll
+            for (int j = 0; j < V; j++) v[i][j] = a[j] * scale;
             if (p) {
-                emb_ld2(p + c, a0, a1);
-                v[i][0] += a0;
-                v[i][1] += a1;
+                emb_ldv<T, V>(p + c, a);
+#pragma unroll
+                for (int j = 0; j < V; j++) v[i][j] += a[j];
             }
             if (tt) {
-                emb_ld2(tt + c, a0, a1);
-                v[i][0] += a0;
-                v[i][1] += a1;
+                emb_ldv<T, V>(tt + c, a);
+#pragma unroll
+                for (int j = 0; j < V; j++) v[i][j] += a[j];
             }
         }
     }
     float mean = 0.0f, rstd = 1.0f;
-    if (norm == EMB_KNORM_LAYER) {
-        emb_row_layernorm_stats(v, pairs, hidden, eps, red, mean, rstd);
-    } else if (norm == EMB_KNORM_RMS) {
-        float q = 0.0f;
-#pragma unroll
-        for (int i = 0; i < EMB_ROW_PAIRS; i++) q += v[i][0] * v[i][0] + v[i][1] * v[i][1];
-        rstd = 1.0f / sqrtf(emb_block_sum(q, red) / (float)hidden + eps);
-    }
+    if (norm == EMB_KNORM_LAYER) emb_row_layernorm_stats(v, hidden / V, hidden, eps, red, mean, rstd);
+    else if (norm == EMB_KNORM_RMS) rstd = row_rrms<V, NV>(v, hidden, eps, red);
     T *o = out + (size_t)t * hidden;
 #pragma unroll
-    for (int i = 0; i < EMB_ROW_PAIRS; i++) {
-        int c = 2 * (threadIdx.x + i * blockDim.x);
+    for (int i = 0; i < NV; i++) {
+        int c = V * (threadIdx.x + i * blockDim.x);
         if (c < hidden) {
-            float g0 = 1.0f, g1 = 1.0f, b0 = 0.0f, b1 = 0.0f;
-            if (norm != EMB_KNORM_NONE) emb_ld2(g + c, g0, g1);
-            if (norm == EMB_KNORM_LAYER && b) emb_ld2(b + c, b0, b1);
-            emb_st2(o + c, (v[i][0] - mean) * rstd * g0 + b0, (v[i][1] - mean) * rstd * g1 + b1);
+            float gv[V], bv[V], y[V];
+#pragma unroll
+            for (int j = 0; j < V; j++) gv[j] = 1.0f, bv[j] = 0.0f;
+            if (norm != EMB_KNORM_NONE) emb_ldv<T, V>(g + c, gv);
+            if (norm == EMB_KNORM_LAYER && b) emb_ldv<T, V>(b + c, bv);
+#pragma unroll
+            for (int j = 0; j < V; j++) y[j] = (v[i][j] - mean) * rstd * gv[j] + bv[j];
+            emb_stv<T, V>(o + c, y);
         }
     }
 }
@@ -151,10 +151,10 @@ extern "C" cudaError_t emb_launch_embed(void *out, emb_kdtype dt, const int32_t 
         (norm != EMB_KNORM_NONE && !g) || (position && !pos_ids))
         return cudaErrorInvalidValue;
     if (total == 0) return cudaSuccess;
-    const int threads = emb_row_threads(hidden);
     EMB_DISPATCH_DT(dt, T,
-        EMB_LAUNCH(embed_kernel<T>, dim3(total), dim3(threads), 0, stream)(
-            (T *)out, ids, type_ids, pos_ids, (const T *)word, scale, (const T *)position,
-            (const T *)token_type, norm, (const T *)g, (const T *)b, hidden, eps));
+        const bool vec16 = emb_vec_ok(hidden, EMB_VEC16(T), sizeof(T), out, word, position, token_type, g, b);
+        EMB_ROW_LAUNCH(embed_kernel, T, vec16, total, hidden, stream, (T *)out, ids, type_ids, pos_ids,
+                       (const T *)word, scale, (const T *)position, (const T *)token_type, norm, (const T *)g,
+                       (const T *)b, hidden, eps));
     return emb_launch_status();
 }

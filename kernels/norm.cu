@@ -12,11 +12,6 @@
  */
 #include "common.cuh"
 
-/* Each thread keeps NV vectors of V elements of its row in registers (8
- * floats either way): V = 16 / sizeof(T) when the width and the pointers
- * allow 16-byte accesses, V = 2 (pairs) otherwise. */
-template <int V> struct norm_slots { enum { NV = 2 * EMB_ROW_PAIRS / V }; };
-
 /* Reads row r of x (+ bias + residual) into v; the caller owns v. Shared by
  * both norms so they load the same way. */
 template <typename T, int V, int NV>
@@ -68,20 +63,6 @@ __global__ void bias_residual_layernorm_kernel(T *out, const T *x, const T *__re
             emb_stv<T, V>(o + c, y);
         }
     }
-}
-
-/* 1 / RMS of a row held as load_row_sum leaves it (unused slots hold 0). */
-template <int V, int NV>
-__device__ __forceinline__ float row_rrms(const float (&v)[NV][V], int dim, float eps, float *red) {
-    float q = 0.0f;
-#pragma unroll
-    for (int i = 0; i < NV; i++) {
-        float t = 0.0f;
-#pragma unroll
-        for (int j = 0; j < V; j++) t += v[i][j] * v[i][j];
-        q += t;
-    }
-    return 1.0f / sqrtf(emb_block_sum(q, red) / (float)dim + eps);
 }
 
 /* Row r of out = v * rrms * g (rounded to T by the store). */
@@ -146,22 +127,6 @@ static bool norm_dim_ok(int rows, int dim) {
            dim <= 2 * EMB_ROW_PAIRS * 1024;
 }
 
-/* Launches KERNEL<T, V> with V = 16 bytes of T when vec16 holds, else pairs
- * (the pair path keeps emb_row_threads: two pairs per thread on short rows). */
-#define NORM_LAUNCH(KERNEL, T, vec16, rows, dim, stream, ...)                                   \
-    do {                                                                                        \
-        enum { V_ = EMB_VEC16(T) };                                                             \
-        auto KERNEL##_v = KERNEL<T, V_>;                                                        \
-        auto KERNEL##_pairs = KERNEL<T, 2>;                                                     \
-        if (vec16)                                                                              \
-            EMB_LAUNCH(KERNEL##_v, dim3(rows),                                                  \
-                       dim3(emb_row_threads_vec((dim) / V_, norm_slots<V_>::NV)), 0, stream)(   \
-                __VA_ARGS__);                                                                   \
-        else                                                                                    \
-            EMB_LAUNCH(KERNEL##_pairs, dim3(rows), dim3(emb_row_threads(dim)), 0, stream)(      \
-                __VA_ARGS__);                                                                   \
-    } while (0)
-
 extern "C" cudaError_t emb_launch_bias_residual_layernorm(void *out, emb_kdtype dt, const void *x,
                                                           const void *bias, const void *residual,
                                                           const void *g, const void *b, int rows,
@@ -171,7 +136,7 @@ extern "C" cudaError_t emb_launch_bias_residual_layernorm(void *out, emb_kdtype 
     if (rows == 0) return cudaSuccess;
     EMB_DISPATCH_DT(dt, T,
         const bool vec16 = emb_vec_ok(dim, EMB_VEC16(T), sizeof(T), out, x, bias, residual, g, b);
-        NORM_LAUNCH(bias_residual_layernorm_kernel, T, vec16, rows, dim, stream, (T *)out,
+        EMB_ROW_LAUNCH(bias_residual_layernorm_kernel, T, vec16, rows, dim, stream, (T *)out,
                     (const T *)x, (const T *)bias, (const T *)residual, (const T *)g,
                     (const T *)b, dim, eps));
     return emb_launch_status();
@@ -184,7 +149,7 @@ extern "C" cudaError_t emb_launch_rmsnorm(void *out, emb_kdtype dt, const void *
     if (rows == 0) return cudaSuccess;
     EMB_DISPATCH_DT(dt, T,
         const bool vec16 = emb_vec_ok(dim, EMB_VEC16(T), sizeof(T), out, x, residual, g);
-        NORM_LAUNCH(rmsnorm_kernel, T, vec16, rows, dim, stream, (T *)out, (const T *)x,
+        EMB_ROW_LAUNCH(rmsnorm_kernel, T, vec16, rows, dim, stream, (T *)out, (const T *)x,
                     (const T *)residual, (const T *)g, dim, eps));
     return emb_launch_status();
 }
@@ -198,7 +163,7 @@ extern "C" cudaError_t emb_launch_sandwich_norm(void *h_out, void *next, emb_kdt
     if (rows == 0) return cudaSuccess;
     EMB_DISPATCH_DT(dt, T,
         const bool vec16 = emb_vec_ok(dim, EMB_VEC16(T), sizeof(T), h_out, next, y, h, g_post, g_next);
-        NORM_LAUNCH(sandwich_norm_kernel, T, vec16, rows, dim, stream, (T *)h_out, (T *)next, (const T *)y,
+        EMB_ROW_LAUNCH(sandwich_norm_kernel, T, vec16, rows, dim, stream, (T *)h_out, (T *)next, (const T *)y,
                     (const T *)h, (const T *)g_post, eps_post, (const T *)g_next, eps_next, dim));
     return emb_launch_status();
 }

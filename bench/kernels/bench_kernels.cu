@@ -549,11 +549,12 @@ static void bench_embed(int total, int hidden) {
     const std::vector<int> lens = mixed_lens(total);
     const std::vector<int> cu = prefix(lens);
     const int nseq = (int)lens.size();
-    std::vector<int> ids(total), types(total);
+    std::vector<int> ids(total), types(total), pos_ids(total);
     for (int s = 0; s < nseq; s++)
         for (int i = 0; i < lens[s]; i++) {
             ids[cu[s] + i] = irand(vocab);
             types[cu[s] + i] = i >= lens[s] / 2;   /* a sentence pair */
+            pos_ids[cu[s] + i] = i;                /* the host's position rule (the backend's path) */
         }
     std::vector<__half> word = rand_half((size_t)vocab * hidden, 1.0f),
                         pos = rand_half((size_t)maxpos * hidden, 0.5f),
@@ -567,11 +568,11 @@ static void bench_embed(int total, int hidden) {
                             pf.data(), tf.data(), gf.data(), bf.data(), hidden, eps);
     }
     Dev<__half> dword(word), dpos(pos), dtt(ttab), dg(g), db(b), dout((size_t)total * hidden);
-    Dev<int> dids(ids), dtypes(types), dcu(cu);
+    Dev<int> dids(ids), dtypes(types), dcu(cu), dpos_ids(pos_ids);
     const int maxlen = *std::max_element(lens.begin(), lens.end());
     const double bytes = 2.0 * total * hidden * 2                 /* gathered word rows, output */
                          + ((double)maxlen + ntypes + 2) * hidden * 2   /* position/type rows, g, b */
-                         + 2.0 * total * 4 + (nseq + 1) * 4.0;       /* ids, type ids, cu_seqlens */
+                         + 2.0 * total * 4 + (nseq + 1) * 4.0;       /* ids, type ids, cu_seqlens (v2: positions) */
     printf("embedding gather + LayerNorm f16: %d tokens in %d sequences, hidden=%d, vocab=%d\n",
            total, nseq, hidden, vocab);
     std::vector<Rung> rungs = {
@@ -584,6 +585,10 @@ static void bench_embed(int total, int hidden) {
              CK(emb_launch_embed_layernorm(dout.p, EMB_KDT_F16, dids.p, dtypes.p, dcu.p, nseq,
                                            total, dword.p, dpos.p, dtt.p, dg.p, db.p, hidden, eps,
                                            0));
+         }, false},
+        {"v2 backend (16 B)", [&] {
+             CK(emb_launch_embed(dout.p, EMB_KDT_F16, dids.p, dtypes.p, dpos_ids.p, total, dword.p, 1.0f,
+                                 dpos.p, dtt.p, EMB_KNORM_LAYER, dg.p, db.p, hidden, eps, 0));
          }, false},
     };
     ladder(rungs, [&] { dout.poison(); },

@@ -761,6 +761,42 @@ Test(cuda_backend, minilm_vs_cpu, .timeout = 1200) {
     emb_mf_free(&mf);
 }
 
+/* Per-token hidden states (token_embeddings: the f16/bf16 -> f32 conversion
+ * on the device) against the CPU backend's, every token, the last layer and
+ * an earlier one (no final norm there). */
+Test(cuda_backend, minilm_token_embeddings_vs_cpu, .timeout = 1200) {
+    const char *dir = ts_default_model();
+    if (!dir) cr_skip_test("default model not fetched (tools/fetch-model)");
+    emb_model_files mf;
+    emb_error err = {0};
+    cr_assert_eq(emb_mf_load(dir, &mf, &err), EMB_OK, "%s", err.message);
+    const int lens[] = {7, 33, 1};
+    test_batch tb;
+    make_batch(&tb, lens, 3, mf.r.vocab_size, 0);
+    for (int t = 0; t < tb.b.total; t++) tb.types[t] = 0;
+    const int H = mf.r.hidden;
+    emb_backend *cpu = NULL, *gpu = NULL;
+    cr_assert_eq(emb_cpu_backend_create(&mf, 1, &cpu, &err), EMB_OK, "%s", err.message);
+    cr_assert_eq(emb_cuda_backend_create(&mf, EMB_DTYPE_F16, 0, 0, &gpu, &err), EMB_OK, "%s", err.message);
+    float *want = malloc((size_t)tb.b.total * H * sizeof *want), *got = malloc((size_t)tb.b.total * H * sizeof *got);
+    for (int layer = mf.r.layers; layer >= 2; layer -= mf.r.layers - 2) {
+        for (size_t i = 0; i < (size_t)tb.b.total * H; i++) got[i] = NAN;
+        cr_assert_eq(cpu->token_embeddings(cpu, &tb.b, layer, want, &err), EMB_OK, "%s", err.message);
+        cr_assert_eq(gpu->token_embeddings(gpu, &tb.b, layer, got, &err), EMB_OK, "%s", err.message);
+        int wi = 0;
+        const double c = worst_cos(got, want, tb.b.total, H, &wi);
+        cr_log_info("all-MiniLM-L6-v2 token embeddings, layer %d: %d tokens, worst cos %.7f (#%d)", layer,
+                    tb.b.total, c, wi);
+        cr_expect_geq(c, MIN_COS, "layer %d: token %d cos %.7f", layer, wi, c);
+    }
+    free(want);
+    free(got);
+    gpu->destroy(gpu);
+    cpu->destroy(cpu);
+    free_batch(&tb);
+    emb_mf_free(&mf);
+}
+
 /* Through the public API with --device cuda, against sentence-transformers. */
 Test(cuda_backend, minilm_golden, .timeout = 1200) {
     const char *dir = ts_default_model();

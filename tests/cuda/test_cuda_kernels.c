@@ -161,6 +161,11 @@ Test(cuda_kernels, embed_general) {
         gembed_case(DTS[di], 256, 16.0f, 0, 0, EMB_KNORM_RMS, 0);    /* scaled words, RMSNorm */
         gembed_case(DTS[di], 64, 1.0f, 1, 0, EMB_KNORM_NONE, 0);     /* no norm */
     }
+    /* Off the 16-byte path (pairs) and the widest row on it. */
+    gembed_case(EMB_KDT_F16, 34, 1.0f, 1, 1, EMB_KNORM_LAYER, 1);
+    gembed_case(EMB_KDT_BF16, 34, 4.0f, 0, 1, EMB_KNORM_RMS, 0);
+    gembed_case(EMB_KDT_BF16, 1000, 1.0f, 1, 0, EMB_KNORM_LAYER, 1);
+    gembed_case(EMB_KDT_F16, 8192, 1.0f, 1, 1, EMB_KNORM_LAYER, 1);
 }
 
 /* x += y over every element. */
@@ -209,6 +214,30 @@ Test(cuda_kernels, add) {
         free(x); free(y); free(ref); free(got);
     }
     cr_assert_eq(emb_launch_add(NULL, EMB_KDT_F16, NULL, 3, 0), cudaErrorInvalidValue);
+}
+
+/* ---- f16/bf16 -> f32 (token embeddings) ------------------------------------ */
+
+/* Exact: every 16-bit value has an fp32 twin. n a multiple of 8 (16-byte
+ * path), odd, and the source shifted off alignment (single elements). */
+Test(cuda_kernels, to_f32_vector_and_scalar_paths) {
+    static const size_t ns[] = {8, 4096, 12345, 1};
+    for (int di = 0; di < NDTS; di++)
+        for (int i = 0; i < 4; i++)
+            for (int off = 0; off <= 1; off++) {
+                const emb_kdtype dt = DTS[di];
+                const size_t n = ns[i];
+                float *x = kt_rand(n, 100.0f, dt);
+                void *src = kt_upload_at(x, n, dt, off);
+                float *dst = kt_poisoned(n * sizeof(float));
+                KT_CHECK(emb_launch_to_f32(dst, src, dt, n, 0));
+                float *got = kt_download(dst, n, EMB_KDT_F32);
+                cr_assert(!memcmp(got, x, n * sizeof(float)), "to_f32 %s n=%zu off=%d", dt_name(dt), n, off);
+                kt_free_at(src, dt, off);
+                cudaFree(dst);
+                free(x);
+                free(got);
+            }
 }
 
 /* ---- bias + residual + LayerNorm, RMSNorm --------------------------------- */
