@@ -801,7 +801,7 @@ static void bench_convert(size_t n) {
              to_f32_v0<<<(unsigned)((n + 255) / 256), 256>>>(dout.p, dsrc.p, n);
              CKL();
          }, true},
-        {"v1 grid-stride", [&] { CK(emb_launch_to_f32(dout.p, dsrc.p, EMB_KDT_F16, n, 0)); }, false},
+        {"v1 backend (16 B)", [&] { CK(emb_launch_to_f32(dout.p, dsrc.p, EMB_KDT_F16, n, 0)); }, false},
     };
     ladder(rungs, [&] { dout.poison(); },
            [&](const char *name) { return validate(name, down(dout), ref, 0.0, 0.0); }, bytes,

@@ -798,9 +798,7 @@ Test(cuda_backend, minilm_token_embeddings_vs_cpu, .timeout = 1200) {
 }
 
 /* Through the public API with --device cuda, against sentence-transformers. */
-Test(cuda_backend, minilm_golden, .timeout = 1200) {
-    const char *dir = ts_default_model();
-    if (!dir) cr_skip_test("default model not fetched (tools/fetch-model)");
+static void minilm_golden_check(const char *dir) {
     char *cpath = ts_src_path("tests/data/corpus/texts.jsonl");
     char *data = ts_read_file(cpath, NULL);
     free(cpath);
@@ -850,6 +848,12 @@ Test(cuda_backend, minilm_golden, .timeout = 1200) {
     for (int i = 0; i < n; i++) free(texts[i]);
     free(want);
     free(data);
+}
+
+Test(cuda_backend, minilm_golden, .timeout = 1200) {
+    const char *dir = ts_default_model();
+    if (!dir) cr_skip_test("default model not fetched (tools/fetch-model)");
+    minilm_golden_check(dir);
 }
 
 /* ---- every family's golden model ------------------------------------------------ */
@@ -1055,22 +1059,49 @@ Test(cuda_backend, wgmma_attention_families, .timeout = 1800) {
  * the separate bias pass: the same references must hold, for the relative
  * bias (MPNet) and absolute positions (XLM-RoBERTa); an unknown value is an
  * error naming it. */
-Test(cuda_backend, qkv_bias_pass_and_choice, .timeout = 1800) {
-    const char *dir = ts_default_model();
-    if (!dir) cr_skip_test("default model not fetched (tools/fetch-model)");
+/* A backend switch set to an unknown value: creating the backend fails with
+ * a message naming VAR=value. */
+static void refuses_switch_value(const char *dir, const char *var, const char *value) {
     emb_model_files mf;
     emb_error err = {0};
     cr_assert_eq(emb_mf_load(dir, &mf, &err), EMB_OK, "%s", err.message);
     emb_backend *be = NULL;
-    setenv("EMBEDC_QKV_BIAS", "fused", 1);
+    char want[96];
+    snprintf(want, sizeof want, "%s=%s", var, value);
+    setenv(var, value, 1);
     cr_expect_eq(emb_cuda_backend_create(&mf, EMB_DTYPE_F16, 0, 0, &be, &err), EMB_ERR_INVALID_ARG);
-    cr_expect(strstr(err.message, "EMBEDC_QKV_BIAS=fused") != NULL, "%s", err.message);
+    cr_expect(strstr(err.message, want) != NULL, "%s", err.message);
     cr_expect_null(be);
+    unsetenv(var);
     emb_mf_free(&mf);
+}
+
+Test(cuda_backend, qkv_bias_pass_and_choice, .timeout = 1800) {
+    const char *dir = ts_default_model();
+    if (!dir) cr_skip_test("default model not fetched (tools/fetch-model)");
+    refuses_switch_value(dir, "EMBEDC_QKV_BIAS", "fused");
     setenv("EMBEDC_QKV_BIAS", "pass", 1);
     family_on_gpu("mpnet");
     family_on_gpu("xlm-roberta");
     unsetenv("EMBEDC_QKV_BIAS");
+}
+
+/* EMBEDC_GELU_EPILOGUE=lt: the up-projection, its bias and the GELU in one
+ * cuBLASLt call (tanh GELU where the models use erf: the same bounds must
+ * hold), on the real all-MiniLM-L6-v2 against sentence-transformers and on
+ * golden families with an erf GELU MLP; a gated model is left as it was; an
+ * unknown value is an error naming it. */
+Test(cuda_backend, gelu_epilogue_lt, .timeout = 1800) {
+    const char *dir = ts_default_model();
+    if (!dir) cr_skip_test("default model not fetched (tools/fetch-model)");
+    refuses_switch_value(dir, "EMBEDC_GELU_EPILOGUE", "cublas");
+    refuses_switch_value(dir, "EMBEDC_SANDWICH_NORM", "fast");
+    setenv("EMBEDC_GELU_EPILOGUE", "lt", 1);
+    minilm_golden_check(dir);
+    family_on_gpu("distilbert");
+    family_on_gpu("mpnet");
+    family_on_gpu("t5");   /* gated: no epilogue */
+    unsetenv("EMBEDC_GELU_EPILOGUE");
 }
 
 /* The real all-mpnet-base-v2 (relative buckets, RoBERTa-style positions) on

@@ -1,7 +1,10 @@
 /* cublas.cpp: the cuBLAS subset the project uses, on the CPU.
  *
  * cublasGemmEx and cublasGemmStridedBatchedEx for fp16, bf16 and fp32
- * operands with fp32 compute, every transpose; products accumulated in
+ * operands with fp32 compute, every transpose, and cuBLASLt's cublasLtMatmul
+ * (D = C in place, no batches) with the DEFAULT, BIAS, GELU and GELU_BIAS
+ * epilogues (bias per row of D in D's type, added to the fp32 result; GELU
+ * in the tanh form cuBLASLt computes, in fp32); products accumulated in
  * double and rounded once to the output type, so the result is at least as
  * accurate as the GPU's and tests can compare against it with a tolerance.
  * Like the real library, a call only queues the work on the handle's stream,
@@ -12,6 +15,10 @@
 #include "internal.h"
 
 #include <cublas_v2.h>
+#include <cublasLt.h>
+
+#include <cmath>
+#include <cstring>
 
 #include <array>
 #include <cstdio>
@@ -66,7 +73,17 @@ struct Gemm {
     int ldc;
     long long sc;
     int batch;
+    /* cublasLtMatmul's epilogue: + bias[i] (row i of D), then GELU (tanh form). */
+    const void *bias = nullptr;
+    bool gelu = false;
 };
+
+/* cuBLASLt's GELU epilogue: the tanh approximation, in fp32. */
+float gelu_tanh(float x)
+{
+    const float k = 0.7978845608028654f; /* sqrt(2 / pi) */
+    return 0.5f * x * (1.0f + std::tanh(k * (x + 0.044715f * x * x * x)));
+}
 
 /* sum_p a[p] b[p] in double, as 8 interleaved partial sums added in a fixed
  * order: the same value for an element whatever the shape of the call it
@@ -125,6 +142,14 @@ void run_gemm(const Gemm &g)
                 double v = static_cast<double>(alpha) * acc;
                 if (beta != 0.0f)
                     v += static_cast<double>(beta) * load(C, ci, g.ct);
+                if (g.bias || g.gelu) {
+                    float f = static_cast<float>(v);
+                    if (g.bias)
+                        f += load(g.bias, static_cast<size_t>(i), g.ct);
+                    if (g.gelu)
+                        f = gelu_tanh(f);
+                    v = f;
+                }
                 store(C, ci, g.ct, v);
             }
     }
@@ -167,7 +192,7 @@ cublasStatus_t enqueue_gemm(cublasHandle_t h, Gemm g, cublasComputeType_t comput
         g.alpha = &(*scalars)[0];
         g.beta = &(*scalars)[1];
     }
-    embsim::enqueue_op(h->stream, "cublasGemmEx", [g, scalars]() -> cudaError_t {
+    embsim::enqueue_op(h->stream, g.bias || g.gelu ? "cublasLtMatmul" : "cublasGemmEx", [g, scalars]() -> cudaError_t {
         run_gemm(g);
         return cudaSuccess;
     });
@@ -282,6 +307,147 @@ cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t handle, cublasOperation
            A, Atype, lda, strideA, B, Btype, ldb, strideB, C, Ctype, ldc, strideC, batchCount};
     return enqueue_gemm(handle, g, computeType);
 }
+
+/* ---- cuBLASLt ------------------------------------------------------------------------------- */
+
+struct LtDesc {
+    cublasComputeType_t compute;
+    cudaDataType_t scale;
+    int32_t ta, tb;
+    uint32_t epilogue;
+    const void *bias;
+    int32_t pointer_mode;
+};
+struct LtLayout {
+    cudaDataType type;
+    uint64_t rows, cols;
+    int64_t ld;
+};
+static_assert(sizeof(LtDesc) <= sizeof(cublasLtMatmulDescOpaque_t), "LtDesc fits the opaque descriptor");
+static_assert(sizeof(LtLayout) <= sizeof(cublasLtMatrixLayoutOpaque_t), "LtLayout fits the opaque layout");
+
+static LtDesc *lt_desc(cublasLtMatmulDesc_t d) { return reinterpret_cast<LtDesc *>(d->data); }
+static LtLayout *lt_layout(cublasLtMatrixLayout_t l) { return reinterpret_cast<LtLayout *>(l->data); }
+
+struct cublasLtContext {
+    cublasContext blas;
+};
+
+cublasStatus_t cublasLtCreate(cublasLtHandle_t *h)
+{
+    *h = new cublasLtContext();
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasLtDestroy(cublasLtHandle_t h)
+{
+    delete h;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasLtMatmulDescCreate(cublasLtMatmulDesc_t *d, cublasComputeType_t compute, cudaDataType_t scale)
+{
+    auto *o = new cublasLtMatmulDescOpaque_t();
+    LtDesc v{compute, scale, CUBLAS_OP_N, CUBLAS_OP_N, CUBLASLT_EPILOGUE_DEFAULT, nullptr, 0};
+    memcpy(o->data, &v, sizeof v);
+    *d = o;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasLtMatmulDescDestroy(cublasLtMatmulDesc_t d)
+{
+    delete d;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t d, cublasLtMatmulDescAttributes_t attr,
+                                              const void *buf, size_t bytes)
+{
+    if (!d || !buf)
+        return CUBLAS_STATUS_INVALID_VALUE;
+    LtDesc *v = lt_desc(d);
+    switch (attr) {
+    case CUBLASLT_MATMUL_DESC_TRANSA:
+    case CUBLASLT_MATMUL_DESC_TRANSB:
+        if (bytes != sizeof(int32_t))
+            return CUBLAS_STATUS_INVALID_VALUE;
+        memcpy(attr == CUBLASLT_MATMUL_DESC_TRANSA ? &v->ta : &v->tb, buf, bytes);
+        return CUBLAS_STATUS_SUCCESS;
+    case CUBLASLT_MATMUL_DESC_EPILOGUE:
+        if (bytes != sizeof(uint32_t))
+            return CUBLAS_STATUS_INVALID_VALUE;
+        memcpy(&v->epilogue, buf, bytes);
+        return CUBLAS_STATUS_SUCCESS;
+    case CUBLASLT_MATMUL_DESC_BIAS_POINTER:
+        if (bytes != sizeof(void *))
+            return CUBLAS_STATUS_INVALID_VALUE;
+        memcpy(&v->bias, buf, bytes);
+        return CUBLAS_STATUS_SUCCESS;
+    case CUBLASLT_MATMUL_DESC_POINTER_MODE:
+        if (bytes != sizeof(int32_t))
+            return CUBLAS_STATUS_INVALID_VALUE;
+        memcpy(&v->pointer_mode, buf, bytes);
+        return CUBLAS_STATUS_SUCCESS;
+    default:
+        fprintf(stderr, "embsim: cublasLtMatmulDescSetAttribute: attribute %d is not simulated\n", (int)attr);
+        return CUBLAS_STATUS_NOT_SUPPORTED;
+    }
+}
+
+cublasStatus_t cublasLtMatrixLayoutCreate(cublasLtMatrixLayout_t *l, cudaDataType type, uint64_t rows, uint64_t cols,
+                                          int64_t ld)
+{
+    auto *o = new cublasLtMatrixLayoutOpaque_t();
+    LtLayout v{type, rows, cols, ld};
+    memcpy(o->data, &v, sizeof v);
+    *l = o;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasLtMatrixLayoutDestroy(cublasLtMatrixLayout_t l)
+{
+    delete l;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+/* D = epilogue(alpha op(A) op(B) + beta C): the shapes from the layouts (A and
+ * B as stored, before op), D must be C (in place) with C's layout. */
+cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t desc, const void *alpha, const void *A,
+                              cublasLtMatrixLayout_t Adesc, const void *B, cublasLtMatrixLayout_t Bdesc,
+                              const void *beta, const void *C, cublasLtMatrixLayout_t Cdesc, void *D,
+                              cublasLtMatrixLayout_t Ddesc, const cublasLtMatmulAlgo_t *, void *, size_t,
+                              cudaStream_t stream)
+{
+    if (!h || !desc || !Adesc || !Bdesc || !Cdesc || !Ddesc)
+        return CUBLAS_STATUS_INVALID_VALUE;
+    const LtDesc *v = lt_desc(desc);
+    const LtLayout *a = lt_layout(Adesc), *b = lt_layout(Bdesc), *c = lt_layout(Cdesc), *d = lt_layout(Ddesc);
+    if (D != C || memcmp(c, d, sizeof *c) != 0) {
+        fprintf(stderr, "embsim: cublasLtMatmul: only D == C with one layout is simulated\n");
+        return CUBLAS_STATUS_NOT_SUPPORTED;
+    }
+    if (v->scale != CUDA_R_32F)
+        return CUBLAS_STATUS_NOT_SUPPORTED;
+    const bool bias = v->epilogue == CUBLASLT_EPILOGUE_BIAS || v->epilogue == CUBLASLT_EPILOGUE_GELU_BIAS;
+    const bool gelu = v->epilogue == CUBLASLT_EPILOGUE_GELU || v->epilogue == CUBLASLT_EPILOGUE_GELU_BIAS;
+    if (!bias && !gelu && v->epilogue != CUBLASLT_EPILOGUE_DEFAULT)
+        return CUBLAS_STATUS_NOT_SUPPORTED;
+    if (bias && !v->bias)
+        return CUBLAS_STATUS_INVALID_VALUE;
+    const auto ta = static_cast<cublasOperation_t>(v->ta), tb = static_cast<cublasOperation_t>(v->tb);
+    const uint64_t m = ta == CUBLAS_OP_N ? a->rows : a->cols, k = ta == CUBLAS_OP_N ? a->cols : a->rows;
+    const uint64_t n = tb == CUBLAS_OP_N ? b->cols : b->rows, kb = tb == CUBLAS_OP_N ? b->rows : b->cols;
+    if (k != kb || c->rows != m || c->cols != n)
+        return CUBLAS_STATUS_INVALID_VALUE;
+    h->blas.stream = stream;
+    h->blas.pointer_mode = v->pointer_mode ? CUBLAS_POINTER_MODE_DEVICE : CUBLAS_POINTER_MODE_HOST;
+    Gemm g{ta, tb, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), alpha, beta,
+           v->pointer_mode != 0, A, a->type, static_cast<int>(a->ld), 0, B, b->type, static_cast<int>(b->ld), 0, D,
+           c->type, static_cast<int>(c->ld), 0, 1, bias ? v->bias : nullptr, gelu};
+    return enqueue_gemm(&h->blas, g, v->compute);
+}
+
+const char *cublasLtGetStatusString(cublasStatus_t status) { return cublasGetStatusString(status); }
 
 cublasStatus_t cublasSgemm_v2(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb, int m, int n,
                               int k, const float *alpha, const float *A, int lda, const float *B, int ldb,

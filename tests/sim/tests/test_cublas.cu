@@ -1,7 +1,9 @@
 /* test_cublas.cu: the cuBLAS subset against a plain column-major matmul,
- * for every transpose and every operand type, plus the batched form. */
+ * for every transpose and every operand type, plus the batched form and
+ * cuBLASLt's matmul with its bias / GELU epilogues. */
 #include "helpers.h"
 
+#include <cublasLt.h>
 #include <cublas_v2.h>
 
 #include <cmath>
@@ -152,4 +154,75 @@ Test(cublas, injected_out_of_memory)
         cr_assert_eq(v, 2.0f);
     embsim_inject_oom(0, 0);
     cublasDestroy(h);
+}
+
+/* cublasLtMatmul as the CUDA backend calls it (y[rows, out] = x W^T: A = W
+ * stored [in, out], op T; B = x stored [in, rows]; D = C in place), with the
+ * DEFAULT, BIAS, GELU and GELU_BIAS epilogues: bias per row of D, GELU in the
+ * tanh form, both in fp32 on the result, against a host reference. An
+ * unsupported epilogue and D != C are refused. */
+Test(cublas, lt_matmul_epilogues)
+{
+    const int in = 40, out = 24, rows = 13;
+    uint64_t seed = 7;
+    std::vector<__half> W(static_cast<size_t>(in * out)), X(static_cast<size_t>(in * rows)), bias(out);
+    for (auto &x : W)
+        x = __float2half(test_randf(seed));
+    for (auto &x : X)
+        x = __float2half(test_randf(seed));
+    for (auto &x : bias)
+        x = __float2half(2.0f * test_randf(seed));
+    DevBuf<__half> dW(W), dX(X), dB(bias), dY(std::vector<__half>(static_cast<size_t>(out * rows), __float2half(NAN)));
+    cublasLtHandle_t lt;
+    cr_assert_eq(cublasLtCreate(&lt), CUBLAS_STATUS_SUCCESS);
+    cublasLtMatmulDesc_t desc;
+    cr_assert_eq(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), CUBLAS_STATUS_SUCCESS);
+    const int32_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    cr_assert_eq(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta), CUBLAS_STATUS_SUCCESS);
+    cr_assert_eq(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb), CUBLAS_STATUS_SUCCESS);
+    const void *bp = dB.d;
+    cr_assert_eq(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bp, sizeof bp),
+                 CUBLAS_STATUS_SUCCESS);
+    cublasLtMatrixLayout_t a, b, d;
+    cr_assert_eq(cublasLtMatrixLayoutCreate(&a, CUDA_R_16F, in, out, in), CUBLAS_STATUS_SUCCESS);
+    cr_assert_eq(cublasLtMatrixLayoutCreate(&b, CUDA_R_16F, in, rows, in), CUBLAS_STATUS_SUCCESS);
+    cr_assert_eq(cublasLtMatrixLayoutCreate(&d, CUDA_R_16F, out, rows, out), CUBLAS_STATUS_SUCCESS);
+    const float one = 1.0f, zero = 0.0f;
+    const uint32_t epis[] = {CUBLASLT_EPILOGUE_DEFAULT, CUBLASLT_EPILOGUE_BIAS, CUBLASLT_EPILOGUE_GELU,
+                             CUBLASLT_EPILOGUE_GELU_BIAS};
+    for (uint32_t epi : epis) {
+        cr_assert_eq(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi),
+                     CUBLAS_STATUS_SUCCESS);
+        cr_assert_eq(cublasLtMatmul(lt, desc, &one, dW.d, a, dX.d, b, &zero, dY.d, d, dY.d, d, nullptr, nullptr, 0, 0),
+                     CUBLAS_STATUS_SUCCESS);
+        CUDA_OK(cudaDeviceSynchronize());
+        std::vector<__half> Y = dY.get();
+        const bool has_bias = epi == CUBLASLT_EPILOGUE_BIAS || epi == CUBLASLT_EPILOGUE_GELU_BIAS;
+        const bool has_gelu = epi == CUBLASLT_EPILOGUE_GELU || epi == CUBLASLT_EPILOGUE_GELU_BIAS;
+        for (int r = 0; r < rows; r++)
+            for (int o = 0; o < out; o++) {
+                double acc = 0;
+                for (int p = 0; p < in; p++)
+                    acc += static_cast<double>(__half2float(W[static_cast<size_t>(o * in + p)])) *
+                           __half2float(X[static_cast<size_t>(r * in + p)]);
+                double v = acc + (has_bias ? __half2float(bias[static_cast<size_t>(o)]) : 0.0);
+                if (has_gelu)
+                    v = 0.5 * v * (1.0 + std::tanh(0.7978845608028654 * (v + 0.044715 * v * v * v)));
+                const float got = __half2float(Y[static_cast<size_t>(r * out + o)]);
+                cr_assert(std::fabs(got - v) <= 2e-3 * (std::fabs(v) + 1.0), "epilogue %u (%d,%d): %f vs %f", epi, r,
+                          o, static_cast<double>(got), v);
+            }
+    }
+    const uint32_t relu = CUBLASLT_EPILOGUE_RELU;
+    cr_assert_eq(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &relu, sizeof relu),
+                 CUBLAS_STATUS_SUCCESS);
+    cr_assert_eq(cublasLtMatmul(lt, desc, &one, dW.d, a, dX.d, b, &zero, dY.d, d, dY.d, d, nullptr, nullptr, 0, 0),
+                 CUBLAS_STATUS_NOT_SUPPORTED);
+    cr_assert_eq(cublasLtMatmul(lt, desc, &one, dW.d, a, dX.d, b, &zero, dX.d, d, dY.d, d, nullptr, nullptr, 0, 0),
+                 CUBLAS_STATUS_NOT_SUPPORTED);
+    cublasLtMatrixLayoutDestroy(a);
+    cublasLtMatrixLayoutDestroy(b);
+    cublasLtMatrixLayoutDestroy(d);
+    cublasLtMatmulDescDestroy(desc);
+    cublasLtDestroy(lt);
 }
