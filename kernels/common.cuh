@@ -180,16 +180,42 @@ __host__ __device__ static inline int emb_row_threads_vec(int nvec, int per) {
     return t;
 }
 
-/* v[i] holds vector threadIdx.x + i * blockDim.x of the row (nvec vectors of
- * V elements; V = 2 is the pair layout). */
-template <int P, int V>
-__device__ __forceinline__ void emb_row_layernorm_stats(const float (&v)[P][V], int nvec, int dim,
-                                                        float eps, float *red, float &mean,
+/* Where a thread stands in its row. W == 0: one CTA per row (thread index,
+ * stride blockDim.x, sums over the block through `red`); W > 0: one warp per
+ * row, W rows per CTA (lane, stride 32, sums by shuffles only: no barrier);
+ * a warp past the last row is not live and leaves. */
+template <int W> struct emb_row {
+    size_t row;
+    int idx, stride;
+    bool live;
+    __device__ __forceinline__ explicit emb_row(int rows) {
+        if (W) {
+            row = (size_t)blockIdx.x * W + (threadIdx.x >> 5);
+            idx = threadIdx.x & 31;
+            stride = 32;
+            live = row < (size_t)rows;
+        } else {
+            row = blockIdx.x;
+            idx = threadIdx.x;
+            stride = blockDim.x;
+            live = true;
+        }
+    }
+    __device__ __forceinline__ float sum(float v, float *red) const {
+        return W ? emb_warp_sum(v) : emb_block_sum(v, red);
+    }
+};
+
+/* v[i] holds vector r.idx + i * r.stride of the row (nvec vectors of V
+ * elements; V = 2 is the pair layout). */
+template <int W, int P, int V>
+__device__ __forceinline__ void emb_row_layernorm_stats(const emb_row<W> &r, const float (&v)[P][V], int nvec,
+                                                        int dim, float eps, float *red, float &mean,
                                                         float &rstd) {
     float s = 0.0f;
 #pragma unroll
     for (int i = 0; i < P; i++) {
-        int p = threadIdx.x + i * blockDim.x;
+        int p = r.idx + i * r.stride;
         if (p < nvec) {
             float t = 0.0f;
 #pragma unroll
@@ -197,11 +223,11 @@ __device__ __forceinline__ void emb_row_layernorm_stats(const float (&v)[P][V], 
             s += t;
         }
     }
-    mean = emb_block_sum(s, red) / (float)dim;
+    mean = r.sum(s, red) / (float)dim;
     float q = 0.0f;
 #pragma unroll
     for (int i = 0; i < P; i++) {
-        int p = threadIdx.x + i * blockDim.x;
+        int p = r.idx + i * r.stride;
         if (p < nvec) {
             float t = 0.0f;
 #pragma unroll
@@ -212,18 +238,29 @@ __device__ __forceinline__ void emb_row_layernorm_stats(const float (&v)[P][V], 
             q += t;
         }
     }
-    float var = emb_block_sum(q, red) / (float)dim;
+    float var = r.sum(q, red) / (float)dim;
     rstd = 1.0f / sqrtf(var + eps);
 }
 
-/* Each thread keeps NV vectors of V elements of its row in registers (8
- * floats either way): V = 16 / sizeof(T) when the width and the pointers
- * allow 16-byte accesses, V = 2 (pairs) otherwise. */
-template <int V> struct norm_slots { enum { NV = 2 * EMB_ROW_PAIRS / V }; };
+/* The same over a CTA per row (v[i]: vector threadIdx.x + i * blockDim.x). */
+template <int P, int V>
+__device__ __forceinline__ void emb_row_layernorm_stats(const float (&v)[P][V], int nvec, int dim,
+                                                        float eps, float *red, float &mean,
+                                                        float &rstd) {
+    emb_row_layernorm_stats(emb_row<0>(0), v, nvec, dim, eps, red, mean, rstd);
+}
+
+/* Vectors of V elements each thread keeps of its row in registers: with a
+ * CTA per row, 8 floats either way (V = 16 / sizeof(T) when the width and the
+ * pointers allow 16-byte accesses, V = 2 (pairs) otherwise); with a warp per
+ * row, 4 vectors per lane, rows up to 128 V wide (1024 halves). */
+template <int V, int W = 0> struct norm_slots { enum { NV = W ? 4 : 2 * EMB_ROW_PAIRS / V }; };
+#define EMB_WARP_ROWS 4   /* rows per CTA with a warp per row */
 
 /* 1 / RMS of a row held in norm_slots registers (unused slots hold 0). */
-template <int V, int NV>
-__device__ __forceinline__ float row_rrms(const float (&v)[NV][V], int dim, float eps, float *red) {
+template <int W, int V, int NV>
+__device__ __forceinline__ float row_rrms(const emb_row<W> &r, const float (&v)[NV][V], int dim, float eps,
+                                          float *red) {
     float q = 0.0f;
 #pragma unroll
     for (int i = 0; i < NV; i++) {
@@ -232,19 +269,26 @@ __device__ __forceinline__ float row_rrms(const float (&v)[NV][V], int dim, floa
         for (int j = 0; j < V; j++) t += v[i][j] * v[i][j];
         q += t;
     }
-    return 1.0f / sqrtf(emb_block_sum(q, red) / (float)dim + eps);
+    return 1.0f / sqrtf(r.sum(q, red) / (float)dim + eps);
 }
 
 static inline cudaError_t emb_launch_status(void) { return cudaGetLastError(); }
 
-/* Launches KERNEL<T, V> with V = 16 bytes of T when vec16 holds, else pairs
- * (the pair path keeps emb_row_threads: two pairs per thread on short rows). */
+/* Launches KERNEL<T, V, W> over `rows` rows of `dim`: with 16-byte vectors
+ * (vec16) a warp per row, EMB_WARP_ROWS rows per CTA, when the row fits a
+ * warp's slots (no barrier, several rows per CTA), else a CTA per row; pairs
+ * otherwise (a CTA per row with emb_row_threads: two pairs per thread on
+ * short rows). */
 #define EMB_ROW_LAUNCH(KERNEL, T, vec16, rows, dim, stream, ...)                                \
     do {                                                                                        \
         enum { V_ = EMB_VEC16(T) };                                                             \
-        auto KERNEL##_v = KERNEL<T, V_>;                                                        \
-        auto KERNEL##_pairs = KERNEL<T, 2>;                                                     \
-        if (vec16)                                                                              \
+        auto KERNEL##_w = KERNEL<T, V_, EMB_WARP_ROWS>;                                         \
+        auto KERNEL##_v = KERNEL<T, V_, 0>;                                                     \
+        auto KERNEL##_pairs = KERNEL<T, 2, 0>;                                                  \
+        if (vec16 && (dim) <= 32 * V_ * norm_slots<V_, EMB_WARP_ROWS>::NV)                      \
+            EMB_LAUNCH(KERNEL##_w, dim3(((rows) + EMB_WARP_ROWS - 1) / EMB_WARP_ROWS),          \
+                       dim3(32 * EMB_WARP_ROWS), 0, stream)(__VA_ARGS__);                       \
+        else if (vec16)                                                                         \
             EMB_LAUNCH(KERNEL##_v, dim3(rows),                                                  \
                        dim3(emb_row_threads_vec((dim) / V_, norm_slots<V_>::NV)), 0, stream)(   \
                 __VA_ARGS__);                                                                   \
@@ -252,7 +296,6 @@ static inline cudaError_t emb_launch_status(void) { return cudaGetLastError(); }
             EMB_LAUNCH(KERNEL##_pairs, dim3(rows), dim3(emb_row_threads(dim)), 0, stream)(      \
                 __VA_ARGS__);                                                                   \
     } while (0)
-
 
 /* Calls F<T>() for the element type `dt`; unknown types are a caller bug. */
 #define EMB_DISPATCH_DT(dt, T, ...)                                             \

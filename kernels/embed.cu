@@ -10,7 +10,8 @@
  * from the host (learned tables with an offset or a padding rule, computed
  * sinusoids: the host knows the rule), scales the word row, and ends with a
  * LayerNorm (bias optional), an RMSNorm or no norm; 16-byte loads and stores
- * where the width and the tables allow (as in norm.cu), pairs otherwise.
+ * where the width and the tables allow, with a warp per token up to 1024
+ * halves (as in norm.cu), pairs otherwise.
  */
 #include "common.cuh"
 
@@ -83,16 +84,18 @@ extern "C" cudaError_t emb_launch_embed_layernorm(void *out, emb_kdtype dt, cons
     return emb_launch_status();
 }
 
-template <typename T, int V>
+template <typename T, int V, int W>
 __global__ void embed_kernel(T *__restrict__ out, const int32_t *__restrict__ ids,
                              const int32_t *__restrict__ type_ids,
                              const int32_t *__restrict__ pos_ids, const T *__restrict__ word,
                              float scale, const T *__restrict__ position,
                              const T *__restrict__ token_type, int norm, const T *__restrict__ g,
-                             const T *__restrict__ b, int hidden, float eps) {
-    enum { NV = norm_slots<V>::NV };
+                             const T *__restrict__ b, int total, int hidden, float eps) {
+    enum { NV = norm_slots<V, W>::NV };
     EMB_SHARED(float, red, 33);
-    const int t = blockIdx.x;
+    const emb_row<W> r(total);
+    if (!r.live) return;   /* a whole warp, in the warp-per-row form (no barriers there) */
+    const size_t t = r.row;
     const T *w = word + (size_t)ids[t] * hidden;
     const T *p = position ? position + (size_t)pos_ids[t] * hidden : nullptr;
     const T *tt = token_type ? token_type + (size_t)(type_ids ? type_ids[t] : 0) * hidden : nullptr;
@@ -100,7 +103,7 @@ __global__ void embed_kernel(T *__restrict__ out, const int32_t *__restrict__ id
     float v[NV][V];
 #pragma unroll
     for (int i = 0; i < NV; i++) {
-        int c = V * (threadIdx.x + i * blockDim.x);
+        int c = V * (r.idx + i * r.stride);
 #pragma unroll
         for (int j = 0; j < V; j++) v[i][j] = 0.0f;
         if (c < hidden) {
@@ -121,12 +124,12 @@ __global__ void embed_kernel(T *__restrict__ out, const int32_t *__restrict__ id
         }
     }
     float mean = 0.0f, rstd = 1.0f;
-    if (norm == EMB_KNORM_LAYER) emb_row_layernorm_stats(v, hidden / V, hidden, eps, red, mean, rstd);
-    else if (norm == EMB_KNORM_RMS) rstd = row_rrms<V, NV>(v, hidden, eps, red);
-    T *o = out + (size_t)t * hidden;
+    if (norm == EMB_KNORM_LAYER) emb_row_layernorm_stats(r, v, hidden / V, hidden, eps, red, mean, rstd);
+    else if (norm == EMB_KNORM_RMS) rstd = row_rrms(r, v, hidden, eps, red);
+    T *o = out + t * hidden;
 #pragma unroll
     for (int i = 0; i < NV; i++) {
-        int c = V * (threadIdx.x + i * blockDim.x);
+        int c = V * (r.idx + i * r.stride);
         if (c < hidden) {
             float gv[V], bv[V], y[V];
 #pragma unroll
@@ -155,6 +158,6 @@ extern "C" cudaError_t emb_launch_embed(void *out, emb_kdtype dt, const int32_t 
         const bool vec16 = emb_vec_ok(hidden, EMB_VEC16(T), sizeof(T), out, word, position, token_type, g, b);
         EMB_ROW_LAUNCH(embed_kernel, T, vec16, total, hidden, stream, (T *)out, ids, type_ids, pos_ids,
                        (const T *)word, scale, (const T *)position, (const T *)token_type, norm, (const T *)g,
-                       (const T *)b, hidden, eps));
+                       (const T *)b, total, hidden, eps));
     return emb_launch_status();
 }

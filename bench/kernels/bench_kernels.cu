@@ -623,7 +623,7 @@ static void bench_layernorm(int rows, int dim) {
              CK(emb_launch_bias_residual_layernorm(swork.p(), EMB_KDT_F16, swork.p(), dbias.p,
                                                    dres.p, dg.p, db.p, rows, dim, eps, 0));
          }, false},
-        {"v2 cta/row 16B", [&] {
+        {"v2 16B, warp/row to 1024", [&] {
              CK(emb_launch_bias_residual_layernorm(dwork.p, EMB_KDT_F16, dwork.p, dbias.p, dres.p,
                                                    dg.p, db.p, rows, dim, eps, 0));
          }, false},
@@ -656,7 +656,7 @@ static void bench_rmsnorm(int rows, int dim) {
         {"v1 cta/row pairs", [&] {
              CK(emb_launch_rmsnorm(sout.p(), EMB_KDT_F16, sx.p(), dres.p, dg.p, rows, dim, eps, 0));
          }, false},
-        {"v2 cta/row 16B", [&] {
+        {"v2 16B, warp/row to 1024", [&] {
              CK(emb_launch_rmsnorm(dout.p, EMB_KDT_F16, dx.p, dres.p, dg.p, rows, dim, eps, 0));
          }, false},
     };
