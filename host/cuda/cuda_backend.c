@@ -158,8 +158,8 @@ typedef struct {
     int fold_qkv_bias;      /* QKV bias folded (see pick_qkv_bias): bqkv holds the Q part only,
                                added by the attention kernel; bo includes Wo bv */
     int fuse_sandwich;      /* Gemma's post-norm, residual add and next norm in one pass */
-    /* EMBEDC_GELU_EPILOGUE=lt (pick_gelu_epilogue): the MLP's up-projection through
-     * cuBLASLt with its bias + GELU (tanh form) epilogue, no separate pass. */
+    /* EMBEDC_MLP_EPILOGUE=lt (pick_mlp_epilogue): the MLP's up-projection through
+     * cuBLASLt with its bias + GELU (tanh form) or ReLU epilogue, no separate pass. */
     cublasLtHandle_t lt;
     cublasLtMatmulDesc_t lt_desc;
     void *lt_ws;
@@ -823,12 +823,15 @@ static emb_status gemm(cuda_ctx *c, void *y, const void *x, const void *w, int r
     return gemm_acc(c, y, x, w, rows, in, out, t, 0, err);
 }
 
-/* y = GELU(x W^T + bias) (bias may be NULL) in one cuBLASLt call, the same
- * shapes as gemm(); GELU in cuBLASLt's tanh form, on the fp32 result. */
-static emb_status gemm_gelu(cuda_ctx *c, void *y, const void *x, const void *w, const void *bias, int rows,
-                            int in, int out, emb_error *err) {
+/* y = act(x W^T + bias) (bias may be NULL) in one cuBLASLt call, the same
+ * shapes as gemm(); act is the MLP's GELU (cuBLASLt's tanh form) or ReLU, on
+ * the fp32 result (pick_mlp_epilogue). */
+static emb_status gemm_act_lt(cuda_ctx *c, void *y, const void *x, const void *w, const void *bias, int rows,
+                              int in, int out, emb_error *err) {
     const float one = 1.0f, zero = 0.0f;
-    const uint32_t epi = bias ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_GELU;
+    const int relu = (int)c->r.act == EMB_KACT_RELU;
+    const uint32_t epi = relu ? (bias ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_RELU)
+                              : (bias ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_GELU);
     cublasLtMatrixLayout_t a = NULL, b = NULL, d = NULL;
     cublasStatus_t s = cublasLtMatmulDescSetAttribute(c->lt_desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi);
     if (s == CUBLAS_STATUS_SUCCESS && bias)
@@ -842,7 +845,7 @@ static emb_status gemm_gelu(cuda_ctx *c, void *y, const void *x, const void *w, 
     if (a) cublasLtMatrixLayoutDestroy(a);
     if (b) cublasLtMatrixLayoutDestroy(b);
     if (d) cublasLtMatrixLayoutDestroy(d);
-    if (s != CUBLAS_STATUS_SUCCESS) return blas_fail(err, s, "cublasLtMatmul(GELU epilogue)", __FILE__, __LINE__);
+    if (s != CUBLAS_STATUS_SUCCESS) return blas_fail(err, s, "cublasLtMatmul(MLP epilogue)", __FILE__, __LINE__);
     return EMB_OK;
 }
 
@@ -996,7 +999,7 @@ static emb_status forward(cuda_ctx *c, const cu_slot *sl, int nseq, int total, i
             CU_CHECK(emb_launch_gated_act(c->ctx, k, c->big, total, I, (int)r->act, s));
             act_out = c->ctx;
         } else if (c->lt) {
-            if ((st = gemm_gelu(c, c->big, in, L->win, L->bin, total, H, I, err))) return st;
+            if ((st = gemm_act_lt(c, c->big, in, L->win, L->bin, total, H, I, err))) return st;
         } else {
             if ((st = gemm(c, c->big, in, L->win, total, H, I, c->cdt, err))) return st;
             CU_CHECK(emb_launch_bias_act(c->big, k, L->bin, total, I, (int)r->act, s));
@@ -1460,20 +1463,22 @@ static emb_status pick_sandwich(cuda_ctx *c, emb_error *err) {
     return EMB_OK;
 }
 
-/* EMBEDC_GELU_EPILOGUE=lt fuses the MLP's bias + GELU into its up-projection
- * GEMM (cuBLASLt's GELU_BIAS epilogue) for models with a plain (not gated)
- * GELU MLP, saving a read and a write of the [tokens, intermediate]
- * activations per layer. cuBLASLt's GELU is the tanh form: exact for
- * gelu_new / gelu_pytorch_tanh models, an approximation for the erf GELU of
- * BERT and MPNet (tools/gelu-tanh-fidelity: worst cos 0.99999 on
- * all-MiniLM-L6-v2, 0.99968 on all-mpnet-base-v2, 320 texts). Off by
- * default (kernel: the fused bias + activation kernel) until measured. */
-static emb_status pick_gelu_epilogue(cuda_ctx *c, emb_error *err) {
-    const char *v = getenv("EMBEDC_GELU_EPILOGUE");
+/* EMBEDC_MLP_EPILOGUE=lt fuses the MLP's bias and activation into its
+ * up-projection GEMM (cuBLASLt's GELU_BIAS / RELU_BIAS epilogues) for models
+ * with a plain (not gated) GELU or ReLU MLP, saving a read and a write of the
+ * [tokens, intermediate] activations per layer. ReLU is exact. cuBLASLt's
+ * GELU is the tanh form: exact for gelu_new / gelu_pytorch_tanh models, an
+ * approximation for the erf GELU of BERT and MPNet (tools/gelu-tanh-fidelity:
+ * worst cos 0.99999 on all-MiniLM-L6-v2, 0.99968 on all-mpnet-base-v2, 320
+ * texts). Off by default (kernel: the fused bias + activation kernel) until
+ * measured. */
+static emb_status pick_mlp_epilogue(cuda_ctx *c, emb_error *err) {
+    const char *v = getenv("EMBEDC_MLP_EPILOGUE");
     if (v && *v && strcmp(v, "lt") != 0 && strcmp(v, "kernel") != 0)
-        return emb_fail(err, EMB_ERR_INVALID_ARG, "EMBEDC_GELU_EPILOGUE=%s: expected lt or kernel", v);
+        return emb_fail(err, EMB_ERR_INVALID_ARG, "EMBEDC_MLP_EPILOGUE=%s: expected lt or kernel", v);
     const int act = (int)c->r.act;
-    if (!v || strcmp(v, "lt") != 0 || c->r.gated || (act != EMB_KACT_GELU && act != EMB_KACT_GELU_TANH))
+    if (!v || strcmp(v, "lt") != 0 || c->r.gated ||
+        (act != EMB_KACT_GELU && act != EMB_KACT_GELU_TANH && act != EMB_KACT_RELU))
         return EMB_OK;
     const int32_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
     cublasStatus_t s = cublasLtCreate(&c->lt);
@@ -1626,7 +1631,7 @@ emb_status emb_cuda_backend_create_opts(const struct emb_model_files *mf, const 
     if ((st = pick_attention(c, err))) goto fail;
     if ((st = pick_qkv_bias(c, err))) goto fail;
     if ((st = pick_sandwich(c, err))) goto fail;
-    if ((st = pick_gelu_epilogue(c, err))) goto fail;
+    if ((st = pick_mlp_epilogue(c, err))) goto fail;
     /* The budget must hold the longest sequence the model accepts; on OOM
      * halve it (down to that floor) rather than refuse to run. */
     size_t tokens = o->max_batch_tokens ? o->max_batch_tokens : CUDA_DEFAULT_BATCH_TOKENS;

@@ -1086,22 +1086,24 @@ Test(cuda_backend, qkv_bias_pass_and_choice, .timeout = 1800) {
     unsetenv("EMBEDC_QKV_BIAS");
 }
 
-/* EMBEDC_GELU_EPILOGUE=lt: the up-projection, its bias and the GELU in one
- * cuBLASLt call (tanh GELU where the models use erf: the same bounds must
- * hold), on the real all-MiniLM-L6-v2 against sentence-transformers and on
- * golden families with an erf GELU MLP; a gated model is left as it was; an
- * unknown value is an error naming it. */
-Test(cuda_backend, gelu_epilogue_lt, .timeout = 1800) {
+/* EMBEDC_MLP_EPILOGUE=lt: the up-projection, its bias and the activation in
+ * one cuBLASLt call (tanh GELU where the models use erf: the same bounds must
+ * hold; ReLU exact), on the real all-MiniLM-L6-v2 against
+ * sentence-transformers and on golden families with a plain erf-GELU or ReLU
+ * MLP; a gated model is left as it was; unknown switch values are errors
+ * naming them. */
+Test(cuda_backend, mlp_epilogue_lt, .timeout = 1800) {
     const char *dir = ts_default_model();
     if (!dir) cr_skip_test("default model not fetched (tools/fetch-model)");
-    refuses_switch_value(dir, "EMBEDC_GELU_EPILOGUE", "cublas");
+    refuses_switch_value(dir, "EMBEDC_MLP_EPILOGUE", "cublas");
     refuses_switch_value(dir, "EMBEDC_SANDWICH_NORM", "fast");
-    setenv("EMBEDC_GELU_EPILOGUE", "lt", 1);
+    setenv("EMBEDC_MLP_EPILOGUE", "lt", 1);
     minilm_golden_check(dir);
     family_on_gpu("distilbert");
     family_on_gpu("mpnet");
-    family_on_gpu("t5");   /* gated: no epilogue */
-    unsetenv("EMBEDC_GELU_EPILOGUE");
+    family_on_gpu("t5-relu");   /* ReLU, no bias */
+    family_on_gpu("t5");        /* gated: no epilogue */
+    unsetenv("EMBEDC_MLP_EPILOGUE");
 }
 
 /* The real all-mpnet-base-v2 (relative buckets, RoBERTa-style positions) on

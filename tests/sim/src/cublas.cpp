@@ -2,9 +2,10 @@
  *
  * cublasGemmEx and cublasGemmStridedBatchedEx for fp16, bf16 and fp32
  * operands with fp32 compute, every transpose, and cuBLASLt's cublasLtMatmul
- * (D = C in place, no batches) with the DEFAULT, BIAS, GELU and GELU_BIAS
- * epilogues (bias per row of D in D's type, added to the fp32 result; GELU
- * in the tanh form cuBLASLt computes, in fp32); products accumulated in
+ * (D = C in place, no batches) with the DEFAULT, BIAS, GELU, GELU_BIAS, RELU
+ * and RELU_BIAS epilogues (bias per row of D in D's type, added to the fp32
+ * result; GELU in the tanh form cuBLASLt computes, in fp32; ReLU max(x, 0),
+ * NaN to 0 as cuBLASLt does); products accumulated in
  * double and rounded once to the output type, so the result is at least as
  * accurate as the GPU's and tests can compare against it with a tolerance.
  * Like the real library, a call only queues the work on the handle's stream,
@@ -73,9 +74,9 @@ struct Gemm {
     int ldc;
     long long sc;
     int batch;
-    /* cublasLtMatmul's epilogue: + bias[i] (row i of D), then GELU (tanh form). */
+    /* cublasLtMatmul's epilogue: + bias[i] (row i of D), then GELU (tanh form) or ReLU. */
     const void *bias = nullptr;
-    bool gelu = false;
+    bool gelu = false, relu = false;
 };
 
 /* cuBLASLt's GELU epilogue: the tanh approximation, in fp32. */
@@ -142,12 +143,14 @@ void run_gemm(const Gemm &g)
                 double v = static_cast<double>(alpha) * acc;
                 if (beta != 0.0f)
                     v += static_cast<double>(beta) * load(C, ci, g.ct);
-                if (g.bias || g.gelu) {
+                if (g.bias || g.gelu || g.relu) {
                     float f = static_cast<float>(v);
                     if (g.bias)
                         f += load(g.bias, static_cast<size_t>(i), g.ct);
                     if (g.gelu)
                         f = gelu_tanh(f);
+                    if (g.relu)
+                        f = f > 0.0f ? f : 0.0f;
                     v = f;
                 }
                 store(C, ci, g.ct, v);
@@ -192,7 +195,7 @@ cublasStatus_t enqueue_gemm(cublasHandle_t h, Gemm g, cublasComputeType_t comput
         g.alpha = &(*scalars)[0];
         g.beta = &(*scalars)[1];
     }
-    embsim::enqueue_op(h->stream, g.bias || g.gelu ? "cublasLtMatmul" : "cublasGemmEx", [g, scalars]() -> cudaError_t {
+    embsim::enqueue_op(h->stream, g.bias || g.gelu || g.relu ? "cublasLtMatmul" : "cublasGemmEx", [g, scalars]() -> cudaError_t {
         run_gemm(g);
         return cudaSuccess;
     });
@@ -428,9 +431,11 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t desc, con
     }
     if (v->scale != CUDA_R_32F)
         return CUBLAS_STATUS_NOT_SUPPORTED;
-    const bool bias = v->epilogue == CUBLASLT_EPILOGUE_BIAS || v->epilogue == CUBLASLT_EPILOGUE_GELU_BIAS;
-    const bool gelu = v->epilogue == CUBLASLT_EPILOGUE_GELU || v->epilogue == CUBLASLT_EPILOGUE_GELU_BIAS;
-    if (!bias && !gelu && v->epilogue != CUBLASLT_EPILOGUE_DEFAULT)
+    const uint32_t e = v->epilogue;
+    const bool bias = e == CUBLASLT_EPILOGUE_BIAS || e == CUBLASLT_EPILOGUE_GELU_BIAS || e == CUBLASLT_EPILOGUE_RELU_BIAS;
+    const bool gelu = e == CUBLASLT_EPILOGUE_GELU || e == CUBLASLT_EPILOGUE_GELU_BIAS;
+    const bool relu = e == CUBLASLT_EPILOGUE_RELU || e == CUBLASLT_EPILOGUE_RELU_BIAS;
+    if (!bias && !gelu && !relu && e != CUBLASLT_EPILOGUE_DEFAULT)
         return CUBLAS_STATUS_NOT_SUPPORTED;
     if (bias && !v->bias)
         return CUBLAS_STATUS_INVALID_VALUE;
@@ -443,7 +448,7 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t desc, con
     h->blas.pointer_mode = v->pointer_mode ? CUBLAS_POINTER_MODE_DEVICE : CUBLAS_POINTER_MODE_HOST;
     Gemm g{ta, tb, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), alpha, beta,
            v->pointer_mode != 0, A, a->type, static_cast<int>(a->ld), 0, B, b->type, static_cast<int>(b->ld), 0, D,
-           c->type, static_cast<int>(c->ld), 0, 1, bias ? v->bias : nullptr, gelu};
+           c->type, static_cast<int>(c->ld), 0, 1, bias ? v->bias : nullptr, gelu, relu};
     return enqueue_gemm(&h->blas, g, v->compute);
 }
 

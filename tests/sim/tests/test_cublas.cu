@@ -158,9 +158,9 @@ Test(cublas, injected_out_of_memory)
 
 /* cublasLtMatmul as the CUDA backend calls it (y[rows, out] = x W^T: A = W
  * stored [in, out], op T; B = x stored [in, rows]; D = C in place), with the
- * DEFAULT, BIAS, GELU and GELU_BIAS epilogues: bias per row of D, GELU in the
- * tanh form, both in fp32 on the result, against a host reference. An
- * unsupported epilogue and D != C are refused. */
+ * DEFAULT, BIAS, GELU, GELU_BIAS, RELU and RELU_BIAS epilogues: bias per row
+ * of D, GELU in the tanh form, ReLU, in fp32 on the result, against a host
+ * reference. An unsupported epilogue and D != C are refused. */
 Test(cublas, lt_matmul_epilogues)
 {
     const int in = 40, out = 24, rows = 13;
@@ -189,7 +189,7 @@ Test(cublas, lt_matmul_epilogues)
     cr_assert_eq(cublasLtMatrixLayoutCreate(&d, CUDA_R_16F, out, rows, out), CUBLAS_STATUS_SUCCESS);
     const float one = 1.0f, zero = 0.0f;
     const uint32_t epis[] = {CUBLASLT_EPILOGUE_DEFAULT, CUBLASLT_EPILOGUE_BIAS, CUBLASLT_EPILOGUE_GELU,
-                             CUBLASLT_EPILOGUE_GELU_BIAS};
+                             CUBLASLT_EPILOGUE_GELU_BIAS, CUBLASLT_EPILOGUE_RELU, CUBLASLT_EPILOGUE_RELU_BIAS};
     for (uint32_t epi : epis) {
         cr_assert_eq(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi),
                      CUBLAS_STATUS_SUCCESS);
@@ -197,8 +197,10 @@ Test(cublas, lt_matmul_epilogues)
                      CUBLAS_STATUS_SUCCESS);
         CUDA_OK(cudaDeviceSynchronize());
         std::vector<__half> Y = dY.get();
-        const bool has_bias = epi == CUBLASLT_EPILOGUE_BIAS || epi == CUBLASLT_EPILOGUE_GELU_BIAS;
+        const bool has_bias = epi == CUBLASLT_EPILOGUE_BIAS || epi == CUBLASLT_EPILOGUE_GELU_BIAS ||
+                              epi == CUBLASLT_EPILOGUE_RELU_BIAS;
         const bool has_gelu = epi == CUBLASLT_EPILOGUE_GELU || epi == CUBLASLT_EPILOGUE_GELU_BIAS;
+        const bool has_relu = epi == CUBLASLT_EPILOGUE_RELU || epi == CUBLASLT_EPILOGUE_RELU_BIAS;
         for (int r = 0; r < rows; r++)
             for (int o = 0; o < out; o++) {
                 double acc = 0;
@@ -208,13 +210,15 @@ Test(cublas, lt_matmul_epilogues)
                 double v = acc + (has_bias ? __half2float(bias[static_cast<size_t>(o)]) : 0.0);
                 if (has_gelu)
                     v = 0.5 * v * (1.0 + std::tanh(0.7978845608028654 * (v + 0.044715 * v * v * v)));
+                if (has_relu)
+                    v = v > 0 ? v : 0;
                 const float got = __half2float(Y[static_cast<size_t>(r * out + o)]);
                 cr_assert(std::fabs(got - v) <= 2e-3 * (std::fabs(v) + 1.0), "epilogue %u (%d,%d): %f vs %f", epi, r,
                           o, static_cast<double>(got), v);
             }
     }
-    const uint32_t relu = CUBLASLT_EPILOGUE_RELU;
-    cr_assert_eq(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &relu, sizeof relu),
+    const uint32_t dgelu = CUBLASLT_EPILOGUE_DGELU;
+    cr_assert_eq(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &dgelu, sizeof dgelu),
                  CUBLAS_STATUS_SUCCESS);
     cr_assert_eq(cublasLtMatmul(lt, desc, &one, dW.d, a, dX.d, b, &zero, dY.d, d, dY.d, d, nullptr, nullptr, 0, 0),
                  CUBLAS_STATUS_NOT_SUPPORTED);
