@@ -1432,6 +1432,20 @@ static emb_status pick_attention(cuda_ctx *c, emb_error *err) {
     return EMB_OK;
 }
 
+/* A two-way backend switch read from the environment at start-up: *on is 1
+ * for `on_value`, 0 for `off_value`, `dflt` when unset or empty; any other
+ * value is an error naming the variable and the value. */
+static emb_status env_switch(const char *name, const char *on_value, const char *off_value, int dflt, int *on,
+                             emb_error *err) {
+    const char *v = getenv(name);
+    *on = dflt;
+    if (!v || !*v) return EMB_OK;
+    if (!strcmp(v, on_value)) *on = 1;
+    else if (!strcmp(v, off_value)) *on = 0;
+    else return emb_fail(err, EMB_ERR_INVALID_ARG, "%s=%s: expected %s or %s", name, v, on_value, off_value);
+    return EMB_OK;
+}
+
 /* A QKV bias needs no pass of its own where the softmax allows it (no
  * rotary, no q/k norm, no softcap: BERT, MPNet, XLM-RoBERTa, DistilBERT...):
  * the K bias adds q . bk to every logit of a query, a constant the softmax
@@ -1442,10 +1456,10 @@ static emb_status pick_attention(cuda_ctx *c, emb_error *err) {
  * the default is fold). */
 static emb_status pick_qkv_bias(cuda_ctx *c, emb_error *err) {
     const emb_recipe *r = &c->mf->r;
-    const char *v = getenv("EMBEDC_QKV_BIAS");
-    if (v && *v && strcmp(v, "fold") != 0 && strcmp(v, "pass") != 0)
-        return emb_fail(err, EMB_ERR_INVALID_ARG, "EMBEDC_QKV_BIAS=%s: expected fold or pass", v);
-    int fold = !(v && !strcmp(v, "pass")) && r->attn_pos != EMB_APOS_ROTARY && !(r->softcap > 0.0f);
+    int fold;
+    emb_status st = env_switch("EMBEDC_QKV_BIAS", "fold", "pass", 1, &fold, err);
+    if (st) return st;
+    fold = fold && r->attn_pos != EMB_APOS_ROTARY && !(r->softcap > 0.0f);
     for (int l = 0; l < r->layers && fold; l++)
         fold = r->layer[l].q_norm.kind == EMB_NORM_NONE && r->layer[l].k_norm.kind == EMB_NORM_NONE;
     c->fold_qkv_bias = fold;
@@ -1456,11 +1470,7 @@ static emb_status pick_qkv_bias(cuda_ctx *c, emb_error *err) {
  * (post-norm, residual add, next norm) for comparing; the default, fused,
  * is one pass with the same result bit for bit. */
 static emb_status pick_sandwich(cuda_ctx *c, emb_error *err) {
-    const char *v = getenv("EMBEDC_SANDWICH_NORM");
-    if (v && *v && strcmp(v, "fused") != 0 && strcmp(v, "split") != 0)
-        return emb_fail(err, EMB_ERR_INVALID_ARG, "EMBEDC_SANDWICH_NORM=%s: expected fused or split", v);
-    c->fuse_sandwich = !(v && !strcmp(v, "split"));
-    return EMB_OK;
+    return env_switch("EMBEDC_SANDWICH_NORM", "fused", "split", 1, &c->fuse_sandwich, err);
 }
 
 /* EMBEDC_MLP_EPILOGUE=lt fuses the MLP's bias and activation into its
@@ -1473,11 +1483,11 @@ static emb_status pick_sandwich(cuda_ctx *c, emb_error *err) {
  * texts). Off by default (kernel: the fused bias + activation kernel) until
  * measured. */
 static emb_status pick_mlp_epilogue(cuda_ctx *c, emb_error *err) {
-    const char *v = getenv("EMBEDC_MLP_EPILOGUE");
-    if (v && *v && strcmp(v, "lt") != 0 && strcmp(v, "kernel") != 0)
-        return emb_fail(err, EMB_ERR_INVALID_ARG, "EMBEDC_MLP_EPILOGUE=%s: expected lt or kernel", v);
+    int lt;
+    emb_status st = env_switch("EMBEDC_MLP_EPILOGUE", "lt", "kernel", 0, &lt, err);
+    if (st) return st;
     const int act = (int)c->r.act;
-    if (!v || strcmp(v, "lt") != 0 || c->r.gated ||
+    if (!lt || c->r.gated ||
         (act != EMB_KACT_GELU && act != EMB_KACT_GELU_TANH && act != EMB_KACT_RELU))
         return EMB_OK;
     const int32_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
