@@ -132,6 +132,18 @@ __device__ __forceinline__ void emb_ldmatrix_x2_trans(uint32_t r[2], const void 
 #endif
 }
 
+/* 2^x by the special-function unit alone (ex2.approx.ftz.f32, about 2 ulp):
+ * exp2f adds a compare and two predicated multiplies around the same MUFU
+ * instruction to keep results below 2^-126 (denormals), which the callers
+ * (softmax probabilities, rounded to 16 bits or summed next to a 1) do not
+ * need: those flush to 0. */
+__device__ __forceinline__ float emb_ex2_ftz(float x)
+{
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
+}
+
 /* cp.async.cg: 16 bytes global -> shared, bypassing L1. Both addresses must
  * be 16-byte aligned. The data is visible to the issuing thread only after a
  * wait covering its group; other threads also need a __syncthreads. */
@@ -140,6 +152,21 @@ __device__ __forceinline__ void emb_cp_async_16(void *smem_dst, const void *gmem
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
     unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(smem_dst));
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(addr), "l"(gmem_src));
+#else
+    __trap();
+#endif
+}
+
+/* The same, but when !valid nothing is read (gmem_src must still be a
+ * 16-byte aligned address) and the 16 bytes are written as zeros: the PTX
+ * src-size operand, 16 or 0. One instruction either way, so a tile's rows
+ * past the end of a sequence need no branch and no separate store. */
+__device__ __forceinline__ void emb_cp_async_16_zfill(void *smem_dst, const void *gmem_src, bool valid)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(smem_dst));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(addr), "l"(gmem_src),
+                 "r"(valid ? 16 : 0));
 #else
     __trap();
 #endif

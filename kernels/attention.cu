@@ -104,46 +104,81 @@ __device__ __forceinline__ bool attn_cta_setup(attn_cta &c, const int32_t *cu_se
     return true;
 }
 
+/* The keys a thread's two query rows (g and g + 8 of its warp, qrow0 and
+ * qrow0 + 8) may see: [lo, hi) each, from the window and the sequence end;
+ * empty for a row past the end. Computed once per CTA. */
+struct attn_rows {
+    int lo[2], hi[2];
+};
+__device__ __forceinline__ attn_rows attn_rows_of(int qrow0, int len, const attn_kargs &a) {
+    attn_rows r;
+#pragma unroll
+    for (int e = 0; e < 2; e++) {
+        const int q = qrow0 + 8 * e;
+        r.lo[e] = a.wl < 0 || q - a.wl < 0 ? 0 : q - a.wl;
+        r.hi[e] = q >= len ? 0 : a.wr < 0 || q + a.wr + 1 > len ? len : q + a.wr + 1;
+    }
+    return r;
+}
+
+/* Whether key tile [k0, k0 + BN) is visible whole to every query row of the
+ * warp that is inside the sequence (rows w0 .. w0 + 15): then its logits need
+ * no mask. Warp-uniform. Rows past the end compute unmasked logits of their
+ * zero (or bias-only) queries against real keys: finite, and never stored. */
+template <int BN>
+__device__ __forceinline__ bool attn_tile_full(int k0, int w0, int len, const attn_kargs &a) {
+    if (k0 + BN > len) return false;
+    const int last = w0 + 15 < len ? w0 + 15 : len - 1;
+    return (a.wl < 0 || k0 >= last - a.wl) && (a.wr < 0 || k0 + BN - 1 <= w0 + a.wr);
+}
+
 /* One key tile of the online softmax, on the S fragment of a warp's 16
  * query rows (the mma.m16n8 C layout, which wgmma's accumulator shares: this
- * thread holds rows g and g + 8, keys k0 + 8i + 2t4 + {0, 1}): logits into the
- * log2 domain (bias and softcap first when XF), masked keys to -inf, running
- * max m and sum l updated, the output accumulator o rescaled, and sc left
- * holding the unnormalised probabilities. */
-template <int NT, int DT, bool XF>
+ * thread holds rows g and g + 8, keys k0 + 8i + 2t4 + {0, 1}): running max m
+ * and sum l updated (log2 domain), the output accumulator o rescaled, and sc
+ * left holding the unnormalised probabilities. MASK: keys outside a row's
+ * [lo, hi) become -inf (a tile the warp sees whole runs without, see
+ * attn_tile_full: at head_dim 32-64 the per-element mask tests cost more
+ * issue slots than the tile's MMAs). Without XF the max is taken on the raw
+ * logits and the scale folded into one FFMA per element (scale > 0, so the
+ * max commutes with it): p = exp2(s * scale_log2 - m). XF adds the bias and
+ * softcap first, element by element. */
+template <int NT, int DT, bool XF, bool MASK>
 __device__ __forceinline__ void attn_online_softmax(float (*sc)[4], float (*o)[4], float m[2], float l[2],
-                                                    int k0, int qrow0, int len, int t4, const attn_kargs &a,
-                                                    const float *bias_h) {
-    float mnew[2] = {m[0], m[1]};
+                                                    int k0, int qrow0, const attn_rows &rows, int t4,
+                                                    const attn_kargs &a, const float *bias_h) {
+    float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
     for (int i = 0; i < NT; i++) {
 #pragma unroll
         for (int e = 0; e < 4; e++) {
-            const int key = k0 + i * 8 + 2 * t4 + (e & 1);
-            const int qrow = qrow0 + (e >> 1) * 8;
-            const bool ok = key < len && qrow < len && (a.wl < 0 || key >= qrow - a.wl) &&
-                            (a.wr < 0 || key <= qrow + a.wr);
-            float x = sc[i][e] * a.scale_log2;
-            if (XF && ok) {
-                x = sc[i][e] * a.scale;
-                if (bias_h) x += bias_h[key - qrow];
+            const int key = k0 + i * 8 + 2 * t4 + (e & 1), r = e >> 1;
+            const bool ok = !MASK || (key >= rows.lo[r] && key < rows.hi[r]);
+            float x = sc[i][e];
+            if (XF) {
+                x *= a.scale;
+                if (bias_h && ok) x += bias_h[key - (qrow0 + 8 * r)];
                 if (a.softcap > 0.0f) x = a.softcap * tanhf(x / a.softcap);
                 x *= 1.4426950408889634f;
             }
-            sc[i][e] = ok ? x : -INFINITY;
-            mnew[e >> 1] = fmaxf(mnew[e >> 1], sc[i][e]);
+            if (MASK) x = ok ? x : -INFINITY;
+            sc[i][e] = x;
+            mx[r] = fmaxf(mx[r], x);
         }
     }
+    /* Without XF, sc holds raw logits: the log2-domain value is s * scale_log2. */
+    const float s2 = XF ? 1.0f : a.scale_log2;
     float alpha[2], mu[2];
 #pragma unroll
     for (int r = 0; r < 2; r++) {
         /* The 4 lanes of a quad share a row. */
-        mnew[r] = fmaxf(mnew[r], __shfl_xor_sync(EMB_FULL_MASK, mnew[r], 1));
-        mnew[r] = fmaxf(mnew[r], __shfl_xor_sync(EMB_FULL_MASK, mnew[r], 2));
+        mx[r] = fmaxf(mx[r], __shfl_xor_sync(EMB_FULL_MASK, mx[r], 1));
+        mx[r] = fmaxf(mx[r], __shfl_xor_sync(EMB_FULL_MASK, mx[r], 2));
+        const float mnew = fmaxf(m[r], XF ? mx[r] : mx[r] * s2);
         /* A row with no visible key yet keeps -inf; exp2 of (-inf - 0) = 0. */
-        mu[r] = mnew[r] == -INFINITY ? 0.0f : mnew[r];
-        alpha[r] = exp2f(m[r] - mu[r]);
-        m[r] = mnew[r];
+        mu[r] = mnew == -INFINITY ? 0.0f : mnew;
+        alpha[r] = emb_ex2_ftz(m[r] - mu[r]);
+        m[r] = mnew;
         l[r] *= alpha[r];
     }
 #pragma unroll
@@ -157,10 +192,21 @@ __device__ __forceinline__ void attn_online_softmax(float (*sc)[4], float (*o)[4
     for (int i = 0; i < NT; i++) {
 #pragma unroll
         for (int e = 0; e < 4; e++) {
-            sc[i][e] = exp2f(sc[i][e] - mu[e >> 1]);
+            sc[i][e] = emb_ex2_ftz(XF ? sc[i][e] - mu[e >> 1] : fmaf(sc[i][e], s2, -mu[e >> 1]));
             l[e >> 1] += sc[i][e];
         }
     }
+}
+
+/* The softmax step of a tile: unmasked where the warp sees the tile whole. */
+template <int BN, int DT, bool XF>
+__device__ __forceinline__ void attn_softmax_tile(float (*sc)[4], float (*o)[4], float m[2], float l[2],
+                                                  int k0, int w0, int qrow0, int len, const attn_rows &rows,
+                                                  int t4, const attn_kargs &a, const float *bias_h) {
+    if (attn_tile_full<BN>(k0, w0, len, a))
+        attn_online_softmax<BN / 8, DT, XF, false>(sc, o, m, l, k0, qrow0, rows, t4, a, bias_h);
+    else
+        attn_online_softmax<BN / 8, DT, XF, true>(sc, o, m, l, k0, qrow0, rows, t4, a, bias_h);
 }
 
 /* The A fragment of P for k-step kk of O += P V: the S accumulators of two
@@ -208,30 +254,44 @@ __device__ __forceinline__ int tile_chunk(int i, int &r, int &c) {
     return r * attn_cfg<D>::LDS + c * 8;
 }
 
-/* Copies rows [r0, r0 + n) of a [.., ld] head slice into a tile (n a
- * multiple of 8 for CORE); rows at or past `len` are zeroed instead. */
-template <typename T, int D, bool CORE>
-__device__ __forceinline__ void load_tile(T *tile, const T *g, size_t ld, int r0, int n, int len) {
-    for (int i = threadIdx.x; i < n * (D / 8); i += 32 * ATTN_WARPS) {
+/* The 16-byte chunks of an N-row tile each thread copies: N * D / 8 of them
+ * over the CTA's threads, an exact multiple for every tile here (N 32 or
+ * 64, D a multiple of 16), so the loops below unroll with no remainder.
+ * Fully up to 8 per thread; by 4 above (16 at head_dim 256 on 64 rows, where
+ * the hoisted addresses of a full unroll spill the wgmma kernel). */
+template <int N, int D> struct tile_share {
+    static constexpr int CHUNKS = N * (D / 8), PER_THREAD = CHUNKS / (32 * ATTN_WARPS);
+    static constexpr int UNROLL = PER_THREAD <= 8 ? PER_THREAD : 4;
+    static_assert(CHUNKS % (32 * ATTN_WARPS) == 0, "a tile's chunks split evenly over the threads");
+};
+
+/* Copies rows [r0, r0 + N) of a [.., ld] head slice into a tile (N a
+ * multiple of 8 for CORE); rows at or past `len` are zero-filled by the same
+ * cp.async (g, the sequence's first row, stands in as their source). */
+template <typename T, int D, bool CORE, int N>
+__device__ __forceinline__ void load_tile(T *tile, const T *g, size_t ld, int r0, int len) {
+#pragma unroll (tile_share<N, D>::UNROLL)
+    for (int j = 0; j < tile_share<N, D>::PER_THREAD; j++) {
         int r, c;
-        T *dst = tile + tile_chunk<D, CORE>(i, r, c);
-        if (r0 + r < len) emb_cp_async_16(dst, g + (size_t)(r0 + r) * ld + c * 8);
-        else *reinterpret_cast<attn_chunk *>(dst) = attn_chunk{};
+        T *dst = tile + tile_chunk<D, CORE>(threadIdx.x + j * 32 * ATTN_WARPS, r, c);
+        const bool in = r0 + r < len;
+        emb_cp_async_16_zfill(dst, in ? g + (size_t)(r0 + r) * ld + c * 8 : g, in);
     }
 }
 
-/* Adds a head's query bias to the chunks of a Q tile (n rows) that this
+/* Adds a head's query bias to the chunks of a Q tile (N rows) that this
  * thread itself loaded (load_tile's order): after this thread's cp.async
  * wait, with no barrier before it; the one after it publishes the sums. The
  * fp32 sum rounded to T, as a bias pass over qkv would have stored it. */
-template <typename T, int D, bool CORE>
-__device__ __forceinline__ void add_q_bias(T *tile, const T *bias, int n) {
-    for (int i = threadIdx.x; i < n * (D / 8); i += 32 * ATTN_WARPS) {
-        int r, c;
-        T *dst = tile + tile_chunk<D, CORE>(i, r, c);
+template <typename T, int D, bool CORE, int N>
+__device__ __forceinline__ void add_q_bias(T *tile, const T *bias) {
 #pragma unroll
-        for (int j = 0; j < 8; j++)
-            dst[j] = emb_elem<T>::from_f(emb_elem<T>::to_f(dst[j]) + emb_elem<T>::to_f(bias[c * 8 + j]));
+    for (int j = 0; j < tile_share<N, D>::PER_THREAD; j++) {
+        int r, c;
+        T *dst = tile + tile_chunk<D, CORE>(threadIdx.x + j * 32 * ATTN_WARPS, r, c);
+#pragma unroll
+        for (int e = 0; e < 8; e++)
+            dst[e] = emb_elem<T>::from_f(emb_elem<T>::to_f(dst[e]) + emb_elem<T>::to_f(bias[c * 8 + e]));
     }
 }
 
@@ -268,6 +328,7 @@ __global__ void __launch_bounds__(32 * ATTN_WARPS, XF ? 1 : attn_cfg<D>::MIN_CTA
 
     /* Query rows of this thread within the sequence: g and g + 8 of its warp. */
     const int qrow0 = q0 + warp * 16 + g;
+    const attn_rows rows = attn_rows_of(qrow0, len, a);
     const T *qfrag = sQ + (warp * 16 + (lane & 15)) * LDS + (lane >> 4) * 8;
 
     /* Loads staggered as in FlashAttention-2, one buffer each for K and V:
@@ -275,16 +336,19 @@ __global__ void __launch_bounds__(32 * ATTN_WARPS, XF ? 1 : attn_cfg<D>::MIN_CTA
      * tile j + 1 while tile j + 1's Q K^T runs. At the top of each iteration
      * the two newest cp.async groups are K_j then V_j (possibly empty ones
      * past the last tile, so the counts hold). */
-    load_tile<T, D, false>(sQ, gQ, ld, q0, BM, len);
-    load_tile<T, D, false>(sK, gK, ld, k_begin, BN, len);
+    load_tile<T, D, false, BM>(sQ, gQ, ld, q0, len);
     emb_cp_async_commit();
-    load_tile<T, D, false>(sV, gV, ld, k_begin, BN, len);
+    load_tile<T, D, false, BN>(sK, gK, ld, k_begin, len);
     emb_cp_async_commit();
+    load_tile<T, D, false, BN>(sV, gV, ld, k_begin, len);
+    emb_cp_async_commit();
+    if (a.q_bias) {   /* published by the first barrier of the loop */
+        emb_cp_async_wait_group<2>();   /* Q landed */
+        add_q_bias<T, D, false, BM>(sQ, static_cast<const T *>(a.q_bias) + (size_t)h * D);
+    }
     for (int k0 = k_begin; k0 < k_end; k0 += BN) {
         const bool more = k0 + BN < k_end;
         emb_cp_async_wait_group<1>();   /* K_j (and Q) landed; V_j may be in flight */
-        if (a.q_bias && k0 == k_begin)
-            add_q_bias<T, D, false>(sQ, static_cast<const T *>(a.q_bias) + (size_t)h * D, BM);
         __syncthreads();
         if (QREG && k0 == k_begin) {
 #pragma unroll
@@ -310,10 +374,10 @@ __global__ void __launch_bounds__(32 * ATTN_WARPS, XF ? 1 : attn_cfg<D>::MIN_CTA
             }
         }
         __syncthreads();   /* every warp is done with K_j */
-        if (more) load_tile<T, D, false>(sK, gK, ld, k0 + BN, BN, len);
+        if (more) load_tile<T, D, false, BN>(sK, gK, ld, k0 + BN, len);
         emb_cp_async_commit();
 
-        attn_online_softmax<NT, DT, XF>(sc, o, m, l, k0, qrow0, len, t4, a, bias_h);
+        attn_softmax_tile<BN, DT, XF>(sc, o, m, l, k0, q0 + warp * 16, qrow0, len, rows, t4, a, bias_h);
 
         emb_cp_async_wait_group<1>();   /* V_j landed; K_{j+1} may be in flight */
         __syncthreads();
@@ -333,7 +397,7 @@ __global__ void __launch_bounds__(32 * ATTN_WARPS, XF ? 1 : attn_cfg<D>::MIN_CTA
             }
         }
         __syncthreads();   /* every warp is done with V_j */
-        if (more) load_tile<T, D, false>(sV, gV, ld, k0 + BN, BN, len);
+        if (more) load_tile<T, D, false, BN>(sV, gV, ld, k0 + BN, len);
         emb_cp_async_commit();
     }
     emb_cp_async_wait_all();   /* nothing left in flight at exit */
@@ -382,22 +446,26 @@ __global__ void __launch_bounds__(32 * ATTN_WARPS, 1) attention_wgmma_kernel(T *
 #pragma unroll
     for (int i = 0; i < DT; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
     const int qrow0 = c.q0 + warp * 16 + (lane >> 2);
+    const attn_rows rows = attn_rows_of(qrow0, c.len, a);
 
-    load_tile<T, D, true>(sQ, gQ, c.ld, c.q0, BM, c.len);
-    load_tile<T, D, true>(sK, gK, c.ld, c.k_begin, BN, c.len);
-    load_tile<T, D, true>(sV, gV, c.ld, c.k_begin, BN, c.len);
+    load_tile<T, D, true, BM>(sQ, gQ, c.ld, c.q0, c.len);
     emb_cp_async_commit();
+    load_tile<T, D, true, BN>(sK, gK, c.ld, c.k_begin, c.len);
+    load_tile<T, D, true, BN>(sV, gV, c.ld, c.k_begin, c.len);
+    emb_cp_async_commit();
+    if (a.q_bias) {   /* fenced and published at the top of the loop */
+        emb_cp_async_wait_group<1>();  /* Q landed */
+        add_q_bias<T, D, true, BM>(sQ, static_cast<const T *>(a.q_bias) + (size_t)h * D);
+    }
     int buf = 0;
     for (int k0 = c.k_begin; k0 < c.k_end; k0 += BN, buf ^= 1) {
         if (k0 + BN < c.k_end) {  /* the other buffer was released by the last barrier */
-            load_tile<T, D, true>(sK + (buf ^ 1) * BN * D, gK, c.ld, k0 + BN, BN, c.len);
-            load_tile<T, D, true>(sV + (buf ^ 1) * BN * D, gV, c.ld, k0 + BN, BN, c.len);
+            load_tile<T, D, true, BN>(sK + (buf ^ 1) * BN * D, gK, c.ld, k0 + BN, c.len);
+            load_tile<T, D, true, BN>(sV + (buf ^ 1) * BN * D, gV, c.ld, k0 + BN, c.len);
         }
         emb_cp_async_commit();
         emb_cp_async_wait_group<1>();  /* tile j (and Q) landed; j + 1 may be in flight */
-        if (a.q_bias && k0 == c.k_begin)
-            add_q_bias<T, D, true>(sQ, static_cast<const T *>(a.q_bias) + (size_t)h * D, BM);
-        emb_fence_proxy_async();       /* this thread's zero-fills, copies and sums, to the tensor cores */
+        emb_fence_proxy_async();       /* this thread's copies and sums, to the tensor cores */
         __syncthreads();
         const T *cK = sK + buf * BN * D, *cV = sV + buf * BN * D;
 
@@ -414,7 +482,7 @@ __global__ void __launch_bounds__(32 * ATTN_WARPS, 1) attention_wgmma_kernel(T *
         emb_wgmma_wait<0>();
         emb_wgmma_fence_acc<NT * 4>(&sc[0][0]);
 
-        attn_online_softmax<NT, DT, XF>(sc, o, m, l, k0, qrow0, c.len, t4, a, c.bias_h);
+        attn_softmax_tile<BN, DT, XF>(sc, o, m, l, k0, c.q0 + warp * 16, qrow0, c.len, rows, t4, a, c.bias_h);
 
         uint32_t pa[BN / 16][4];
 #pragma unroll
@@ -489,6 +557,7 @@ extern "C" cudaError_t emb_launch_attention(void *out, emb_kdtype dt, const void
         (p->head_dim != 16 && p->head_dim != 32 && p->head_dim != 64 && p->head_dim != 80 && p->head_dim != 96 &&
          p->head_dim != 128 && p->head_dim != 256) ||
         (p->rel_bias && p->rel_span < max_seqlen) || !(p->softcap >= 0.0f) ||
+        !(p->scale > 0.0f && p->scale < INFINITY) ||
         (p->impl != EMB_KATTN_MMA && p->impl != EMB_KATTN_WGMMA))
         return cudaErrorInvalidValue;
     const bool wg = p->impl == EMB_KATTN_WGMMA;

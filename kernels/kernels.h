@@ -125,7 +125,7 @@ cudaError_t emb_launch_add(void *x, emb_kdtype dt, const void *y, size_t n, cuda
  *   (window_left < 0 || j >= i - window_left) && (window_right < 0 || j <= i + window_right)
  * (causal: right = 0; full: both -1; symmetric local: both = w; Mistral-style
  * sliding: left = w - 1, right = 0); key tiles outside every window of a
- * query tile are skipped, not only masked. logit = (q . k) * scale, then
+ * query tile are skipped, not only masked. logit = (q . k) * scale (scale > 0 and finite), then
  * + rel_bias[h * (2*rel_span - 1) + (j - i + rel_span - 1)] when rel_bias (a
  * device fp32 table; rel_span >= max_seqlen), then softcap * tanh(logit /
  * softcap) when softcap > 0. q_bias (NULL: none; [heads * head_dim] in dt) is

@@ -1116,6 +1116,10 @@ Test(cuda_kernels, launchers_reject_bad_arguments) {
     cr_assert_eq(emb_launch_attention(NULL, EMB_KDT_F16, NULL, NULL, 1, 8, NULL, 0), cudaErrorInvalidValue);
     p.rel_bias = NULL, p.rel_span = 0, p.impl = (emb_kattn_impl)7;  /* no such implementation */
     cr_assert_eq(emb_launch_attention(NULL, EMB_KDT_F16, NULL, NULL, 1, 8, &p, 0), cudaErrorInvalidValue);
+    p.impl = EMB_KATTN_MMA, p.scale = 0.0f;   /* the kernels fold the scale into max and exp2: > 0 */
+    cr_assert_eq(emb_launch_attention(NULL, EMB_KDT_F16, NULL, NULL, 1, 8, &p, 0), cudaErrorInvalidValue);
+    p.scale = NAN;
+    cr_assert_eq(emb_launch_attention(NULL, EMB_KDT_F16, NULL, NULL, 1, 8, &p, 0), cudaErrorInvalidValue);
 #ifdef EMBEDC_SIM
     int wg = -1;
     emb_error err = {0};

@@ -19,6 +19,7 @@
 #include <cuda_fp16.h>
 #include <cuda_bf16.h>
 
+#include <cfloat>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -120,7 +121,7 @@ int block_barrier(int kind, int pred, Site site);
 void *shared_static(size_t bytes, size_t align, Site site);
 void *shared_dynamic();
 
-void cp_async(void *smem_dst, const void *gmem_src, size_t bytes, Site site);
+void cp_async(void *smem_dst, const void *gmem_src, size_t bytes, size_t src_bytes, Site site);
 
 /* wgmma (sm_90a warpgroup MMA, m64nNk16, fp32 accumulate): each thread queues
  * its part at issue, the warp computes its 16 rows at the wgmma wait that
@@ -572,6 +573,15 @@ EMBSIM_HALF_MATH(hrint, h2rint, nearbyintf(x))
 #undef EMBSIM_HALF_MATH
 
 /* ---- kernels/arch.h helpers ------------------------------------------------ */
+/* ex2.approx.ftz.f32: exact 2^x (the approximation error is not modelled),
+ * results below FLT_MIN flushed to +0 as the GPU does. */
+inline float emb_ex2_ftz(float x)
+{
+    const float y = exp2f(x);
+    return y < FLT_MIN ? 0.0f : y;
+}
+
+
 /* Each is a warp rendezvous: the simulator gathers every lane's registers and
  * computes the PTX instruction's result for the whole warp. */
 inline void emb_mma_m16n8k16_f16f32(float d[4], const uint32_t a[4], const uint32_t b[2], const float c[4],
@@ -622,7 +632,13 @@ inline void emb_ldmatrix_x2_trans(uint32_t r[2], const void *p, ::embsim::Site s
  * (or from another thread without a __syncthreads after it) sees the poison. */
 inline void emb_cp_async_16(void *smem_dst, const void *gmem_src, ::embsim::Site s = ::embsim::Site::here())
 {
-    ::embsim::cp_async(smem_dst, gmem_src, 16, s);
+    ::embsim::cp_async(smem_dst, gmem_src, 16, 16, s);
+}
+/* Zero-fill form: nothing is read from gmem_src when !valid. */
+inline void emb_cp_async_16_zfill(void *smem_dst, const void *gmem_src, bool valid,
+                                  ::embsim::Site s = ::embsim::Site::here())
+{
+    ::embsim::cp_async(smem_dst, gmem_src, 16, valid ? 16 : 0, s);
 }
 inline void emb_cp_async_commit(void) { ::embsim::cp_async_commit(); }
 /* PTX: cp.async.wait_all is commit_group followed by wait_group 0. */

@@ -110,8 +110,8 @@ enum class TState : uint8_t { Runnable, AtBarrier, AtWarp, Exited };
 struct CpAsyncCopy {
     void *dst;
     const void *src;
-    size_t bytes;
-    bool landed; /* copied at the issue already (see land_at_issue) */
+    size_t bytes, src_bytes; /* the first src_bytes from src, the rest zeros (cp.async src-size) */
+    bool landed;             /* copied at the issue already (see land_at_issue) */
 };
 
 struct WgmmaPending {
@@ -1109,16 +1109,24 @@ static bool land_at_issue()
     return splitmix(state) & 1;
 }
 
-void cp_async(void *dst, const void *src, size_t bytes, Site site)
+static void cp_async_land(const CpAsyncCopy &c)
+{
+    memcpy(c.dst, c.src, c.src_bytes);
+    memset(static_cast<char *>(c.dst) + c.src_bytes, 0, c.bytes - c.src_bytes);
+}
+
+void cp_async(void *dst, const void *src, size_t bytes, size_t src_bytes, Site site)
 {
     SimThread *t = self_or_die("emb_cp_async_16");
-    if (!in_arena(dst, bytes) || (reinterpret_cast<uintptr_t>(dst) & 15) || (reinterpret_cast<uintptr_t>(src) & 15))
-        fatal_in_fiber("emb_cp_async_16 at %s:%u: destination %p must be 16-byte aligned shared memory and source %p 16-byte aligned",
-                              short_file(site.file), site.line, dst, src);
-    const bool now = land_at_issue();
-    if (now)
-        memcpy(dst, src, bytes);
-    t->cp_pending.push_back(CpAsyncCopy{dst, src, bytes, now});
+    if (!in_arena(dst, bytes) || (reinterpret_cast<uintptr_t>(dst) & 15) || (reinterpret_cast<uintptr_t>(src) & 15) ||
+        src_bytes > bytes)
+        fatal_in_fiber("emb_cp_async_16 at %s:%u: destination %p must be 16-byte aligned shared memory, source %p 16-byte aligned, "
+                       "and %zu source bytes at most %zu",
+                       short_file(site.file), site.line, dst, src, src_bytes, bytes);
+    const CpAsyncCopy c{dst, src, bytes, src_bytes, land_at_issue()};
+    if (c.landed)
+        cp_async_land(c);
+    t->cp_pending.push_back(c);
 }
 
 void cp_async_commit()
@@ -1136,7 +1144,7 @@ void cp_async_wait(int allowed)
     size_t done = t->cp_groups[static_cast<size_t>(groups - allowed - 1)];
     for (size_t i = 0; i < done; i++)
         if (!t->cp_pending[i].landed)
-            memcpy(t->cp_pending[i].dst, t->cp_pending[i].src, t->cp_pending[i].bytes);
+            cp_async_land(t->cp_pending[i]);
     t->cp_pending.erase(t->cp_pending.begin(), t->cp_pending.begin() + static_cast<std::ptrdiff_t>(done));
     t->cp_groups.erase(t->cp_groups.begin(), t->cp_groups.begin() + (groups - allowed));
     for (size_t &g : t->cp_groups)

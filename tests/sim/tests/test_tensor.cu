@@ -171,6 +171,39 @@ Test(tensor, cp_async_lands_at_the_wait_or_the_issue)
     embsim_set_order(was, 12345);
 }
 
+/* The zero-fill form (src-size 0): the 16 bytes become zeros, with the same
+ * timing as a copy (poison until the wait in forward order), and nothing is
+ * read from the source. */
+__global__ void cp_async_zfill_kernel(const float *src, float *out)
+{
+    EMB_SHARED(float, buf, 8);
+    emb_cp_async_16_zfill(buf, src, true);
+    emb_cp_async_16_zfill(buf + 4, src + 4, false);
+    emb_cp_async_commit();
+    out[0] = buf[4]; /* too early */
+    emb_cp_async_wait_all();
+    for (int i = 0; i < 8; i++)
+        out[1 + i] = buf[i];
+}
+
+Test(tensor, cp_async_zero_fill)
+{
+    const embsim_order was = embsim_get_order();
+    DevBuf<float> src(std::vector<float>{1, 2, 3, 4, 5, 6, 7, 8}), out(9);
+    for (int o = 0; o < 2; o++) {
+        embsim_set_order(o ? EMBSIM_REVERSE : EMBSIM_FORWARD, 7);
+        EMB_LAUNCH(cp_async_zfill_kernel, 1, 1, 0, 0)(src.d, out.d);
+        std::vector<float> r = out.get();
+        if (o) cr_expect_eq(r[0], 0.0f, "reverse order: the fill lands at its issue");
+        else cr_expect(std::isnan(r[0]), "forward order: a read before the wait sees the poison");
+        for (int i = 0; i < 4; i++) {
+            cr_expect_eq(r[static_cast<size_t>(1 + i)], static_cast<float>(1 + i), "copied lane %d", i);
+            cr_expect_eq(r[static_cast<size_t>(5 + i)], 0.0f, "zero-filled lane %d, not the source's", i);
+        }
+    }
+    embsim_set_order(was, 12345);
+}
+
 /* In the orders other than forward a warp runs ahead to the next barrier
  * before the next one moves: a warp that overwrites a shared tile another
  * warp has yet to read, with no barrier between, changes what it reads. */
