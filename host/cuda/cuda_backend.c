@@ -162,8 +162,10 @@ typedef struct {
      * cuBLASLt with its bias + GELU (tanh form) or ReLU epilogue, no separate pass. */
     cublasLtHandle_t lt;
     cublasLtMatmulDesc_t lt_desc;
-    void *lt_ws;
-    size_t lt_ws_bytes;
+    /* The GEMMs' workspace (set_gemm_workspace), shared by cuBLAS and cuBLASLt:
+     * both run on the compute stream, one GEMM at a time. */
+    void *gemm_ws;
+    size_t gemm_ws_bytes;
     int tmp_is_input;       /* c->tmp already holds the next sublayer's normalized input */
     int n_position;         /* rows of the position table (0: none) */
     int device;
@@ -840,7 +842,7 @@ static emb_status gemm_act_lt(cuda_ctx *c, void *y, const void *x, const void *w
     if (s == CUBLAS_STATUS_SUCCESS) s = cublasLtMatrixLayoutCreate(&b, c->cdt, (uint64_t)in, (uint64_t)rows, in);
     if (s == CUBLAS_STATUS_SUCCESS) s = cublasLtMatrixLayoutCreate(&d, c->cdt, (uint64_t)out, (uint64_t)rows, out);
     if (s == CUBLAS_STATUS_SUCCESS)
-        s = cublasLtMatmul(c->lt, c->lt_desc, &one, w, a, x, b, &zero, y, d, y, d, NULL, c->lt_ws, c->lt_ws_bytes,
+        s = cublasLtMatmul(c->lt, c->lt_desc, &one, w, a, x, b, &zero, y, d, y, d, NULL, c->gemm_ws, c->gemm_ws_bytes,
                            c->compute);
     if (a) cublasLtMatrixLayoutDestroy(a);
     if (b) cublasLtMatrixLayoutDestroy(b);
@@ -1291,7 +1293,7 @@ static void cuda_destroy(emb_backend *be) {
         if (c->blas) cublasDestroy(c->blas);
         if (c->lt_desc) cublasLtMatmulDescDestroy(c->lt_desc);
         if (c->lt) cublasLtDestroy(c->lt);
-        if (c->lt_ws) cudaFree(c->lt_ws);
+        if (c->gemm_ws) cudaFree(c->gemm_ws);
         if (c->compute) cudaStreamDestroy(c->compute);
         if (c->copy) cudaStreamDestroy(c->copy);
         free(c->layer);
@@ -1505,12 +1507,28 @@ static emb_status pick_mlp_epilogue(cuda_ctx *c, emb_error *err) {
     if (s == CUBLAS_STATUS_SUCCESS)
         s = cublasLtMatmulDescSetAttribute(c->lt_desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb);
     if (s != CUBLAS_STATUS_SUCCESS) return blas_fail(err, s, "cublasLtMatmulDescSetAttribute", __FILE__, __LINE__);
-    c->lt_ws_bytes = (size_t)32 << 20;   /* what NVIDIA suggests for Hopper */
-    cudaError_t e = cudaMalloc(&c->lt_ws, c->lt_ws_bytes);
+    return EMB_OK;
+}
+
+/* cuBLAS's workspace, owned here rather than left to the handle's default
+ * pool: the size NVIDIA's cuBLAS guide recommends (32 MiB on Hopper and
+ * later, 4 MiB before; sized first, so that check_fits counts it), and
+ * handed to cuBLASLt too. Set after cublasSetStream, which resets a
+ * handle's workspace to the default pool. */
+static emb_status size_gemm_workspace(cuda_ctx *c, emb_error *err) {
+    int major = 0;
+    CU_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, c->device));
+    c->gemm_ws_bytes = (size_t)(major >= 9 ? 32 : 4) << 20;
+    return EMB_OK;
+}
+static emb_status set_gemm_workspace(cuda_ctx *c, emb_error *err) {
+    cudaError_t e = cudaMalloc(&c->gemm_ws, c->gemm_ws_bytes);
     if (e != cudaSuccess) {
-        c->lt_ws = NULL;
-        return cu_fail(err, e, "cudaMalloc(cuBLASLt workspace)", __FILE__, __LINE__);
+        c->gemm_ws = NULL;
+        return cu_fail(err, e, "cudaMalloc(cuBLAS workspace)", __FILE__, __LINE__);
     }
+    cublasStatus_t s = cublasSetWorkspace(c->blas, c->gemm_ws, c->gemm_ws_bytes);
+    if (s != CUBLAS_STATUS_SUCCESS) return blas_fail(err, s, "cublasSetWorkspace", __FILE__, __LINE__);
     return EMB_OK;
 }
 
@@ -1522,16 +1540,17 @@ static emb_status pick_mlp_epilogue(cuda_ctx *c, emb_error *err) {
 static emb_status check_fits(cuda_ctx *c, size_t *tokens, size_t floor_tokens, int tp_size, emb_error *err) {
     size_t free_b = 0, total_b = 0;
     CU_CHECK(cudaMemGetInfo(&free_b, &total_b));
-    const size_t fixed = c->weights_size;
+    const size_t fixed = c->weights_size + c->gemm_ws_bytes;
     const ws_layout least = workspace_layout(c, floor_tokens);
     if (fixed + least.total > free_b) {
         char shard[64] = "";
         if (tp_size > 1) snprintf(shard, sizeof shard, " (its shard of --tensor-parallel %d)", tp_size);
         return emb_fail(err, EMB_ERR_DEVICE_OOM,
                         "CUDA backend: the model needs %.1f MiB on device %d%s: weights %.1f MiB + "
-                        "workspace for %zu tokens %.1f MiB; the device has %.1f MiB free of %.1f MiB",
+                        "workspace for %zu tokens %.1f MiB + cuBLAS workspace %.1f MiB; the device has "
+                        "%.1f MiB free of %.1f MiB",
                         mib(fixed + least.total), c->device, shard, mib(c->weights_size), floor_tokens,
-                        mib(least.total), mib(free_b), mib(total_b));
+                        mib(least.total), mib(c->gemm_ws_bytes), mib(free_b), mib(total_b));
     }
     size_t t = *tokens;
     while (t > floor_tokens && fixed + workspace_layout(c, t).total > free_b)
@@ -1638,6 +1657,7 @@ emb_status emb_cuda_backend_create_opts(const struct emb_model_files *mf, const 
             goto fail;
         }
     }
+    if ((st = size_gemm_workspace(c, err))) goto fail;
     if ((st = pick_attention(c, err))) goto fail;
     if ((st = pick_qkv_bias(c, err))) goto fail;
     if ((st = pick_sandwich(c, err))) goto fail;
@@ -1658,6 +1678,7 @@ emb_status emb_cuda_backend_create_opts(const struct emb_model_files *mf, const 
             goto fail;
         }
     }
+    if ((st = set_gemm_workspace(c, err))) goto fail;
     if ((st = plan_weights(c, !o->weights_later, err))) goto fail;
 
     for (;;) {
