@@ -61,8 +61,11 @@ template <int D> struct attn_cfg {
     static constexpr int SMEM = (ATTN_BM + 2 * BN) * LDS * 2;  /* bytes (16-bit elements) */
     /* CTAs per SM the register budget must allow without bias/softcap: 4 at
      * head_dim 32 (<= 128 registers, as before windows were runtime
-     * arguments; the bias/softcap variant would spill). */
+     * arguments; the bias/softcap variant would spill). With them: 3 up to
+     * head_dim 64 (<= 170 registers; MPNet's and T5's relative bias ran 2
+     * CTAs per SM at 173), no spill on sm_80-90a and the same loop. */
     static constexpr int MIN_CTAS = D == 32 ? 4 : 1;
+    static constexpr int MIN_CTAS_XF = D <= 64 ? 3 : 1;
 };
 
 /* The launch arguments that are not pointers to the tensors. */
@@ -300,7 +303,7 @@ __device__ __forceinline__ void add_q_bias(T *tile, const T *bias) {
 }
 
 template <typename T, int D, bool XF>
-__global__ void __launch_bounds__(32 * ATTN_WARPS, XF ? 1 : attn_cfg<D>::MIN_CTAS) attention_kernel(T *__restrict__ out, const T *__restrict__ qkv,
+__global__ void __launch_bounds__(32 * ATTN_WARPS, XF ? attn_cfg<D>::MIN_CTAS_XF : attn_cfg<D>::MIN_CTAS) attention_kernel(T *__restrict__ out, const T *__restrict__ qkv,
                                  const int32_t *__restrict__ cu_seqlens, const attn_kargs a) {
     constexpr int BM = ATTN_BM, BN = attn_cfg<D>::BN, LDS = attn_cfg<D>::LDS;
     constexpr bool QREG = attn_cfg<D>::QREG;
