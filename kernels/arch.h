@@ -23,6 +23,19 @@
 
 #include <stdint.h>
 
+/* EMB_SIM_ASSERT(cond): a check the simulator makes and the GPU build
+ * compiles out, for conditions the simulator cannot otherwise see (a global
+ * read outside its table: it only checks writes against red zones). A false
+ * condition traps, which fails the launch with the kernel and thread. */
+#if defined(EMBEDC_SIM)
+#define EMB_SIM_ASSERT(cond) \
+    do {                     \
+        if (!(cond)) __trap(); \
+    } while (0)
+#else
+#define EMB_SIM_ASSERT(cond) ((void)0)
+#endif
+
 #if defined(EMBEDC_SIM)
 
 #include <embsim_device.h>

@@ -160,7 +160,13 @@ __device__ __forceinline__ void attn_online_softmax(float (*sc)[4], float (*o)[4
             float x = sc[i][e];
             if (XF) {
                 x *= a.scale;
-                if (bias_h && ok) x += bias_h[key - (qrow0 + 8 * r)];
+                /* The table covers key - query within one sequence only: a
+                 * row past the end (hi 0; unmasked in a whole tile) reads none. */
+                if (bias_h && (MASK ? ok : rows.hi[r] > 0)) {
+                    const int j = key - (qrow0 + 8 * r);
+                    EMB_SIM_ASSERT(j > -a.rel_span && j < a.rel_span);
+                    x += bias_h[j];
+                }
                 if (a.softcap > 0.0f) x = a.softcap * tanhf(x / a.softcap);
                 x *= 1.4426950408889634f;
             }
