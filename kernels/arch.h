@@ -159,21 +159,11 @@ __device__ __forceinline__ float emb_ex2_ftz(float x)
 
 /* cp.async.cg: 16 bytes global -> shared, bypassing L1. Both addresses must
  * be 16-byte aligned. The data is visible to the issuing thread only after a
- * wait covering its group; other threads also need a __syncthreads. */
-__device__ __forceinline__ void emb_cp_async_16(void *smem_dst, const void *gmem_src)
-{
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(smem_dst));
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(addr), "l"(gmem_src));
-#else
-    __trap();
-#endif
-}
-
-/* The same, but when !valid nothing is read (gmem_src must still be a
- * 16-byte aligned address) and the 16 bytes are written as zeros: the PTX
- * src-size operand, 16 or 0. One instruction either way, so a tile's rows
- * past the end of a sequence need no branch and no separate store. */
+ * wait covering its group; other threads also need a __syncthreads. When
+ * !valid nothing is read and the 16 bytes are written as zeros (the PTX
+ * src-size operand, 16 or 0): one instruction either way, so a tile's rows
+ * past the end of a sequence need no branch and no separate store.
+ * emb_cp_async_16 is the always-valid form. */
 __device__ __forceinline__ void emb_cp_async_16_zfill(void *smem_dst, const void *gmem_src, bool valid)
 {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
@@ -183,6 +173,11 @@ __device__ __forceinline__ void emb_cp_async_16_zfill(void *smem_dst, const void
 #else
     __trap();
 #endif
+}
+
+__device__ __forceinline__ void emb_cp_async_16(void *smem_dst, const void *gmem_src)
+{
+    emb_cp_async_16_zfill(smem_dst, gmem_src, true);
 }
 
 __device__ __forceinline__ void emb_cp_async_commit(void)
