@@ -50,6 +50,7 @@ template <typename T> __device__ __forceinline__ uint32_t pack2(float lo, float 
 
 #define ATTN_WARPS 4
 #define ATTN_BM (16 * ATTN_WARPS)
+static_assert(ATTN_BM == EMB_KATTN_QUERY_TILE, "kernels.h states the query tile");
 
 /* Key tile: 64 rows, 32 from head_dim 128. Up to 128 the Q fragments stay in
  * registers; at 256 the output accumulator alone takes 128 registers per

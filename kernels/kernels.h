@@ -153,6 +153,10 @@ typedef struct {
 cudaError_t emb_launch_attention(void *out, emb_kdtype dt, const void *qkv,
                                  const int32_t *cu_seqlens, int nseq, int max_seqlen,
                                  const emb_kattn_params *p, cudaStream_t stream);
+/* Queries per CTA of emb_launch_attention: its grid depends on max_seqlen
+ * only through the count of these tiles (so any max_seqlen up to the next
+ * multiple launches the same work). */
+#define EMB_KATTN_QUERY_TILE 64
 
 /* Writes to the device int *d_flag 1 when the current device runs this
  * build's sm_90a code (a Hopper GPU, and kernels built for sm_90a: what

@@ -56,6 +56,10 @@ struct emb_backend {
      * and tests); may be NULL for backends that keep them on the device. */
     emb_status (*token_embeddings)(emb_backend *be, const emb_batch *b, int layer,
                                    float *out, emb_error *err);
+    /* One line on how the backend has run its work so far, for `embedc
+     * bench` (e.g. the CUDA backend's graph counts); empty when it has
+     * nothing to say. May be NULL. */
+    void (*run_note)(emb_backend *be, char *buf, size_t cap);
     void (*destroy)(emb_backend *be);
 };
 

@@ -747,6 +747,19 @@ static int cmd_bench(const cli_opts *o) {
                h->wait_seconds * per, h->batch_seconds * per, h->encode_seconds * per, h->write_seconds * per,
                100.0 * host_gap(h));
     }
+    /* What the backends say of their runs (the CUDA backend's graphs),
+     * counted over every pass. */
+    int notes = 0;
+    for (int k = 0; k < m->nworkers; k++) {
+        char note[256] = "";
+        if (m->workers[k]->run_note) m->workers[k]->run_note(m->workers[k], note, sizeof note);
+        if (!note[0]) continue;
+        printf("\n%s %d, all passes: %s\n", m->workers[k]->name, k, note);
+        if (js) {
+            fputs(notes++ ? ", " : "], \"run_notes\": [", js);
+            json_string(js, note);
+        }
+    }
     /* Several devices: each one's share of the corpus mix, and the scaling
      * efficiency against one device on the same corpus in the same run. */
     if (m->nworkers > 1 && nsets > 0) {
@@ -793,7 +806,7 @@ static int cmd_bench(const cli_opts *o) {
                  (all.tokens / t_all) / (m->nworkers * (one.tokens / t_one)));
     }
     if (js) {
-        fprintf(js, "]%s}\n", devjs);
+        fprintf(js, "]%s}\n", devjs);   /* closes run_notes, or workloads when there are none */
         if (io_out_commit(js_out, &err) != EMB_OK) { emb_fail_prefix(&err, "--summary-json"); goto fail; }
     }
     rc = 0;

@@ -147,6 +147,30 @@ typedef struct {
     float *dst;
 } cu_slot;
 
+/* A chunk's shape as the device runs it (see graph_shape). */
+typedef struct {
+    int tokens, seqs, max_seqlen;
+} chunk_shape;
+
+/* One cached CUDA graph: everything its captured launches depend on (the
+ * slot's buffers, the padded shape, the job), and its executable. */
+typedef struct {
+    int slot, layer, modes, out_dim, normalize, dense, skip;
+    chunk_shape shape;
+} graph_key;
+
+typedef struct {
+    graph_key key;
+    int used;               /* the entry holds a key */
+    int seen;               /* the bucket ran directly once */
+    cudaGraphExec_t exec;   /* its graph, once captured */
+    uint64_t stamp;         /* last use, for LRU eviction */
+} cu_graph;
+
+/* Graphs kept per backend: a sorted corpus mix of 64K-token chunks uses a
+ * few dozen buckets per slot. */
+#define GRAPH_CACHE 128
+
 typedef struct {
     const emb_model_files *mf;
     emb_recipe r;           /* sizes and flags of this device's shard (heads, kv_heads and
@@ -197,6 +221,15 @@ typedef struct {
     float *pool_a, *pool_b, *vec_out;
     cu_slot slot[NSLOTS];
     int next_slot;
+
+    /* EMBEDC_GRAPHS=on (pick_graphs): each chunk shape bucket's forward and
+     * pooling as one CUDA graph, captured the second time the bucket comes
+     * up and replayed after that (see graph_shape). */
+    int graphs, graphs_asked;
+    cu_graph graph[GRAPH_CACHE];
+    uint64_t graph_clock;
+    uint64_t graph_captured, graph_launched, graph_direct, graph_evicted;
+    char graph_off[160];    /* why graphs were turned off mid-run (empty: they were not) */
 } cuda_ctx;
 
 static int popcount6(int m) {
@@ -718,7 +751,16 @@ static size_t max_row_floats(const cuda_ctx *c) {
     return w;
 }
 
+/* Destroys every cached graph (they hold the workspace's addresses). */
+static void graph_flush(cuda_ctx *c) {
+    for (int i = 0; i < GRAPH_CACHE; i++) {
+        if (c->graph[i].exec) cudaGraphExecDestroy(c->graph[i].exec);
+        memset(&c->graph[i], 0, sizeof c->graph[i]);
+    }
+}
+
 static void free_workspace(cuda_ctx *c) {
+    graph_flush(c);
     if (c->arena) cudaFree(c->arena);
     c->arena = NULL;
     for (int s = 0; s < NSLOTS; s++) {
@@ -1097,9 +1139,140 @@ static emb_status position_ids(const cuda_ctx *c, const emb_batch *b, int s0, in
     return EMB_OK;
 }
 
+/* ---- CUDA graphs (EMBEDC_GRAPHS=on) -------------------------------------- */
+
+/* x rounded up to a multiple of (its power-of-two floor) / steps, the step at
+ * least min_step: `steps` values per octave, less than 1 / steps padding. */
+static size_t round_bucket(size_t x, size_t steps, size_t min_step) {
+    size_t p = 1;
+    while (p <= x / 2) p *= 2;
+    const size_t g = p / steps > min_step ? p / steps : min_step;
+    return (x + g - 1) / g * g;
+}
+
+/* The shape a chunk runs at with graphs on, so that chunks of nearby shapes
+ * share one graph: tokens rounded up to 1/128 of their octave (steps of 256
+ * at 64K: under 0.8 % padding), sequences to 1/8 of theirs, max_seqlen to
+ * whole query tiles (the attention grid is the same), each within the
+ * workspace and the relative-bias table. Padding tokens follow the last
+ * sequence and belong to none: the row-wise passes compute them (id 0,
+ * position 0; their rows are never read back), attention and pooling never
+ * see them. Padding sequences are empty (pooled to zeros, not copied back). */
+static chunk_shape graph_shape(const cuda_ctx *c, int total, int nseq, int max_seqlen, size_t widest) {
+    chunk_shape sh = {total, nseq, max_seqlen};
+    const size_t t = round_bucket((size_t)total, 128, 64);
+    size_t seq_cap = c->pool_floats / widest;
+    if (seq_cap > (size_t)c->cap_seqs) seq_cap = (size_t)c->cap_seqs;
+    const size_t n = round_bucket((size_t)nseq, 8, 1);
+    const int q = EMB_KATTN_QUERY_TILE;
+    int len = (max_seqlen + q - 1) / q * q;
+    if (c->rel_bias && len > c->r.max_position) len = c->r.max_position;
+    if (t > (size_t)total) sh.tokens = (int)(t < c->cap_tokens ? t : c->cap_tokens);
+    if (n > (size_t)nseq) sh.seqs = (int)(n < seq_cap ? n : seq_cap);
+    if (len > max_seqlen) sh.max_seqlen = len;
+    if (sh.tokens < total) sh.tokens = total;   /* a budget clamped below this chunk */
+    if (sh.seqs < nseq) sh.seqs = nseq;
+    return sh;
+}
+
+/* The cache entry for key k: the one holding it, else a free or the least
+ * recently used one, emptied (its graph destroyed: a launch still in flight
+ * completes first). */
+static cu_graph *graph_entry(cuda_ctx *c, const graph_key *k) {
+    cu_graph *victim = NULL;
+    for (int i = 0; i < GRAPH_CACHE; i++) {
+        cu_graph *g = &c->graph[i];
+        if (g->used && !memcmp(&g->key, k, sizeof *k)) {
+            g->stamp = ++c->graph_clock;
+            return g;
+        }
+        if (!victim || (victim->used && (!g->used || g->stamp < victim->stamp))) victim = g;
+    }
+    if (victim->exec) {
+        cudaGraphExecDestroy(victim->exec);
+        c->graph_evicted++;
+    }
+    memset(victim, 0, sizeof *victim);
+    victim->used = 1;
+    victim->key = *k;
+    victim->stamp = ++c->graph_clock;
+    return victim;
+}
+
+/* The chunk's forward and pooling at shape sh, queued on the compute stream. */
+static emb_status run_direct(cuda_ctx *c, const cu_slot *sl, chunk_shape sh, int has_skip,
+                             const emb_job *job, emb_error *err) {
+    emb_status st = forward(c, sl, sh.seqs, sh.tokens, sh.max_seqlen, job->layer, err);
+    return st ? st : pool_and_finish(c, sl, sh.seqs, has_skip, job, err);
+}
+
+/* Captures run_direct's work into g (graph mode ThreadLocal: other threads,
+ * e.g. other devices' workers, may allocate meanwhile). */
+static emb_status graph_capture(cuda_ctx *c, const cu_slot *sl, chunk_shape sh, int has_skip,
+                                const emb_job *job, cu_graph *g, emb_error *err) {
+    cudaGraph_t graph = NULL;
+    CU_CHECK(cudaStreamBeginCapture(c->compute, cudaStreamCaptureModeThreadLocal));
+    emb_status st = run_direct(c, sl, sh, has_skip, job, err);
+    cudaError_t e = cudaStreamEndCapture(c->compute, &graph);   /* ended whatever happened */
+    if (!st && e == cudaSuccess) e = cudaGraphInstantiate(&g->exec, graph, 0);
+    if (graph) cudaGraphDestroy(graph);
+    if (st) return st;
+    if (e != cudaSuccess) {
+        g->exec = NULL;
+        return cu_fail(err, e, graph ? "cudaGraphInstantiate" : "cudaStreamEndCapture", __FILE__, __LINE__);
+    }
+    c->graph_captured++;
+    return EMB_OK;
+}
+
+/* Runs the chunk on the compute stream: by its bucket's graph when there is
+ * one; capturing it when the bucket comes up a second time (a shape seen once,
+ * such as a batch's last chunk, costs no capture); directly otherwise. A
+ * capture that fails for want of device memory returns that (the chunk is
+ * split and retried); any other failure turns graphs off for this backend
+ * (the run note says why) and the chunk runs directly. */
+static emb_status run_device(cuda_ctx *c, const cu_slot *sl, chunk_shape sh, int has_skip,
+                             const emb_job *job, cu_graph *g, emb_error *err) {
+    if (g && !g->exec && g->seen) {
+        emb_status st = graph_capture(c, sl, sh, has_skip, job, g, err);
+        if (st == EMB_ERR_DEVICE_OOM) {
+            cudaGetLastError();
+            return st;
+        }
+        if (st) {
+            snprintf(c->graph_off, sizeof c->graph_off, "turned off after a failed capture: %.120s", err->message);
+            cudaGetLastError();
+            c->graphs = 0;
+            graph_flush(c);
+            g = NULL;
+        }
+    }
+    if (g && g->exec) {
+        CU_CHECK(cudaGraphLaunch(g->exec, c->compute));
+        c->graph_launched++;
+        return EMB_OK;
+    }
+    emb_status st = run_direct(c, sl, sh, has_skip, job, err);
+    if (!st && g) g->seen = 1;
+    if (!st) c->graph_direct++;
+    return st;
+}
+
+/* The backend's run note (emb_backend.run_note): what the graphs did. */
+static void cuda_run_note(emb_backend *be, char *buf, size_t cap) {
+    const cuda_ctx *c = be->ctx;
+    if (!cap) return;
+    buf[0] = 0;
+    if (!c->graphs_asked) return;
+    int n = snprintf(buf, cap, "CUDA graphs: %llu captured, %llu launched, %llu chunks run directly, %llu evicted",
+                     (unsigned long long)c->graph_captured, (unsigned long long)c->graph_launched,
+                     (unsigned long long)c->graph_direct, (unsigned long long)c->graph_evicted);
+    if (c->graph_off[0] && n > 0 && (size_t)n < cap) snprintf(buf + n, cap - (size_t)n, "; %s", c->graph_off);
+}
+
 /* Queues one chunk (sequences [s0, s1) of b) on the next slot. */
 static emb_status run_chunk(cuda_ctx *c, const emb_batch *b, int s0, int s1, const emb_job *job,
-                            float *out, emb_error *err) {
+                            size_t widest, float *out, emb_error *err) {
     cu_slot *sl = &c->slot[c->next_slot];
     emb_status st = drain_slot(c, sl, err);   /* staging of this slot is free again */
     if (st) return st;
@@ -1119,23 +1292,40 @@ static emb_status run_chunk(cuda_ctx *c, const emb_batch *b, int s0, int s1, con
     if (b->type_ids) memcpy(sl->types, b->type_ids + t0, (size_t)total * sizeof(int32_t));
     else memset(sl->types, 0, (size_t)total * sizeof(int32_t));
 
+    /* With graphs, the padded shape of the chunk's bucket (graph_shape). */
+    chunk_shape sh = {total, nseq, max_seqlen};
+    cu_graph *g = NULL;
+    if (c->graphs) {
+        sh = graph_shape(c, total, nseq, max_seqlen, widest);
+        const graph_key k = {.slot = (int)(sl - c->slot), .layer = job->layer, .modes = job->pooling_modes,
+                             .out_dim = job->out_dim, .normalize = job->normalize, .dense = job->apply_dense,
+                             .skip = b->skip != NULL, .shape = sh};
+        g = graph_entry(c, &k);
+        const size_t pad = (size_t)(sh.tokens - total) * sizeof(int32_t);
+        memset(sl->ids + total, 0, pad);
+        memset(sl->types + total, 0, pad);
+        if (c->pos) memset(sl->pos + total, 0, pad);
+        for (int i = nseq; i < sh.seqs; i++) {
+            sl->cu[i + 1] = total;
+            sl->skip[i] = 0;
+        }
+    }
+
     /* Upload on the copy stream, after the compute stream is done with the
      * slot's device buffers (its previous chunk). */
-    const size_t ib = (size_t)total * sizeof(int32_t), cb = ((size_t)nseq + 1) * sizeof(int32_t);
+    const size_t ib = (size_t)sh.tokens * sizeof(int32_t), cb = ((size_t)sh.seqs + 1) * sizeof(int32_t);
     CU_CHECK(cudaStreamWaitEvent(c->copy, sl->done, 0));
     CU_CHECK(cudaMemcpyAsync(sl->d_ids, sl->ids, ib, cudaMemcpyHostToDevice, c->copy));
     CU_CHECK(cudaMemcpyAsync(sl->d_types, sl->types, ib, cudaMemcpyHostToDevice, c->copy));
     CU_CHECK(cudaMemcpyAsync(sl->d_cu, sl->cu, cb, cudaMemcpyHostToDevice, c->copy));
     if (c->pos) CU_CHECK(cudaMemcpyAsync(sl->d_pos, sl->pos, ib, cudaMemcpyHostToDevice, c->copy));
     if (b->skip)
-        CU_CHECK(cudaMemcpyAsync(sl->d_skip, sl->skip, (size_t)nseq * sizeof(int32_t),
+        CU_CHECK(cudaMemcpyAsync(sl->d_skip, sl->skip, (size_t)sh.seqs * sizeof(int32_t),
                                  cudaMemcpyHostToDevice, c->copy));
     CU_CHECK(cudaEventRecord(sl->uploaded, c->copy));
     CU_CHECK(cudaStreamWaitEvent(c->compute, sl->uploaded, 0));
 
-    st = forward(c, sl, nseq, total, max_seqlen, job->layer, err);
-    if (!st) st = pool_and_finish(c, sl, nseq, b->skip != NULL, job, err);
-    if (st) return st;
+    if ((st = run_device(c, sl, sh, b->skip != NULL, job, g, err))) return st;
 
     CU_CHECK(cudaMemcpyAsync(sl->out, c->vec_out, (size_t)nseq * job->out_dim * sizeof(float),
                              cudaMemcpyDeviceToHost, c->compute));
@@ -1165,7 +1355,7 @@ static emb_status run_range(cuda_ctx *c, const emb_batch *b, int s0, int s1, con
             tokens += len;
             j++;
         }
-        emb_status st = run_chunk(c, b, i, j, job, out, err);
+        emb_status st = run_chunk(c, b, i, j, job, widest, out, err);
         /* (Not under tensor parallelism: every rank must cut alike.) */
         if (st == EMB_ERR_DEVICE_OOM && j - i > 1 && !c->tp) {
             /* Everything queued so far must finish before memory frees up,
@@ -1510,6 +1700,19 @@ static emb_status pick_mlp_epilogue(cuda_ctx *c, emb_error *err) {
     return EMB_OK;
 }
 
+/* EMBEDC_GRAPHS=on runs each chunk's forward and pooling as a CUDA graph
+ * per chunk-shape bucket (graph_shape, run_device): one launch instead of
+ * about ten per layer, at the price of a little padding. Off by default
+ * until measured; not under tensor parallelism (its all-reduces stay
+ * directly launched). */
+static emb_status pick_graphs(cuda_ctx *c, emb_error *err) {
+    emb_status st = env_switch("EMBEDC_GRAPHS", "on", "off", 0, &c->graphs, err);
+    if (st) return st;
+    if (c->tp) c->graphs = 0;
+    c->graphs_asked = c->graphs;
+    return EMB_OK;
+}
+
 /* cuBLAS's workspace, owned here rather than left to the handle's default
  * pool: the size NVIDIA's cuBLAS guide recommends (32 MiB on Hopper and
  * later, 4 MiB before; sized first, so that check_fits counts it), and
@@ -1609,6 +1812,7 @@ emb_status emb_cuda_backend_create_opts(const struct emb_model_files *mf, const 
     be->peak_flops = device_peak_flops(device);
     be->encode = cuda_encode;
     be->token_embeddings = cuda_token_embeddings;
+    be->run_note = cuda_run_note;
     be->destroy = cuda_destroy;
     c->mf = mf;
     c->r = mf->r;
@@ -1662,6 +1866,7 @@ emb_status emb_cuda_backend_create_opts(const struct emb_model_files *mf, const 
     if ((st = pick_qkv_bias(c, err))) goto fail;
     if ((st = pick_sandwich(c, err))) goto fail;
     if ((st = pick_mlp_epilogue(c, err))) goto fail;
+    if ((st = pick_graphs(c, err))) goto fail;
     /* The budget must hold the longest sequence the model accepts; on OOM
      * halve it (down to that floor) rather than refuse to run. */
     size_t tokens = o->max_batch_tokens ? o->max_batch_tokens : CUDA_DEFAULT_BATCH_TOKENS;

@@ -267,6 +267,43 @@ Test(cuda_backend, toy_bert_dense_head_dim_64) {
     toy_free(&t);
 }
 
+/* ---- EMBEDC_GRAPHS helpers -------------------------------------------------- */
+
+/* A CUDA backend (f16 or bf16, token budget) with EMBEDC_GRAPHS at `graphs`. */
+static emb_backend *graph_backend(const emb_model_files *mf, emb_dtype dt, size_t budget, const char *graphs) {
+    emb_backend *be = NULL;
+    emb_error err = {0};
+    setenv("EMBEDC_GRAPHS", graphs, 1);
+    const emb_status st = emb_cuda_backend_create(mf, dt, 0, budget, &be, &err);
+    unsetenv("EMBEDC_GRAPHS");
+    cr_assert_eq(st, EMB_OK, "EMBEDC_GRAPHS=%s: %s", graphs, err.message);
+    return be;
+}
+
+/* b's vectors under job j from backend be (NaN where nothing was written). */
+static float *encode_on(emb_backend *be, const emb_batch *b, const emb_job *j) {
+    const size_t n = (size_t)b->nseq * j->out_dim;
+    float *out = malloc(n * sizeof *out);
+    for (size_t i = 0; i < n; i++) out[i] = NAN;
+    emb_error err = {0};
+    cr_assert_eq(be->encode(be, b, j, out, &err), EMB_OK, "%s", err.message);
+    return out;
+}
+
+/* The run note's counts: captured, launched, chunks run directly, evicted. */
+typedef struct {
+    unsigned long long captured, launched, direct, evicted;
+} graph_counts;
+static graph_counts counts_of(emb_backend *be) {
+    char note[256] = "";
+    graph_counts g = {0};
+    be->run_note(be, note, sizeof note);
+    cr_assert_eq(sscanf(note, "CUDA graphs: %llu captured, %llu launched, %llu chunks run directly, %llu evicted",
+                        &g.captured, &g.launched, &g.direct, &g.evicted),
+                 4, "run note: \"%s\"", note);
+    return g;
+}
+
 /* A batch bigger than the token budget runs as several pipelined chunks. */
 Test(cuda_backend, chunked_over_budget) {
     toy_model t;
@@ -622,7 +659,11 @@ Test(cuda_backend, oom_at_create_lowers_token_budget) {
     toy_free(&t);
 }
 
-Test(cuda_backend, oom_in_encode_splits_and_retries) {
+/* A chunk that runs out of device memory is halved and retried, every
+ * document once in its place; with EMBEDC_GRAPHS=on too, where the failures
+ * also hit captures and graph launches (the cases repeat the same batch, so
+ * its buckets are captured from the second one on). */
+static void oom_in_encode(const char *graphs) {
     toy_model t;
     toy_build(&t, 64, 2, 1, 128, 0);
     test_batch tb;
@@ -634,15 +675,23 @@ Test(cuda_backend, oom_in_encode_splits_and_retries) {
     float *ref = encode_fresh(&t.mf, 512, &tb.b, &j, &st, &err);
     cr_assert_eq(st, EMB_OK, "%s", err.message);
 
-    emb_backend *gpu = NULL;
-    cr_assert_eq(emb_cuda_backend_create(&t.mf, EMB_DTYPE_F16, 0, 512, &gpu, &err), EMB_OK, "%s",
-                 err.message);
+    const int on = !strcmp(graphs, "on");
+    /* With graphs, 600 tokens: 6 chunks, so that each encode puts the same
+     * chunks on the same slots and the second one captures (the first OOM
+     * lands inside a capture). */
+    emb_backend *gpu = graph_backend(&t.mf, EMB_DTYPE_F16, on ? 600 : 512, graphs);
     float *got = malloc((size_t)40 * 64 * sizeof *got);
     /* Where the failures start (operations into the encode) and how many in a
      * row: the first kernel, mid-layer launches and GEMMs of later chunks, and
-     * a chunk whose first half fails again. */
-    static const long cases[][2] = {{0, 1}, {3, 1}, {11, 1}, {26, 1}, {40, 2}, {64, 1}};
-    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+     * a chunk whose first half fails again. With graphs an encode has fewer
+     * operations (a replayed chunk is one): none (the buckets are seen),
+     * the second launch of a capture, none (the rest are captured), then
+     * graph launches, two in a row. */
+    static const long direct[][2] = {{0, 1}, {3, 1}, {11, 1}, {26, 1}, {40, 2}, {64, 1}};
+    static const long graphed[][2] = {{0, 0}, {1, 1}, {0, 0}, {0, 0}, {0, 1}, {2, 1}, {4, 2}, {1, 1}};
+    const long (*cases)[2] = on ? graphed : direct;
+    const size_t ncases = on ? sizeof graphed / sizeof graphed[0] : sizeof direct / sizeof direct[0];
+    for (size_t c = 0; c < ncases; c++) {
         for (size_t i = 0; i < (size_t)40 * 64; i++) got[i] = NAN;
         const long before = embsim_oom_injected();
         embsim_inject_oom(cases[c][0], cases[c][1]);
@@ -664,12 +713,24 @@ Test(cuda_backend, oom_in_encode_splits_and_retries) {
     for (size_t i = 0; i < (size_t)40 * 64; i++) got[i] = NAN;
     cr_assert_eq(gpu->encode(gpu, &tb.b, &j, got, &err), EMB_OK, "after the shortage: %s", err.message);
     expect_same_docs(got, ref, 40, 64, "after a failed encode");
+    if (on) {
+        /* Running out of memory in a capture is not a reason to give graphs up. */
+        char note[256] = "";
+        gpu->run_note(gpu, note, sizeof note);
+        cr_expect(!strstr(note, "turned off"), "%s", note);
+        const graph_counts g = counts_of(gpu);
+        cr_expect_geq(g.captured, 6, "the batch's buckets were captured: %s", note);
+        cr_expect_geq(g.launched, 12, "and replayed: %s", note);
+    }
     gpu->destroy(gpu);
     free(got);
     free(ref);
     free_batch(&tb);
     toy_free(&t);
 }
+
+Test(cuda_backend, oom_in_encode_splits_and_retries) { oom_in_encode("off"); }
+Test(cuda_backend, oom_in_encode_splits_and_retries_graphs) { oom_in_encode("on"); }
 #endif
 
 /* ---- the real model ---------------------------------------------------------- */
@@ -1053,12 +1114,6 @@ Test(cuda_backend, wgmma_attention_families, .timeout = 1800) {
     unsetenv("EMBEDC_ATTENTION");
 }
 
-/* The QKV bias of BERT-like families is folded by default (the K part
- * dropped, the V part in the output bias, the Q part added by the attention
- * kernel); every family test above runs that way. EMBEDC_QKV_BIAS=pass keeps
- * the separate bias pass: the same references must hold, for the relative
- * bias (MPNet) and absolute positions (XLM-RoBERTa); an unknown value is an
- * error naming it. */
 /* A backend switch set to an unknown value: creating the backend fails with
  * a message naming VAR=value. */
 static void refuses_switch_value(const char *dir, const char *var, const char *value) {
@@ -1076,6 +1131,185 @@ static void refuses_switch_value(const char *dir, const char *var, const char *v
     emb_mf_free(&mf);
 }
 
+/* ---- CUDA graphs (EMBEDC_GRAPHS=on) ------------------------------------------ */
+
+/* b under j on the graphs backend `on`, three times (a bucket's first chunk
+ * runs directly, its second is captured, later ones replay), against the
+ * direct backend `off`: under the simulator bit for bit (its GEMM computes
+ * each row on its own, so neither padding tokens nor empty padding
+ * sequences may change a vector); on a GPU, cuBLAS may pick another kernel
+ * for the padded row count, so within MIN_COS. */
+static void expect_graphs_match(emb_backend *on, emb_backend *off, const emb_batch *b, const emb_job *j,
+                                const char *what) {
+    float *want = encode_on(off, b, j);
+    const size_t n = (size_t)b->nseq * j->out_dim;
+    for (int pass = 0; pass < 3; pass++) {
+        float *got = encode_on(on, b, j);
+        int wi = 0;
+        const double c = worst_cos(got, want, b->nseq, j->out_dim, &wi);
+        cr_expect_geq(c, MIN_COS, "%s, pass %d: cos %.7f for vector %d", what, pass, c, wi);
+#ifdef EMBEDC_SIM
+        size_t k = 0;
+        while (k < n && memcmp(&got[k], &want[k], sizeof *got) == 0) k++;
+        cr_expect_eq(k, n, "%s, pass %d: element %zu (vector %zu) is %.9g by graph, %.9g by direct launches",
+                     what, pass, k, k / j->out_dim, k < n ? got[k] : 0.0, k < n ? want[k] : 0.0);
+#else
+        (void)n;
+#endif
+        free(got);
+    }
+    free(want);
+}
+
+/* EMBEDC_GRAPHS=on on a batch cut into 512-token chunks: each chunk-shape
+ * bucket (padded tokens, sequences and query tiles, per slot and job) is
+ * captured the second time it comes up and replayed after that; a batch of
+ * other lengths in the same buckets replays the same graphs with its own
+ * shapes; another job (layer 1, Dense, truncation, prompt skips) gets its
+ * own graphs. Every vector as the direct launches give it, and the CPU
+ * backend's within MIN_COS. Off by default (no run note); an unknown value
+ * is an error naming it. */
+Test(cuda_backend, graphs_per_chunk_bucket, .timeout = 1200) {
+    toy_model t;
+    toy_build(&t, 64, 2, 2, 128, 48);
+    int lens[48], lens_b[48];
+    for (int i = 0; i < 48; i++) {
+        lens[i] = 24 + (i * 7) % 11;
+        lens_b[i] = lens[i] - (i % 4 == 1);
+    }
+    test_batch ta, tb;
+    make_batch(&ta, lens, 48, t.mf.r.vocab_size, 1);
+    make_batch(&tb, lens_b, 48, t.mf.r.vocab_size, 1);
+    const emb_job mean = make_job(&t.mf, EMB_POOL_MEAN, 2, 0, 1, 0);
+    const emb_job layer1 = make_job(&t.mf, EMB_POOL_MEAN, 1, 0, 1, 0);
+    const emb_job dense = make_job(&t.mf, EMB_POOL_MEAN, 1, 1, 1, 32);
+    for (int d = 0; d < 2; d++) {
+        emb_backend *on = graph_backend(&t.mf, DTYPES[d], 512, "on");
+        emb_backend *off = graph_backend(&t.mf, DTYPES[d], 512, "off");
+        char note[256] = "x";
+        off->run_note(off, note, sizeof note);
+        cr_expect_str_empty(note, "graphs off: no run note");
+
+        expect_graphs_match(on, off, &ta.b, &mean, "graphs, batch A");
+        const graph_counts a = counts_of(on);
+        cr_expect_geq(a.captured, 1, "a bucket seen twice is captured");
+        cr_expect_geq(a.launched, a.captured + 1, "and replayed");
+        cr_expect_geq(a.direct, 1, "its first chunk ran directly");
+        cr_expect_eq(a.evicted, 0);
+
+        expect_graphs_match(on, off, &tb.b, &mean, "graphs, batch B (other lengths, same buckets)");
+        const graph_counts b = counts_of(on);
+        /* Batch A's chunks: 17, 17 and 14 documents, 491, 490 and 411
+         * tokens, run as 18 / 512, 18 / 512 and 14 / 448; batch B's (487,
+         * 485 and 408 tokens) fall in the same buckets: none runs directly,
+         * all 3 x 3 by graph (slots alternate, so a bucket A saw on the
+         * other slot is captured now). */
+        cr_expect_eq(b.direct, a.direct, "batch B in batch A's buckets: no chunk runs directly");
+        cr_expect_eq(b.launched, a.launched + 9, "batch B: its 9 chunks by graph");
+
+        expect_graphs_match(on, off, &ta.b, &layer1, "graphs, layer 1");
+        const graph_counts l1 = counts_of(on);
+        cr_expect_gt(l1.captured, b.captured, "another layer, other graphs");
+        expect_graphs_match(on, off, &ta.b, &dense, "graphs, layer 1 + Dense + truncation");
+        cr_expect_gt(counts_of(on).captured, l1.captured, "another job, other graphs");
+
+        float *got = encode_on(on, &ta.b, &mean);
+        emb_backend *cpu = NULL;
+        emb_error err = {0};
+        cr_assert_eq(emb_cpu_backend_create(&t.mf, 1, &cpu, &err), EMB_OK, "%s", err.message);
+        float *want = encode_on(cpu, &ta.b, &mean);
+        int wi = 0;
+        const double c = worst_cos(got, want, 48, mean.out_dim, &wi);
+        cr_expect_geq(c, MIN_COS, "graphs vs the CPU backend: cos %.7f for vector %d", c, wi);
+        free(got);
+        free(want);
+        cpu->destroy(cpu);
+        on->destroy(on);
+        off->destroy(off);
+    }
+    const char *dir = ts_default_model();
+    if (dir) refuses_switch_value(dir, "EMBEDC_GRAPHS", "yes");
+    free_batch(&ta);
+    free_batch(&tb);
+    toy_free(&t);
+}
+
+/* More buckets than the cache holds (128 graphs): 80 one-chunk batches of
+ * 16..1 documents of 8..87 tokens, each encoded three times (the slots
+ * alternate, so the third is the capture), 74 buckets on each slot; the
+ * least recently used graphs are evicted, and the first batch (its bucket
+ * its own), captured again, still gives the direct launches' vectors. */
+Test(cuda_backend, graphs_evict_least_recent, .timeout = 1200) {
+    toy_model t;
+    toy_build(&t, 64, 2, 1, 128, 0);
+    const emb_job j = make_job(&t.mf, EMB_POOL_MEAN, 1, 0, 1, 0);
+    emb_backend *on = graph_backend(&t.mf, EMB_DTYPE_F16, 4096, "on");
+    emb_backend *off = graph_backend(&t.mf, EMB_DTYPE_F16, 4096, "off");
+    test_batch first;
+    for (int k = 0; k < 80; k++) {
+        int lens[16];
+        const int n = 16 - k % 16;
+        for (int i = 0; i < n; i++) lens[i] = 8 + k;
+        test_batch tb;
+        make_batch(&tb, lens, n, t.mf.r.vocab_size, 0);
+        for (int pass = 0; pass < 3; pass++) free(encode_on(on, &tb.b, &j));
+        if (k) free_batch(&tb);
+        else first = tb;
+    }
+    const graph_counts g = counts_of(on);
+    cr_expect_geq(g.captured, 70, "a capture per batch but where buckets repeat");
+    cr_expect_geq(g.evicted, 1, "148 keys in 128 entries");
+    expect_graphs_match(on, off, &first.b, &j, "graphs, a bucket evicted and captured again");
+    cr_expect_gt(counts_of(on).captured, g.captured, "captured again");
+    on->destroy(on);
+    off->destroy(off);
+    free_batch(&first);
+    toy_free(&t);
+}
+
+/* Graphs on the generic recipes (rotary, windows, softcap, GQA, gated MLP,
+ * sandwich norms) and with a relative-position bias whose table is narrower
+ * than the query tiles' padding (max_position 100: max_seqlen pads to 100,
+ * not 128). */
+Test(cuda_backend, graphs_generic_and_relative, .timeout = 1200) {
+    for (int p = 0; p < 3; p++) {
+        toy_model t;
+        int lens[24];
+        if (p < 2) {
+            toy_generic(&t, GENERIC_PLACES[p], 2, 32);
+            for (int i = 0; i < 24; i++) lens[i] = 30 + (i * 5) % 11;
+        } else {
+            toy_build(&t, 64, 2, 2, 128, 0);
+            emb_recipe *r = &t.mf.r;
+            r->max_position = 100;
+            r->attn_pos = EMB_APOS_RELATIVE;
+            r->rel = (emb_recipe_relative){32, 64, 1, toy_tensor(&t, 32, 2, 2.0f, 0)};
+            for (int i = 0; i < 24; i++) lens[i] = 70 + (i * 5) % 31;
+        }
+        test_batch tb;
+        make_batch(&tb, lens, 24, t.mf.r.vocab_size, 0);
+        const emb_job j = make_job(&t.mf, EMB_POOL_MEAN | EMB_POOL_LAST_TOKEN, t.mf.r.layers, 0, 1, 0);
+        /* Sandwich: a 600-token budget, so that the 596-token chunk's bucket
+         * (640) is cut back to the workspace. */
+        const size_t budget = p == 0 ? 600 : 512;
+        emb_backend *on = graph_backend(&t.mf, EMB_DTYPE_BF16, budget, "on");
+        emb_backend *off = graph_backend(&t.mf, EMB_DTYPE_BF16, budget, "off");
+        const char *what = p == 0 ? "graphs, sandwich" : p == 1 ? "graphs, pre-norm" : "graphs, relative bias";
+        expect_graphs_match(on, off, &tb.b, &j, what);
+        cr_expect_geq(counts_of(on).captured, 1, "%s: captured", what);
+        on->destroy(on);
+        off->destroy(off);
+        free_batch(&tb);
+        toy_free(&t);
+    }
+}
+
+/* The QKV bias of BERT-like families is folded by default (the K part
+ * dropped, the V part in the output bias, the Q part added by the attention
+ * kernel); every family test above runs that way. EMBEDC_QKV_BIAS=pass keeps
+ * the separate bias pass: the same references must hold, for the relative
+ * bias (MPNet) and absolute positions (XLM-RoBERTa); an unknown value is an
+ * error naming it. */
 Test(cuda_backend, qkv_bias_pass_and_choice, .timeout = 1800) {
     const char *dir = ts_default_model();
     if (!dir) cr_skip_test("default model not fetched (tools/fetch-model)");

@@ -237,6 +237,8 @@ struct StreamOp {
 
 struct CUgraph_st {
     std::vector<embsim::StreamOp> ops;
+    bool strict = false;      /* captured in global or thread-local mode */
+    bool invalidated = false; /* a call the mode prohibits was made meanwhile */
 };
 struct CUgraphExec_st {
     std::vector<embsim::StreamOp> ops;
@@ -288,12 +290,27 @@ static std::vector<std::unique_ptr<Device>> &devices()
 
 static thread_local int tls_device = 0;
 static thread_local cudaError_t tls_last_error = cudaSuccess;
+/* Captures this thread began in global or thread-local mode: while one is
+ * open the thread may not allocate, free or synchronise the device (CUDA
+ * refuses such calls and invalidates the capture). */
+static thread_local std::vector<CUgraph_st *> tls_strict_captures;
 
 static cudaError_t set_error(cudaError_t e)
 {
     if (e != cudaSuccess)
         tls_last_error = e;
     return e;
+}
+
+/* cudaErrorStreamCaptureUnsupported when this thread has a strict capture
+ * open (which the call, one that mode prohibits, invalidates). */
+static cudaError_t capture_forbids()
+{
+    if (tls_strict_captures.empty())
+        return cudaSuccess;
+    for (CUgraph_st *g : tls_strict_captures)
+        g->invalidated = true;
+    return cudaErrorStreamCaptureUnsupported;
 }
 
 static cudaStream_t resolve(cudaStream_t s)
@@ -732,6 +749,10 @@ static cudaError_t alloc(void **ptr, size_t size, MemKind kind)
 {
     if (!ptr)
         return set_error(cudaErrorInvalidValue);
+    if (cudaError_t e = capture_forbids()) {
+        *ptr = nullptr;
+        return set_error(e);
+    }
     size_t rounded = (size + kGlobalRedZone - 1) / kGlobalRedZone * kGlobalRedZone;
     size_t total = rounded + 2 * kGlobalRedZone;
     if (kind == MemKind::Device) {
@@ -772,6 +793,8 @@ static cudaError_t release(void *ptr, MemKind kind)
 {
     if (!ptr)
         return cudaSuccess;
+    if (cudaError_t e = capture_forbids())
+        return set_error(e);
     Alloc a;
     {
         std::lock_guard<std::recursive_mutex> g(g_mu);
@@ -1014,6 +1037,8 @@ cudaError_t cudaStreamQuery(cudaStream_t stream) { return cudaStreamSynchronize(
 
 cudaError_t cudaDeviceSynchronize(void)
 {
+    if (cudaError_t e = capture_forbids())
+        return set_error(e);
     Device &d = *devices()[static_cast<size_t>(tls_device)];
     cudaError_t r = drain(&d.legacy);
     std::vector<cudaStream_t> streams;
@@ -1128,7 +1153,7 @@ cudaError_t cudaLaunchHostFunc(cudaStream_t stream, cudaHostFn_t fn, void *user)
 
 /* ---- graphs ------------------------------------------------------------------------------------------- */
 
-cudaError_t cudaStreamBeginCapture(cudaStream_t stream, enum cudaStreamCaptureMode)
+cudaError_t cudaStreamBeginCapture(cudaStream_t stream, enum cudaStreamCaptureMode mode)
 {
     cudaStream_t s = resolve(stream);
     if (s->legacy)
@@ -1139,6 +1164,10 @@ cudaError_t cudaStreamBeginCapture(cudaStream_t stream, enum cudaStreamCaptureMo
     drain(s);
     s->capture = new CUgraph_st();
     s->capture_origin = s;
+    if (mode != cudaStreamCaptureModeRelaxed) {
+        s->capture->strict = true;
+        tls_strict_captures.push_back(s->capture);
+    }
     return cudaSuccess;
 }
 
@@ -1155,6 +1184,13 @@ cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t *graph)
                 o->capture = nullptr;
                 o->capture_origin = nullptr;
             }
+    auto &open = tls_strict_captures;
+    open.erase(std::remove(open.begin(), open.end(), g), open.end());
+    if (g->invalidated) {
+        delete g;
+        *graph = nullptr;
+        return set_error(cudaErrorStreamCaptureInvalidated);
+    }
     *graph = g;
     return cudaSuccess;
 }
@@ -1178,6 +1214,9 @@ cudaError_t cudaGraphInstantiateWithFlags(cudaGraphExec_t *exec, cudaGraph_t gra
 
 cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream)
 {
+    /* A launch can find the device short of memory, as a kernel launch can. */
+    if (inject_oom_now())
+        return set_error(cudaErrorMemoryAllocation);
     cudaStream_t s = resolve(stream);
     for (const StreamOp &op : exec->ops)
         enqueue(s, op.what, op.fn);

@@ -141,6 +141,52 @@ Test(runtime, graph_capture_and_replay)
     CUDA_OK(cudaStreamDestroy(s));
 }
 
+/* While a global or thread-local capture is open its thread may not
+ * allocate, free or synchronise the device: the call fails and the capture
+ * ends invalidated, as on a GPU; relaxed mode allows allocating. A graph
+ * launch can run out of memory (embsim_inject_oom). */
+Test(runtime, capture_modes_and_graph_launch_oom)
+{
+    cudaStream_t s;
+    CUDA_OK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    void *p = nullptr;
+    cudaGraph_t g = nullptr;
+    const cudaStreamCaptureMode strict[] = {cudaStreamCaptureModeGlobal, cudaStreamCaptureModeThreadLocal};
+    for (cudaStreamCaptureMode m : strict) {
+        CUDA_OK(cudaStreamBeginCapture(s, m));
+        cr_assert_eq(cudaMalloc(&p, 64), cudaErrorStreamCaptureUnsupported);
+        cr_assert_null(p);
+        cr_assert_eq(cudaStreamEndCapture(s, &g), cudaErrorStreamCaptureInvalidated);
+        cr_assert_null(g);
+        cudaGetLastError();
+    }
+    CUDA_OK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+    cr_assert_eq(cudaDeviceSynchronize(), cudaErrorStreamCaptureUnsupported);
+    cr_assert_eq(cudaStreamEndCapture(s, &g), cudaErrorStreamCaptureInvalidated);
+    cudaGetLastError();
+
+    CUDA_OK(cudaStreamBeginCapture(s, cudaStreamCaptureModeRelaxed));
+    CUDA_OK(cudaMalloc(&p, 64));
+    const int n = 8;
+    DevBuf<float> x(std::vector<float>(n, 0.0f));
+    EMB_LAUNCH(add_kernel, 1, 32, 0, s)(x.d, 2.0f, n);
+    CUDA_OK(cudaStreamEndCapture(s, &g));
+    CUDA_OK(cudaFree(p));
+    cudaGraphExec_t ge;
+    CUDA_OK(cudaGraphInstantiate(&ge, g, 0));
+    embsim_inject_oom(0, 1);
+    cr_assert_eq(cudaGraphLaunch(ge, s), cudaErrorMemoryAllocation);
+    embsim_inject_oom(0, 0);
+    cudaGetLastError();
+    CUDA_OK(cudaGraphLaunch(ge, s));
+    CUDA_OK(cudaStreamSynchronize(s));
+    for (float v : x.get())
+        cr_assert_eq(v, 2.0f, "the failed launch ran nothing, the next one ran once");
+    CUDA_OK(cudaGraphExecDestroy(ge));
+    CUDA_OK(cudaGraphDestroy(g));
+    CUDA_OK(cudaStreamDestroy(s));
+}
+
 Test(runtime, devices_and_properties)
 {
     int count = 0;
