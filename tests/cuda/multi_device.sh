@@ -4,7 +4,10 @@
 #   - the work is dealt within 5 % tokens per device (--summary-json);
 #   - a device that fails mid-job ends it with a message naming the device
 #     and the CUDA call, and a --job keeps what was durably written;
-#   - --devices errors (a device not visible, one named twice) are messages.
+#   - --devices errors (a device not visible, one named twice) are messages;
+#   - with EMBEDC_GRAPHS=on (CUDA graphs per chunk-shape bucket) on 1 and 2
+#     devices the vectors are bit-identical to direct launches, and `embedc
+#     bench` reports the graphs' counts in its table and --summary-json.
 # Usage: multi_device.sh EMBEDC_SIM SOURCE_DIR
 set -uo pipefail
 E="$1"; SRC="$2"
@@ -56,5 +59,23 @@ check "a device failing mid-job ends it naming the device and the call" \
 check "what was durably written before the failure is kept for resume" 'grep -q "^chunk 0 16 " "$T/fjob/journal-0.log"'
 "$E" "${ARGS[@]}" --devices 4 --window-docs 16 -o "$T/f.npy" --job "$T/fjob" 2>"$T/err"
 check "the job then resumes on healthy devices, identical to one device" 'cmp -s "$T/f.npy" "$T/d1.npy"'
+
+# CUDA graphs: the padded shapes change no vector (the simulator's GEMM
+# computes each row on its own; on a GPU cuBLAS may pick another kernel).
+for n in 1 2; do
+    EMBEDC_GRAPHS=on "$E" "${ARGS[@]}" --devices "$n" -o "$T/g$n.npy" 2>"$T/gerr$n" ||
+        { echo "FAIL - graphs on $n devices: $(tail -n 3 "$T/gerr$n")"; fails=$((fails + 1)); }
+    check "graphs on $n devices: bit-identical to direct launches" 'cmp -s "$T/d1.npy" "$T/g$n.npy"'
+done
+head -n 24 "$T/in.jsonl" > "$T/in24.jsonl"
+EMBEDC_GRAPHS=on "$E" bench -m "$M" -i "$T/in24.jsonl" --max-length 24 --batch-tokens 512 --device cuda \
+    --dtype f16 --fixed-lengths none --summary-json "$T/gb.json" >"$T/gb.txt" 2>"$T/gberr"; rc=$?
+check "bench with graphs: the counts in its table and --summary-json" "[[ $rc == 0 ]] && grep -q 'cuda 0, all passes: CUDA graphs: [1-9]' '$T/gb.txt' && python3 - '$T/gb.json' <<'EOF'
+import json, re, sys
+s = json.load(open(sys.argv[1]))
+note = s['run_notes'][0]
+m = re.match(r'CUDA graphs: (\d+) captured, (\d+) launched, (\d+) chunks run directly', note)
+assert m and int(m[1]) >= 1 and int(m[2]) > int(m[1]) and 'turned off' not in note, note
+EOF"
 
 [[ $fails -eq 0 ]] || exit 1
