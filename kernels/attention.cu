@@ -8,8 +8,9 @@
  * owns 16 query rows, keeps the running max/sum and the output accumulator in
  * registers (and its Q fragments too up to head_dim 128; at 256 they are
  * re-read from shared memory), and walks the key tiles: S = Q K^T and
- * O += P V on tensor cores (mma.sync m16n8k16, fp32 accumulate), online
- * softmax in fp32 with exp2; the K and V loads of the next tile overlap the
+ * O += P V on tensor cores (mma.sync m16n8k16, fp32 accumulate; the row
+ * sums too, as P times a column of ones), online softmax in fp32 with exp2;
+ * the K and V loads of the next tile overlap the
  * current tile's math (see the loop). A CTA walks only the key tiles that the
  * window (window_left / window_right, see kernels.h) of one of its queries reaches;
  * inside them, keys out of the sequence or out of a query's window get -inf
@@ -27,15 +28,29 @@ struct alignas(16) attn_chunk { uint32_t w[4]; };
 
 template <typename T> struct attn_mma;
 template <> struct attn_mma<__half> {
+    static constexpr uint32_t ONES = 0x3C003C00u;   /* two 1.0 halves */
     static __device__ __forceinline__ void run(float d[4], const uint32_t a[4], const uint32_t b[2]) {
         emb_mma_m16n8k16_f16f32(d, a, b, d);
     }
 };
 template <> struct attn_mma<__nv_bfloat16> {
+    static constexpr uint32_t ONES = 0x3F803F80u;   /* two 1.0 bf16s */
     static __device__ __forceinline__ void run(float d[4], const uint32_t a[4], const uint32_t b[2]) {
         emb_mma_m16n8k16_bf16f32(d, a, b, d);
     }
 };
+
+/* l += P 1: the row sums of one k-step's probabilities (P as A fragments, see
+ * attn_pack_p) by the tensor cores against a column of ones: one MMA instead
+ * of 8 FADDs per thread, and every thread gets its rows' whole sums (no
+ * shuffles). l is a C fragment: l[0], l[1] row g, l[2], l[3] row g + 8 (the
+ * two of a row are equal). The sums are of the rounded probabilities the
+ * P V product uses, so each output row is an exact weighted mean of V. */
+template <typename T>
+__device__ __forceinline__ void attn_rowsum(float l[4], const uint32_t pa[4]) {
+    const uint32_t ones[2] = {attn_mma<T>::ONES, attn_mma<T>::ONES};
+    attn_mma<T>::run(l, pa, ones);
+}
 
 /* Two fp32 values as one 32-bit register of two 16-bit elements, the lower
  * column in the low half (the mma fragment convention). */
@@ -139,8 +154,9 @@ __device__ __forceinline__ bool attn_tile_full(int k0, int w0, int len, const at
 /* One key tile of the online softmax, on the S fragment of a warp's 16
  * query rows (the mma.m16n8 C layout, which wgmma's accumulator shares: this
  * thread holds rows g and g + 8, keys k0 + 8i + 2t4 + {0, 1}): running max m
- * and sum l updated (log2 domain), the output accumulator o rescaled, and sc
- * left holding the unnormalised probabilities. MASK: keys outside a row's
+ * updated (log2 domain), the sums l (attn_rowsum's fragment; the tile's own
+ * are added after, from the packed P) and the output accumulator o rescaled,
+ * and sc left holding the unnormalised probabilities. MASK: keys outside a row's
  * [lo, hi) become -inf (a tile the warp sees whole runs without, see
  * attn_tile_full: at head_dim 32-64 the per-element mask tests cost more
  * issue slots than the tile's MMAs). Without XF the max is taken on the raw
@@ -148,7 +164,7 @@ __device__ __forceinline__ bool attn_tile_full(int k0, int w0, int len, const at
  * max commutes with it): p = exp2(s * scale_log2 - m). XF adds the bias and
  * softcap first, element by element. */
 template <int NT, int DT, bool XF, bool MASK>
-__device__ __forceinline__ void attn_online_softmax(float (*sc)[4], float (*o)[4], float m[2], float l[2],
+__device__ __forceinline__ void attn_online_softmax(float (*sc)[4], float (*o)[4], float m[2], float l[4],
                                                     int k0, int qrow0, const attn_rows &rows, int t4,
                                                     const attn_kargs &a, const float *bias_h) {
     float mx[2] = {-INFINITY, -INFINITY};
@@ -189,11 +205,14 @@ __device__ __forceinline__ void attn_online_softmax(float (*sc)[4], float (*o)[4
         mu[r] = mnew == -INFINITY ? 0.0f : mnew;
         alpha[r] = emb_ex2_ftz(m[r] - mu[r]);
         m[r] = mnew;
-        l[r] *= alpha[r];
     }
     /* Once a row's max settles (most tiles of a long sequence) alpha is
-     * exactly 1: skip the D / 2 multiplies when it is for the warp's 16 rows. */
+     * exactly 1: skip the D / 2 + 4 multiplies when it is for the warp's 16 rows. */
     if (__any_sync(EMB_FULL_MASK, alpha[0] != 1.0f || alpha[1] != 1.0f)) {
+        l[0] *= alpha[0];
+        l[1] *= alpha[0];
+        l[2] *= alpha[1];
+        l[3] *= alpha[1];
 #pragma unroll
         for (int i = 0; i < DT; i++) {
             o[i][0] *= alpha[0];
@@ -207,14 +226,13 @@ __device__ __forceinline__ void attn_online_softmax(float (*sc)[4], float (*o)[4
 #pragma unroll
         for (int e = 0; e < 4; e++) {
             sc[i][e] = emb_ex2_ftz(XF ? sc[i][e] - mu[e >> 1] : fmaf(sc[i][e], s2, -mu[e >> 1]));
-            l[e >> 1] += sc[i][e];
         }
     }
 }
 
 /* The softmax step of a tile: unmasked where the warp sees the tile whole. */
 template <int BN, int DT, bool XF>
-__device__ __forceinline__ void attn_softmax_tile(float (*sc)[4], float (*o)[4], float m[2], float l[2],
+__device__ __forceinline__ void attn_softmax_tile(float (*sc)[4], float (*o)[4], float m[2], float l[4],
                                                   int k0, int w0, int qrow0, int len, const attn_rows &rows,
                                                   int t4, const attn_kargs &a, const float *bias_h) {
     if (attn_tile_full<BN>(k0, w0, len, a))
@@ -233,18 +251,17 @@ __device__ __forceinline__ void attn_pack_p(uint32_t pa[4], const float (*sc)[4]
     pa[3] = pack2<T>(sc[2 * kk + 1][2], sc[2 * kk + 1][3]);
 }
 
-/* Final 1 / l and the store of a warp's 16 rows (those inside the sequence). */
+/* Final 1 / l (attn_rowsum's whole-row sums) and the store of a warp's 16
+ * rows (those inside the sequence). */
 template <typename T, int DT>
-__device__ __forceinline__ void attn_store(T *out, const float (*o)[4], float l[2], int qrow0, int len,
+__device__ __forceinline__ void attn_store(T *out, const float (*o)[4], const float l[4], int qrow0, int len,
                                            int start, int h, int t4, int heads) {
     const size_t ldo = (size_t)heads * DT * 8;
 #pragma unroll
     for (int r = 0; r < 2; r++) {
-        l[r] += __shfl_xor_sync(EMB_FULL_MASK, l[r], 1);
-        l[r] += __shfl_xor_sync(EMB_FULL_MASK, l[r], 2);
         const int qrow = qrow0 + r * 8;
         if (qrow >= len) continue;
-        const float inv = 1.0f / l[r];
+        const float inv = 1.0f / l[2 * r];
         T *dst = out + (size_t)(start + qrow) * ldo + (size_t)h * DT * 8 + 2 * t4;
 #pragma unroll
         for (int i = 0; i < DT; i++) emb_st2(dst + i * 8, o[i][2 * r] * inv, o[i][2 * r + 1] * inv);
@@ -336,7 +353,7 @@ __global__ void __launch_bounds__(32 * ATTN_WARPS, XF ? attn_cfg<D>::MIN_CTAS_XF
 
     uint32_t qf[QREG ? KD : 1][4];
     float o[DT][4];
-    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+    float m[2] = {-INFINITY, -INFINITY}, l[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
     for (int i = 0; i < DT; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
 
@@ -400,6 +417,7 @@ __global__ void __launch_bounds__(32 * ATTN_WARPS, XF ? attn_cfg<D>::MIN_CTAS_XF
         for (int kk = 0; kk < BN / 16; kk++) {
             uint32_t pa[4];
             attn_pack_p<T>(pa, sc, kk);
+            attn_rowsum<T>(l, pa);
 #pragma unroll
             for (int j = 0; j < DT / 2; j++) {
                 uint32_t r[4];
@@ -456,7 +474,7 @@ __global__ void __launch_bounds__(32 * ATTN_WARPS, 1) attention_wgmma_kernel(T *
     const T *gV = qkv + (size_t)c.start * c.ld + (size_t)(a.heads + a.kv_heads + c.kvh) * D;
 
     float o[DT][4];
-    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+    float m[2] = {-INFINITY, -INFINITY}, l[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
     for (int i = 0; i < DT; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
     const int qrow0 = c.q0 + warp * 16 + (lane >> 2);
@@ -500,7 +518,10 @@ __global__ void __launch_bounds__(32 * ATTN_WARPS, 1) attention_wgmma_kernel(T *
 
         uint32_t pa[BN / 16][4];
 #pragma unroll
-        for (int kk = 0; kk < BN / 16; kk++) attn_pack_p<T>(pa[kk], sc, kk);
+        for (int kk = 0; kk < BN / 16; kk++) {
+            attn_pack_p<T>(pa[kk], sc, kk);
+            attn_rowsum<T>(l, pa[kk]);
+        }
         emb_wgmma_fence_acc<DT * 4>(&o[0][0]);
         emb_wgmma_fence();
         /* V as B, MN-major: along K (keys) the next core matrix is 8 rows on,
