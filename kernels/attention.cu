@@ -140,15 +140,19 @@ __device__ __forceinline__ attn_rows attn_rows_of(int qrow0, int len, const attn
     return r;
 }
 
-/* Whether key tile [k0, k0 + BN) is visible whole to every query row of the
- * warp that is inside the sequence (rows w0 .. w0 + 15): then its logits need
- * no mask. Warp-uniform. Rows past the end compute unmasked logits of their
- * zero (or bias-only) queries against real keys: finite, and never stored. */
+/* The mask key tile [k0, k0 + BN) needs for the warp's query rows inside the
+ * sequence (rows w0 .. w0 + 15), warp-uniform: none when they all see it
+ * whole; keys past the sequence's end only (the last tile of a sequence when
+ * the windows reach the whole tile: every tile of a short document without
+ * windows), one compare per key; else each row's window bounds. Rows past
+ * the end are not masked (ATTN_MASK_ROWS aside): they compute logits of
+ * their zero (or bias-only) queries against real keys, finite, never stored. */
+enum { ATTN_MASK_NONE = 0, ATTN_MASK_END = 1, ATTN_MASK_ROWS = 2 };
 template <int BN>
-__device__ __forceinline__ bool attn_tile_full(int k0, int w0, int len, const attn_kargs &a) {
-    if (k0 + BN > len) return false;
+__device__ __forceinline__ int attn_tile_mask(int k0, int w0, int len, const attn_kargs &a) {
     const int last = w0 + 15 < len ? w0 + 15 : len - 1;
-    return (a.wl < 0 || k0 >= last - a.wl) && (a.wr < 0 || k0 + BN - 1 <= w0 + a.wr);
+    if (!((a.wl < 0 || k0 >= last - a.wl) && (a.wr < 0 || k0 + BN - 1 <= w0 + a.wr))) return ATTN_MASK_ROWS;
+    return k0 + BN > len ? ATTN_MASK_END : ATTN_MASK_NONE;
 }
 
 /* One key tile of the online softmax, on the S fragment of a warp's 16
@@ -156,16 +160,17 @@ __device__ __forceinline__ bool attn_tile_full(int k0, int w0, int len, const at
  * thread holds rows g and g + 8, keys k0 + 8i + 2t4 + {0, 1}): running max m
  * updated (log2 domain), the sums l (attn_rowsum's fragment; the tile's own
  * are added after, from the packed P) and the output accumulator o rescaled,
- * and sc left holding the unnormalised probabilities. MASK: keys outside a row's
- * [lo, hi) become -inf (a tile the warp sees whole runs without, see
- * attn_tile_full: at head_dim 32-64 the per-element mask tests cost more
- * issue slots than the tile's MMAs). Without XF the max is taken on the raw
+ * and sc left holding the unnormalised probabilities. MASK (attn_tile_mask):
+ * keys at or past len (ATTN_MASK_END) or outside a row's [lo, hi)
+ * (ATTN_MASK_ROWS) become -inf; a tile the warp sees whole runs without (at
+ * head_dim 32-64 the per-element mask tests cost more issue slots than the
+ * tile's MMAs). Without XF the max is taken on the raw
  * logits and the scale folded into one FFMA per element (scale > 0, so the
  * max commutes with it): p = exp2(s * scale_log2 - m). XF adds the bias and
  * softcap first, element by element. */
-template <int NT, int DT, bool XF, bool MASK>
+template <int NT, int DT, bool XF, int MASK>
 __device__ __forceinline__ void attn_online_softmax(float (*sc)[4], float (*o)[4], float m[2], float l[4],
-                                                    int k0, int qrow0, const attn_rows &rows, int t4,
+                                                    int k0, int qrow0, int len, const attn_rows &rows, int t4,
                                                     const attn_kargs &a, const float *bias_h) {
     float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
@@ -173,13 +178,16 @@ __device__ __forceinline__ void attn_online_softmax(float (*sc)[4], float (*o)[4
 #pragma unroll
         for (int e = 0; e < 4; e++) {
             const int key = k0 + i * 8 + 2 * t4 + (e & 1), r = e >> 1;
-            const bool ok = !MASK || (key >= rows.lo[r] && key < rows.hi[r]);
+            const bool ok = MASK == ATTN_MASK_NONE ? true
+                            : MASK == ATTN_MASK_END ? key < len
+                                                    : key >= rows.lo[r] && key < rows.hi[r];
             float x = sc[i][e];
             if (XF) {
                 x *= a.scale;
                 /* The table covers key - query within one sequence only: a
-                 * row past the end (hi 0; unmasked in a whole tile) reads none. */
-                if (bias_h && (MASK ? ok : rows.hi[r] > 0)) {
+                 * row past the end (hi 0; unmasked outside ATTN_MASK_ROWS)
+                 * or a key past it reads none. */
+                if (bias_h && (MASK == ATTN_MASK_ROWS ? ok : rows.hi[r] > 0 && ok)) {
                     const int j = key - (qrow0 + 8 * r);
                     EMB_SIM_ASSERT(j > -a.rel_span && j < a.rel_span);
                     x += bias_h[j];
@@ -187,7 +195,7 @@ __device__ __forceinline__ void attn_online_softmax(float (*sc)[4], float (*o)[4
                 if (a.softcap > 0.0f) x = a.softcap * tanhf(x / a.softcap);
                 x *= 1.4426950408889634f;
             }
-            if (MASK) x = ok ? x : -INFINITY;
+            if (MASK != ATTN_MASK_NONE) x = ok ? x : -INFINITY;
             sc[i][e] = x;
             mx[r] = fmaxf(mx[r], x);
         }
@@ -230,15 +238,18 @@ __device__ __forceinline__ void attn_online_softmax(float (*sc)[4], float (*o)[4
     }
 }
 
-/* The softmax step of a tile: unmasked where the warp sees the tile whole. */
+/* The softmax step of a tile, with the mask attn_tile_mask says it needs. */
 template <int BN, int DT, bool XF>
 __device__ __forceinline__ void attn_softmax_tile(float (*sc)[4], float (*o)[4], float m[2], float l[4],
                                                   int k0, int w0, int qrow0, int len, const attn_rows &rows,
                                                   int t4, const attn_kargs &a, const float *bias_h) {
-    if (attn_tile_full<BN>(k0, w0, len, a))
-        attn_online_softmax<BN / 8, DT, XF, false>(sc, o, m, l, k0, qrow0, rows, t4, a, bias_h);
+    const int mask = attn_tile_mask<BN>(k0, w0, len, a);
+    if (mask == ATTN_MASK_NONE)
+        attn_online_softmax<BN / 8, DT, XF, ATTN_MASK_NONE>(sc, o, m, l, k0, qrow0, len, rows, t4, a, bias_h);
+    else if (mask == ATTN_MASK_END)
+        attn_online_softmax<BN / 8, DT, XF, ATTN_MASK_END>(sc, o, m, l, k0, qrow0, len, rows, t4, a, bias_h);
     else
-        attn_online_softmax<BN / 8, DT, XF, true>(sc, o, m, l, k0, qrow0, rows, t4, a, bias_h);
+        attn_online_softmax<BN / 8, DT, XF, ATTN_MASK_ROWS>(sc, o, m, l, k0, qrow0, len, rows, t4, a, bias_h);
 }
 
 /* The A fragment of P for k-step kk of O += P V: the S accumulators of two
