@@ -339,6 +339,8 @@ int cli_open_input(const cli_opts *o, io_reader **r, emb_error *err) {
     return 0;
 }
 
+static int print_run_notes(const emb_model *m, FILE *out, const char *lead, const char *tag, FILE *js);
+
 static int cmd_encode(const cli_opts *o) {
     if (emb_tfidf_detect(o->model))
         return cli_encode_tfidf(o->model, o->input, o->input_format, o->field, o->output, o->format, o->quiet);
@@ -390,6 +392,7 @@ static int cmd_encode(const cli_opts *o) {
     if (!o->quiet && m->sv && m->sv->format != SV_ST_STATIC)
         fprintf(stderr, "embedc: %llu %s out of vocabulary (dropped)\n", (unsigned long long)stats.oov,
                 emb_sv_is_word_format(m->sv) ? "words" : "unknown tokens");
+    if (!o->quiet) print_run_notes(m, stderr, "embedc: ", "", NULL);
     if (o->summary_json && write_summary_json(o->summary_json, &stats, secs, m, dim)) goto done;
     rc = 0;
     goto done;
@@ -585,6 +588,26 @@ done:
 
 static emb_model *load_model_cb(const void *o, emb_error *err) { return cli_load_model(o, err); }
 
+/* What m's workers say of their runs (emb_backend.run_note, e.g. the CUDA
+ * backend's graph counts), one line each on out as "<lead><backend> <k><tag>:
+ * <note>"; with js, also as `], "run_notes": [...` (closing the array that
+ * precedes it; the caller's closing bracket ends this one). Returns how many. */
+static int print_run_notes(const emb_model *m, FILE *out, const char *lead, const char *tag, FILE *js) {
+    int notes = 0;
+    for (int k = 0; k < m->nworkers; k++) {
+        char note[256] = "";
+        if (m->workers[k]->run_note) m->workers[k]->run_note(m->workers[k], note, sizeof note);
+        if (!note[0]) continue;
+        fprintf(out, "%s%s %d%s: %s\n", lead, m->workers[k]->name, k, tag, note);
+        if (js) {
+            fputs(notes ? ", " : "], \"run_notes\": [", js);
+            json_string(js, note);
+        }
+        notes++;
+    }
+    return notes;
+}
+
 /* ---- bench ------------------------------------------------------------ */
 
 typedef struct {
@@ -749,17 +772,7 @@ static int cmd_bench(const cli_opts *o) {
     }
     /* What the backends say of their runs (the CUDA backend's graphs),
      * counted over every pass. */
-    int notes = 0;
-    for (int k = 0; k < m->nworkers; k++) {
-        char note[256] = "";
-        if (m->workers[k]->run_note) m->workers[k]->run_note(m->workers[k], note, sizeof note);
-        if (!note[0]) continue;
-        printf("\n%s %d, all passes: %s\n", m->workers[k]->name, k, note);
-        if (js) {
-            fputs(notes++ ? ", " : "], \"run_notes\": [", js);
-            json_string(js, note);
-        }
-    }
+    print_run_notes(m, stdout, "\n", ", all passes", js);
     /* Several devices: each one's share of the corpus mix, and the scaling
      * efficiency against one device on the same corpus in the same run. */
     if (m->nworkers > 1 && nsets > 0) {

@@ -63,9 +63,12 @@ check "the job then resumes on healthy devices, identical to one device" 'cmp -s
 # CUDA graphs: the padded shapes change no vector (the simulator's GEMM
 # computes each row on its own; on a GPU cuBLAS may pick another kernel).
 for n in 1 2; do
-    EMBEDC_GRAPHS=on "$E" "${ARGS[@]}" --devices "$n" -o "$T/g$n.npy" 2>"$T/gerr$n" ||
+    # Without -q (the last argument): the summary names each device's graph counts.
+    EMBEDC_GRAPHS=on "$E" "${ARGS[@]:0:${#ARGS[@]}-1}" --devices "$n" -o "$T/g$n.npy" 2>"$T/gerr$n" ||
         { echo "FAIL - graphs on $n devices: $(tail -n 3 "$T/gerr$n")"; fails=$((fails + 1)); }
     check "graphs on $n devices: bit-identical to direct launches" 'cmp -s "$T/d1.npy" "$T/g$n.npy"'
+    check "graphs on $n devices: the summary gives each device's counts" \
+          '[[ $(grep -c "^embedc: cuda [0-9]: CUDA graphs: [0-9]* captured, [0-9]* launched" "$T/gerr$n") == $n ]]'
 done
 head -n 24 "$T/in.jsonl" > "$T/in24.jsonl"
 EMBEDC_GRAPHS=on "$E" bench -m "$M" -i "$T/in24.jsonl" --max-length 24 --batch-tokens 512 --device cuda \
