@@ -57,8 +57,8 @@ struct emb_backend {
     emb_status (*token_embeddings)(emb_backend *be, const emb_batch *b, int layer,
                                    float *out, emb_error *err);
     /* One line on how the backend has run its work so far, for `embedc
-     * bench` (e.g. the CUDA backend's graph counts); empty when it has
-     * nothing to say. May be NULL. */
+     * bench` and `embedc encode`'s summary (e.g. the CUDA backend's graph
+     * counts); empty when it has nothing to say. May be NULL. */
     void (*run_note)(emb_backend *be, char *buf, size_t cap);
     void (*destroy)(emb_backend *be);
 };

@@ -339,7 +339,7 @@ int cli_open_input(const cli_opts *o, io_reader **r, emb_error *err) {
     return 0;
 }
 
-static int print_run_notes(const emb_model *m, FILE *out, const char *lead, const char *tag, FILE *js);
+static void print_run_notes(const emb_model *m, FILE *out, const char *lead, const char *tag, FILE *js);
 
 static int cmd_encode(const cli_opts *o) {
     if (emb_tfidf_detect(o->model))
@@ -591,8 +591,8 @@ static emb_model *load_model_cb(const void *o, emb_error *err) { return cli_load
 /* What m's workers say of their runs (emb_backend.run_note, e.g. the CUDA
  * backend's graph counts), one line each on out as "<lead><backend> <k><tag>:
  * <note>"; with js, also as `], "run_notes": [...` (closing the array that
- * precedes it; the caller's closing bracket ends this one). Returns how many. */
-static int print_run_notes(const emb_model *m, FILE *out, const char *lead, const char *tag, FILE *js) {
+ * precedes it; the caller's closing bracket ends this one). */
+static void print_run_notes(const emb_model *m, FILE *out, const char *lead, const char *tag, FILE *js) {
     int notes = 0;
     for (int k = 0; k < m->nworkers; k++) {
         char note[256] = "";
@@ -605,7 +605,6 @@ static int print_run_notes(const emb_model *m, FILE *out, const char *lead, cons
         }
         notes++;
     }
-    return notes;
 }
 
 /* ---- bench ------------------------------------------------------------ */

@@ -237,8 +237,7 @@ struct StreamOp {
 
 struct CUgraph_st {
     std::vector<embsim::StreamOp> ops;
-    bool strict = false;      /* captured in global or thread-local mode */
-    bool invalidated = false; /* a call the mode prohibits was made meanwhile */
+    bool invalidated = false; /* a call its (global or thread-local) mode prohibits was made meanwhile */
 };
 struct CUgraphExec_st {
     std::vector<embsim::StreamOp> ops;
@@ -1164,10 +1163,8 @@ cudaError_t cudaStreamBeginCapture(cudaStream_t stream, enum cudaStreamCaptureMo
     drain(s);
     s->capture = new CUgraph_st();
     s->capture_origin = s;
-    if (mode != cudaStreamCaptureModeRelaxed) {
-        s->capture->strict = true;
+    if (mode != cudaStreamCaptureModeRelaxed)
         tls_strict_captures.push_back(s->capture);
-    }
     return cudaSuccess;
 }
 
