@@ -4,15 +4,19 @@ corpus, same precision) in one run, with a correctness check of both against
 each other. Every engine's time includes tokenization; token counts come from
 one tokenizer so tokens/s are comparable.
 
-    bench/peers_gpu.py [--model DIR] [--random-bert base|large] [--random-family gemma3|qwen3]
-                       [--dtype f16|bf16]
+    bench/peers_gpu.py [--model DIR] [--random-bert minilm|base|large] [--random-family gemma3|qwen3]
+                       [--dtype f16|bf16] [--write-model DIR]
                        [--limit DOCS] [--batch 256] [--embedc build/host/embedc]
 
+The model defaults to $EMBEDC_MODEL, else models/all-MiniLM-L6-v2.
 --random-bert writes a randomly initialised BERT-base (or -large) with the
-default model's tokenizer into a temporary directory and benchmarks that
-instead: MiniLM's 384-wide layers are too small to load a large GPU, a
+default model's tokenizer (or MiniLM's committed one in tests/data/tokenizer
+where the default model is absent) into a temporary directory and benchmarks
+that instead: MiniLM's 384-wide layers are too small to load a large GPU, a
 BERT-base/large shows what the kernels do at the shapes of bge-base/large or
-e5-large. --random-family writes a randomly initialised model of the shape of
+e5-large; `minilm` is all-MiniLM-L6-v2's shape (max length 256), the same
+work per token as the real model where its weights cannot be brought.
+--write-model DIR writes the random model to DIR and stops there. --random-family writes a randomly initialised model of the shape of
 EmbeddingGemma-300M (gemma3: 24 layers, hidden 768, 3 heads / 1 KV head of 256,
 sliding window 512, mean pooling, Dense 768->3072->768, Normalize) or of
 Qwen3-Embedding-0.6B (qwen3: 28 layers, hidden 1024, 16 / 8 heads of 128, q/k
@@ -48,8 +52,10 @@ def write_jsonl(path, texts):
 def make_random_bert(size, tokenizer_dir, out_dir, dtype):
     import torch
     from transformers import BertConfig, BertModel
-    shapes = {"base": (768, 12, 12, 3072), "large": (1024, 24, 16, 4096)}
+    shapes = {"minilm": (384, 6, 12, 1536), "base": (768, 12, 12, 3072), "large": (1024, 24, 16, 4096)}
     h, layers, heads, ffn = shapes[size]
+    if not os.path.exists(os.path.join(tokenizer_dir, "tokenizer.json")):
+        tokenizer_dir = os.path.join(ROOT, "tests", "data", "tokenizer", "minilm")
     torch.manual_seed(0)
     cfg = BertConfig(vocab_size=30522, hidden_size=h, num_hidden_layers=layers, num_attention_heads=heads,
                      intermediate_size=ffn, max_position_embeddings=512)
@@ -69,7 +75,7 @@ def make_random_bert(size, tokenizer_dir, out_dir, dtype):
                    {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}],
                   f)
     with open(os.path.join(out_dir, "sentence_bert_config.json"), "w") as f:
-        json.dump({"max_seq_length": 512, "do_lower_case": False}, f)
+        json.dump({"max_seq_length": 256 if size == "minilm" else 512, "do_lower_case": False}, f)
     return "random BERT-%s (hidden %d, %d layers, %d heads)" % (size, h, layers, heads)
 
 
@@ -147,8 +153,8 @@ def run_embedc(args, model, inp, tmp, fixed="none"):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default=os.path.join(ROOT, "models", "all-MiniLM-L6-v2"))
-    ap.add_argument("--random-bert", choices=["base", "large"])
+    ap.add_argument("--model", default=os.environ.get("EMBEDC_MODEL") or os.path.join(ROOT, "models", "all-MiniLM-L6-v2"))
+    ap.add_argument("--random-bert", choices=["minilm", "base", "large"])
     ap.add_argument("--random-family", choices=["gemma3", "qwen3"])
     ap.add_argument("--input", default=os.path.join(ROOT, "tests", "data", "corpus", "texts.jsonl"))
     ap.add_argument("--limit", type=int, default=0)
@@ -157,7 +163,16 @@ def main():
     ap.add_argument("--dtype", choices=["f16", "bf16"], default="f16")
     ap.add_argument("--fixed", default="128,512", help="fixed lengths also timed (comma list, or none)")
     ap.add_argument("--embedc", default=os.path.join(ROOT, "build", "host", "embedc"))
+    ap.add_argument("--write-model", metavar="DIR", help="write the random model to DIR and stop")
     args = ap.parse_args()
+    if args.write_model:
+        if args.random_bert:
+            print(make_random_bert(args.random_bert, args.model, args.write_model, args.dtype))
+        elif args.random_family:
+            print(make_random_family(args.random_family, args.write_model, args.dtype))
+        else:
+            ap.error("--write-model needs --random-bert or --random-family")
+        return 0
 
     import numpy as np
     import torch

@@ -212,8 +212,9 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--child")) is_child = 1;
         else if (!strcmp(argv[i], "--jobs") && i + 1 < argc) jobs = atoi(argv[++i]);
         else if (!strncmp(argv[i], "--jobs=", 7)) jobs = atoi(argv[i] + 7);
+        else if (!strcmp(argv[i], "--verbose")) continue;   /* Criterion's; every line is printed anyway */
         else {
-            fprintf(stderr, "usage: %s [--filter SUITE/TEST-GLOB] [--jobs N] [--list]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--filter SUITE/TEST-GLOB] [--jobs N] [--list] [--verbose]\n", argv[0]);
             return 2;
         }
     }

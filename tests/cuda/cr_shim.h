@@ -2,18 +2,19 @@
  * The part of Criterion's API that the CUDA test suites use (Test, TestSuite,
  * cr_assert*, cr_expect*, cr_log_*, cr_skip_test), over a tiny runner in one
  * process (cr_shim.c) instead of Criterion's forking one. It exists for the
- * ThreadSanitizer build of the kernel suite: Criterion's runner does not
- * start under TSan ("Could not initialize inheritable arena"), and the test
- * bodies must stay the very same file as the Criterion build. kt_util.h
- * includes this instead of <criterion/criterion.h> when KT_CR_SHIM is
- * defined.
+ * ThreadSanitizer build of the kernel suite (Criterion's runner does not
+ * start under TSan: "Could not initialize inheritable arena") and for the
+ * real-GPU builds of the CUDA suites (*_gpu, run by tools/gpu-check on GPU
+ * machines that have no Criterion); the test bodies stay the very same files
+ * as the Criterion builds. kt_util.h and the suites include this instead of
+ * <criterion/criterion.h> when KT_CR_SHIM is defined.
  *
  * Like Criterion, each test runs in a process of its own (fork + exec of the
  * runner, so nothing but the test's own work is in it) and --jobs N runs N
  * side by side. Unlike it, a failed cr_assert leaves the test with a longjmp
  * (its allocations leak), .timeout is ignored, and a .disabled test runs when
  * --filter names it. Runner options: --filter GLOB (on "suite/test"),
- * --jobs N, --list.
+ * --jobs N, --list (and --verbose, accepted: every line is printed anyway).
  */
 #ifndef EMBEDC_TESTS_CUDA_CR_SHIM_H
 #define EMBEDC_TESTS_CUDA_CR_SHIM_H
@@ -109,6 +110,8 @@ __attribute__((format(printf, 2, 3))) void cr_shim_log(const char *level, const 
     CR_SHIM_CHECK_(1, strcmp((a), (b)) != 0, #a " differs from " #b, __VA_ARGS__)
 #define cr_expect_str_eq(a, b, ...) \
     CR_SHIM_CHECK_(0, strcmp((a), (b)) == 0, #a " equals " #b, __VA_ARGS__)
+#define cr_assert_str_empty(a, ...) CR_SHIM_CHECK_(1, *(a) == '\0', #a " is empty", __VA_ARGS__)
+#define cr_expect_str_empty(a, ...) CR_SHIM_CHECK_(0, *(a) == '\0', #a " is empty", __VA_ARGS__)
 
 #define cr_assert_float_eq(a, b, eps, ...)                                                     \
     CR_SHIM_CHECK_(1, fabs((double)(a) - (double)(b)) <= (double)(eps),                        \

@@ -5,7 +5,11 @@
  * every pooling mode, the chunked/OOM-split path) and, when fetched, the real
  * all-MiniLM-L6-v2. Every vector must reach cos >= 0.9995 in fp16 and bf16.
  */
+#ifdef KT_CR_SHIM
+#include "cr_shim.h"   /* the real-GPU build: Criterion's API without Criterion (cr_shim.h) */
+#else
 #include <criterion/criterion.h>
+#endif
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>

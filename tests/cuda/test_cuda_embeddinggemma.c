@@ -8,7 +8,11 @@
  * vectors must equal the bf16 run's bit for bit. Skipped when the model has
  * not been fetched (tools/fetch-model embeddinggemma-300m).
  */
+#ifdef KT_CR_SHIM
+#include "cr_shim.h"   /* the real-GPU build: Criterion's API without Criterion (cr_shim.h) */
+#else
 #include <criterion/criterion.h>
+#endif
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>

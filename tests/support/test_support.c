@@ -8,10 +8,19 @@
 #include <string.h>
 #include <sys/stat.h>
 
+/* The source tree: the one the suite was built from, or $EMBEDC_SOURCE_DIR
+ * (a suite built on one machine and run on another, as tools/gpu-check runs
+ * a packed build on a GPU machine). */
+static const char *ts_source_dir(void) {
+    const char *env = getenv("EMBEDC_SOURCE_DIR");
+    return env && *env ? env : EMBEDC_SOURCE_DIR;
+}
+
 char *ts_src_path(const char *rel) {
-    size_t n = strlen(EMBEDC_SOURCE_DIR) + strlen(rel) + 2;
+    const char *src = ts_source_dir();
+    size_t n = strlen(src) + strlen(rel) + 2;
     char *p = malloc(n);
-    if (p) snprintf(p, n, "%s/%s", EMBEDC_SOURCE_DIR, rel);
+    if (p) snprintf(p, n, "%s/%s", src, rel);
     return p;
 }
 
@@ -29,7 +38,7 @@ const char *ts_default_model(void) {
     static char path[4096];
     const char *env = getenv("EMBEDC_TEST_MODEL");
     if (env && *env) snprintf(path, sizeof path, "%s", env);
-    else snprintf(path, sizeof path, "%s/models/all-MiniLM-L6-v2", EMBEDC_SOURCE_DIR);
+    else snprintf(path, sizeof path, "%s/models/all-MiniLM-L6-v2", ts_source_dir());
     char cfg[4200];
     snprintf(cfg, sizeof cfg, "%s/config.json", path);
     struct stat st;
