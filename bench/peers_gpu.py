@@ -145,7 +145,7 @@ def make_random_family(family, out_dir, dtype):
 def run_embedc(args, model, inp, tmp, fixed="none"):
     summary = os.path.join(tmp, "embedc.json")
     cmd = [args.embedc, "bench", "-m", model, "-i", inp, "--device", "cuda", "--dtype", args.dtype,
-           "--fixed-lengths", fixed, "--summary-json", summary, "-q"]
+           "--fixed-lengths", fixed, "--corpus-copies", "1", "--summary-json", summary, "-q"]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     with open(summary) as f:
         return json.load(f)

@@ -9,6 +9,7 @@
  * (as root), so that a regression replaces a node of ours, never /dev/null.
  */
 #include <criterion/criterion.h>
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -283,6 +284,35 @@ Test(cli_output, standard_output_write_errors_are_reported) {
                  err_text);
     cr_assert(strstr(err_text, "--summary-json") && strstr(err_text, "No space left on device"), "%s", err_text);
     cr_assert(is_chr(full));
+}
+
+/* bench --corpus-copies N: a last workload holding the corpus N times over,
+ * N times its documents and tokens (the steady state of a bulk job); none
+ * with 1 (the CPU default); values outside 1..1000 refused, naming the flag. */
+Test(cli_output, bench_corpus_copies) {
+    need_model();
+    write_lines("in.txt", 5);
+    cr_assert_eq(run("bench -q --device cpu --fixed-lengths none --corpus-copies 3 -i '%s' --summary-json '%s'",
+                     tpath("in.txt"), tpath("b.json")), 0, "%s", err_text);
+    cr_assert(strstr(out_text, "| corpus mix | 5 |"), "%s", out_text);
+    cr_assert(strstr(out_text, "| corpus mix x3 | 15 |"), "%s", out_text);
+    char *js = ts_read_file(tpath("b.json"), NULL);
+    cr_assert(js);
+    cJSON *root = cJSON_Parse(js);
+    free(js);
+    cJSON *w = cJSON_GetObjectItem(root, "workloads");
+    cr_assert_eq(cJSON_GetArraySize(w), 2);
+    cJSON *one = cJSON_GetArrayItem(w, 0), *three = cJSON_GetArrayItem(w, 1);
+    cr_assert_str_eq(cJSON_GetObjectItem(three, "workload")->valuestring, "corpus mix x3");
+    cr_assert_eq(cJSON_GetObjectItem(three, "documents")->valuedouble,
+                 3 * cJSON_GetObjectItem(one, "documents")->valuedouble);
+    cr_assert_eq(cJSON_GetObjectItem(three, "tokens")->valuedouble,
+                 3 * cJSON_GetObjectItem(one, "tokens")->valuedouble);
+    cJSON_Delete(root);
+    cr_assert_eq(run("bench -q --device cpu --fixed-lengths none -i '%s'", tpath("in.txt")), 0, "%s", err_text);
+    cr_assert(!strstr(out_text, "corpus mix x"), "%s", out_text);
+    cr_assert_eq(run("bench -q --device cpu --fixed-lengths none --corpus-copies 0 -i '%s'", tpath("in.txt")), 2);
+    cr_assert(strstr(err_text, "--corpus-copies"), "%s", err_text);
 }
 
 /* similarity and bench check --layer and --truncate-dim as encode does, with

@@ -15,7 +15,7 @@ typedef struct {
     const char *model, *input, *output, *format, *input_format, *field, *summary_json;
     const char *device, *dtype, *fixed_lengths, *job, *devices, *tokenizer;
     size_t batch_tokens, window_docs;
-    int max_length, threads, quiet, tokens, help, lowercase, tensor_parallel;
+    int max_length, threads, quiet, tokens, help, lowercase, tensor_parallel, corpus_copies;
     emb_encode_options eo;
     cli_extra x;               /* index and picture options (cli_extra.h) */
 } cli_opts;
