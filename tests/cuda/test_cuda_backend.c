@@ -1173,6 +1173,61 @@ static void expect_graphs_match(emb_backend *on, emb_backend *off, const emb_bat
  * own graphs. Every vector as the direct launches give it, and the CPU
  * backend's within MIN_COS. Off by default (no run note); an unknown value
  * is an error naming it. */
+#ifdef EMBEDC_SIM
+/* The host keeps the device fed: in the steady state an encode allocates
+ * nothing (no cudaMalloc or cudaFree, no pinned memory), instantiates no
+ * graph and blocks the host once per chunk, on the event of that chunk's copy
+ * back, never on a whole stream, the device or a synchronous copy: with
+ * graphs off and on (the simulator counts the calls). */
+Test(cuda_backend, steady_state_allocates_nothing_and_waits_once_per_chunk, .timeout = 1200) {
+    toy_model t;
+    toy_build(&t, 64, 2, 2, 128, 0);
+    int lens[48];
+    for (int i = 0; i < 48; i++) lens[i] = 24 + (i * 7) % 11;
+    test_batch tb;
+    make_batch(&tb, lens, 48, t.mf.r.vocab_size, 1);
+    const emb_job mean = make_job(&t.mf, EMB_POOL_MEAN, 2, 0, 1, 0);
+    unsigned long long chunks = 0;
+    const char *modes[] = {"on", "off"};  /* on first: its counts give the chunks per pass */
+    for (int m = 0; m < 2; m++) {
+        emb_backend *be = graph_backend(&t.mf, EMB_DTYPE_F16, 512, modes[m]);
+        /* Warm up until a pass captures nothing new (every bucket on every slot). */
+        graph_counts before = {0}, after = {0};
+        for (int pass = 0; pass < 6; pass++) {
+            free(encode_on(be, &tb.b, &mean));
+            if (m == 1) break;
+            after = counts_of(be);
+            if (pass > 0 && after.captured == before.captured) break;
+            before = after;
+        }
+        if (m == 0) before = counts_of(be);
+        embsim_reset_api_calls();
+        free(encode_on(be, &tb.b, &mean));
+        if (m == 0) {
+            after = counts_of(be);
+            cr_assert_eq(after.captured, before.captured, "graphs: the warm-up captured every bucket");
+            chunks = (after.launched + after.direct) - (before.launched + before.direct);
+            cr_assert_eq(after.launched - before.launched, chunks, "graphs: every chunk replayed");
+            cr_assert_geq(chunks, 3, "the batch runs as several chunks (%llu)", chunks);
+        }
+        const char *what[] = {"cudaMalloc", "cudaFree", "pinned allocations", "pinned frees",
+                              "device synchronisations", "stream synchronisations", NULL,
+                              "synchronous copies", "graph instantiations"};
+        for (int k = 0; k < EMBSIM_API_COUNT; k++) {
+            const unsigned long long n = embsim_api_calls((embsim_api)k);
+            if (k == EMBSIM_API_EVENT_SYNC)
+                cr_expect_eq(n, chunks, "graphs %s: %llu event waits for %llu chunks (one each, its copy back)",
+                             modes[m], n, chunks);
+            else
+                cr_expect_eq(n, 0, "graphs %s, steady state: %llu %s", modes[m], n, what[k]);
+        }
+        be->destroy(be);
+    }
+    free_batch(&tb);
+    toy_free(&t);
+}
+#endif
+
 Test(cuda_backend, graphs_per_chunk_bucket, .timeout = 1200) {
     toy_model t;
     toy_build(&t, 64, 2, 2, 128, 48);

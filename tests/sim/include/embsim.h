@@ -70,6 +70,26 @@ void embsim_inject_oom(long after, long count);
 /* Failures injected since start. */
 long embsim_oom_injected(void);
 
+/* Calls the code under test made of the runtime functions that allocate or
+ * block the host, since the last embsim_reset_api_calls (all threads and
+ * devices; calls the simulator makes of its own functions, such as the
+ * device synchronisation inside cudaFree, are not counted): what a check of
+ * a steady state counts (no allocation, one wait per chunk). */
+typedef enum embsim_api {
+    EMBSIM_API_MALLOC = 0,       /* cudaMalloc */
+    EMBSIM_API_FREE,             /* cudaFree */
+    EMBSIM_API_HOST_ALLOC,       /* cudaMallocHost, cudaHostAlloc, cudaHostRegister */
+    EMBSIM_API_HOST_FREE,        /* cudaFreeHost, cudaHostUnregister */
+    EMBSIM_API_DEVICE_SYNC,      /* cudaDeviceSynchronize, cudaDeviceReset */
+    EMBSIM_API_STREAM_SYNC,      /* cudaStreamSynchronize (not cudaStreamQuery) */
+    EMBSIM_API_EVENT_SYNC,       /* cudaEventSynchronize (not cudaEventQuery) */
+    EMBSIM_API_SYNC_COPY,        /* cudaMemcpy, cudaMemset (the synchronous forms) */
+    EMBSIM_API_GRAPH_INSTANTIATE,/* cudaGraphInstantiate[WithFlags] */
+    EMBSIM_API_COUNT
+} embsim_api;
+uint64_t embsim_api_calls(embsim_api which);
+void embsim_reset_api_calls(void);
+
 /* Number of blocks run and fiber switches made since start (for tests of the
  * simulator itself). */
 uint64_t embsim_blocks_run(void);

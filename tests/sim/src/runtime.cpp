@@ -294,6 +294,33 @@ static thread_local cudaError_t tls_last_error = cudaSuccess;
  * refuses such calls and invalidates the capture). */
 static thread_local std::vector<CUgraph_st *> tls_strict_captures;
 
+/* embsim_api_calls: a public function counts its call when no other public
+ * function of the simulator is below it on this thread (ApiCall), and one
+ * that calls others holds ApiCall too (with no kind: it counts nothing). */
+static std::atomic<uint64_t> g_api_calls[EMBSIM_API_COUNT];
+static thread_local int tls_api_depth = 0;
+struct ApiCall {
+    explicit ApiCall(int kind = -1)
+    {
+        if (tls_api_depth++ == 0 && kind >= 0)
+            g_api_calls[kind].fetch_add(1, std::memory_order_relaxed);
+    }
+    ~ApiCall() { tls_api_depth--; }
+    ApiCall(const ApiCall &) = delete;
+    ApiCall &operator=(const ApiCall &) = delete;
+};
+
+extern "C" uint64_t embsim_api_calls(embsim_api which)
+{
+    return which >= 0 && which < EMBSIM_API_COUNT ? g_api_calls[which].load() : 0;
+}
+
+extern "C" void embsim_reset_api_calls(void)
+{
+    for (auto &c : g_api_calls)
+        c.store(0);
+}
+
 static cudaError_t set_error(cudaError_t e)
 {
     if (e != cudaSuccess)
@@ -639,7 +666,11 @@ cudaError_t cudaGetDevice(int *device)
 }
 
 cudaError_t cudaSetDeviceFlags(unsigned int) { return cudaSuccess; }
-cudaError_t cudaDeviceReset(void) { return cudaDeviceSynchronize(); }
+cudaError_t cudaDeviceReset(void)
+{
+    ApiCall c(EMBSIM_API_DEVICE_SYNC);
+    return cudaDeviceSynchronize();
+}
 cudaError_t cudaDriverGetVersion(int *v) { *v = CUDART_VERSION; return cudaSuccess; }
 cudaError_t cudaRuntimeGetVersion(int *v) { *v = CUDART_VERSION; return cudaSuccess; }
 
@@ -818,16 +849,37 @@ static cudaError_t release(void *ptr, MemKind kind)
     return cudaSuccess;
 }
 
-cudaError_t cudaMalloc(void **ptr, size_t size) { return alloc(ptr, size, MemKind::Device); }
-cudaError_t cudaFree(void *ptr) { return release(ptr, MemKind::Device); }
-cudaError_t cudaMallocHost(void **ptr, size_t size) { return alloc(ptr, size, MemKind::PinnedHost); }
-cudaError_t cudaHostAlloc(void **ptr, size_t size, unsigned int) { return alloc(ptr, size, MemKind::PinnedHost); }
-cudaError_t cudaFreeHost(void *ptr) { return release(ptr, MemKind::PinnedHost); }
+cudaError_t cudaMalloc(void **ptr, size_t size)
+{
+    ApiCall c(EMBSIM_API_MALLOC);
+    return alloc(ptr, size, MemKind::Device);
+}
+cudaError_t cudaFree(void *ptr)
+{
+    ApiCall c(EMBSIM_API_FREE);
+    return release(ptr, MemKind::Device);
+}
+cudaError_t cudaMallocHost(void **ptr, size_t size)
+{
+    ApiCall c(EMBSIM_API_HOST_ALLOC);
+    return alloc(ptr, size, MemKind::PinnedHost);
+}
+cudaError_t cudaHostAlloc(void **ptr, size_t size, unsigned int)
+{
+    ApiCall c(EMBSIM_API_HOST_ALLOC);
+    return alloc(ptr, size, MemKind::PinnedHost);
+}
+cudaError_t cudaFreeHost(void *ptr)
+{
+    ApiCall c(EMBSIM_API_HOST_FREE);
+    return release(ptr, MemKind::PinnedHost);
+}
 
 static std::map<uintptr_t, size_t> g_registered;
 
 cudaError_t cudaHostRegister(void *ptr, size_t size, unsigned int)
 {
+    ApiCall c(EMBSIM_API_HOST_ALLOC);
     std::lock_guard<std::recursive_mutex> g(g_mu);
     g_allocs[reinterpret_cast<uintptr_t>(ptr)] = Alloc{static_cast<char *>(ptr), size, size, MemKind::Registered, tls_device};
     return cudaSuccess;
@@ -835,6 +887,7 @@ cudaError_t cudaHostRegister(void *ptr, size_t size, unsigned int)
 
 cudaError_t cudaHostUnregister(void *ptr)
 {
+    ApiCall c(EMBSIM_API_HOST_FREE);
     std::lock_guard<std::recursive_mutex> g(g_mu);
     return g_allocs.erase(reinterpret_cast<uintptr_t>(ptr)) ? cudaSuccess : set_error(cudaErrorInvalidValue);
 }
@@ -953,6 +1006,7 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t count, enum cudaM
 
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t count, enum cudaMemcpyKind kind)
 {
+    ApiCall c(EMBSIM_API_SYNC_COPY);
     cudaStream_t s = resolve(nullptr);
     if (s->capture)
         return set_error(cudaErrorStreamCaptureUnsupported);
@@ -982,6 +1036,7 @@ cudaError_t cudaMemsetAsync(void *dst, int value, size_t count, cudaStream_t str
 
 cudaError_t cudaMemset(void *dst, int value, size_t count)
 {
+    ApiCall c(EMBSIM_API_SYNC_COPY);
     cudaError_t e = cudaMemsetAsync(dst, value, count, nullptr);
     if (e != cudaSuccess)
         return e;
@@ -1022,6 +1077,7 @@ cudaError_t cudaStreamDestroy(cudaStream_t s)
 
 cudaError_t cudaStreamSynchronize(cudaStream_t stream)
 {
+    ApiCall c(EMBSIM_API_STREAM_SYNC);
     cudaStream_t s = resolve(stream);
     if (s->capture)
         return set_error(cudaErrorStreamCaptureUnsupported);
@@ -1032,10 +1088,15 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream)
 
 /* Work is only done when someone waits for it; a query is such a wait, so
  * that polling loops terminate. */
-cudaError_t cudaStreamQuery(cudaStream_t stream) { return cudaStreamSynchronize(stream); }
+cudaError_t cudaStreamQuery(cudaStream_t stream)
+{
+    ApiCall c;
+    return cudaStreamSynchronize(stream);
+}
 
 cudaError_t cudaDeviceSynchronize(void)
 {
+    ApiCall c(EMBSIM_API_DEVICE_SYNC);
     if (cudaError_t e = capture_forbids())
         return set_error(e);
     Device &d = *devices()[static_cast<size_t>(tls_device)];
@@ -1093,6 +1154,7 @@ cudaError_t cudaEventRecordWithFlags(cudaEvent_t e, cudaStream_t stream, unsigne
 
 cudaError_t cudaEventSynchronize(cudaEvent_t e)
 {
+    ApiCall c(EMBSIM_API_EVENT_SYNC);
     if (!e)
         return set_error(cudaErrorInvalidResourceHandle);
     if (!e->recorded)
@@ -1100,7 +1162,11 @@ cudaError_t cudaEventSynchronize(cudaEvent_t e)
     return set_error(run_until(e->stream, e->seq));
 }
 
-cudaError_t cudaEventQuery(cudaEvent_t e) { return cudaEventSynchronize(e); }
+cudaError_t cudaEventQuery(cudaEvent_t e)
+{
+    ApiCall c;
+    return cudaEventSynchronize(e);
+}
 
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end)
 {
@@ -1200,12 +1266,14 @@ cudaError_t cudaStreamIsCapturing(cudaStream_t stream, enum cudaStreamCaptureSta
 
 cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph, unsigned long long)
 {
+    ApiCall c(EMBSIM_API_GRAPH_INSTANTIATE);
     *exec = new CUgraphExec_st{graph->ops};
     return cudaSuccess;
 }
 
 cudaError_t cudaGraphInstantiateWithFlags(cudaGraphExec_t *exec, cudaGraph_t graph, unsigned long long flags)
 {
+    ApiCall c(EMBSIM_API_GRAPH_INSTANTIATE);
     return cudaGraphInstantiate(exec, graph, flags);
 }
 

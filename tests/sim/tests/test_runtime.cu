@@ -187,6 +187,42 @@ Test(runtime, capture_modes_and_graph_launch_oom)
     CUDA_OK(cudaStreamDestroy(s));
 }
 
+/* embsim_api_calls counts what the code under test calls, once per call:
+ * not cudaFree's own device synchronisation, not a query as a wait. */
+Test(runtime, api_call_counters)
+{
+    embsim_reset_api_calls();
+    void *d = nullptr, *h = nullptr;
+    CUDA_OK(cudaMalloc(&d, 256));
+    CUDA_OK(cudaMallocHost(&h, 256));
+    cudaStream_t s;
+    CUDA_OK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    cudaEvent_t e;
+    CUDA_OK(cudaEventCreate(&e));
+    CUDA_OK(cudaMemsetAsync(d, 0, 256, s));
+    CUDA_OK(cudaEventRecord(e, s));
+    CUDA_OK(cudaEventQuery(e));
+    CUDA_OK(cudaStreamQuery(s));
+    CUDA_OK(cudaEventSynchronize(e));
+    CUDA_OK(cudaEventSynchronize(e));
+    CUDA_OK(cudaStreamSynchronize(s));
+    CUDA_OK(cudaMemcpy(h, d, 256, cudaMemcpyDeviceToHost));
+    CUDA_OK(cudaMemset(d, 1, 256));
+    CUDA_OK(cudaDeviceSynchronize());
+    CUDA_OK(cudaFree(d));
+    CUDA_OK(cudaFreeHost(h));
+    const uint64_t want[EMBSIM_API_COUNT] = {1, 1, 1, 1, 1, 1, 2, 2, 0};
+    for (int k = 0; k < EMBSIM_API_COUNT; k++)
+        cr_assert_eq(embsim_api_calls(static_cast<embsim_api>(k)), want[k], "counter %d: %llu, want %llu", k,
+                     static_cast<unsigned long long>(embsim_api_calls(static_cast<embsim_api>(k))),
+                     static_cast<unsigned long long>(want[k]));
+    embsim_reset_api_calls();
+    for (int k = 0; k < EMBSIM_API_COUNT; k++)
+        cr_assert_eq(embsim_api_calls(static_cast<embsim_api>(k)), 0u);
+    CUDA_OK(cudaEventDestroy(e));
+    CUDA_OK(cudaStreamDestroy(s));
+}
+
 Test(runtime, devices_and_properties)
 {
     int count = 0;
