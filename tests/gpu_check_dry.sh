@@ -31,7 +31,7 @@ S
 # The bench stand-in records each run's lever settings and fails where asked.
 cat >"$T/b/host/embedc" <<S
 #!/bin/sh
-echo "\$* QKV=\${EMBEDC_QKV_BIAS:-} MLP=\${EMBEDC_MLP_EPILOGUE:-} GRAPHS=\${EMBEDC_GRAPHS:-} ATT=\${EMBEDC_ATTENTION:-} MODEL=\${EMBEDC_MODEL:-}" >>"$T/calls"
+echo "\$* LIBS=\${LD_LIBRARY_PATH:-} QKV=\${EMBEDC_QKV_BIAS:-} MLP=\${EMBEDC_MLP_EPILOGUE:-} GRAPHS=\${EMBEDC_GRAPHS:-} ATT=\${EMBEDC_ATTENTION:-} MODEL=\${EMBEDC_MODEL:-}" >>"$T/calls"
 case "\$*" in *bf16*) echo "embedc: error: planted failure" >&2; exit 1;; esac
 echo "| corpus mix | 10240 | 509141 | 49.7 | 0.086 | 5887419 | 118409.6 | 1.00 | 12.2% |"
 [ -n "\${EMBEDC_GRAPHS:-}" ] && echo "cuda 0, all passes: CUDA graphs: 3 captured, 9 launched"
@@ -42,6 +42,7 @@ printf '#!/bin/sh\necho "[====] Synthesis: Tested: 5 | Passing: 0 | Failing: 0 |
 printf '#!/bin/sh\necho "[====] Synthesis: Tested: 2 | Passing: 1 | Failing: 1 | Skipped: 0"\nexit 1\n' >"$T/b/tests/cuda/test_static_pool_gpu"
 printf '#!/bin/sh\necho "ladder: attention v2 flash-wgmma"\n' >"$T/b/bench/bench_kernels"
 echo archive >"$T/b/kernels/libembedc_kernels.a"
+mkdir -p "$T/b/lib"   # a packed build's libraries (tools/gpu-pack)
 chmod +x "$T"/bin/* "$T/b/host/embedc" "$T"/b/tests/cuda/* "$T/b/bench/bench_kernels"
 
 cd "$SRC" || exit 1
@@ -59,6 +60,7 @@ check "the f16 bench passes with its corpus-mix line" 'row "embedc bench --devic
 check "a failed bench shows its error" 'row "embedc bench --device cuda --dtype bf16" FAIL | grep -q "planted failure"'
 check "every lever ran with its setting" 'grep -q "QKV=pass" "$T/calls" && grep -q "MLP=lt" "$T/calls" && grep -q "ATT=wgmma" "$T/calls" && [ "$(grep -c "GRAPHS=on" "$T/calls")" = 2 ] && grep -q "batch-tokens 16384.*GRAPHS=on" "$T/calls"'
 check "the graph counts are in the lever's row" 'row "EMBEDC_GRAPHS=on embedc bench f16" PASS | grep -q "3 captured"'
+check "the packed libraries (BUILD/lib) are on the library path" 'grep -q "LIBS=$T/b/lib" "$T/calls"'
 check "the benches use \$EMBEDC_MODEL" '! grep -v "MODEL=$EMBEDC_MODEL" "$T/calls" | grep -q .'
 check "nvcc spill check runs for sm_90a" 'row "nvcc spills \(sm_90a\)" PASS >/dev/null'
 check "the table comes last" '[ "$(echo "$out" | tail -1)" = "gpu-check: every output in $T/b/gpu-check-results.tgz" ] && echo "$out" | tail -3 | grep -q "^nvcc spills"'
