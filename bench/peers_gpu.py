@@ -16,7 +16,8 @@ that instead: MiniLM's 384-wide layers are too small to load a large GPU, a
 BERT-base/large shows what the kernels do at the shapes of bge-base/large or
 e5-large; `minilm` is all-MiniLM-L6-v2's shape (max length 256), the same
 work per token as the real model where its weights cannot be brought.
---write-model DIR writes the random model to DIR and stops there. --random-family writes a randomly initialised model of the shape of
+--write-model DIR writes the random model to DIR and stops there.
+--random-family writes a randomly initialised model of the shape of
 EmbeddingGemma-300M (gemma3: 24 layers, hidden 768, 3 heads / 1 KV head of 256,
 sliding window 512, mean pooling, Dense 768->3072->768, Normalize) or of
 Qwen3-Embedding-0.6B (qwen3: 28 layers, hidden 1024, 16 / 8 heads of 128, q/k

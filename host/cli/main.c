@@ -669,8 +669,9 @@ static double host_gap(const emb_encode_stats *st) {
 }
 
 /* bench: for each workload (the input corpus as a realistic length mix, then
- * fixed lengths 32/128/512, and on a GPU the corpus mix 8 times over), embeds every document `repeat` times and
- * reports the best pass, so warm-up, disk and page-cache effects stay out.
+ * fixed lengths 32/128/512, and on a GPU the corpus mix 8 times over), embeds
+ * every document `repeat` times and reports the best pass, so warm-up, disk
+ * and page-cache effects stay out.
  * Packed batches compute no padding: the padding ratio (tokens computed /
  * real tokens) is 1 by construction; it is printed so figures line up with
  * padded engines'. */
